@@ -1,0 +1,190 @@
+//! Framing: a 4-byte big-endian body length, then a CBOR body.
+//!
+//! Encoding appends to a caller-owned buffer (one per connection) so that many frames leave in
+//! one write. Decoding is incremental: any split of the byte stream yields the same frames, and a
+//! length over the limit is refused as soon as its 4 bytes are seen, before anything of that size
+//! is allocated.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use chaski_proto::codec::{decode_message, encode_frame, FrameDecoder};
+//! use chaski_proto::Message;
+//!
+//! let mut out = BytesMut::new();
+//! encode_frame(&Message::Topics(vec!["a".into()]), &mut out, 1 << 20).unwrap();
+//! let mut dec = FrameDecoder::new(1 << 20);
+//! dec.extend(&out);
+//! let body = dec.next_frame().unwrap().unwrap();
+//! assert_eq!(decode_message(&body).unwrap(), Message::Topics(vec!["a".into()]));
+//! assert!(dec.next_frame().unwrap().is_none());
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::CodecError;
+use crate::message::Message;
+
+/// Nesting depth allowed when decoding CBOR (our messages need fewer than 8 levels).
+pub const RECURSION_LIMIT: usize = 16;
+
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// Appends one frame holding `msg` to `out`. On error `out` is left as it was.
+pub fn encode_frame(msg: &Message, out: &mut BytesMut, max_frame_len: usize) -> Result<(), CodecError> {
+    let start = out.len();
+    out.put_u32(0);
+    let res = ciborium::into_writer(msg, (&mut *out).writer());
+    let body_len = out.len() - start - HEADER_LEN;
+    match res {
+        Ok(()) if body_len <= max_frame_len && body_len <= u32::MAX as usize => {
+            out[start..start + HEADER_LEN].copy_from_slice(&(body_len as u32).to_be_bytes());
+            Ok(())
+        }
+        Ok(()) => {
+            out.truncate(start);
+            Err(CodecError::FrameTooLong {
+                len: body_len as u64,
+                max: max_frame_len,
+            })
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(CodecError::Encode(e.to_string()))
+        }
+    }
+}
+
+/// Encodes any serializable value as one CBOR item (used for datagrams).
+pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut v = Vec::new();
+    ciborium::into_writer(value, &mut v).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(v)
+}
+
+/// Decodes one CBOR item that must fill `body` exactly, with the nesting limit.
+pub fn decode_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let mut reader = body;
+    let v = ciborium::de::from_reader_with_recursion_limit(&mut reader, RECURSION_LIMIT)
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(CodecError::Decode(format!(
+            "{} trailing bytes after the message",
+            reader.len()
+        )));
+    }
+    Ok(v)
+}
+
+/// Decodes a frame body into a [`Message`].
+pub fn decode_message(body: &[u8]) -> Result<Message, CodecError> {
+    decode_value(body)
+}
+
+/// An incremental frame splitter with a bound on the frame length.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    max_frame_len: usize,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    /// A decoder that refuses bodies longer than `max_frame_len`.
+    pub fn new(max_frame_len: usize) -> Self {
+        FrameDecoder {
+            buf: BytesMut::new(),
+            max_frame_len,
+            failed: false,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn extend(&mut self, data: &[u8]) {
+        if !self.failed {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// Bytes buffered and not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next whole frame body, `Ok(None)` if more bytes are needed, or an error (after which
+    /// the decoder stays failed and holds nothing).
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, CodecError> {
+        if self.failed {
+            return Err(CodecError::Decode("stream already failed".into()));
+        }
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > self.max_frame_len {
+            self.failed = true;
+            self.buf = BytesMut::new();
+            return Err(CodecError::FrameTooLong {
+                len: len as u64,
+                max: self.max_frame_len,
+            });
+        }
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_huge_prefix_without_allocating() {
+        let mut d = FrameDecoder::new(1024);
+        d.extend(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        assert!(matches!(d.next_frame(), Err(CodecError::FrameTooLong { len: 4294967295, max: 1024 })));
+        assert_eq!(d.buffered(), 0);
+        d.extend(&[0; 100]);
+        assert_eq!(d.buffered(), 0);
+        assert!(d.next_frame().is_err());
+    }
+
+    #[test]
+    fn encoding_over_limit_leaves_buffer_untouched() {
+        let mut out = BytesMut::from(&b"xy"[..]);
+        let msg = Message::Topics(vec!["a".repeat(100)]);
+        assert!(matches!(encode_frame(&msg, &mut out, 10), Err(CodecError::FrameTooLong { .. })));
+        assert_eq!(&out[..], b"xy");
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut out = BytesMut::new();
+        encode_frame(&Message::Topics(vec![]), &mut out, 100).unwrap();
+        let mut body = out[4..].to_vec();
+        body.push(0);
+        assert!(decode_message(&body).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        // 10_000 nested arrays: must error, not overflow the stack.
+        let mut body = vec![0x81u8; 10_000];
+        body.push(0x00);
+        assert!(decode_message(&body).is_err());
+    }
+
+    #[test]
+    fn payload_is_a_byte_string() {
+        let msg = Message::Ping { id: 1, padding: Bytes::from(vec![7u8; 300]) };
+        let mut out = BytesMut::new();
+        encode_frame(&msg, &mut out, 1 << 20).unwrap();
+        // 300 bytes of padding cost 300 bytes plus a short header, not an array of integers.
+        assert!(out.len() < 340, "frame is {} bytes", out.len());
+    }
+}

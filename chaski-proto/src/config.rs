@@ -1,0 +1,239 @@
+//! Node configuration, with documented defaults and builder-style setters.
+//!
+//! ```
+//! use std::time::Duration;
+//! use chaski_proto::{Config, OnPair};
+//! let cfg = Config::default()
+//!     .name("sensor-1")
+//!     .ttl(16)
+//!     .keepalive_interval(Duration::from_secs(2))
+//!     .on_pair(OnPair::Disconnect);
+//! assert_eq!(cfg.max_connections, 5);
+//! assert_eq!(cfg.ttl, 16);
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What the origin of a discovery does with its bootstrap link once it has paired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OnPair {
+    /// Keep every link.
+    #[default]
+    None,
+    /// Drop the link the discovery entered through, unless it shares a topic or is a pairing link.
+    Disconnect,
+}
+
+/// What a runtime does when the application reads messages more slowly than they arrive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SlowConsumer {
+    /// Stop reading the sockets until the application catches up.
+    #[default]
+    BackPressure,
+    /// Drop the oldest queued message (and count it).
+    DropOldest,
+}
+
+/// Every tunable of a node. Defaults are those of the Python original where it had one.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Human-readable node name (default: derived from the node id).
+    pub name: Option<String>,
+    /// Seed for the node id and all jitter; two nodes with the same seed get the same id.
+    pub seed: u64,
+    /// A root accepts every topic, never pairs and always forwards discoveries (default false).
+    pub root: bool,
+    /// Whether topics subscribed are paired from the start (the Python `paired=True`; default false).
+    pub paired: bool,
+    /// Hop limit for discoveries and publishes (default 64).
+    pub ttl: u8,
+    /// Pairing links per topic a cluster member accepts before it forwards instead (default 5).
+    pub max_connections: usize,
+    /// Hard bound on the edge table and on connections in handshake (default 256).
+    pub max_edges: usize,
+    /// Redial attempts after an edge is lost (default 32; 0 disables).
+    pub reconnections: u32,
+    /// First redial delay; doubles each attempt, with jitter (default 500 ms).
+    pub reconnect_initial: Duration,
+    /// Upper bound of the redial delay (default 30 s).
+    pub reconnect_max: Duration,
+    /// Keep-alive ping period of an idle edge (default 7 s).
+    pub keepalive_interval: Duration,
+    /// Extra random share of the keep-alive period, from 0 to this fraction (default 0.5).
+    pub keepalive_jitter: f64,
+    /// An edge that has received nothing for this long is dropped (default 25 s).
+    pub idle_timeout: Duration,
+    /// A connection whose Hello exchange is not done within this is closed (default 5 s).
+    pub handshake_timeout: Duration,
+    /// A discovery that nothing answers within this makes the node the topic's anchor (default 2 s).
+    pub discovery_timeout: Duration,
+    /// What the origin of a discovery does with its bootstrap link (default `None`).
+    pub on_pair: OnPair,
+    /// Default timeout of a remote call (default 10 s).
+    pub rpc_timeout: Duration,
+    /// Timeout of a UDP status query (default 2 s).
+    pub status_timeout: Duration,
+    /// Largest frame body accepted or sent (default 16 MiB).
+    pub max_frame_len: usize,
+    /// Largest UDP datagram accepted or sent (default 60 000 bytes).
+    pub max_datagram_len: usize,
+    /// Entries in the publish de-duplication pool (default 65 536).
+    pub dedup_pool: usize,
+    /// Discovery ids remembered for de-duplication (default 4096).
+    pub discovery_pool: usize,
+    /// Bytes waiting to be written to one connection before it counts as stalled (default 64 MiB).
+    pub max_outbound: usize,
+    /// Application events held before the oldest is dropped (default 65 536).
+    pub max_events: usize,
+    /// Messages the runtime queues for a slow application (default 16 384).
+    pub message_queue: usize,
+    /// What the runtime does when that queue is full (default back-pressure).
+    pub slow_consumer: SlowConsumer,
+    /// Topics a peer may announce (default 1024).
+    pub max_peer_topics: usize,
+    /// Services a peer may announce (default 256).
+    pub max_peer_services: usize,
+    /// Length of a topic, service or name in bytes (default 256).
+    pub max_name_len: usize,
+    /// Remote calls of ours awaiting an answer (default 1024).
+    pub max_pending_calls: usize,
+    /// Requests from one peer the application has not answered yet (default 256).
+    pub max_inbound_requests: usize,
+    /// UDP status queries of ours awaiting an answer (default 64).
+    pub max_pending_status: usize,
+    /// Largest ping padding accepted from a peer (default 1 MiB).
+    pub max_ping_padding: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: None,
+            seed: 0,
+            root: false,
+            paired: false,
+            ttl: 64,
+            max_connections: 5,
+            max_edges: 256,
+            reconnections: 32,
+            reconnect_initial: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(7),
+            keepalive_jitter: 0.5,
+            idle_timeout: Duration::from_secs(25),
+            handshake_timeout: Duration::from_secs(5),
+            discovery_timeout: Duration::from_secs(2),
+            on_pair: OnPair::None,
+            rpc_timeout: Duration::from_secs(10),
+            status_timeout: Duration::from_secs(2),
+            max_frame_len: 16 * 1024 * 1024,
+            max_datagram_len: 60_000,
+            dedup_pool: 65_536,
+            discovery_pool: 4096,
+            max_outbound: 64 * 1024 * 1024,
+            max_events: 65_536,
+            message_queue: 16_384,
+            slow_consumer: SlowConsumer::BackPressure,
+            max_peer_topics: 1024,
+            max_peer_services: 256,
+            max_name_len: 256,
+            max_pending_calls: 1024,
+            max_inbound_requests: 256,
+            max_pending_status: 64,
+            max_ping_padding: 1024 * 1024,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$m:meta])* $field:ident : $ty:ty),* $(,)?) => {
+        impl Config {
+            $(
+                $(#[$m])*
+                #[must_use]
+                pub fn $field(mut self, v: $ty) -> Self {
+                    self.$field = v;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`Config::seed`].
+    seed: u64,
+    /// Sets [`Config::root`].
+    root: bool,
+    /// Sets [`Config::paired`].
+    paired: bool,
+    /// Sets [`Config::ttl`].
+    ttl: u8,
+    /// Sets [`Config::max_connections`].
+    max_connections: usize,
+    /// Sets [`Config::max_edges`].
+    max_edges: usize,
+    /// Sets [`Config::reconnections`].
+    reconnections: u32,
+    /// Sets [`Config::reconnect_initial`].
+    reconnect_initial: Duration,
+    /// Sets [`Config::reconnect_max`].
+    reconnect_max: Duration,
+    /// Sets [`Config::keepalive_interval`].
+    keepalive_interval: Duration,
+    /// Sets [`Config::keepalive_jitter`].
+    keepalive_jitter: f64,
+    /// Sets [`Config::idle_timeout`].
+    idle_timeout: Duration,
+    /// Sets [`Config::handshake_timeout`].
+    handshake_timeout: Duration,
+    /// Sets [`Config::discovery_timeout`].
+    discovery_timeout: Duration,
+    /// Sets [`Config::on_pair`].
+    on_pair: OnPair,
+    /// Sets [`Config::rpc_timeout`].
+    rpc_timeout: Duration,
+    /// Sets [`Config::status_timeout`].
+    status_timeout: Duration,
+    /// Sets [`Config::max_frame_len`].
+    max_frame_len: usize,
+    /// Sets [`Config::max_datagram_len`].
+    max_datagram_len: usize,
+    /// Sets [`Config::dedup_pool`].
+    dedup_pool: usize,
+    /// Sets [`Config::discovery_pool`].
+    discovery_pool: usize,
+    /// Sets [`Config::max_outbound`].
+    max_outbound: usize,
+    /// Sets [`Config::max_events`].
+    max_events: usize,
+    /// Sets [`Config::message_queue`].
+    message_queue: usize,
+    /// Sets [`Config::slow_consumer`].
+    slow_consumer: SlowConsumer,
+    /// Sets [`Config::max_peer_topics`].
+    max_peer_topics: usize,
+    /// Sets [`Config::max_peer_services`].
+    max_peer_services: usize,
+    /// Sets [`Config::max_name_len`].
+    max_name_len: usize,
+    /// Sets [`Config::max_pending_calls`].
+    max_pending_calls: usize,
+    /// Sets [`Config::max_inbound_requests`].
+    max_inbound_requests: usize,
+    /// Sets [`Config::max_pending_status`].
+    max_pending_status: usize,
+    /// Sets [`Config::max_ping_padding`].
+    max_ping_padding: usize,
+}
+
+impl Config {
+    /// Sets [`Config::name`].
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}

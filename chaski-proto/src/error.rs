@@ -1,0 +1,125 @@
+//! Typed errors of the core.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::addr::AddrError;
+use crate::message::DisconnectReason;
+
+/// A frame or datagram that could not be decoded or encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum CodecError {
+    /// The length prefix exceeds the configured maximum.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    FrameTooLong {
+        /// Declared length.
+        len: u64,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The body is not a valid message.
+    #[error("undecodable message: {0}")]
+    Decode(String),
+    /// The message could not be encoded.
+    #[error("unencodable message: {0}")]
+    Encode(String),
+}
+
+/// A user command the core refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum CommandError {
+    /// A topic, service, path or name was empty.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// A topic, service or name exceeds `max_name_len`.
+    #[error("{what} is {len} bytes, over the limit of {max}")]
+    TooLong {
+        /// What was too long.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A payload would make a frame over `max_frame_len` (or a datagram over `max_datagram_len`).
+    #[error("payload of {len} bytes exceeds the limit of {max}")]
+    PayloadTooLarge {
+        /// Payload length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// No edge to that peer.
+    #[error("not connected to that peer")]
+    NotConnected,
+    /// The node has no edges at all.
+    #[error("no connection to perform discovery")]
+    NoEdges,
+    /// A configured bound was reached.
+    #[error("limit reached: {0}")]
+    Limit(&'static str),
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    ShutDown,
+    /// Unknown request id.
+    #[error("no such request")]
+    UnknownRequest,
+    /// An address could not be parsed.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+}
+
+/// Why a `connect` did not produce an edge.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConnectError {
+    /// The runtime could not open the socket.
+    #[error("dial failed: {0}")]
+    DialFailed(String),
+    /// The peer did not finish the Hello exchange in time.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// Already connected to that node.
+    #[error("already connected to that node")]
+    Duplicate,
+    /// The address leads back to this node.
+    #[error("connection to self")]
+    SelfConnection,
+    /// The peer refused or closed the connection with this reason.
+    #[error("refused by peer: {0}")]
+    Refused(DisconnectReason),
+    /// The connection closed before the Hello exchange finished.
+    #[error("connection closed during handshake")]
+    Closed,
+    /// The local node is shutting down.
+    #[error("node is shutting down")]
+    ShutDown,
+}
+
+/// Why a remote call failed. Travels on the wire inside a response.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum RemoteError {
+    /// No connected peer (or not that peer) offers the service.
+    #[error("service {0:?} not found")]
+    NotFound(String),
+    /// The service has no method or attribute at that path.
+    #[error("no such method or attribute: {0}")]
+    NoSuchMethod(String),
+    /// The arguments did not fit the method.
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    /// The method ran and failed.
+    #[error("remote failure: {0}")]
+    Failed(String),
+    /// No answer within the call's timeout.
+    #[error("call timed out")]
+    Timeout,
+    /// The connection to the serving peer ended.
+    #[error("disconnected from the serving peer")]
+    Disconnected,
+    /// The serving peer has too many requests from us in progress.
+    #[error("serving peer is busy")]
+    Busy,
+    /// The caller gave up.
+    #[error("call cancelled")]
+    Cancelled,
+}

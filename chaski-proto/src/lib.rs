@@ -1,0 +1,43 @@
+//! # chaski-proto
+//!
+//! The Chaski protocol as a pure state machine, in the style of `quinn-proto`: no sockets, no
+//! clock, no threads, no files and no ambient randomness. A runtime feeds a [`Node`] its inputs
+//! (connections, bytes, datagrams, timer ticks and user commands, each with an explicit `now`),
+//! then drains [`Node::poll_output`] until it returns `None`, and sleeps until
+//! [`Node::poll_timeout`] or the next socket event.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use chaski_proto::{Config, Node, Output};
+//!
+//! let now = Instant::now();
+//! let mut node = Node::new(Config::default().name("a").seed(7), Some("127.0.0.1:8511".parse().unwrap()), now);
+//! node.subscribe("news", now).unwrap();
+//! let conn = node.connect("127.0.0.1:8512".parse().unwrap(), now).unwrap();
+//! // The core asks its runtime to dial.
+//! assert!(matches!(node.poll_output(), Some(Output::Dial { conn: c, .. }) if c == conn));
+//! assert!(node.poll_timeout().is_some());
+//! let _ = node.handle_timeout(now + Duration::from_secs(1));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod codec;
+pub mod config;
+pub mod dedup;
+pub mod error;
+pub mod id;
+pub mod latency;
+pub mod message;
+pub mod node;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+pub use addr::{parse_addr, Host, PeerAddr};
+pub use codec::{encode_frame, FrameDecoder};
+pub use config::{Config, OnPair, SlowConsumer};
+pub use error::{CodecError, CommandError, ConnectError, RemoteError};
+pub use id::{ConnId, NodeId, RequestId};
+pub use message::{CallKind, DisconnectReason, Message, Status, PROTOCOL_VERSION};
+pub use node::{Direction, EdgeInfo, Event, Node, Output, Received};

@@ -1,0 +1,274 @@
+//! The messages that cross the wire: frames over TCP, datagrams over UDP.
+//!
+//! User payloads are carried as opaque bytes (`Bytes`, encoded as a CBOR byte string), never
+//! walked or re-encoded by the codec.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::config::OnPair;
+use crate::error::RemoteError;
+use crate::id::NodeId;
+
+/// The protocol version carried in every Hello. A peer with another version is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The first frame each way on a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u16,
+    /// The sender's node id.
+    pub id: NodeId,
+    /// The sender's name.
+    pub name: String,
+    /// Where the sender listens, if it does.
+    pub listen: Option<SocketAddr>,
+    /// The sender's topics.
+    pub topics: Vec<String>,
+    /// The services the sender offers.
+    pub services: Vec<String>,
+    /// Whether the sender is a root.
+    pub root: bool,
+    /// Set when this connection answers a discovery.
+    pub pairing: Option<PairIntent>,
+    /// The dialer's random number for this connection (0 from the accepting side); with the
+    /// dialer's id it orders duplicate connections the same way on both sides.
+    pub nonce: u64,
+}
+
+/// Why a connection was opened to a discovery's origin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairIntent {
+    /// The discovery answered.
+    pub discovery: u64,
+    /// The topic paired for.
+    pub topic: String,
+    /// The origin's neighbour the discovery entered through (its bootstrap link).
+    pub entry: Option<NodeId>,
+}
+
+/// A request to find members of a topic's cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovery {
+    /// Unique per origin; de-duplicated at every node by `(origin, id)`.
+    pub id: u64,
+    /// The node looking for peers.
+    pub origin: NodeId,
+    /// Its name, for logs.
+    pub origin_name: String,
+    /// Where to dial it.
+    pub origin_addr: SocketAddr,
+    /// The topic sought.
+    pub topic: String,
+    /// Remaining hops; a node receiving 1 does not forward.
+    pub ttl: u8,
+    /// The origin's policy, echoed for logs.
+    pub on_pair: OnPair,
+    /// The origin's neighbour this copy was first sent to.
+    pub entry: Option<NodeId>,
+}
+
+/// A published message, relayed among subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    /// The node that published it.
+    #[serde(rename = "o")]
+    pub origin: NodeId,
+    /// The origin's sequence number (with `origin`, the de-duplication key).
+    #[serde(rename = "s")]
+    pub seq: u64,
+    /// Topic.
+    #[serde(rename = "t")]
+    pub topic: String,
+    /// Remaining hops.
+    #[serde(rename = "l")]
+    pub ttl: u8,
+    /// Hops travelled so far.
+    #[serde(rename = "h")]
+    pub hops: u8,
+    /// The user's bytes.
+    #[serde(rename = "p")]
+    pub payload: Bytes,
+}
+
+/// What a remote call asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CallKind {
+    /// Call the method at the path with the arguments.
+    Call,
+    /// Read the attribute at the path.
+    Get,
+}
+
+/// Why a connection ended, sent in a goodbye and reported to the application.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DisconnectReason {
+    /// The node is shutting down.
+    Shutdown,
+    /// The application closed this peer.
+    Closed,
+    /// A connection to this node already exists.
+    Duplicate,
+    /// The connection leads back to the same node.
+    SelfConnection,
+    /// The discovery origin already paired for that topic.
+    AlreadyPaired,
+    /// The bootstrap link is no longer needed after pairing (`on_pair = disconnect`).
+    Unneeded,
+    /// The peer speaks another protocol version.
+    VersionMismatch {
+        /// Our version.
+        ours: u16,
+        /// Theirs.
+        theirs: u16,
+    },
+    /// Undecodable or out-of-order input.
+    ProtocolError(String),
+    /// A configured bound was exceeded.
+    LimitExceeded(String),
+    /// The Hello exchange did not finish in time.
+    HandshakeTimeout,
+    /// Nothing was received for the idle timeout.
+    IdleTimeout,
+    /// The edge table is full.
+    TooManyConnections,
+    /// The peer closed the socket without a goodbye (never sent; local only).
+    ConnectionLost,
+}
+
+impl DisconnectReason {
+    /// Whether a lost edge with this reason should be redialed.
+    pub fn should_reconnect(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::ConnectionLost | DisconnectReason::IdleTimeout
+        )
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::Shutdown => f.write_str("peer shut down"),
+            DisconnectReason::Closed => f.write_str("closed"),
+            DisconnectReason::Duplicate => f.write_str("duplicate connection"),
+            DisconnectReason::SelfConnection => f.write_str("connection to self"),
+            DisconnectReason::AlreadyPaired => f.write_str("already paired for that topic"),
+            DisconnectReason::Unneeded => f.write_str("bootstrap link no longer needed"),
+            DisconnectReason::VersionMismatch { ours, theirs } => {
+                write!(f, "protocol version mismatch (ours {ours}, theirs {theirs})")
+            }
+            DisconnectReason::ProtocolError(m) => write!(f, "protocol error: {m}"),
+            DisconnectReason::LimitExceeded(m) => write!(f, "limit exceeded: {m}"),
+            DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
+            DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
+            DisconnectReason::TooManyConnections => f.write_str("too many connections"),
+            DisconnectReason::ConnectionLost => f.write_str("connection lost"),
+        }
+    }
+}
+
+/// One frame on a TCP connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// The handshake; first frame each way.
+    Hello(Hello),
+    /// The sender's full topic set, sent when it changes.
+    Topics(Vec<String>),
+    /// The sender's full service list, sent when it changes.
+    Services(Vec<String>),
+    /// A latency probe; `padding` is echoed back.
+    Ping {
+        /// Probe id.
+        id: u64,
+        /// Bytes to carry both ways.
+        padding: Bytes,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// The ping's id.
+        id: u64,
+        /// The ping's padding, echoed.
+        padding: Bytes,
+    },
+    /// A topic discovery.
+    Discovery(Discovery),
+    /// A published message.
+    Publish(Publish),
+    /// A remote call.
+    Request {
+        /// Call id, unique per caller.
+        id: u64,
+        /// Service name.
+        service: String,
+        /// Dotted path inside the service, e.g. `random.normal`.
+        path: String,
+        /// Call or attribute read.
+        kind: CallKind,
+        /// Serialized arguments (opaque to the protocol).
+        args: Bytes,
+    },
+    /// The answer to a remote call.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The serialized result or a typed error.
+        result: Result<Bytes, RemoteError>,
+    },
+    /// A graceful close.
+    Goodbye(DisconnectReason),
+}
+
+/// A node's status, as a UDP status reply gives it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Node name.
+    pub name: String,
+    /// Node id.
+    pub id: NodeId,
+    /// Subscribed topics, each with whether it is paired.
+    pub paired: BTreeMap<String, bool>,
+    /// Offered services.
+    pub services: Vec<String>,
+    /// Number of edges.
+    pub edges: usize,
+    /// Whether it is a root.
+    pub root: bool,
+    /// Whether a reconnection is under way.
+    pub reconnecting: bool,
+}
+
+impl Default for NodeId {
+    fn default() -> Self {
+        NodeId(0)
+    }
+}
+
+/// One UDP datagram.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Datagram {
+    /// Ask for the receiver's status; the reply goes to the source address.
+    StatusRequest {
+        /// Echoed in the reply.
+        token: u64,
+    },
+    /// A status reply.
+    StatusReply {
+        /// The request's token.
+        token: u64,
+        /// The status.
+        status: Status,
+    },
+    /// A best-effort publish, delivered to the receiver only (never relayed).
+    Publish {
+        /// Topic.
+        topic: String,
+        /// The user's bytes.
+        payload: Bytes,
+    },
+}

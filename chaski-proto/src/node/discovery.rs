@@ -1,0 +1,195 @@
+//! Discovery and pairing: the Python semantics with its defects fixed (de-dup by id, TTL at
+//! every hop, every edge asked, saturated members forward, anchors on timeout).
+
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::{Event, Node, Purpose, TopicState};
+use crate::config::OnPair;
+use crate::error::CommandError;
+use crate::id::NodeId;
+use crate::message::{DisconnectReason, Discovery, Message, PairIntent};
+
+impl Node {
+    /// Marks `topic` as paired without discovery (the Python `paired=True`). Roots never pair.
+    pub fn set_paired(&mut self, topic: &str) -> Result<(), CommandError> {
+        self.check_name("topic", topic)?;
+        match self.topics.get_mut(topic) {
+            Some(s) => {
+                *s = TopicState::Paired;
+                Ok(())
+            }
+            None => Err(CommandError::Empty("subscription to that topic")),
+        }
+    }
+
+    /// Starts discovery for every subscribed topic not yet paired, with the configured `on_pair`.
+    /// A topic a neighbour already shares is paired at once; the others are sought through every
+    /// edge, and become anchored here if nothing answers within `discovery_timeout`.
+    pub fn discover(&mut self, now: Instant) -> Result<(), CommandError> {
+        let on_pair = self.cfg.on_pair;
+        self.discover_with(on_pair, now)
+    }
+
+    /// [`Node::discover`] with an explicit `on_pair` policy.
+    pub fn discover_with(&mut self, on_pair: OnPair, now: Instant) -> Result<(), CommandError> {
+        self.check_live()?;
+        if self.cfg.root {
+            return Ok(());
+        }
+        let pending: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(_, s)| **s == TopicState::Unpaired)
+            .map(|(t, _)| t.clone())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if self.edges.is_empty() {
+            return Err(CommandError::NoEdges);
+        }
+        let Some(origin_addr) = self.listen else {
+            return Err(CommandError::Limit("discovery needs a listening address"));
+        };
+        for topic in pending {
+            let sharing: Vec<NodeId> = self
+                .edge_order
+                .iter()
+                .copied()
+                .filter(|p| self.edges[p].topics.contains(&topic))
+                .collect();
+            if !sharing.is_empty() {
+                for p in &sharing {
+                    if let Some(e) = self.edges.get_mut(p) {
+                        e.pairing = true;
+                    }
+                }
+                self.topics.insert(topic.clone(), TopicState::Paired);
+                self.push_event(Event::Paired {
+                    topic,
+                    with: sharing.first().copied(),
+                });
+                continue;
+            }
+            self.next_discovery += 1;
+            let id = self.next_discovery;
+            self.seen_discoveries.insert((self.id, id));
+            self.topics.insert(
+                topic.clone(),
+                TopicState::Discovering {
+                    id,
+                    deadline: now + self.cfg.discovery_timeout,
+                    on_pair,
+                },
+            );
+            debug!(%topic, id, "discovery started");
+            for peer in self.edge_order.clone() {
+                let msg = Message::Discovery(Discovery {
+                    id,
+                    origin: self.id,
+                    origin_name: self.name.clone(),
+                    origin_addr,
+                    topic: topic.clone(),
+                    ttl: self.cfg.ttl,
+                    on_pair,
+                    entry: Some(peer),
+                });
+                self.send_to_peer(peer, &msg);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_discovery(&mut self, from: NodeId, mut d: Discovery, now: Instant) {
+        if d.origin == self.id || !self.seen_discoveries.insert((d.origin, d.id)) {
+            return;
+        }
+        if d.topic.is_empty() || d.topic.len() > self.cfg.max_name_len {
+            return;
+        }
+        if self.shut_down {
+            return;
+        }
+        if self.is_paired_for(&d.topic) {
+            if self.edges.contains_key(&d.origin) || self.pairing_to(d.origin) {
+                return;
+            }
+            let members = self.edges.values().filter(|e| e.topics.contains(&d.topic)).count();
+            if members < self.cfg.max_connections && self.conns.len() < self.cfg.max_edges {
+                debug!(topic = %d.topic, origin = %d.origin, "pairing with a discovery origin");
+                let intent = PairIntent {
+                    discovery: d.id,
+                    topic: d.topic,
+                    entry: d.entry,
+                };
+                self.dial(d.origin_addr, Purpose::Pair(intent, d.origin), now);
+                return;
+            }
+            debug!(topic = %d.topic, "saturated member forwards the discovery");
+        }
+        if d.ttl <= 1 {
+            return;
+        }
+        d.ttl -= 1;
+        let msg = Message::Discovery(d);
+        let Message::Discovery(ref dd) = msg else {
+            return;
+        };
+        let origin = dd.origin;
+        for peer in self.edge_order.clone() {
+            if peer != from && peer != origin {
+                self.send_to_peer(peer, &msg);
+            }
+        }
+    }
+
+    /// Whether a pairing dial to that origin is already under way.
+    fn pairing_to(&self, origin: NodeId) -> bool {
+        self.conns.values().any(|c| {
+            matches!(&c.purpose, Some(Purpose::Pair(_, o)) if *o == origin)
+                && !matches!(c.state, super::ConnState::Established(_))
+        })
+    }
+
+    /// The origin accepted a pairing link from `peer` for `intent.topic`.
+    pub(super) fn accept_pairing(&mut self, peer: NodeId, intent: PairIntent, on_pair: OnPair) {
+        self.topics.insert(intent.topic.clone(), TopicState::Paired);
+        debug!(topic = %intent.topic, %peer, "paired");
+        self.push_event(Event::Paired {
+            topic: intent.topic,
+            with: Some(peer),
+        });
+        if on_pair != OnPair::Disconnect {
+            return;
+        }
+        let Some(entry) = intent.entry.filter(|e| *e != peer) else {
+            return;
+        };
+        let ours: Vec<&String> = self.topics.keys().filter(|t| *t != "@").collect();
+        let drop = self
+            .edges
+            .get(&entry)
+            .map(|e| !e.pairing && !ours.iter().any(|t| e.topics.contains(*t)));
+        if drop == Some(true) {
+            let conn = self.edges[&entry].conn;
+            debug!(%entry, "dropping the bootstrap link after pairing");
+            self.close_conn(conn, DisconnectReason::Unneeded, true);
+        }
+    }
+
+    pub(super) fn discovery_timeouts(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(_, s)| matches!(s, TopicState::Discovering { deadline, .. } if *deadline <= now))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in due {
+            debug!(%topic, "no answer to discovery: this node anchors the topic");
+            self.topics.insert(topic.clone(), TopicState::Paired);
+            self.push_event(Event::Paired { topic, with: None });
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The Hello exchange: validation, duplicate and self checks, edge creation.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::{ConnState, Direction, Edge, Event, Node, Purpose, TopicState};
+use crate::error::ConnectError;
+use crate::id::{ConnId, NodeId};
+use crate::latency::RttEstimator;
+use crate::message::{DisconnectReason, Hello, Message, PROTOCOL_VERSION};
+
+impl Node {
+    pub(super) fn hello_for(&self, conn: ConnId) -> Hello {
+        let pairing = match self.conns.get(&conn).and_then(|c| c.purpose.as_ref()) {
+            Some(Purpose::Pair(intent, _)) => Some(intent.clone()),
+            _ => None,
+        };
+        Hello {
+            version: PROTOCOL_VERSION,
+            id: self.id,
+            name: self.name.clone(),
+            listen: self.listen,
+            topics: self.topics.keys().cloned().collect(),
+            services: self.services.iter().cloned().collect(),
+            root: self.cfg.root,
+            pairing,
+            nonce: self.conns.get(&conn).map_or(0, |c| c.nonce),
+        }
+    }
+
+    /// Checks a peer's announced names against the configured bounds.
+    pub(super) fn validate_names(
+        &self,
+        what: &str,
+        names: &[String],
+        max: usize,
+    ) -> Result<(), DisconnectReason> {
+        if names.len() > max {
+            return Err(DisconnectReason::LimitExceeded(format!(
+                "{} {what} announced, limit {max}",
+                names.len()
+            )));
+        }
+        if let Some(n) = names.iter().find(|n| n.is_empty() || n.len() > self.cfg.max_name_len) {
+            return Err(DisconnectReason::LimitExceeded(format!(
+                "{what} name of {} bytes",
+                n.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_hello(&mut self, conn: ConnId, h: Hello, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.dir == Direction::Inbound {
+            c.nonce = h.nonce;
+        }
+        let (dir, remote) = (c.dir, c.remote);
+        let purpose = c.purpose.clone();
+        if h.version != PROTOCOL_VERSION {
+            let reason = DisconnectReason::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: h.version,
+            };
+            return self.bad_peer(conn, reason);
+        }
+        let checks = self
+            .validate_names("topics", &h.topics, self.cfg.max_peer_topics)
+            .and_then(|_| self.validate_names("services", &h.services, self.cfg.max_peer_services))
+            .and_then(|_| {
+                if h.name.len() > self.cfg.max_name_len {
+                    Err(DisconnectReason::LimitExceeded("node name too long".into()))
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(reason) = checks {
+            return self.bad_peer(conn, reason);
+        }
+        if h.id == self.id {
+            return self.close_conn(conn, DisconnectReason::SelfConnection, true);
+        }
+        if let Some(existing) = self.edges.get(&h.id).map(|e| (e.conn, e.dir)) {
+            return self.resolve_duplicate(conn, dir, existing, h, now);
+        }
+        if self.edges.len() >= self.cfg.max_edges {
+            return self.close_conn(conn, DisconnectReason::TooManyConnections, true);
+        }
+        // A pairing request: accept the first per topic, refuse the rest.
+        let mut pairing = matches!(purpose, Some(Purpose::Pair(..)));
+        let mut paired_topic = None;
+        if let Some(intent) = &h.pairing {
+            if dir != Direction::Inbound {
+                return self.bad_peer(
+                    conn,
+                    DisconnectReason::ProtocolError("pairing intent on an outbound link".into()),
+                );
+            }
+            match self.topics.get(&intent.topic) {
+                Some(TopicState::Discovering { on_pair, .. }) if !self.cfg.root => {
+                    paired_topic = Some((intent.clone(), *on_pair));
+                    pairing = true;
+                }
+                _ => return self.close_conn(conn, DisconnectReason::AlreadyPaired, true),
+            }
+        }
+        let mut reconnected = self.redials.remove(&h.id).is_some();
+        if let Some(Purpose::Reconnect(old)) = &purpose {
+            // The node at that address may have restarted with a new id: the redial is done.
+            self.redials.remove(old);
+            reconnected = true;
+        }
+        self.establish(conn, dir, remote, h, pairing, now);
+        let peer = self.edge_order.last().copied();
+        if let (Some((intent, on_pair)), Some(peer)) = (paired_topic, peer) {
+            self.accept_pairing(peer, intent, on_pair);
+        }
+        if let Some(peer) = peer {
+            if let Some(info) = self.edge_info(peer) {
+                self.push_event(Event::PeerConnected {
+                    conn,
+                    info: Box::new(info),
+                    reconnected,
+                });
+            }
+        }
+    }
+
+    fn establish(
+        &mut self,
+        conn: ConnId,
+        dir: Direction,
+        remote: std::net::SocketAddr,
+        h: Hello,
+        pairing: bool,
+        now: Instant,
+    ) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Established(h.id);
+        }
+        let topics: BTreeSet<String> = h.topics.into_iter().collect();
+        let shares = topics.iter().any(|t| self.topics.contains_key(t) && t != "@");
+        let keepalive_delay = self.keepalive_delay();
+        debug!(peer = %h.id, name = %h.name, %conn, "edge established");
+        self.edges.insert(
+            h.id,
+            Edge {
+                conn,
+                name: h.name,
+                addr: remote,
+                listen: h.listen,
+                topics,
+                services: h.services.into_iter().collect(),
+                root: h.root,
+                pairing: pairing || shares,
+                dir,
+                rtt: RttEstimator::default(),
+                pings: Default::default(),
+                last_rx: now,
+                last_ping: now,
+                keepalive_delay,
+                inbound_requests: 0,
+            },
+        );
+        self.edge_order.push(h.id);
+    }
+
+    /// Two connections to the same node: both sides keep the one with the smaller
+    /// (dialer id, dialer nonce), so a simultaneous cross-connect leaves exactly one edge.
+    fn resolve_duplicate(
+        &mut self,
+        new: ConnId,
+        new_dir: Direction,
+        (old, old_dir): (ConnId, Direction),
+        h: Hello,
+        now: Instant,
+    ) {
+        let key = |conn: ConnId, dir: Direction| {
+            let dialer = if dir == Direction::Outbound { self.id } else { h.id };
+            (dialer, self.conns.get(&conn).map_or(0, |c| c.nonce))
+        };
+        let keep_new = key(new, new_dir) < key(old, old_dir);
+        if !keep_new {
+            return self.close_conn(new, DisconnectReason::Duplicate, true);
+        }
+        debug!(peer = %h.id, %old, %new, "moving an edge to the connection dialed by the smaller id");
+        let Some(mut edge) = self.edges.remove(&h.id) else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&old) {
+            c.state = ConnState::Handshaking;
+        }
+        edge.conn = new;
+        edge.dir = new_dir;
+        edge.last_rx = now;
+        if let Some(c) = self.conns.get_mut(&new) {
+            edge.addr = c.remote;
+            c.state = ConnState::Established(h.id);
+        }
+        self.edges.insert(h.id, edge);
+        // The old connection no longer carries the edge: closing it reports nothing.
+        if let Some(c) = self.conns.get_mut(&old) {
+            c.purpose = None;
+        }
+        self.close_conn(old, DisconnectReason::Duplicate, true);
+        if let Some(Purpose::User) = self.conns.get(&new).and_then(|c| c.purpose.clone()) {
+            self.push_event(Event::ConnectFailed {
+                conn: new,
+                addr: self.conns[&new].remote,
+                error: ConnectError::Duplicate,
+            });
+        }
+    }
+
+    pub(super) fn keepalive_delay(&mut self) -> Duration {
+        let j = self.cfg.keepalive_jitter.clamp(0.0, 10.0);
+        self.cfg.keepalive_interval.mul_f64(1.0 + j * self.rng.f64())
+    }
+
+    pub(super) fn on_topics(&mut self, conn: ConnId, peer: NodeId, topics: Vec<String>, _now: Instant) {
+        if let Err(reason) = self.validate_names("topics", &topics, self.cfg.max_peer_topics) {
+            return self.bad_peer(conn, reason);
+        }
+        let ours: Vec<&String> = self.topics.keys().filter(|t| *t != "@").collect();
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.topics = topics.into_iter().collect();
+            if ours.iter().any(|t| e.topics.contains(*t)) {
+                e.pairing = true;
+            }
+        }
+        self.push_event(Event::PeerUpdated { peer });
+    }
+
+    pub(super) fn on_services(&mut self, conn: ConnId, peer: NodeId, services: Vec<String>) {
+        if let Err(reason) = self.validate_names("services", &services, self.cfg.max_peer_services) {
+            return self.bad_peer(conn, reason);
+        }
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.services = services.into_iter().collect();
+        }
+        self.push_event(Event::PeerUpdated { peer });
+    }
+
+    /// Tells every neighbour our current topic set.
+    pub(super) fn announce_topics(&mut self) {
+        let msg = Message::Topics(self.topics.keys().cloned().collect());
+        for peer in self.edge_order.clone() {
+            self.send_to_peer(peer, &msg);
+        }
+    }
+
+    /// Tells every neighbour our current service list.
+    pub(super) fn announce_services(&mut self) {
+        let msg = Message::Services(self.services.iter().cloned().collect());
+        for peer in self.edge_order.clone() {
+            self.send_to_peer(peer, &msg);
+        }
+    }
+}

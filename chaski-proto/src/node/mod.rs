@@ -1,0 +1,841 @@
+//! The node state machine.
+//!
+//! Inputs are the `handle_*` methods and the user commands; outputs come from
+//! [`Node::poll_output`], and [`Node::poll_timeout`] tells when to call [`Node::handle_timeout`].
+//! Collections whose order is observable are `BTreeMap`s or ordered lists, so a run is
+//! reproducible from its inputs.
+
+mod discovery;
+mod handshake;
+mod liveness;
+mod pubsub;
+mod rpc;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tracing::{debug, warn};
+
+pub use types::{Direction, EdgeInfo, Event, Output, Received};
+
+use crate::codec::{decode_message, encode_frame, FrameDecoder};
+use crate::config::{Config, OnPair};
+use crate::dedup::SeenPool;
+use crate::error::{CommandError, ConnectError};
+use crate::id::{ConnId, NodeId};
+use crate::latency::RttEstimator;
+use crate::message::{DisconnectReason, Message, PairIntent};
+
+/// Why the core dialed a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// The application's `connect`.
+    User,
+    /// Redialing a lost peer.
+    Reconnect(NodeId),
+    /// Answering a discovery.
+    Pair(PairIntent, NodeId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnState {
+    /// Dial requested, socket not open yet.
+    Dialing,
+    /// Socket open, our Hello sent, theirs awaited.
+    Handshaking,
+    /// Edge established with this peer.
+    Established(NodeId),
+}
+
+#[derive(Debug)]
+struct Conn {
+    dir: Direction,
+    remote: SocketAddr,
+    state: ConnState,
+    purpose: Option<Purpose>,
+    /// The dialer's nonce (see [`crate::message::Hello::nonce`]).
+    nonce: u64,
+    /// Closing the handshake by this instant, or give up.
+    deadline: Instant,
+    decoder: FrameDecoder,
+    out: BytesMut,
+}
+
+#[derive(Debug)]
+struct Edge {
+    conn: ConnId,
+    name: String,
+    addr: SocketAddr,
+    listen: Option<SocketAddr>,
+    topics: BTreeSet<String>,
+    services: BTreeSet<String>,
+    root: bool,
+    pairing: bool,
+    dir: Direction,
+    rtt: RttEstimator,
+    /// Outstanding pings: id and send time (a few at most).
+    pings: VecDeque<(u64, Instant)>,
+    last_rx: Instant,
+    last_ping: Instant,
+    keepalive_delay: Duration,
+    inbound_requests: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TopicState {
+    Unpaired,
+    Discovering {
+        id: u64,
+        deadline: Instant,
+        on_pair: OnPair,
+    },
+    Paired,
+}
+
+#[derive(Debug)]
+struct Redial {
+    addr: SocketAddr,
+    attempt: u32,
+    next: Option<Instant>,
+    conn: Option<ConnId>,
+}
+
+/// A Chaski node as a pure state machine. See the [crate docs](crate) for the driving loop.
+#[derive(Debug)]
+pub struct Node {
+    cfg: Config,
+    id: NodeId,
+    name: String,
+    listen: Option<SocketAddr>,
+    rng: fastrand::Rng,
+    shut_down: bool,
+
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: u64,
+    edges: BTreeMap<NodeId, Edge>,
+    /// Edges in the order they were established (relays follow it, as in Python).
+    edge_order: Vec<NodeId>,
+
+    topics: BTreeMap<String, TopicState>,
+    services: BTreeSet<String>,
+    next_discovery: u64,
+    seen_discoveries: SeenPool<(NodeId, u64)>,
+    next_seq: u64,
+    seen_publishes: SeenPool<(NodeId, u64)>,
+    next_ping: u64,
+
+    next_request: u64,
+    /// Our calls: id → (peer, deadline).
+    calls: BTreeMap<u64, (NodeId, Instant)>,
+    /// Requests from peers the application has not answered.
+    inbound: HashSet<(NodeId, u64)>,
+    next_status: u64,
+    status_queries: BTreeMap<u64, (SocketAddr, Instant)>,
+
+    redials: BTreeMap<NodeId, Redial>,
+    /// The latest `now` passed in, for timers set deep inside a handler.
+    now: Option<Instant>,
+
+    dirty: VecDeque<ConnId>,
+    queue: VecDeque<Output>,
+    dropped_events: u64,
+    counters: Counters,
+}
+
+/// Running totals, for status output and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames encoded for sending.
+    pub frames_sent: u64,
+    /// Frames decoded.
+    pub frames_received: u64,
+    /// Publishes dropped as duplicates.
+    pub duplicates: u64,
+    /// Application events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Connections closed for bad input.
+    pub bad_peers: u64,
+}
+
+impl Node {
+    /// A node that listens on `listen` (what it tells peers; `None` if it accepts nothing).
+    pub fn new(cfg: Config, listen: Option<SocketAddr>) -> Self {
+        let mut rng = fastrand::Rng::with_seed(cfg.seed);
+        let id = NodeId(rng.u128(..).max(1));
+        let name = cfg.name.clone().unwrap_or_else(|| format!("node-{id}"));
+        let mut topics = BTreeMap::new();
+        if cfg.root {
+            topics.insert("@".to_string(), TopicState::Paired);
+        }
+        Node {
+            seen_discoveries: SeenPool::new(cfg.discovery_pool),
+            seen_publishes: SeenPool::new(cfg.dedup_pool),
+            cfg,
+            id,
+            name,
+            listen,
+            rng,
+            shut_down: false,
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            edges: BTreeMap::new(),
+            edge_order: Vec::new(),
+            topics,
+            services: BTreeSet::new(),
+            next_discovery: 0,
+            next_seq: 0,
+            next_ping: 0,
+            next_request: 0,
+            calls: BTreeMap::new(),
+            inbound: HashSet::new(),
+            next_status: 0,
+            status_queries: BTreeMap::new(),
+            redials: BTreeMap::new(),
+            now: None,
+            dirty: VecDeque::new(),
+            queue: VecDeque::new(),
+            dropped_events: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    // ----- accessors -------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The address announced to peers.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+
+    /// Sets the address announced to peers (e.g. once the runtime knows its bound port).
+    pub fn set_listen_addr(&mut self, addr: Option<SocketAddr>) {
+        self.listen = addr;
+    }
+
+    /// Whether the node is a root.
+    pub fn is_root(&self) -> bool {
+        self.cfg.root
+    }
+
+    /// Whether `shutdown` was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// Subscribed topics.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.topics.keys().map(String::as_str)
+    }
+
+    /// Whether the node subscribes to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
+    }
+
+    /// Whether the node belongs to `topic`'s cluster (never true on a root).
+    pub fn is_paired_for(&self, topic: &str) -> bool {
+        !self.cfg.root && matches!(self.topics.get(topic), Some(TopicState::Paired))
+    }
+
+    /// Whether every topic is paired (true with no topics), as Python's `node.paired`.
+    pub fn is_paired(&self) -> bool {
+        self.topics.values().all(|s| *s == TopicState::Paired)
+    }
+
+    /// Offered services.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(String::as_str)
+    }
+
+    /// Number of edges.
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Whether an edge to `peer` exists.
+    pub fn is_connected_to(&self, peer: NodeId) -> bool {
+        self.edges.contains_key(&peer)
+    }
+
+    /// Peer ids in the order their edges were established.
+    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.edge_order.iter().copied()
+    }
+
+    /// A snapshot of every edge, in the order established.
+    pub fn edges(&self) -> Vec<EdgeInfo> {
+        self.edge_order.iter().filter_map(|p| self.edge_info(*p)).collect()
+    }
+
+    /// A snapshot of the edge to `peer`.
+    pub fn edge_info(&self, peer: NodeId) -> Option<EdgeInfo> {
+        let e = self.edges.get(&peer)?;
+        Some(EdgeInfo {
+            id: peer,
+            name: e.name.clone(),
+            conn: e.conn,
+            addr: e.addr,
+            listen: e.listen,
+            topics: e.topics.iter().cloned().collect(),
+            services: e.services.iter().cloned().collect(),
+            root: e.root,
+            pairing: e.pairing,
+            direction: e.dir,
+            rtt: e.rtt.latest(),
+            latency: e.rtt.latency(),
+            jitter: e.rtt.jitter(),
+        })
+    }
+
+    /// The first peer (in edge order) whose name is `name`.
+    pub fn peer_by_name(&self, name: &str) -> Option<NodeId> {
+        self.edge_order.iter().copied().find(|p| self.edges[p].name == name)
+    }
+
+    /// Connections open or being opened (edges and handshakes).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Peers being redialed.
+    pub fn reconnecting(&self) -> usize {
+        self.redials.len()
+    }
+
+    /// Running totals.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            events_dropped: self.dropped_events,
+            ..self.counters
+        }
+    }
+
+    /// Bytes buffered for the connection and not yet taken by the runtime.
+    pub fn outbound_len(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.out.len())
+    }
+
+    // ----- outputs ---------------------------------------------------------------------------
+
+    /// The next thing for the runtime to do. Call until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        while let Some(conn) = self.dirty.pop_front() {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if !c.out.is_empty() {
+                    return Some(Output::Transmit {
+                        conn,
+                        data: c.out.split().freeze(),
+                    });
+                }
+            }
+        }
+        self.queue.pop_front()
+    }
+
+    /// When the node next wants [`Node::handle_timeout`]; `None` if it has no timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut min = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
+        for c in self.conns.values() {
+            if !matches!(c.state, ConnState::Established(_)) {
+                min(c.deadline);
+            }
+        }
+        for e in self.edges.values() {
+            min(e.last_rx.max(e.last_ping) + e.keepalive_delay);
+            min(e.last_rx + self.cfg.idle_timeout);
+        }
+        for s in self.topics.values() {
+            if let TopicState::Discovering { deadline, .. } = s {
+                min(*deadline);
+            }
+        }
+        for (_, d) in self.calls.values() {
+            min(*d);
+        }
+        for (_, d) in self.status_queries.values() {
+            min(*d);
+        }
+        for r in self.redials.values() {
+            if let Some(n) = r.next {
+                min(n);
+            }
+        }
+        t
+    }
+
+    pub(crate) fn push_event(&mut self, ev: Event) {
+        let events = self.queue.iter().filter(|o| matches!(o, Output::Event(_))).count();
+        if self.queue.len() >= self.cfg.max_events && events > 0 {
+            if let Some(pos) = self.queue.iter().position(|o| matches!(o, Output::Event(_))) {
+                self.queue.remove(pos);
+                self.dropped_events += 1;
+            }
+        }
+        self.queue.push_back(Output::Event(ev));
+    }
+
+    /// Encodes `msg` onto the connection's outbound buffer.
+    fn send(&mut self, conn: ConnId, msg: &Message) {
+        let max = self.cfg.max_frame_len;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let was_empty = c.out.is_empty();
+        if let Err(e) = encode_frame(msg, &mut c.out, max) {
+            warn!(%conn, error = %e, "dropping a frame that cannot be encoded");
+            return;
+        }
+        self.counters.frames_sent += 1;
+        if was_empty {
+            self.dirty.push_back(conn);
+        }
+        if c.out.len() > self.cfg.max_outbound {
+            self.close_conn(
+                conn,
+                DisconnectReason::LimitExceeded("outbound buffer full".into()),
+                false,
+            );
+        }
+    }
+
+    /// Appends an already encoded frame to the connection's buffer.
+    fn send_raw(&mut self, conn: ConnId, frame: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.out.is_empty() {
+            self.dirty.push_back(conn);
+        }
+        c.out.extend_from_slice(frame);
+        self.counters.frames_sent += 1;
+        if c.out.len() > self.cfg.max_outbound {
+            self.close_conn(
+                conn,
+                DisconnectReason::LimitExceeded("outbound buffer full".into()),
+                false,
+            );
+        }
+    }
+
+    fn send_to_peer(&mut self, peer: NodeId, msg: &Message) {
+        if let Some(conn) = self.edges.get(&peer).map(|e| e.conn) {
+            self.send(conn, msg);
+        }
+    }
+
+    fn alloc_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(ConnId::OUTBOUND_BIT | self.next_conn)
+    }
+
+    fn dial(&mut self, addr: SocketAddr, purpose: Purpose, now: Instant) -> ConnId {
+        let conn = self.alloc_conn();
+        let nonce = self.rng.u64(..);
+        self.conns.insert(
+            conn,
+            Conn {
+                dir: Direction::Outbound,
+                remote: addr,
+                state: ConnState::Dialing,
+                purpose: Some(purpose),
+                nonce,
+                deadline: now + self.cfg.handshake_timeout,
+                decoder: FrameDecoder::new(self.cfg.max_frame_len),
+                out: BytesMut::new(),
+            },
+        );
+        self.queue.push_back(Output::Dial { conn, addr });
+        conn
+    }
+
+    fn check_name(&self, what: &'static str, s: &str) -> Result<(), CommandError> {
+        if s.is_empty() {
+            return Err(CommandError::Empty(what));
+        }
+        if s.len() > self.cfg.max_name_len {
+            return Err(CommandError::TooLong {
+                what,
+                len: s.len(),
+                max: self.cfg.max_name_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_live(&self) -> Result<(), CommandError> {
+        if self.shut_down {
+            Err(CommandError::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    // ----- connection inputs -----------------------------------------------------------------
+
+    /// Asks the runtime to dial `addr`; the edge (or the failure) arrives as an event carrying the
+    /// returned id.
+    pub fn connect(&mut self, addr: SocketAddr, now: Instant) -> Result<ConnId, CommandError> {
+        self.now = Some(now);
+        self.check_live()?;
+        if self.conns.len() >= self.cfg.max_edges {
+            return Err(CommandError::Limit("max_edges"));
+        }
+        Ok(self.dial(addr, Purpose::User, now))
+    }
+
+    /// A TCP connection is open: an outbound one the core dialed (same id as in
+    /// [`Output::Dial`]), or an inbound one accepted by the runtime (any id below
+    /// [`ConnId::OUTBOUND_BIT`], not reused while open).
+    pub fn handle_connected(&mut self, conn: ConnId, remote: SocketAddr, dir: Direction, now: Instant) {
+        self.now = Some(now);
+        match dir {
+            Direction::Outbound => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    // Closed while dialing: the runtime should drop the socket.
+                    self.queue.push_back(Output::Close { conn });
+                    return;
+                };
+                if c.state != ConnState::Dialing {
+                    return;
+                }
+                c.state = ConnState::Handshaking;
+                c.remote = remote;
+                c.deadline = now + self.cfg.handshake_timeout;
+            }
+            Direction::Inbound => {
+                if conn.is_outbound() || self.conns.contains_key(&conn) {
+                    warn!(%conn, "runtime reused or mis-numbered an inbound connection id");
+                    self.queue.push_back(Output::Close { conn });
+                    return;
+                }
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        dir,
+                        remote,
+                        state: ConnState::Handshaking,
+                        purpose: None,
+                        nonce: 0,
+                        deadline: now + self.cfg.handshake_timeout,
+                        decoder: FrameDecoder::new(self.cfg.max_frame_len),
+                        out: BytesMut::new(),
+                    },
+                );
+                if self.shut_down {
+                    self.close_conn(conn, DisconnectReason::Shutdown, true);
+                    return;
+                }
+                if self.conns.len() > self.cfg.max_edges {
+                    self.close_conn(conn, DisconnectReason::TooManyConnections, true);
+                    return;
+                }
+            }
+        }
+        let hello = self.hello_for(conn);
+        self.send(conn, &Message::Hello(hello));
+    }
+
+    /// A dial the core asked for failed.
+    pub fn handle_dial_failed(&mut self, conn: ConnId, error: &str, now: Instant) {
+        self.now = Some(now);
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.state != ConnState::Dialing {
+            return;
+        }
+        debug!(%conn, error, "dial failed");
+        self.fail_handshake(conn, ConnectError::DialFailed(error.to_string()));
+    }
+
+    /// Bytes arrived on a connection.
+    pub fn handle_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
+        self.now = Some(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.decoder.extend(data);
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let body: Bytes = match c.decoder.next_frame() {
+                Ok(Some(b)) => b,
+                Ok(None) => return,
+                Err(e) => {
+                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()));
+                    return;
+                }
+            };
+            self.counters.frames_received += 1;
+            match decode_message(&body) {
+                Ok(msg) => self.handle_message(conn, msg, now),
+                Err(e) => {
+                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The connection ended without our asking (EOF, reset, write error).
+    pub fn handle_closed(&mut self, conn: ConnId, now: Instant) {
+        self.now = Some(now);
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.drop_conn(conn, DisconnectReason::ConnectionLost, false, now);
+    }
+
+    fn handle_message(&mut self, conn: ConnId, msg: Message, now: Instant) {
+        let state = match self.conns.get(&conn) {
+            Some(c) => c.state,
+            None => return,
+        };
+        let peer = match (state, msg) {
+            (ConnState::Established(_), Message::Hello(_)) => {
+                return self.bad_peer(conn, DisconnectReason::ProtocolError("second Hello".into()));
+            }
+            (ConnState::Established(p), msg) => (p, msg),
+            (_, Message::Hello(h)) => return self.on_hello(conn, h, now),
+            (_, Message::Goodbye(reason)) => {
+                return self.drop_conn(conn, reason, true, now);
+            }
+            (_, _) => {
+                return self.bad_peer(
+                    conn,
+                    DisconnectReason::ProtocolError("message before Hello".into()),
+                );
+            }
+        };
+        let (peer, msg) = peer;
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.last_rx = now;
+        }
+        match msg {
+            Message::Hello(_) => unreachable!("handled above"),
+            Message::Goodbye(reason) => self.drop_conn(conn, reason, true, now),
+            Message::Topics(t) => self.on_topics(conn, peer, t, now),
+            Message::Services(s) => self.on_services(conn, peer, s),
+            Message::Ping { id, padding } => self.on_ping(conn, id, padding),
+            Message::Pong { id, .. } => self.on_pong(peer, id, now),
+            Message::Discovery(d) => self.on_discovery(peer, d, now),
+            Message::Publish(p) => self.on_publish(peer, p),
+            Message::Request {
+                id,
+                service,
+                path,
+                kind,
+                args,
+            } => self.on_request(conn, peer, id, service, path, kind, args),
+            Message::Response { id, result } => self.on_response(peer, id, result),
+        }
+    }
+
+    /// Closes a connection for bad input: goodbye with the reason, then an event.
+    fn bad_peer(&mut self, conn: ConnId, reason: DisconnectReason) {
+        let peer = match self.conns.get(&conn).map(|c| c.state) {
+            Some(ConnState::Established(p)) => Some(p),
+            Some(_) => None,
+            None => return,
+        };
+        warn!(%conn, %reason, "closing a connection for bad input");
+        self.counters.bad_peers += 1;
+        self.push_event(Event::BadPeer {
+            conn,
+            peer,
+            reason: reason.clone(),
+        });
+        self.close_conn(conn, reason, true);
+    }
+
+    /// Locally closes `conn`: optional goodbye, then `Close`. No redial follows.
+    fn close_conn(&mut self, conn: ConnId, reason: DisconnectReason, goodbye: bool) {
+        if goodbye {
+            self.send(conn, &Message::Goodbye(reason.clone()));
+        }
+        self.end_conn(conn, reason, false, false);
+    }
+
+    /// The connection ended from the outside (EOF, reset, the peer's goodbye): forget it, and
+    /// redial if the reason calls for it.
+    fn drop_conn(&mut self, conn: ConnId, reason: DisconnectReason, by_peer: bool, now: Instant) {
+        self.now = Some(now);
+        let redial = !by_peer && reason.should_reconnect();
+        self.end_conn(conn, reason, by_peer, redial);
+    }
+
+    /// Flushes what is buffered for `conn`, asks the runtime to close it, and forgets it.
+    fn end_conn(&mut self, conn: ConnId, reason: DisconnectReason, by_peer: bool, redial: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.out.is_empty() {
+            let data = c.out.split().freeze();
+            self.queue.push_back(Output::Transmit { conn, data });
+        }
+        self.queue.push_back(Output::Close { conn });
+        self.forget_conn(conn, reason, by_peer, redial);
+    }
+
+    /// Removes the connection and, if it carried an edge, the edge (with its event).
+    fn forget_conn(&mut self, conn: ConnId, reason: DisconnectReason, by_peer: bool, redial: bool) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        match c.state {
+            ConnState::Established(peer) => self.remove_edge(peer, reason, by_peer, redial),
+            _ => {
+                let error = match reason {
+                    DisconnectReason::ConnectionLost => ConnectError::Closed,
+                    DisconnectReason::HandshakeTimeout => ConnectError::HandshakeTimeout,
+                    DisconnectReason::Duplicate => ConnectError::Duplicate,
+                    DisconnectReason::SelfConnection => ConnectError::SelfConnection,
+                    DisconnectReason::Shutdown if !by_peer => ConnectError::ShutDown,
+                    other => ConnectError::Refused(other),
+                };
+                self.handshake_failed(conn, c, error);
+            }
+        }
+    }
+
+    /// A connection that never became an edge: report to whoever asked for it.
+    fn fail_handshake(&mut self, conn: ConnId, error: ConnectError) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.queue.push_back(Output::Close { conn });
+            self.handshake_failed(conn, c, error);
+        }
+    }
+
+    fn handshake_failed(&mut self, conn: ConnId, c: Conn, error: ConnectError) {
+        match c.purpose {
+            Some(Purpose::User) => self.push_event(Event::ConnectFailed {
+                conn,
+                addr: c.remote,
+                error,
+            }),
+            Some(Purpose::Reconnect(peer)) => self.redial_failed(peer, conn),
+            Some(Purpose::Pair(intent, _)) => {
+                debug!(topic = %intent.topic, %error, "pairing attempt ended");
+            }
+            None => debug!(%conn, %error, "inbound connection ended before its Hello"),
+        }
+    }
+
+    fn remove_edge(&mut self, peer: NodeId, reason: DisconnectReason, by_peer: bool, redial: bool) {
+        let Some(e) = self.edges.remove(&peer) else {
+            return;
+        };
+        self.edge_order.retain(|p| *p != peer);
+        self.fail_calls_to(peer);
+        self.inbound.retain(|(p, _)| *p != peer);
+        let reconnecting = redial
+            && !self.shut_down
+            && self.cfg.reconnections > 0
+            && e.listen.is_some();
+        if reconnecting {
+            if let Some(addr) = e.listen {
+                self.start_redial(peer, addr);
+            }
+        }
+        debug!(peer = %peer, name = %e.name, %reason, by_peer, reconnecting, "edge lost");
+        self.push_event(Event::PeerLost {
+            peer,
+            name: e.name,
+            reason,
+            by_peer,
+            reconnecting,
+        });
+    }
+
+    /// Closes the edge to `peer` with a goodbye; it is not redialed.
+    pub fn close(&mut self, peer: NodeId, now: Instant) -> Result<(), CommandError> {
+        let _ = now;
+        let conn = self.edges.get(&peer).ok_or(CommandError::NotConnected)?.conn;
+        self.close_conn(conn, DisconnectReason::Closed, true);
+        Ok(())
+    }
+
+    /// Says goodbye to every peer, closes every connection and stops every timer. Afterwards
+    /// commands fail with [`CommandError::ShutDown`] and inbound connections are refused.
+    pub fn shutdown(&mut self, now: Instant) {
+        let _ = now;
+        self.shut_down = true;
+        self.redials.clear();
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            let dialing = self.conns.get(&conn).map(|c| c.state) == Some(ConnState::Dialing);
+            if dialing {
+                self.fail_handshake(conn, ConnectError::ShutDown);
+            } else {
+                self.close_conn(conn, DisconnectReason::Shutdown, true);
+            }
+        }
+        for (id, _) in std::mem::take(&mut self.calls) {
+            self.push_event(Event::Response {
+                id: crate::id::RequestId(id),
+                result: Err(crate::error::RemoteError::Disconnected),
+            });
+        }
+        for (token, (addr, _)) in std::mem::take(&mut self.status_queries) {
+            self.push_event(Event::Status {
+                token,
+                addr,
+                status: None,
+            });
+        }
+        for s in self.topics.values_mut() {
+            if matches!(s, TopicState::Discovering { .. }) {
+                *s = TopicState::Unpaired;
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        self.handshake_timeouts(now);
+        self.liveness_timeouts(now);
+        self.discovery_timeouts(now);
+        self.call_timeouts(now);
+        self.redial_timeouts(now);
+    }
+
+    fn handshake_timeouts(&mut self, now: Instant) {
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !matches!(c.state, ConnState::Established(_)) && c.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in due {
+            let dialing = self.conns.get(&conn).map(|c| c.state) == Some(ConnState::Dialing);
+            if dialing {
+                self.fail_handshake(conn, ConnectError::HandshakeTimeout);
+            } else {
+                self.close_conn(conn, DisconnectReason::HandshakeTimeout, true);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

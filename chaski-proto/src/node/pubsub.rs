@@ -1,0 +1,136 @@
+//! Subscriptions and publishing: sent only to subscribed neighbours and roots, relayed with a
+//! TTL, de-duplicated by (origin, sequence) in a bounded pool that includes our own messages.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Event, Node, Received, TopicState};
+use crate::codec::encode_frame;
+use crate::error::CommandError;
+use crate::id::NodeId;
+use crate::message::{Message, Publish};
+
+impl Node {
+    /// Subscribes to `topic` and tells every neighbour at once.
+    pub fn subscribe(&mut self, topic: &str, now: std::time::Instant) -> Result<(), CommandError> {
+        let _ = now;
+        self.check_live()?;
+        self.check_name("topic", topic)?;
+        if self.topics.contains_key(topic) {
+            return Ok(());
+        }
+        if self.topics.len() >= self.cfg.max_peer_topics {
+            return Err(CommandError::Limit("max_peer_topics"));
+        }
+        let state = if self.cfg.paired {
+            TopicState::Paired
+        } else {
+            TopicState::Unpaired
+        };
+        self.topics.insert(topic.to_string(), state);
+        for e in self.edges.values_mut() {
+            if e.topics.contains(topic) {
+                e.pairing = true;
+            }
+        }
+        self.announce_topics();
+        Ok(())
+    }
+
+    /// Unsubscribes from `topic` and tells every neighbour at once.
+    pub fn unsubscribe(&mut self, topic: &str, now: std::time::Instant) -> Result<(), CommandError> {
+        let _ = now;
+        self.check_live()?;
+        if topic == "@" && self.cfg.root {
+            return Ok(());
+        }
+        if self.topics.remove(topic).is_some() {
+            self.announce_topics();
+        }
+        Ok(())
+    }
+
+    /// Publishes `payload` on `topic` to every neighbour that subscribes to it, and to roots.
+    /// Returns the message's sequence number. The node itself does not receive it.
+    pub fn publish(&mut self, topic: &str, payload: Bytes, now: std::time::Instant) -> Result<u64, CommandError> {
+        let _ = now;
+        self.check_live()?;
+        self.check_name("topic", topic)?;
+        if payload.len() + topic.len() + 64 > self.cfg.max_frame_len {
+            return Err(CommandError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.cfg.max_frame_len.saturating_sub(topic.len() + 64),
+            });
+        }
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.seen_publishes.insert((self.id, seq));
+        let p = Publish {
+            origin: self.id,
+            seq,
+            topic: topic.to_string(),
+            ttl: self.cfg.ttl,
+            hops: 1,
+            payload,
+        };
+        self.relay(&p, None);
+        Ok(seq)
+    }
+
+    /// Sends `p` to every subscribed or root neighbour except `from` and the origin.
+    fn relay(&mut self, p: &Publish, from: Option<NodeId>) {
+        let mut frame: Option<BytesMut> = None;
+        for i in 0..self.edge_order.len() {
+            let peer = self.edge_order[i];
+            if Some(peer) == from || peer == p.origin {
+                continue;
+            }
+            let Some(e) = self.edges.get(&peer) else {
+                continue;
+            };
+            if !(e.root || e.topics.contains(&p.topic)) {
+                continue;
+            }
+            let conn = e.conn;
+            if frame.is_none() {
+                let mut buf = BytesMut::new();
+                if encode_frame(&Message::Publish(p.clone()), &mut buf, self.cfg.max_frame_len).is_err() {
+                    return;
+                }
+                frame = Some(buf);
+            }
+            if let Some(f) = &frame {
+                self.send_raw(conn, f);
+            }
+        }
+    }
+
+    pub(super) fn on_publish(&mut self, from: NodeId, mut p: Publish) {
+        if !self.seen_publishes.insert((p.origin, p.seq)) {
+            self.counters.duplicates += 1;
+            return;
+        }
+        if p.origin == self.id {
+            return;
+        }
+        let subscribed = self.topics.contains_key(&p.topic);
+        if !subscribed && !self.cfg.root {
+            return;
+        }
+        if p.ttl > 1 {
+            p.ttl -= 1;
+            p.hops = p.hops.saturating_add(1);
+            self.relay(&p, Some(from));
+            p.hops = p.hops.saturating_sub(1);
+        }
+        if subscribed {
+            self.push_event(Event::Message(Received {
+                topic: p.topic,
+                payload: p.payload,
+                origin: Some(p.origin),
+                seq: p.seq,
+                hops: p.hops,
+                from: Some(from),
+            }));
+        }
+    }
+}

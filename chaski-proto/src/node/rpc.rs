@@ -1,0 +1,349 @@
+//! Remote services (requests, responses, deadlines, typed errors) and the UDP side (status
+//! queries and best-effort publishes).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::debug;
+
+use super::{Event, Node, Output, Received, TopicState};
+use crate::codec::{decode_value, encode_value};
+use crate::error::{CommandError, RemoteError};
+use crate::id::{ConnId, NodeId, RequestId};
+use crate::message::{CallKind, Datagram, DisconnectReason, Message, Status};
+
+impl Node {
+    /// Offers a service by name to every neighbour (announced at once).
+    pub fn serve(&mut self, name: &str) -> Result<(), CommandError> {
+        self.check_live()?;
+        self.check_name("service", name)?;
+        if self.services.len() >= self.cfg.max_peer_services && !self.services.contains(name) {
+            return Err(CommandError::Limit("max_peer_services"));
+        }
+        if self.services.insert(name.to_string()) {
+            self.announce_services();
+        }
+        Ok(())
+    }
+
+    /// Withdraws a service (announced at once).
+    pub fn unserve(&mut self, name: &str) -> Result<(), CommandError> {
+        self.check_live()?;
+        if self.services.remove(name) {
+            self.announce_services();
+        }
+        Ok(())
+    }
+
+    /// The first neighbour (in edge order) that offers `service`.
+    pub fn find_service(&self, service: &str) -> Option<NodeId> {
+        self.edge_order
+            .iter()
+            .copied()
+            .find(|p| self.edges[p].services.contains(service))
+    }
+
+    /// Calls `path` of `service` on `peer`. The answer arrives as [`Event::Response`] with the
+    /// returned id, at the latest after `timeout` (default `rpc_timeout`) as
+    /// [`RemoteError::Timeout`].
+    pub fn call(
+        &mut self,
+        peer: NodeId,
+        service: &str,
+        path: &str,
+        kind: CallKind,
+        args: Bytes,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<RequestId, CommandError> {
+        self.check_live()?;
+        self.check_name("service", service)?;
+        if path.len() > self.cfg.max_name_len {
+            return Err(CommandError::TooLong {
+                what: "path",
+                len: path.len(),
+                max: self.cfg.max_name_len,
+            });
+        }
+        if args.len() + 512 > self.cfg.max_frame_len {
+            return Err(CommandError::PayloadTooLarge {
+                len: args.len(),
+                max: self.cfg.max_frame_len - 512,
+            });
+        }
+        if !self.edges.contains_key(&peer) {
+            return Err(CommandError::NotConnected);
+        }
+        if self.calls.len() >= self.cfg.max_pending_calls {
+            return Err(CommandError::Limit("max_pending_calls"));
+        }
+        self.next_request += 1;
+        let id = self.next_request;
+        let deadline = now + timeout.unwrap_or(self.cfg.rpc_timeout);
+        self.calls.insert(id, (peer, deadline));
+        self.send_to_peer(
+            peer,
+            &Message::Request {
+                id,
+                service: service.to_string(),
+                path: path.to_string(),
+                kind,
+                args,
+            },
+        );
+        Ok(RequestId(id))
+    }
+
+    /// Forgets a call whose caller gave up; a late answer is ignored. Returns whether it was
+    /// still pending.
+    pub fn cancel_call(&mut self, id: RequestId) -> bool {
+        self.calls.remove(&id.0).is_some()
+    }
+
+    /// Answers a [`Event::Request`]. Answering a request twice, or one whose peer has gone, is an
+    /// error.
+    pub fn respond(
+        &mut self,
+        peer: NodeId,
+        id: u64,
+        result: Result<Bytes, RemoteError>,
+    ) -> Result<(), CommandError> {
+        if !self.inbound.remove(&(peer, id)) {
+            return Err(CommandError::UnknownRequest);
+        }
+        let Some(e) = self.edges.get_mut(&peer) else {
+            return Err(CommandError::NotConnected);
+        };
+        e.inbound_requests = e.inbound_requests.saturating_sub(1);
+        let result = match result {
+            Ok(b) if b.len() + 512 > self.cfg.max_frame_len => Err(RemoteError::Failed(format!(
+                "result of {} bytes exceeds the frame limit",
+                b.len()
+            ))),
+            r => r,
+        };
+        self.send_to_peer(peer, &Message::Response { id, result });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_request(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        id: u64,
+        service: String,
+        path: String,
+        kind: CallKind,
+        args: Bytes,
+    ) {
+        let reply = |me: &mut Self, result| me.send(conn, &Message::Response { id, result });
+        if !self.services.contains(&service) {
+            return reply(self, Err(RemoteError::NotFound(service)));
+        }
+        let busy = self
+            .edges
+            .get(&peer)
+            .is_some_and(|e| e.inbound_requests >= self.cfg.max_inbound_requests);
+        if busy {
+            return reply(self, Err(RemoteError::Busy));
+        }
+        if !self.inbound.insert((peer, id)) {
+            return self.bad_peer(
+                conn,
+                DisconnectReason::ProtocolError(format!("request id {id} reused while pending")),
+            );
+        }
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.inbound_requests += 1;
+        }
+        self.push_event(Event::Request {
+            peer,
+            id,
+            service,
+            path,
+            kind,
+            args,
+        });
+    }
+
+    pub(super) fn on_response(&mut self, peer: NodeId, id: u64, result: Result<Bytes, RemoteError>) {
+        match self.calls.get(&id) {
+            Some((p, _)) if *p == peer => {
+                self.calls.remove(&id);
+                self.push_event(Event::Response {
+                    id: RequestId(id),
+                    result,
+                });
+            }
+            _ => debug!(%peer, id, "ignoring a response to no pending call"),
+        }
+    }
+
+    pub(super) fn fail_calls_to(&mut self, peer: NodeId) {
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, (p, _))| *p == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.calls.remove(&id);
+            self.push_event(Event::Response {
+                id: RequestId(id),
+                result: Err(RemoteError::Disconnected),
+            });
+        }
+    }
+
+    pub(super) fn call_timeouts(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.calls.remove(&id);
+            self.push_event(Event::Response {
+                id: RequestId(id),
+                result: Err(RemoteError::Timeout),
+            });
+        }
+        let due: Vec<u64> = self
+            .status_queries
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in due {
+            if let Some((addr, _)) = self.status_queries.remove(&token) {
+                self.push_event(Event::Status {
+                    token,
+                    addr,
+                    status: None,
+                });
+            }
+        }
+    }
+
+    // ----- UDP -------------------------------------------------------------------------------
+
+    /// This node's status, as a status query answers it.
+    pub fn status(&self) -> Status {
+        Status {
+            name: self.name.clone(),
+            id: self.id,
+            paired: self
+                .topics
+                .iter()
+                .map(|(t, s)| (t.clone(), *s == TopicState::Paired))
+                .collect(),
+            services: self.services.iter().cloned().collect(),
+            edges: self.edges.len(),
+            root: self.cfg.root,
+            reconnecting: !self.redials.is_empty(),
+        }
+    }
+
+    /// Asks the node at `addr` for its status over UDP. The answer (or `None` after
+    /// `status_timeout`) arrives as [`Event::Status`] with the returned token.
+    pub fn query_status(&mut self, addr: SocketAddr, now: Instant) -> Result<u64, CommandError> {
+        self.check_live()?;
+        if self.status_queries.len() >= self.cfg.max_pending_status {
+            return Err(CommandError::Limit("max_pending_status"));
+        }
+        self.next_status += 1;
+        let token = self.next_status;
+        let data = encode_value(&Datagram::StatusRequest { token })
+            .map_err(|_| CommandError::Limit("status request"))?;
+        self.status_queries
+            .insert(token, (addr, now + self.cfg.status_timeout));
+        self.queue.push_back(Output::Datagram {
+            to: addr,
+            data: data.into(),
+        });
+        Ok(token)
+    }
+
+    /// Sends a best-effort publish in one datagram to `addr` (delivered there only if it
+    /// subscribes; never relayed).
+    pub fn publish_datagram(
+        &mut self,
+        addr: SocketAddr,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), CommandError> {
+        self.check_live()?;
+        self.check_name("topic", topic)?;
+        let len = payload.len();
+        let data = encode_value(&Datagram::Publish {
+            topic: topic.to_string(),
+            payload,
+        })
+        .map_err(|_| CommandError::Limit("datagram"))?;
+        if data.len() > self.cfg.max_datagram_len {
+            return Err(CommandError::PayloadTooLarge {
+                len,
+                max: self.cfg.max_datagram_len,
+            });
+        }
+        self.queue.push_back(Output::Datagram {
+            to: addr,
+            data: data.into(),
+        });
+        Ok(())
+    }
+
+    /// A UDP datagram arrived. Undecodable or oversized datagrams are dropped.
+    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
+        let _ = now;
+        if data.len() > self.cfg.max_datagram_len || self.shut_down {
+            return;
+        }
+        let Ok(dg) = decode_value::<Datagram>(data) else {
+            debug!(%from, "dropping an undecodable datagram");
+            return;
+        };
+        match dg {
+            Datagram::StatusRequest { token } => {
+                let reply = Datagram::StatusReply {
+                    token,
+                    status: self.status(),
+                };
+                if let Ok(data) = encode_value(&reply) {
+                    if data.len() <= self.cfg.max_datagram_len {
+                        self.queue.push_back(Output::Datagram {
+                            to: from,
+                            data: data.into(),
+                        });
+                    }
+                }
+            }
+            Datagram::StatusReply { token, status } => {
+                // Only the address we asked may answer.
+                if self.status_queries.get(&token).is_some_and(|(a, _)| *a == from) {
+                    self.status_queries.remove(&token);
+                    self.push_event(Event::Status {
+                        token,
+                        addr: from,
+                        status: Some(status),
+                    });
+                }
+            }
+            Datagram::Publish { topic, payload } => {
+                if self.topics.contains_key(&topic) {
+                    self.push_event(Event::Message(Received {
+                        topic,
+                        payload,
+                        origin: None,
+                        seq: 0,
+                        hops: 0,
+                        from: None,
+                    }));
+                }
+            }
+        }
+    }
+}

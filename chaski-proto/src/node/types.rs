@@ -1,0 +1,211 @@
+//! What the node gives its runtime: outputs, application events and edge snapshots.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::{ConnectError, RemoteError};
+use crate::id::{ConnId, NodeId, RequestId};
+use crate::message::{CallKind, DisconnectReason, Status};
+
+/// Which side opened a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The peer dialed us.
+    Inbound,
+    /// We dialed the peer.
+    Outbound,
+}
+
+/// One thing for the runtime to do, from [`Node::poll_output`](crate::Node::poll_output).
+#[derive(Debug)]
+pub enum Output {
+    /// Write these bytes (one or many whole frames) to the connection, in order.
+    Transmit {
+        /// Connection.
+        conn: ConnId,
+        /// Bytes to write.
+        data: Bytes,
+    },
+    /// Send one UDP datagram from the node's socket.
+    Datagram {
+        /// Destination.
+        to: SocketAddr,
+        /// The datagram.
+        data: Bytes,
+    },
+    /// Open a TCP connection, then report [`Node::handle_connected`](crate::Node::handle_connected)
+    /// or [`Node::handle_dial_failed`](crate::Node::handle_dial_failed) with this id.
+    Dial {
+        /// The id to use for the connection.
+        conn: ConnId,
+        /// Where to dial.
+        addr: SocketAddr,
+    },
+    /// Flush what was transmitted on this connection, then close it. Report nothing back.
+    Close {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// Something for the application.
+    Event(Event),
+}
+
+/// A message received by this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Topic.
+    pub topic: String,
+    /// The publisher's bytes.
+    pub payload: Bytes,
+    /// The publishing node (`None` for a UDP publish).
+    pub origin: Option<NodeId>,
+    /// The publisher's sequence number (0 for UDP).
+    pub seq: u64,
+    /// Edges crossed: 1 for a direct neighbour.
+    pub hops: u8,
+    /// The neighbour it came from (`None` for UDP).
+    pub from: Option<NodeId>,
+}
+
+/// An application event.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// An edge exists: both Hellos have crossed.
+    PeerConnected {
+        /// The connection it runs on.
+        conn: ConnId,
+        /// A snapshot of the edge.
+        info: Box<EdgeInfo>,
+        /// Whether this restores an edge lost earlier.
+        reconnected: bool,
+    },
+    /// A `connect` (or a redial) did not give an edge.
+    ConnectFailed {
+        /// The connection id returned by `connect`.
+        conn: ConnId,
+        /// The address dialed.
+        addr: SocketAddr,
+        /// Why.
+        error: ConnectError,
+    },
+    /// An edge ended.
+    PeerLost {
+        /// The peer.
+        peer: NodeId,
+        /// Its name.
+        name: String,
+        /// Why.
+        reason: DisconnectReason,
+        /// Whether the peer said goodbye (`reason` is then the peer's).
+        by_peer: bool,
+        /// Whether the node will redial it.
+        reconnecting: bool,
+    },
+    /// Redialing a lost peer stopped after this many attempts.
+    ReconnectGaveUp {
+        /// The peer.
+        peer: NodeId,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A peer's topics or services changed.
+    PeerUpdated {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// This node now belongs to the topic's cluster.
+    Paired {
+        /// Topic.
+        topic: String,
+        /// The peer paired with, or `None` when the node became the topic's anchor.
+        with: Option<NodeId>,
+    },
+    /// A published message arrived.
+    Message(Received),
+    /// A peer calls one of our services; answer with [`Node::respond`](crate::Node::respond).
+    Request {
+        /// The caller.
+        peer: NodeId,
+        /// The caller's request id.
+        id: u64,
+        /// Service name.
+        service: String,
+        /// Dotted path.
+        path: String,
+        /// Call or get.
+        kind: CallKind,
+        /// Serialized arguments.
+        args: Bytes,
+    },
+    /// A call of ours finished.
+    Response {
+        /// The id `call` returned.
+        id: RequestId,
+        /// Result or typed error.
+        result: Result<Bytes, RemoteError>,
+    },
+    /// A pong arrived.
+    Latency {
+        /// The peer.
+        peer: NodeId,
+        /// The ping's id.
+        ping: u64,
+        /// This round trip.
+        rtt: Duration,
+        /// Half the smoothed RTT.
+        latency: Duration,
+        /// RTT variance.
+        jitter: Duration,
+    },
+    /// A UDP status query finished (`status` is `None` on timeout).
+    Status {
+        /// The query's token.
+        token: u64,
+        /// The address queried.
+        addr: SocketAddr,
+        /// The reply.
+        status: Option<Status>,
+    },
+    /// A connection was closed because of bad input from the peer.
+    BadPeer {
+        /// The connection.
+        conn: ConnId,
+        /// The peer, if the Hello had arrived.
+        peer: Option<NodeId>,
+        /// The reason sent in the goodbye.
+        reason: DisconnectReason,
+    },
+}
+
+/// A snapshot of one edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeInfo {
+    /// Peer id.
+    pub id: NodeId,
+    /// Peer name.
+    pub name: String,
+    /// The connection.
+    pub conn: ConnId,
+    /// Socket address of the peer.
+    pub addr: SocketAddr,
+    /// Where the peer listens, as it declared.
+    pub listen: Option<SocketAddr>,
+    /// Peer topics.
+    pub topics: Vec<String>,
+    /// Peer services.
+    pub services: Vec<String>,
+    /// Whether the peer is a root.
+    pub root: bool,
+    /// Whether this is a pairing link (made by discovery, or sharing a topic).
+    pub pairing: bool,
+    /// Who dialed.
+    pub direction: Direction,
+    /// Newest round trip.
+    pub rtt: Option<Duration>,
+    /// Half the smoothed RTT.
+    pub latency: Option<Duration>,
+    /// RTT variance.
+    pub jitter: Option<Duration>,
+}
