@@ -43,6 +43,8 @@ struct Link {
     open: [bool; 2],
     /// Incarnation of each end's node when the link was made.
     gens: [u64; 2],
+    /// When the last byte sent towards each side arrives (keeps each direction in order).
+    busy: [Instant; 2],
 }
 
 #[derive(Debug)]
@@ -70,6 +72,7 @@ pub struct Sim {
     links: BTreeMap<u64, Link>,
     next_link: u64,
     latency: Duration,
+    bandwidth: u64,
     link_latency: HashMap<(Idx, Idx), Duration>,
     cuts: BTreeSet<(Idx, Idx)>,
     cancelled_dials: BTreeSet<(Idx, ConnId)>,
@@ -101,6 +104,7 @@ impl Sim {
             links: BTreeMap::new(),
             next_link: 0,
             latency: Duration::from_millis(1),
+            bandwidth: 1_000_000_000,
             link_latency: HashMap::new(),
             cuts: BTreeSet::new(),
             cancelled_dials: BTreeSet::new(),
@@ -113,6 +117,12 @@ impl Sim {
     /// Sets the default one-way latency of every link (1 ms unless set).
     pub fn set_latency(&mut self, latency: Duration) {
         self.latency = latency;
+    }
+
+    /// Sets every link's bandwidth in bytes per second (1 GB/s unless set), so large frames take
+    /// longer than small ones.
+    pub fn set_bandwidth(&mut self, bytes_per_sec: u64) {
+        self.bandwidth = bytes_per_sec.max(1);
     }
 
     /// Sets the one-way latency between two nodes.
@@ -346,8 +356,16 @@ impl Sim {
                     let side = usize::from(l.ends[0] != (i, conn));
                     let to = l.ends[1 - side].0;
                     self.bytes += data.len() as u64;
-                    let lat = self.lat(i, to);
-                    self.schedule(lat, SimEvent::Deliver { link, to, side: 1 - side, data });
+                    let wire = Duration::from_nanos(
+                        (data.len() as u64).saturating_mul(1_000_000_000) / self.bandwidth,
+                    );
+                    let at = (self.now + self.lat(i, to) + wire).max(l.busy[1 - side]);
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.busy[1 - side] = at;
+                    }
+                    self.seq += 1;
+                    let ev = SimEvent::Deliver { link, to, side: 1 - side, data };
+                    self.queue.insert((at, self.seq), ev);
                 }
                 Output::Datagram { to, data } => {
                     let from = self.nodes[i].addr;
@@ -360,13 +378,19 @@ impl Sim {
                 }
                 Output::Close { conn } => match self.nodes[i].links.remove(&conn) {
                     Some(link) => {
+                        let lat = self
+                            .links
+                            .get(&link)
+                            .map_or(self.latency, |l| self.lat(l.ends[0].0, l.ends[1].0));
                         if let Some(l) = self.links.get_mut(&link) {
                             let side = usize::from(l.ends[0] != (i, conn));
                             l.open[side] = false;
                             let to = l.ends[1 - side].0;
                             if l.open[1 - side] {
-                                let lat = self.lat(i, to);
-                                self.schedule(lat, SimEvent::Eof { link, to, side: 1 - side });
+                                let at = (self.now + lat).max(l.busy[1 - side]);
+                                self.seq += 1;
+                                let ev = SimEvent::Eof { link, to, side: 1 - side };
+                                self.queue.insert((at, self.seq), ev);
                             } else {
                                 self.links.remove(&link);
                             }
@@ -433,6 +457,7 @@ impl Sim {
                                 ends: [(from, conn), (t, inbound)],
                                 open: [true, true],
                                 gens: [self.nodes[from].gen, self.nodes[t].gen],
+                                busy: [now, now],
                             },
                         );
                         self.nodes[from].links.insert(conn, link);
