@@ -11,13 +11,18 @@
 //! use chaski_proto::{Config, Node, Output};
 //!
 //! let now = Instant::now();
-//! let mut node = Node::new(Config::default().name("a").seed(7), Some("127.0.0.1:8511".parse().unwrap()), now);
+//! let listen = "127.0.0.1:8511".parse().unwrap();
+//! let mut node = Node::new(Config::default().name("a").seed(7), Some(listen));
 //! node.subscribe("news", now).unwrap();
 //! let conn = node.connect("127.0.0.1:8512".parse().unwrap(), now).unwrap();
 //! // The core asks its runtime to dial.
 //! assert!(matches!(node.poll_output(), Some(Output::Dial { conn: c, .. }) if c == conn));
-//! assert!(node.poll_timeout().is_some());
-//! let _ = node.handle_timeout(now + Duration::from_secs(1));
+//! // It also wants a timer: the dial must finish within the handshake timeout.
+//! assert_eq!(node.poll_timeout(), Some(now + Duration::from_secs(5)));
+//! node.handle_timeout(now + Duration::from_secs(5));
+//! while let Some(out) = node.poll_output() {
+//!     println!("{out:?}");
+//! }
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -30,6 +30,8 @@ pub struct Hello {
     pub listen: Option<SocketAddr>,
     /// The sender's topics.
     pub topics: Vec<String>,
+    /// The topics the sender is paired for (belongs to their cluster).
+    pub paired: Vec<String>,
     /// The services the sender offers.
     pub services: Vec<String>,
     /// Whether the sender is a root.
@@ -180,6 +182,8 @@ pub enum Message {
     Hello(Hello),
     /// The sender's full topic set, sent when it changes.
     Topics(Vec<String>),
+    /// The topics the sender is paired for, sent when that set changes.
+    Paired(Vec<String>),
     /// The sender's full service list, sent when it changes.
     Services(Vec<String>),
     /// A latency probe; `padding` is echoed back.

@@ -60,6 +60,7 @@ fn message() -> impl Strategy<Value = Message> {
                 name,
                 listen,
                 services: topics.clone(),
+                paired: topics.clone(),
                 topics,
                 root,
                 pairing: pairing.map(|(discovery, topic, entry)| PairIntent {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use super::{Event, Node, Purpose, TopicState};
+use super::{Node, Purpose, TopicState};
 use crate::config::OnPair;
 use crate::error::CommandError;
 use crate::id::NodeId;
@@ -15,18 +15,17 @@ impl Node {
     /// Marks `topic` as paired without discovery (the Python `paired=True`). Roots never pair.
     pub fn set_paired(&mut self, topic: &str) -> Result<(), CommandError> {
         self.check_name("topic", topic)?;
-        match self.topics.get_mut(topic) {
-            Some(s) => {
-                *s = TopicState::Paired;
-                Ok(())
-            }
-            None => Err(CommandError::Empty("subscription to that topic")),
+        if !self.topics.contains_key(topic) {
+            return Err(CommandError::Empty("subscription to that topic"));
         }
+        self.mark_paired(topic, None);
+        Ok(())
     }
 
     /// Starts discovery for every subscribed topic not yet paired, with the configured `on_pair`.
-    /// A topic a neighbour already shares is paired at once; the others are sought through every
-    /// edge, and become anchored here if nothing answers within `discovery_timeout`.
+    /// A topic for which a neighbour is already paired is paired at once; the others are sought
+    /// through every edge, and become anchored here if nothing answers within
+    /// `discovery_timeout`.
     pub fn discover(&mut self, now: Instant) -> Result<(), CommandError> {
         let on_pair = self.cfg.on_pair;
         self.discover_with(on_pair, now)
@@ -58,19 +57,15 @@ impl Node {
                 .edge_order
                 .iter()
                 .copied()
-                .filter(|p| self.edges[p].topics.contains(&topic))
+                .filter(|p| self.edges[p].paired.contains(&topic))
                 .collect();
-            if !sharing.is_empty() {
+            if let Some(&first) = sharing.first() {
                 for p in &sharing {
                     if let Some(e) = self.edges.get_mut(p) {
                         e.pairing = true;
                     }
                 }
-                self.topics.insert(topic.clone(), TopicState::Paired);
-                self.push_event(Event::Paired {
-                    topic,
-                    with: sharing.first().copied(),
-                });
+                self.mark_paired(&topic, Some(first));
                 continue;
             }
             self.next_discovery += 1;
@@ -85,6 +80,17 @@ impl Node {
                 },
             );
             debug!(%topic, id, "discovery started");
+            // Seekers heard earlier (all with larger ids) may still be seeking: answer them.
+            for (origin, addr, disc) in self.seekers.remove(&topic).unwrap_or_default() {
+                if !self.edges.contains_key(&origin) && !self.pairing_to(origin) {
+                    let intent = PairIntent {
+                        discovery: disc,
+                        topic: topic.clone(),
+                        entry: None,
+                    };
+                    self.dial(addr, Purpose::Pair(intent, origin), now);
+                }
+            }
             for peer in self.edge_order.clone() {
                 let msg = Message::Discovery(Discovery {
                     id,
@@ -112,7 +118,19 @@ impl Node {
         if self.shut_down {
             return;
         }
-        if self.is_paired_for(&d.topic) {
+        // Two nodes seeking the same topic would each anchor alone: the smaller id answers the
+        // larger like a member (only one side dials, so they never race), and a node that is
+        // not seeking yet remembers the seeker for when it starts.
+        let state = if self.cfg.root { None } else { self.topics.get(&d.topic) };
+        let seeking = matches!(state, Some(TopicState::Discovering { .. }));
+        if state == Some(&TopicState::Unpaired) && self.id < d.origin {
+            let heard = self.seekers.entry(d.topic.clone()).or_default();
+            if heard.len() >= 8 {
+                heard.pop_front();
+            }
+            heard.push_back((d.origin, d.origin_addr, d.id));
+        }
+        if self.is_paired_for(&d.topic) || (seeking && self.id < d.origin) {
             if self.edges.contains_key(&d.origin) || self.pairing_to(d.origin) {
                 return;
             }
@@ -155,12 +173,8 @@ impl Node {
 
     /// The origin accepted a pairing link from `peer` for `intent.topic`.
     pub(super) fn accept_pairing(&mut self, peer: NodeId, intent: PairIntent, on_pair: OnPair) {
-        self.topics.insert(intent.topic.clone(), TopicState::Paired);
         debug!(topic = %intent.topic, %peer, "paired");
-        self.push_event(Event::Paired {
-            topic: intent.topic,
-            with: Some(peer),
-        });
+        self.mark_paired(&intent.topic, Some(peer));
         if on_pair != OnPair::Disconnect {
             return;
         }
@@ -188,8 +202,7 @@ impl Node {
             .collect();
         for topic in due {
             debug!(%topic, "no answer to discovery: this node anchors the topic");
-            self.topics.insert(topic.clone(), TopicState::Paired);
-            self.push_event(Event::Paired { topic, with: None });
+            self.mark_paired(&topic, None);
         }
     }
 }

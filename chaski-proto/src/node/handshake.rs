@@ -23,6 +23,7 @@ impl Node {
             name: self.name.clone(),
             listen: self.listen,
             topics: self.topics.keys().cloned().collect(),
+            paired: self.paired_topics(),
             services: self.services.iter().cloned().collect(),
             root: self.cfg.root,
             pairing,
@@ -70,6 +71,7 @@ impl Node {
         }
         let checks = self
             .validate_names("topics", &h.topics, self.cfg.max_peer_topics)
+            .and_then(|_| self.validate_names("topics", &h.paired, self.cfg.max_peer_topics))
             .and_then(|_| self.validate_names("services", &h.services, self.cfg.max_peer_services))
             .and_then(|_| {
                 if h.name.len() > self.cfg.max_name_len {
@@ -108,6 +110,10 @@ impl Node {
                 _ => return self.close_conn(conn, DisconnectReason::AlreadyPaired, true),
             }
         }
+        if dir == Direction::Inbound {
+            let hello = self.hello_for(conn);
+            self.send(conn, &Message::Hello(hello));
+        }
         let mut reconnected = self.redials.remove(&h.id).is_some();
         if let Some(Purpose::Reconnect(old)) = &purpose {
             // The node at that address may have restarted with a new id: the redial is done.
@@ -118,6 +124,12 @@ impl Node {
         let peer = self.edge_order.last().copied();
         if let (Some((intent, on_pair)), Some(peer)) = (paired_topic, peer) {
             self.accept_pairing(peer, intent, on_pair);
+        }
+        // We dialed to pair while seeking the same topic ourselves: that pairs us too.
+        if let (Some(Purpose::Pair(intent, _)), Some(peer)) = (&purpose, peer) {
+            if matches!(self.topics.get(&intent.topic), Some(TopicState::Discovering { .. })) {
+                self.mark_paired(&intent.topic, Some(peer));
+            }
         }
         if let Some(peer) = peer {
             if let Some(info) = self.edge_info(peer) {
@@ -154,6 +166,7 @@ impl Node {
                 addr: remote,
                 listen: h.listen,
                 topics,
+                paired: h.paired.into_iter().collect(),
                 services: h.services.into_iter().collect(),
                 root: h.root,
                 pairing: pairing || shares,
@@ -187,7 +200,11 @@ impl Node {
         if !keep_new {
             return self.close_conn(new, DisconnectReason::Duplicate, true);
         }
-        debug!(peer = %h.id, %old, %new, "moving an edge to the connection dialed by the smaller id");
+        debug!(peer = %h.id, %old, %new, "moving an edge to the connection that wins the tie-break");
+        if new_dir == Direction::Inbound {
+            let hello = self.hello_for(new);
+            self.send(new, &Message::Hello(hello));
+        }
         let Some(mut edge) = self.edges.remove(&h.id) else {
             return;
         };
@@ -248,6 +265,46 @@ impl Node {
     /// Tells every neighbour our current topic set.
     pub(super) fn announce_topics(&mut self) {
         let msg = Message::Topics(self.topics.keys().cloned().collect());
+        for peer in self.edge_order.clone() {
+            self.send_to_peer(peer, &msg);
+        }
+    }
+
+    pub(super) fn on_paired(&mut self, conn: ConnId, peer: NodeId, topics: Vec<String>) {
+        if let Err(reason) = self.validate_names("topics", &topics, self.cfg.max_peer_topics) {
+            return self.bad_peer(conn, reason);
+        }
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.paired = topics.into_iter().collect();
+        }
+    }
+
+    /// Topics this node is paired for.
+    pub(super) fn paired_topics(&self) -> Vec<String> {
+        self.topics
+            .iter()
+            .filter(|(t, s)| **s == TopicState::Paired && t.as_str() != "@")
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Records that this node belongs to `topic`'s cluster, tells the application and the
+    /// neighbours.
+    pub(super) fn mark_paired(&mut self, topic: &str, with: Option<NodeId>) {
+        if self.topics.get(topic) == Some(&TopicState::Paired) {
+            return;
+        }
+        self.topics.insert(topic.to_string(), TopicState::Paired);
+        self.push_event(Event::Paired {
+            topic: topic.to_string(),
+            with,
+        });
+        self.announce_paired();
+    }
+
+    /// Tells every neighbour which topics we are paired for.
+    pub(super) fn announce_paired(&mut self) {
+        let msg = Message::Paired(self.paired_topics());
         for peer in self.edge_order.clone() {
             self.send_to_peer(peer, &msg);
         }

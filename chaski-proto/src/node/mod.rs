@@ -71,6 +71,7 @@ struct Edge {
     addr: SocketAddr,
     listen: Option<SocketAddr>,
     topics: BTreeSet<String>,
+    paired: BTreeSet<String>,
     services: BTreeSet<String>,
     root: bool,
     pairing: bool,
@@ -122,6 +123,8 @@ pub struct Node {
     topics: BTreeMap<String, TopicState>,
     services: BTreeSet<String>,
     next_discovery: u64,
+    /// Other seekers heard while a topic was unpaired: topic → (origin, address, discovery).
+    seekers: BTreeMap<String, VecDeque<(NodeId, SocketAddr, u64)>>,
     seen_discoveries: SeenPool<(NodeId, u64)>,
     next_seq: u64,
     seen_publishes: SeenPool<(NodeId, u64)>,
@@ -186,6 +189,7 @@ impl Node {
             topics,
             services: BTreeSet::new(),
             next_discovery: 0,
+            seekers: BTreeMap::new(),
             next_seq: 0,
             next_ping: 0,
             next_request: 0,
@@ -549,8 +553,12 @@ impl Node {
                 }
             }
         }
-        let hello = self.hello_for(conn);
-        self.send(conn, &Message::Hello(hello));
+        // The dialer speaks first; the acceptor answers only once it accepts the dialer's Hello,
+        // so a dialer never holds an edge the acceptor refused.
+        if dir == Direction::Outbound {
+            let hello = self.hello_for(conn);
+            self.send(conn, &Message::Hello(hello));
+        }
     }
 
     /// A dial the core asked for failed.
@@ -634,6 +642,7 @@ impl Node {
             Message::Hello(_) => unreachable!("handled above"),
             Message::Goodbye(reason) => self.drop_conn(conn, reason, true, now),
             Message::Topics(t) => self.on_topics(conn, peer, t, now),
+            Message::Paired(t) => self.on_paired(conn, peer, t),
             Message::Services(s) => self.on_services(conn, peer, s),
             Message::Ping { id, padding } => self.on_ping(conn, id, padding),
             Message::Pong { id, .. } => self.on_pong(peer, id, now),

@@ -33,6 +33,9 @@ impl Node {
             }
         }
         self.announce_topics();
+        if self.cfg.paired {
+            self.announce_paired();
+        }
         Ok(())
     }
 
@@ -43,8 +46,11 @@ impl Node {
         if topic == "@" && self.cfg.root {
             return Ok(());
         }
-        if self.topics.remove(topic).is_some() {
+        if let Some(state) = self.topics.remove(topic) {
             self.announce_topics();
+            if state == TopicState::Paired {
+                self.announce_paired();
+            }
         }
         Ok(())
     }

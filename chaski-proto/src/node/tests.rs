@@ -20,6 +20,7 @@ fn hello(id: u128, topics: &[&str]) -> Hello {
         name: format!("peer{id}"),
         listen: Some(addr(9000 + (id % 1000) as u16)),
         topics: topics.iter().map(|t| t.to_string()).collect(),
+        paired: vec![],
         services: vec![],
         root: false,
         pairing: None,
