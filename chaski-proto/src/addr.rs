@@ -87,7 +87,8 @@ pub enum AddrError {
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 255
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn valid_hostname(h: &str) -> bool {
@@ -183,21 +184,48 @@ mod tests {
         let a = parse_addr("*N@[::1]:5").unwrap();
         assert_eq!(a.to_string(), "*N@[::1]:5");
         assert_eq!(a.socket_addr(), Some("[::1]:5".parse().unwrap()));
-        assert_eq!(parse_addr("Localhost:1").unwrap().host, Host::Name("localhost".into()));
+        assert_eq!(
+            parse_addr("Localhost:1").unwrap().host,
+            Host::Name("localhost".into())
+        );
     }
 
     #[test]
     fn refuses_garbage_with_clear_errors() {
-        assert!(matches!(parse_addr("localhost"), Err(AddrError::MissingPort(_))));
-        assert!(matches!(parse_addr("999.1.1.1:5"), Err(AddrError::BadHost(_))));
-        assert!(matches!(parse_addr("ChaskiNode@::1:8511"), Err(AddrError::BadHost(_))));
-        assert!(matches!(parse_addr("1.2.3.4:99999"), Err(AddrError::BadPort(_))));
+        assert!(matches!(
+            parse_addr("localhost"),
+            Err(AddrError::MissingPort(_))
+        ));
+        assert!(matches!(
+            parse_addr("999.1.1.1:5"),
+            Err(AddrError::BadHost(_))
+        ));
+        assert!(matches!(
+            parse_addr("ChaskiNode@::1:8511"),
+            Err(AddrError::BadHost(_))
+        ));
+        assert!(matches!(
+            parse_addr("1.2.3.4:99999"),
+            Err(AddrError::BadPort(_))
+        ));
         assert!(matches!(parse_addr("1.2.3.4:"), Err(AddrError::BadPort(_))));
-        assert!(matches!(parse_addr("1.2.3.4:+5"), Err(AddrError::BadPort(_))));
-        assert!(matches!(parse_addr("a b@1.2.3.4:5"), Err(AddrError::BadName(_))));
-        assert!(matches!(parse_addr("*1.2.3.4:5"), Err(AddrError::BadName(_))));
+        assert!(matches!(
+            parse_addr("1.2.3.4:+5"),
+            Err(AddrError::BadPort(_))
+        ));
+        assert!(matches!(
+            parse_addr("a b@1.2.3.4:5"),
+            Err(AddrError::BadName(_))
+        ));
+        assert!(matches!(
+            parse_addr("*1.2.3.4:5"),
+            Err(AddrError::BadName(_))
+        ));
         assert!(matches!(parse_addr("[::1:5"), Err(AddrError::BadHost(_))));
-        assert!(matches!(parse_addr("[::1]"), Err(AddrError::MissingPort(_))));
+        assert!(matches!(
+            parse_addr("[::1]"),
+            Err(AddrError::MissingPort(_))
+        ));
         assert!(matches!(parse_addr("-bad-:5"), Err(AddrError::BadHost(_))));
         assert!(parse_addr("").is_err());
     }

@@ -33,7 +33,11 @@ pub const RECURSION_LIMIT: usize = 16;
 pub const HEADER_LEN: usize = 4;
 
 /// Appends one frame holding `msg` to `out`. On error `out` is left as it was.
-pub fn encode_frame(msg: &Message, out: &mut BytesMut, max_frame_len: usize) -> Result<(), CodecError> {
+pub fn encode_frame(
+    msg: &Message,
+    out: &mut BytesMut,
+    max_frame_len: usize,
+) -> Result<(), CodecError> {
     let start = out.len();
     out.put_u32(0);
     let res = ciborium::into_writer(msg, (&mut *out).writer());
@@ -147,7 +151,13 @@ mod tests {
     fn refuses_huge_prefix_without_allocating() {
         let mut d = FrameDecoder::new(1024);
         d.extend(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
-        assert!(matches!(d.next_frame(), Err(CodecError::FrameTooLong { len: 4294967295, max: 1024 })));
+        assert!(matches!(
+            d.next_frame(),
+            Err(CodecError::FrameTooLong {
+                len: 4294967295,
+                max: 1024
+            })
+        ));
         assert_eq!(d.buffered(), 0);
         d.extend(&[0; 100]);
         assert_eq!(d.buffered(), 0);
@@ -158,7 +168,10 @@ mod tests {
     fn encoding_over_limit_leaves_buffer_untouched() {
         let mut out = BytesMut::from(&b"xy"[..]);
         let msg = Message::Topics(vec!["a".repeat(100)]);
-        assert!(matches!(encode_frame(&msg, &mut out, 10), Err(CodecError::FrameTooLong { .. })));
+        assert!(matches!(
+            encode_frame(&msg, &mut out, 10),
+            Err(CodecError::FrameTooLong { .. })
+        ));
         assert_eq!(&out[..], b"xy");
     }
 
@@ -181,7 +194,10 @@ mod tests {
 
     #[test]
     fn payload_is_a_byte_string() {
-        let msg = Message::Ping { id: 1, padding: Bytes::from(vec![7u8; 300]) };
+        let msg = Message::Ping {
+            id: 1,
+            padding: Bytes::from(vec![7u8; 300]),
+        };
         let mut out = BytesMut::new();
         encode_frame(&msg, &mut out, 1 << 20).unwrap();
         // 300 bytes of padding cost 300 bytes plus a short header, not an array of integers.

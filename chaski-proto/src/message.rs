@@ -163,7 +163,10 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::AlreadyPaired => f.write_str("already paired for that topic"),
             DisconnectReason::Unneeded => f.write_str("bootstrap link no longer needed"),
             DisconnectReason::VersionMismatch { ours, theirs } => {
-                write!(f, "protocol version mismatch (ours {ours}, theirs {theirs})")
+                write!(
+                    f,
+                    "protocol version mismatch (ours {ours}, theirs {theirs})"
+                )
             }
             DisconnectReason::ProtocolError(m) => write!(f, "protocol error: {m}"),
             DisconnectReason::LimitExceeded(m) => write!(f, "limit exceeded: {m}"),
@@ -245,12 +248,6 @@ pub struct Status {
     pub root: bool,
     /// Whether a reconnection is under way.
     pub reconnecting: bool,
-}
-
-impl Default for NodeId {
-    fn default() -> Self {
-        NodeId(0)
-    }
 }
 
 /// One UDP datagram.

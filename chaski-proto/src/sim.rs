@@ -30,11 +30,31 @@ pub type Idx = usize;
 
 #[derive(Debug)]
 enum SimEvent {
-    Connect { from: Idx, conn: ConnId, to: SocketAddr },
-    Deliver { link: u64, to: Idx, side: usize, data: Bytes },
-    Eof { link: u64, to: Idx, side: usize },
-    Datagram { from: SocketAddr, to: SocketAddr, data: Bytes },
-    Wake { node: Idx, at: Instant },
+    Connect {
+        from: Idx,
+        conn: ConnId,
+        to: SocketAddr,
+    },
+    Deliver {
+        link: u64,
+        to: Idx,
+        side: usize,
+        data: Bytes,
+    },
+    Eof {
+        link: u64,
+        to: Idx,
+        side: usize,
+    },
+    Datagram {
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Bytes,
+    },
+    Wake {
+        node: Idx,
+        at: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -213,7 +233,8 @@ impl Sim {
     /// `a` dials `b`.
     pub fn connect(&mut self, a: Idx, b: Idx) -> ConnId {
         let addr = self.addr(b);
-        self.with(a, |n, now| n.connect(addr, now)).expect("connect refused")
+        self.with(a, |n, now| n.connect(addr, now))
+            .expect("connect refused")
     }
 
     /// Every event node `i` produced so far, with its time.
@@ -307,7 +328,9 @@ impl Sim {
             .collect();
         for id in dead {
             let mut eofs = Vec::new();
-            let Some(l) = self.links.get_mut(&id) else { continue };
+            let Some(l) = self.links.get_mut(&id) else {
+                continue;
+            };
             for side in 0..2 {
                 if l.ends[side].0 == i {
                     l.open[side] = false;
@@ -351,8 +374,12 @@ impl Sim {
             let Some(out) = node.poll_output() else { break };
             match out {
                 Output::Transmit { conn, data } => {
-                    let Some(&link) = self.nodes[i].links.get(&conn) else { continue };
-                    let Some(l) = self.links.get(&link) else { continue };
+                    let Some(&link) = self.nodes[i].links.get(&conn) else {
+                        continue;
+                    };
+                    let Some(l) = self.links.get(&link) else {
+                        continue;
+                    };
                     let side = usize::from(l.ends[0] != (i, conn));
                     let to = l.ends[1 - side].0;
                     self.bytes += data.len() as u64;
@@ -364,17 +391,35 @@ impl Sim {
                         l.busy[1 - side] = at;
                     }
                     self.seq += 1;
-                    let ev = SimEvent::Deliver { link, to, side: 1 - side, data };
+                    let ev = SimEvent::Deliver {
+                        link,
+                        to,
+                        side: 1 - side,
+                        data,
+                    };
                     self.queue.insert((at, self.seq), ev);
                 }
                 Output::Datagram { to, data } => {
                     let from = self.nodes[i].addr;
-                    let lat = self.by_addr.get(&to).map_or(self.latency, |&t| self.lat(i, t));
+                    let lat = self
+                        .by_addr
+                        .get(&to)
+                        .map_or(self.latency, |&t| self.lat(i, t));
                     self.schedule(lat, SimEvent::Datagram { from, to, data });
                 }
                 Output::Dial { conn, addr } => {
-                    let lat = self.by_addr.get(&addr).map_or(self.latency, |&t| self.lat(i, t));
-                    self.schedule(lat, SimEvent::Connect { from: i, conn, to: addr });
+                    let lat = self
+                        .by_addr
+                        .get(&addr)
+                        .map_or(self.latency, |&t| self.lat(i, t));
+                    self.schedule(
+                        lat,
+                        SimEvent::Connect {
+                            from: i,
+                            conn,
+                            to: addr,
+                        },
+                    );
                 }
                 Output::Close { conn } => match self.nodes[i].links.remove(&conn) {
                     Some(link) => {
@@ -389,7 +434,11 @@ impl Sim {
                             if l.open[1 - side] {
                                 let at = (self.now + lat).max(l.busy[1 - side]);
                                 self.seq += 1;
-                                let ev = SimEvent::Eof { link, to, side: 1 - side };
+                                let ev = SimEvent::Eof {
+                                    link,
+                                    to,
+                                    side: 1 - side,
+                                };
                                 self.queue.insert((at, self.seq), ev);
                             } else {
                                 self.links.remove(&link);
@@ -414,7 +463,8 @@ impl Sim {
             if let Some(at) = wake {
                 let at = at.max(self.now);
                 self.seq += 1;
-                self.queue.insert((at, self.seq), SimEvent::Wake { node: i, at });
+                self.queue
+                    .insert((at, self.seq), SimEvent::Wake { node: i, at });
                 self.nodes[i].wake = Some(at);
             }
         }
@@ -443,7 +493,9 @@ impl Sim {
                     return true;
                 }
                 let target = self.by_addr.get(&to).copied();
-                let reachable = target.filter(|&t| self.nodes[t].node.is_some() && !self.cuts.contains(&pair(from, t)));
+                let reachable = target.filter(|&t| {
+                    self.nodes[t].node.is_some() && !self.cuts.contains(&pair(from, t))
+                });
                 let from_up = self.nodes[from].node.is_some();
                 match (reachable, from_up) {
                     (Some(t), true) => {
@@ -481,8 +533,15 @@ impl Sim {
                     _ => {}
                 }
             }
-            SimEvent::Deliver { link, to, side, data } => {
-                let Some(l) = self.links.get(&link) else { return true };
+            SimEvent::Deliver {
+                link,
+                to,
+                side,
+                data,
+            } => {
+                let Some(l) = self.links.get(&link) else {
+                    return true;
+                };
                 if !l.open[side] || self.nodes[to].gen != l.gens[side] {
                     return true;
                 }
@@ -494,7 +553,9 @@ impl Sim {
                 self.drain(to);
             }
             SimEvent::Eof { link, to, side } => {
-                let Some(l) = self.links.get_mut(&link) else { return true };
+                let Some(l) = self.links.get_mut(&link) else {
+                    return true;
+                };
                 if !l.open[side] || self.nodes[to].gen != l.gens[side] {
                     return true;
                 }
@@ -510,7 +571,9 @@ impl Sim {
                 self.drain(to);
             }
             SimEvent::Datagram { from, to, data } => {
-                let Some(&t) = self.by_addr.get(&to) else { return true };
+                let Some(&t) = self.by_addr.get(&to) else {
+                    return true;
+                };
                 let f = self.by_addr.get(&from).copied();
                 if f.is_some_and(|f| self.cuts.contains(&pair(f, t))) {
                     return true;
@@ -527,7 +590,11 @@ impl Sim {
     /// Runs until virtual time has advanced by `d`.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
-        while self.queue.first_key_value().is_some_and(|((t, _), _)| *t <= end) {
+        while self
+            .queue
+            .first_key_value()
+            .is_some_and(|((t, _), _)| *t <= end)
+        {
             self.step();
         }
         self.now = self.now.max(end);
@@ -540,7 +607,11 @@ impl Sim {
         if cond(self) {
             return true;
         }
-        while self.queue.first_key_value().is_some_and(|((t, _), _)| *t <= end) {
+        while self
+            .queue
+            .first_key_value()
+            .is_some_and(|((t, _), _)| *t <= end)
+        {
             self.step();
             if cond(self) {
                 return true;

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 use chaski_proto::codec::{decode_message, encode_frame, FrameDecoder};
 use chaski_proto::message::{Discovery, Hello, PairIntent, Publish};
-use chaski_proto::{CallKind, Config, ConnId, Direction, DisconnectReason, Message, Node, NodeId, OnPair, RemoteError};
+use chaski_proto::{
+    CallKind, Config, ConnId, Direction, DisconnectReason, Message, Node, NodeId, OnPair,
+    RemoteError,
+};
 use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = String> {
@@ -29,7 +32,8 @@ fn reason() -> impl Strategy<Value = DisconnectReason> {
         Just(DisconnectReason::Duplicate),
         Just(DisconnectReason::Unneeded),
         name().prop_map(DisconnectReason::ProtocolError),
-        (any::<u16>(), any::<u16>()).prop_map(|(ours, theirs)| DisconnectReason::VersionMismatch { ours, theirs }),
+        (any::<u16>(), any::<u16>())
+            .prop_map(|(ours, theirs)| DisconnectReason::VersionMismatch { ours, theirs }),
     ]
 }
 
@@ -53,25 +57,35 @@ fn message() -> impl Strategy<Value = Message> {
         proptest::option::of((any::<u64>(), name(), proptest::option::of(any::<u128>()))),
         any::<u64>(),
     )
-        .prop_map(|(version, id, name, listen, topics, root, pairing, nonce)| {
-            Message::Hello(Hello {
-                version,
-                id: NodeId(id),
-                name,
-                listen,
-                services: topics.clone(),
-                paired: topics.clone(),
-                topics,
-                root,
-                pairing: pairing.map(|(discovery, topic, entry)| PairIntent {
-                    discovery,
-                    topic,
-                    entry: entry.map(NodeId),
-                }),
-                nonce,
-            })
-        });
-    let discovery = (any::<u64>(), any::<u128>(), name(), sock(), name(), any::<u8>(), any::<bool>())
+        .prop_map(
+            |(version, id, name, listen, topics, root, pairing, nonce)| {
+                Message::Hello(Hello {
+                    version,
+                    id: NodeId(id),
+                    name,
+                    listen,
+                    services: topics.clone(),
+                    paired: topics.clone(),
+                    topics,
+                    root,
+                    pairing: pairing.map(|(discovery, topic, entry)| PairIntent {
+                        discovery,
+                        topic,
+                        entry: entry.map(NodeId),
+                    }),
+                    nonce,
+                })
+            },
+        );
+    let discovery = (
+        any::<u64>(),
+        any::<u128>(),
+        name(),
+        sock(),
+        name(),
+        any::<u8>(),
+        any::<bool>(),
+    )
         .prop_map(|(id, origin, origin_name, origin_addr, topic, ttl, d)| {
             Message::Discovery(Discovery {
                 id,
@@ -84,8 +98,15 @@ fn message() -> impl Strategy<Value = Message> {
                 entry: None,
             })
         });
-    let publish = (any::<u128>(), any::<u64>(), name(), any::<u8>(), any::<u8>(), bytes()).prop_map(
-        |(o, seq, topic, ttl, hops, payload)| {
+    let publish = (
+        any::<u128>(),
+        any::<u64>(),
+        name(),
+        any::<u8>(),
+        any::<u8>(),
+        bytes(),
+    )
+        .prop_map(|(o, seq, topic, ttl, hops, payload)| {
             Message::Publish(Publish {
                 origin: NodeId(o),
                 seq,
@@ -94,8 +115,7 @@ fn message() -> impl Strategy<Value = Message> {
                 hops,
                 payload,
             })
-        },
-    );
+        });
     prop_oneof![
         hello,
         discovery,
@@ -104,16 +124,21 @@ fn message() -> impl Strategy<Value = Message> {
         proptest::collection::vec(name(), 0..5).prop_map(Message::Services),
         (any::<u64>(), bytes()).prop_map(|(id, padding)| Message::Ping { id, padding }),
         (any::<u64>(), bytes()).prop_map(|(id, padding)| Message::Pong { id, padding }),
-        (any::<u64>(), name(), name(), any::<bool>(), bytes()).prop_map(|(id, service, path, g, args)| {
-            Message::Request {
-                id,
-                service,
-                path,
-                kind: if g { CallKind::Get } else { CallKind::Call },
-                args,
+        (any::<u64>(), name(), name(), any::<bool>(), bytes()).prop_map(
+            |(id, service, path, g, args)| {
+                Message::Request {
+                    id,
+                    service,
+                    path,
+                    kind: if g { CallKind::Get } else { CallKind::Call },
+                    args,
+                }
             }
-        }),
-        (any::<u64>(), prop_oneof![bytes().prop_map(Ok), remote_error().prop_map(Err)])
+        ),
+        (
+            any::<u64>(),
+            prop_oneof![bytes().prop_map(Ok), remote_error().prop_map(Err)]
+        )
             .prop_map(|(id, result)| Message::Response { id, result }),
         reason().prop_map(Message::Goodbye),
     ]

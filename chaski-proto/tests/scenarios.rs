@@ -32,7 +32,16 @@ fn create_nodes(sim: &mut Sim, subs: &[&[&str]]) -> Vec<Idx> {
 }
 
 fn single(n: usize) -> Vec<&'static [&'static str]> {
-    const T: [&[&str]; 8] = [&["A"], &["B"], &["C"], &["D"], &["E"], &["F"], &["G"], &["H"]];
+    const T: [&[&str]; 8] = [
+        &["A"],
+        &["B"],
+        &["C"],
+        &["D"],
+        &["E"],
+        &["F"],
+        &["G"],
+        &["H"],
+    ];
     T[..n].to_vec()
 }
 
@@ -58,7 +67,8 @@ fn set(pairs: &[(Idx, Idx)]) -> BTreeSet<(Idx, Idx)> {
 
 /// Runs discovery on `n` and waits until all its topics are paired.
 fn discover(sim: &mut Sim, n: Idx, on_pair: OnPair) {
-    sim.with(n, |node, now| node.discover_with(on_pair, now)).unwrap();
+    sim.with(n, |node, now| node.discover_with(on_pair, now))
+        .unwrap();
     assert!(
         sim.run_until(Duration::from_secs(15), |s| s.node(n).is_paired()),
         "node {n} never paired"
@@ -98,7 +108,15 @@ fn disconnection_on_shutdown_reaches_every_peer() {
     assert_eq!(counts(&sim, &n), [0; 5]);
     for &i in &n[1..] {
         let lost = sim.events(i).iter().any(|(_, e)| {
-            matches!(e, Event::PeerLost { reason: DisconnectReason::Shutdown, by_peer: true, reconnecting: false, .. })
+            matches!(
+                e,
+                Event::PeerLost {
+                    reason: DisconnectReason::Shutdown,
+                    by_peer: true,
+                    reconnecting: false,
+                    ..
+                }
+            )
         });
         assert!(lost, "node {i} did not see the goodbye");
     }
@@ -154,14 +172,28 @@ fn edges_server_orphan() {
 
 /// Runs until node `n` has a `Request` event, answers it with `answer(args)`, and returns the
 /// request's (path, kind).
-fn serve_one(sim: &mut Sim, n: Idx, answer: impl Fn(&Bytes) -> Result<Bytes, RemoteError>) -> (String, CallKind) {
+fn serve_one(
+    sim: &mut Sim,
+    n: Idx,
+    answer: impl Fn(&Bytes) -> Result<Bytes, RemoteError>,
+) -> (String, CallKind) {
     let mut seen = 0;
     assert!(sim.run_until(W3, |s| {
-        s.events(n).iter().any(|(_, e)| matches!(e, Event::Request { .. }))
+        s.events(n)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Request { .. }))
     }));
     let evs = sim.take_events(n);
     for (_, e) in evs {
-        if let Event::Request { peer, id, path, kind, args, .. } = e {
+        if let Event::Request {
+            peer,
+            id,
+            path,
+            kind,
+            args,
+            ..
+        } = e
+        {
             seen += 1;
             let r = answer(&args);
             sim.with(n, |node, _| node.respond(peer, id, r)).unwrap();
@@ -175,7 +207,9 @@ fn serve_one(sim: &mut Sim, n: Idx, answer: impl Fn(&Bytes) -> Result<Bytes, Rem
 fn response(sim: &mut Sim, n: Idx, id: chaski_proto::RequestId) -> Result<Bytes, RemoteError> {
     let mut out = None;
     assert!(sim.run_until(Duration::from_secs(30), |s| {
-        s.events(n).iter().any(|(_, e)| matches!(e, Event::Response { id: i, .. } if *i == id))
+        s.events(n)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Response { id: i, .. } if *i == id))
     }));
     for (_, e) in sim.events(n) {
         if let Event::Response { id: i, result } = e {
@@ -198,7 +232,9 @@ fn response_echo_rpc() {
     assert_eq!(sim.node(0).find_service("echo"), Some(peer));
     let payload = Bytes::from_static(b"{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\"}");
     let id = sim
-        .with(0, |node, now| node.call(peer, "echo", "", CallKind::Call, payload.clone(), None, now))
+        .with(0, |node, now| {
+            node.call(peer, "echo", "", CallKind::Call, payload.clone(), None, now)
+        })
         .unwrap();
     serve_one(&mut sim, 1, |a| Ok(a.clone()));
     assert_eq!(response(&mut sim, 0, id), Ok(payload));
@@ -264,7 +300,10 @@ fn single_discovery_with_disconnection() {
 #[test]
 fn multiple_discovery() {
     let mut sim = Sim::new(12);
-    let n = create_nodes(&mut sim, &[&["A"], &["B"], &["B"], &["B"], &["B"], &["B"], &["B"]]);
+    let n = create_nodes(
+        &mut sim,
+        &[&["A"], &["B"], &["B"], &["B"], &["B"], &["B"], &["B"]],
+    );
     connect_all(&mut sim, &[(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)]);
     for i in 1..=6 {
         discover(&mut sim, i, OnPair::None);
@@ -293,7 +332,10 @@ fn single_subscription_no_disconnect() {
 #[test]
 fn single_subscription_with_disconnect() {
     let mut sim = Sim::new(14);
-    let _ = create_nodes(&mut sim, &[&["A"], &["B"], &["C"], &["A", "C"], &["B", "A"], &["C"]]);
+    let _ = create_nodes(
+        &mut sim,
+        &[&["A"], &["B"], &["C"], &["A", "C"], &["B", "A"], &["C"]],
+    );
     connect_all(&mut sim, &[(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]);
     for i in 1..=5 {
         discover(&mut sim, i, OnPair::Disconnect);
@@ -315,7 +357,8 @@ fn ping_size_raises_latency_and_reset_clears_it() {
     connect_all(&mut sim, &[(1, 0), (2, 0)]);
     let (p1, p2) = (sim.node(1).id(), sim.node(2).id());
     sim.with(0, |node, now| node.ping(p1, 0, now)).unwrap();
-    sim.with(0, |node, now| node.ping(p2, 100_000, now)).unwrap();
+    sim.with(0, |node, now| node.ping(p2, 100_000, now))
+        .unwrap();
     assert!(sim.run_until(Duration::from_secs(1), |s| {
         let e = s.node(0).edges();
         e.iter().all(|e| e.latency.is_some())
@@ -344,7 +387,10 @@ fn message_ttl_limits_hops() {
     let line: Vec<(Idx, Idx)> = (0..5).map(|i| (i, i + 1)).collect();
     connect_all(&mut sim, &line);
     sim.run_for(Duration::from_millis(50));
-    sim.with(0, |node, now| node.publish("t", Bytes::from_static(b"x"), now)).unwrap();
+    sim.with(0, |node, now| {
+        node.publish("t", Bytes::from_static(b"x"), now)
+    })
+    .unwrap();
     sim.run_for(Duration::from_secs(1));
     let got: Vec<usize> = nodes.iter().map(|&n| sim.received(n).len()).collect();
     assert_eq!(got, [0, 1, 1, 1, 0, 0]);
@@ -362,25 +408,73 @@ fn remote_calls_errors_and_sequence() {
     let server = sim.node(0).id();
     // Unknown service: answered by the core, no application involved.
     let id = sim
-        .with(1, |n, now| n.call(server, "json", "dumps", CallKind::Call, Bytes::new(), None, now))
+        .with(1, |n, now| {
+            n.call(
+                server,
+                "json",
+                "dumps",
+                CallKind::Call,
+                Bytes::new(),
+                None,
+                now,
+            )
+        })
         .unwrap();
-    assert_eq!(response(&mut sim, 1, id), Err(RemoteError::NotFound("json".into())));
+    assert_eq!(
+        response(&mut sim, 1, id),
+        Err(RemoteError::NotFound("json".into()))
+    );
     // Nested path, attribute get, unknown method, failure: decided by the serving application.
     let id = sim
-        .with(1, |n, now| n.call(server, "os", "path.sep", CallKind::Get, Bytes::new(), None, now))
+        .with(1, |n, now| {
+            n.call(
+                server,
+                "os",
+                "path.sep",
+                CallKind::Get,
+                Bytes::new(),
+                None,
+                now,
+            )
+        })
         .unwrap();
     let (path, kind) = serve_one(&mut sim, 0, |_| Ok(Bytes::from_static(b"/")));
     assert_eq!((path.as_str(), kind), ("path.sep", CallKind::Get));
     assert_eq!(response(&mut sim, 1, id), Ok(Bytes::from_static(b"/")));
     let id = sim
-        .with(1, |n, now| n.call(server, "os", "nope", CallKind::Call, Bytes::new(), None, now))
+        .with(1, |n, now| {
+            n.call(
+                server,
+                "os",
+                "nope",
+                CallKind::Call,
+                Bytes::new(),
+                None,
+                now,
+            )
+        })
         .unwrap();
-    serve_one(&mut sim, 0, |_| Err(RemoteError::NoSuchMethod("nope".into())));
-    assert_eq!(response(&mut sim, 1, id), Err(RemoteError::NoSuchMethod("nope".into())));
+    serve_one(&mut sim, 0, |_| {
+        Err(RemoteError::NoSuchMethod("nope".into()))
+    });
+    assert_eq!(
+        response(&mut sim, 1, id),
+        Err(RemoteError::NoSuchMethod("nope".into()))
+    );
     // Ten sequential calls.
     for k in 0..10u8 {
         let id = sim
-            .with(1, |n, now| n.call(server, "os", "listdir", CallKind::Call, Bytes::from(vec![k]), None, now))
+            .with(1, |n, now| {
+                n.call(
+                    server,
+                    "os",
+                    "listdir",
+                    CallKind::Call,
+                    Bytes::from(vec![k]),
+                    None,
+                    now,
+                )
+            })
             .unwrap();
         serve_one(&mut sim, 0, |a| Ok(a.clone()));
         assert_eq!(response(&mut sim, 1, id), Ok(Bytes::from(vec![k])));
@@ -389,14 +483,32 @@ fn remote_calls_errors_and_sequence() {
     let t0 = sim.now();
     let id = sim
         .with(1, |n, now| {
-            n.call(server, "os", "slow", CallKind::Call, Bytes::new(), Some(Duration::from_secs(2)), now)
+            n.call(
+                server,
+                "os",
+                "slow",
+                CallKind::Call,
+                Bytes::new(),
+                Some(Duration::from_secs(2)),
+                now,
+            )
         })
         .unwrap();
     assert_eq!(response(&mut sim, 1, id), Err(RemoteError::Timeout));
     assert!(sim.now() - t0 >= Duration::from_secs(2));
     // The server's peer crashes mid-call: Disconnected, at once.
     let id = sim
-        .with(1, |n, now| n.call(server, "os", "slow", CallKind::Call, Bytes::new(), None, now))
+        .with(1, |n, now| {
+            n.call(
+                server,
+                "os",
+                "slow",
+                CallKind::Call,
+                Bytes::new(),
+                None,
+                now,
+            )
+        })
         .unwrap();
     sim.run_for(Duration::from_millis(5));
     let t0 = sim.now();
@@ -412,8 +524,13 @@ fn stream_chain_six_nodes_in_order_over_five_hops() {
     let mut sim = Sim::new(18);
     let nodes: Vec<Idx> = (0..6)
         .map(|i| {
-            let n = sim.add_node(Config::default().name(format!("Producer{i}")).reconnections(0));
-            sim.with(n, |node, now| node.subscribe("topic1", now)).unwrap();
+            let n = sim.add_node(
+                Config::default()
+                    .name(format!("Producer{i}"))
+                    .reconnections(0),
+            );
+            sim.with(n, |node, now| node.subscribe("topic1", now))
+                .unwrap();
             n
         })
         .collect();
@@ -422,7 +539,8 @@ fn stream_chain_six_nodes_in_order_over_five_hops() {
     sim.run_for(Duration::from_millis(300));
     for k in 0..6 {
         let msg = Bytes::from(format!("test{k}"));
-        sim.with(0, |node, now| node.publish("topic1", msg, now)).unwrap();
+        sim.with(0, |node, now| node.publish("topic1", msg, now))
+            .unwrap();
         assert!(sim.run_until(W3, |s| s.received(5).len() == k + 1));
     }
     let got: Vec<String> = sim
@@ -451,14 +569,19 @@ fn root_relays_any_topic() {
     let c1 = sim.add_node(Config::default().name("chain1"));
     let c2 = sim.add_node(Config::default().name("chain2"));
     for n in [c1, c2] {
-        sim.with(n, |node, now| node.subscribe("topic1", now)).unwrap();
+        sim.with(n, |node, now| node.subscribe("topic1", now))
+            .unwrap();
     }
     connect_all(&mut sim, &[(c1, root), (c2, root)]);
-    sim.with(c1, |node, now| node.publish("topic1", Bytes::from_static(b"test0"), now)).unwrap();
+    sim.with(c1, |node, now| {
+        node.publish("topic1", Bytes::from_static(b"test0"), now)
+    })
+    .unwrap();
     assert!(sim.run_until(W3, |s| s.received(c2).len() == 1));
     for k in 1..6 {
         let msg = Bytes::from(format!("test{k}"));
-        sim.with(root, |node, now| node.publish("topic1", msg, now)).unwrap();
+        sim.with(root, |node, now| node.publish("topic1", msg, now))
+            .unwrap();
     }
     assert!(sim.run_until(W3, |s| s.received(c2).len() == 6));
     let got: Vec<Bytes> = sim.received(c2).into_iter().map(|(_, p)| p).collect();
@@ -485,16 +608,32 @@ fn triangle_and_square_deliver_exactly_once() {
     let mut sim = Sim::new(20);
     let n = subscribed(&mut sim, &[("A", "t"), ("C", "t"), ("D", "t")]);
     connect_all(&mut sim, &[(n[0], n[1]), (n[1], n[2]), (n[2], n[0])]);
-    sim.with(n[0], |node, now| node.publish("t", Bytes::from_static(b"x"), now)).unwrap();
+    sim.with(n[0], |node, now| {
+        node.publish("t", Bytes::from_static(b"x"), now)
+    })
+    .unwrap();
     sim.run_for(Duration::from_secs(1));
-    assert_eq!([sim.received(n[0]).len(), sim.received(n[1]).len(), sim.received(n[2]).len()], [0, 1, 1]);
+    assert_eq!(
+        [
+            sim.received(n[0]).len(),
+            sim.received(n[1]).len(),
+            sim.received(n[2]).len()
+        ],
+        [0, 1, 1]
+    );
 
     // A cycle of four: relays skip the origin, and the origin records its own message, so it
     // never gets it back; the opposite node gets two copies and drops one.
     let mut sim = Sim::new(21);
     let n = subscribed(&mut sim, &[("A", "t"), ("B", "t"), ("C", "t"), ("D", "t")]);
-    connect_all(&mut sim, &[(n[0], n[1]), (n[1], n[2]), (n[2], n[3]), (n[3], n[0])]);
-    sim.with(n[0], |node, now| node.publish("t", Bytes::from_static(b"x"), now)).unwrap();
+    connect_all(
+        &mut sim,
+        &[(n[0], n[1]), (n[1], n[2]), (n[2], n[3]), (n[3], n[0])],
+    );
+    sim.with(n[0], |node, now| {
+        node.publish("t", Bytes::from_static(b"x"), now)
+    })
+    .unwrap();
     sim.run_for(Duration::from_secs(1));
     let got: Vec<usize> = n.iter().map(|&i| sim.received(i).len()).collect();
     assert_eq!(got, [0, 1, 1, 1]);
@@ -508,7 +647,10 @@ fn non_subscribed_relay_blocks_propagation() {
     let n = subscribed(&mut sim, &[("A", "t"), ("B", "x"), ("C", "t")]);
     connect_all(&mut sim, &[(n[0], n[1]), (n[1], n[2])]);
     let before = sim.deliveries;
-    sim.with(n[0], |node, now| node.publish("t", Bytes::from_static(b"x"), now)).unwrap();
+    sim.with(n[0], |node, now| {
+        node.publish("t", Bytes::from_static(b"x"), now)
+    })
+    .unwrap();
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.received(n[2]).len(), 0);
     assert_eq!(sim.received(n[1]).len(), 0);
@@ -527,7 +669,14 @@ fn abrupt_death_is_noticed_at_once_and_healed_by_redial() {
     assert!(sim.run_until(Duration::from_secs(1), |s| s.edge_count(a) == 0));
     assert!(sim.now() - t0 <= Duration::from_millis(10));
     let lost = sim.events(a).iter().any(|(_, e)| {
-        matches!(e, Event::PeerLost { reason: DisconnectReason::ConnectionLost, reconnecting: true, .. })
+        matches!(
+            e,
+            Event::PeerLost {
+                reason: DisconnectReason::ConnectionLost,
+                reconnecting: true,
+                ..
+            }
+        )
     });
     assert!(lost);
     // Redials fail while b is down, then succeed once it listens again.
@@ -537,7 +686,15 @@ fn abrupt_death_is_noticed_at_once_and_healed_by_redial() {
     let t1 = sim.now();
     assert!(sim.run_until(Duration::from_secs(31), |s| s.connected(a, b)));
     assert!(sim.now() - t1 <= Duration::from_secs(30), "back-off bound");
-    let reconnected = sim.events(a).iter().any(|(_, e)| matches!(e, Event::PeerConnected { reconnected: true, .. }));
+    let reconnected = sim.events(a).iter().any(|(_, e)| {
+        matches!(
+            e,
+            Event::PeerConnected {
+                reconnected: true,
+                ..
+            }
+        )
+    });
     assert!(reconnected);
     assert_eq!(sim.node(a).reconnecting(), 0);
 }

@@ -26,7 +26,12 @@ fn mesh() -> impl Strategy<Value = Mesh> {
             proptest::collection::vec(proptest::collection::vec(any::<bool>(), 3), n),
             proptest::collection::vec(proptest::bool::weighted(0.1), n),
         )
-            .prop_map(|(n, links, subs, roots)| Mesh { n, links, subs, roots })
+            .prop_map(|(n, links, subs, roots)| Mesh {
+                n,
+                links,
+                subs,
+                roots,
+            })
     })
 }
 
@@ -67,7 +72,10 @@ fn check_tables(sim: &Sim) -> Result<(), TestCaseError> {
 
 /// Subscribers of `topic` reachable from `from` through nodes that subscribe or are roots.
 fn expected_receivers(sim: &Sim, from: Idx, topic: &str) -> BTreeSet<Idx> {
-    let ids: BTreeMap<NodeId, Idx> = (0..sim.len()).filter(|&i| sim.is_up(i)).map(|i| (sim.node(i).id(), i)).collect();
+    let ids: BTreeMap<NodeId, Idx> = (0..sim.len())
+        .filter(|&i| sim.is_up(i))
+        .map(|i| (sim.node(i).id(), i))
+        .collect();
     let mut seen = BTreeSet::from([from]);
     let mut q = VecDeque::from([from]);
     let mut out = BTreeSet::new();

@@ -121,7 +121,11 @@ impl Node {
         // Two nodes seeking the same topic would each anchor alone: the smaller id answers the
         // larger like a member (only one side dials, so they never race), and a node that is
         // not seeking yet remembers the seeker for when it starts.
-        let state = if self.cfg.root { None } else { self.topics.get(&d.topic) };
+        let state = if self.cfg.root {
+            None
+        } else {
+            self.topics.get(&d.topic)
+        };
         let seeking = matches!(state, Some(TopicState::Discovering { .. }));
         if state == Some(&TopicState::Unpaired) && self.id < d.origin {
             let heard = self.seekers.entry(d.topic.clone()).or_default();
@@ -134,7 +138,11 @@ impl Node {
             if self.edges.contains_key(&d.origin) || self.pairing_to(d.origin) {
                 return;
             }
-            let members = self.edges.values().filter(|e| e.topics.contains(&d.topic)).count();
+            let members = self
+                .edges
+                .values()
+                .filter(|e| e.topics.contains(&d.topic))
+                .count();
             if members < self.cfg.max_connections && self.conns.len() < self.cfg.max_edges {
                 debug!(topic = %d.topic, origin = %d.origin, "pairing with a discovery origin");
                 let intent = PairIntent {
@@ -197,7 +205,9 @@ impl Node {
         let due: Vec<String> = self
             .topics
             .iter()
-            .filter(|(_, s)| matches!(s, TopicState::Discovering { deadline, .. } if *deadline <= now))
+            .filter(
+                |(_, s)| matches!(s, TopicState::Discovering { deadline, .. } if *deadline <= now),
+            )
             .map(|(t, _)| t.clone())
             .collect();
         for topic in due {

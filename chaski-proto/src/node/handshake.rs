@@ -44,7 +44,10 @@ impl Node {
                 names.len()
             )));
         }
-        if let Some(n) = names.iter().find(|n| n.is_empty() || n.len() > self.cfg.max_name_len) {
+        if let Some(n) = names
+            .iter()
+            .find(|n| n.is_empty() || n.len() > self.cfg.max_name_len)
+        {
             return Err(DisconnectReason::LimitExceeded(format!(
                 "{what} name of {} bytes",
                 n.len()
@@ -127,7 +130,10 @@ impl Node {
         }
         // We dialed to pair while seeking the same topic ourselves: that pairs us too.
         if let (Some(Purpose::Pair(intent, _)), Some(peer)) = (&purpose, peer) {
-            if matches!(self.topics.get(&intent.topic), Some(TopicState::Discovering { .. })) {
+            if matches!(
+                self.topics.get(&intent.topic),
+                Some(TopicState::Discovering { .. })
+            ) {
                 self.mark_paired(&intent.topic, Some(peer));
             }
         }
@@ -155,7 +161,9 @@ impl Node {
             c.state = ConnState::Established(h.id);
         }
         let topics: BTreeSet<String> = h.topics.into_iter().collect();
-        let shares = topics.iter().any(|t| self.topics.contains_key(t) && t != "@");
+        let shares = topics
+            .iter()
+            .any(|t| self.topics.contains_key(t) && t != "@");
         let keepalive_delay = self.keepalive_delay();
         debug!(peer = %h.id, name = %h.name, %conn, "edge established");
         self.edges.insert(
@@ -193,7 +201,11 @@ impl Node {
         now: Instant,
     ) {
         let key = |conn: ConnId, dir: Direction| {
-            let dialer = if dir == Direction::Outbound { self.id } else { h.id };
+            let dialer = if dir == Direction::Outbound {
+                self.id
+            } else {
+                h.id
+            };
             (dialer, self.conns.get(&conn).map_or(0, |c| c.nonce))
         };
         let keep_new = key(new, new_dir) < key(old, old_dir);
@@ -235,10 +247,18 @@ impl Node {
 
     pub(super) fn keepalive_delay(&mut self) -> Duration {
         let j = self.cfg.keepalive_jitter.clamp(0.0, 10.0);
-        self.cfg.keepalive_interval.mul_f64(1.0 + j * self.rng.f64())
+        self.cfg
+            .keepalive_interval
+            .mul_f64(1.0 + j * self.rng.f64())
     }
 
-    pub(super) fn on_topics(&mut self, conn: ConnId, peer: NodeId, topics: Vec<String>, _now: Instant) {
+    pub(super) fn on_topics(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        topics: Vec<String>,
+        _now: Instant,
+    ) {
         if let Err(reason) = self.validate_names("topics", &topics, self.cfg.max_peer_topics) {
             return self.bad_peer(conn, reason);
         }
@@ -253,7 +273,8 @@ impl Node {
     }
 
     pub(super) fn on_services(&mut self, conn: ConnId, peer: NodeId, services: Vec<String>) {
-        if let Err(reason) = self.validate_names("services", &services, self.cfg.max_peer_services) {
+        if let Err(reason) = self.validate_names("services", &services, self.cfg.max_peer_services)
+        {
             return self.bad_peer(conn, reason);
         }
         if let Some(e) = self.edges.get_mut(&peer) {

@@ -18,7 +18,12 @@ const MAX_PINGS: usize = 16;
 impl Node {
     /// Pings `peer` with `padding` bytes that travel both ways. The round trip arrives as
     /// [`Event::Latency`] with the returned ping id.
-    pub fn ping(&mut self, peer: NodeId, padding: usize, now: Instant) -> Result<u64, CommandError> {
+    pub fn ping(
+        &mut self,
+        peer: NodeId,
+        padding: usize,
+        now: Instant,
+    ) -> Result<u64, CommandError> {
         self.check_live()?;
         if padding + 64 > self.cfg.max_frame_len {
             return Err(CommandError::PayloadTooLarge {
@@ -48,7 +53,10 @@ impl Node {
 
     /// Forgets the latency estimate of the edge to `peer`.
     pub fn reset_latency(&mut self, peer: NodeId) -> Result<(), CommandError> {
-        let e = self.edges.get_mut(&peer).ok_or(CommandError::NotConnected)?;
+        let e = self
+            .edges
+            .get_mut(&peer)
+            .ok_or(CommandError::NotConnected)?;
         e.rtt.reset();
         Ok(())
     }

@@ -285,7 +285,10 @@ impl Node {
 
     /// A snapshot of every edge, in the order established.
     pub fn edges(&self) -> Vec<EdgeInfo> {
-        self.edge_order.iter().filter_map(|p| self.edge_info(*p)).collect()
+        self.edge_order
+            .iter()
+            .filter_map(|p| self.edge_info(*p))
+            .collect()
     }
 
     /// A snapshot of the edge to `peer`.
@@ -310,7 +313,10 @@ impl Node {
 
     /// The first peer (in edge order) whose name is `name`.
     pub fn peer_by_name(&self, name: &str) -> Option<NodeId> {
-        self.edge_order.iter().copied().find(|p| self.edges[p].name == name)
+        self.edge_order
+            .iter()
+            .copied()
+            .find(|p| self.edges[p].name == name)
     }
 
     /// Connections open or being opened (edges and handshakes).
@@ -386,9 +392,17 @@ impl Node {
     }
 
     pub(crate) fn push_event(&mut self, ev: Event) {
-        let events = self.queue.iter().filter(|o| matches!(o, Output::Event(_))).count();
+        let events = self
+            .queue
+            .iter()
+            .filter(|o| matches!(o, Output::Event(_)))
+            .count();
         if self.queue.len() >= self.cfg.max_events && events > 0 {
-            if let Some(pos) = self.queue.iter().position(|o| matches!(o, Output::Event(_))) {
+            if let Some(pos) = self
+                .queue
+                .iter()
+                .position(|o| matches!(o, Output::Event(_)))
+            {
                 self.queue.remove(pos);
                 self.dropped_events += 1;
             }
@@ -508,7 +522,13 @@ impl Node {
     /// A TCP connection is open: an outbound one the core dialed (same id as in
     /// [`Output::Dial`]), or an inbound one accepted by the runtime (any id below
     /// [`ConnId::OUTBOUND_BIT`], not reused while open).
-    pub fn handle_connected(&mut self, conn: ConnId, remote: SocketAddr, dir: Direction, now: Instant) {
+    pub fn handle_connected(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        dir: Direction,
+        now: Instant,
+    ) {
         self.now = Some(now);
         match dir {
             Direction::Outbound => {
@@ -756,10 +776,8 @@ impl Node {
         self.edge_order.retain(|p| *p != peer);
         self.fail_calls_to(peer);
         self.inbound.retain(|(p, _)| *p != peer);
-        let reconnecting = redial
-            && !self.shut_down
-            && self.cfg.reconnections > 0
-            && e.listen.is_some();
+        let reconnecting =
+            redial && !self.shut_down && self.cfg.reconnections > 0 && e.listen.is_some();
         if reconnecting {
             if let Some(addr) = e.listen {
                 self.start_redial(peer, addr);
@@ -778,7 +796,11 @@ impl Node {
     /// Closes the edge to `peer` with a goodbye; it is not redialed.
     pub fn close(&mut self, peer: NodeId, now: Instant) -> Result<(), CommandError> {
         let _ = now;
-        let conn = self.edges.get(&peer).ok_or(CommandError::NotConnected)?.conn;
+        let conn = self
+            .edges
+            .get(&peer)
+            .ok_or(CommandError::NotConnected)?
+            .conn;
         self.close_conn(conn, DisconnectReason::Closed, true);
         Ok(())
     }

@@ -40,7 +40,11 @@ impl Node {
     }
 
     /// Unsubscribes from `topic` and tells every neighbour at once.
-    pub fn unsubscribe(&mut self, topic: &str, now: std::time::Instant) -> Result<(), CommandError> {
+    pub fn unsubscribe(
+        &mut self,
+        topic: &str,
+        now: std::time::Instant,
+    ) -> Result<(), CommandError> {
         let _ = now;
         self.check_live()?;
         if topic == "@" && self.cfg.root {
@@ -57,7 +61,12 @@ impl Node {
 
     /// Publishes `payload` on `topic` to every neighbour that subscribes to it, and to roots.
     /// Returns the message's sequence number. The node itself does not receive it.
-    pub fn publish(&mut self, topic: &str, payload: Bytes, now: std::time::Instant) -> Result<u64, CommandError> {
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        now: std::time::Instant,
+    ) -> Result<u64, CommandError> {
         let _ = now;
         self.check_live()?;
         self.check_name("topic", topic)?;
@@ -99,7 +108,13 @@ impl Node {
             let conn = e.conn;
             if frame.is_none() {
                 let mut buf = BytesMut::new();
-                if encode_frame(&Message::Publish(p.clone()), &mut buf, self.cfg.max_frame_len).is_err() {
+                if encode_frame(
+                    &Message::Publish(p.clone()),
+                    &mut buf,
+                    self.cfg.max_frame_len,
+                )
+                .is_err()
+                {
                     return;
                 }
                 frame = Some(buf);

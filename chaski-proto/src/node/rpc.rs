@@ -47,6 +47,7 @@ impl Node {
     /// Calls `path` of `service` on `peer`. The answer arrives as [`Event::Response`] with the
     /// returned id, at the latest after `timeout` (default `rpc_timeout`) as
     /// [`RemoteError::Timeout`].
+    #[allow(clippy::too_many_arguments)]
     pub fn call(
         &mut self,
         peer: NodeId,
@@ -168,7 +169,12 @@ impl Node {
         });
     }
 
-    pub(super) fn on_response(&mut self, peer: NodeId, id: u64, result: Result<Bytes, RemoteError>) {
+    pub(super) fn on_response(
+        &mut self,
+        peer: NodeId,
+        id: u64,
+        result: Result<Bytes, RemoteError>,
+    ) {
         match self.calls.get(&id) {
             Some((p, _)) if *p == peer => {
                 self.calls.remove(&id);
@@ -323,7 +329,11 @@ impl Node {
             }
             Datagram::StatusReply { token, status } => {
                 // Only the address we asked may answer.
-                if self.status_queries.get(&token).is_some_and(|(a, _)| *a == from) {
+                if self
+                    .status_queries
+                    .get(&token)
+                    .is_some_and(|(a, _)| *a == from)
+                {
                     self.status_queries.remove(&token);
                     self.push_event(Event::Status {
                         token,

@@ -54,7 +54,8 @@ fn sent(outs: &[Output], conn: ConnId) -> Vec<Message> {
 }
 
 fn closed(outs: &[Output], conn: ConnId) -> bool {
-    outs.iter().any(|o| matches!(o, Output::Close { conn: c } if *c == conn))
+    outs.iter()
+        .any(|o| matches!(o, Output::Close { conn: c } if *c == conn))
 }
 
 fn node(cfg: Config) -> (Node, Instant) {
@@ -74,7 +75,9 @@ fn hello_exchange_creates_an_edge() {
     let outs = peer(&mut n, 1, 7, &["t"], now);
     let msgs = sent(&outs, ConnId(1));
     assert!(matches!(&msgs[0], Message::Hello(h) if h.id == n.id()));
-    assert!(outs.iter().any(|o| matches!(o, Output::Event(Event::PeerConnected { .. }))));
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::PeerConnected { .. }))));
     assert_eq!(n.edge_count(), 1);
     assert_eq!(n.edges()[0].topics, vec!["t".to_string()]);
 }
@@ -87,9 +90,14 @@ fn garbage_frame_closes_only_that_connection() {
     n.handle_bytes(ConnId(2), &[0, 0, 0, 3, 0xff, 0xfe, 0xfd], now);
     let outs = drain(&mut n);
     let msgs = sent(&outs, ConnId(2));
-    assert!(matches!(msgs.last(), Some(Message::Goodbye(DisconnectReason::ProtocolError(_)))));
+    assert!(matches!(
+        msgs.last(),
+        Some(Message::Goodbye(DisconnectReason::ProtocolError(_)))
+    ));
     assert!(closed(&outs, ConnId(2)));
-    assert!(outs.iter().any(|o| matches!(o, Output::Event(Event::BadPeer { conn, .. }) if *conn == ConnId(2))));
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::BadPeer { conn, .. }) if *conn == ConnId(2))));
     assert_eq!(n.edge_count(), 1);
     // A garbage frame on an established edge drops that edge, without a redial.
     n.handle_bytes(ConnId(1), &[0, 0, 0, 1, 0xff], now);
@@ -105,7 +113,9 @@ fn huge_length_prefix_is_refused_before_allocating() {
     n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
     n.handle_bytes(ConnId(1), &[0xff, 0xff, 0xff, 0xff], now);
     let outs = drain(&mut n);
-    assert!(matches!(sent(&outs, ConnId(1)).last(), Some(Message::Goodbye(DisconnectReason::ProtocolError(m))) if m.contains("exceeds")));
+    assert!(
+        matches!(sent(&outs, ConnId(1)).last(), Some(Message::Goodbye(DisconnectReason::ProtocolError(m))) if m.contains("exceeds"))
+    );
     assert!(closed(&outs, ConnId(1)));
 }
 
@@ -114,7 +124,10 @@ fn self_connection_and_version_mismatch_are_refused() {
     let (mut n, now) = node(Config::default());
     let me = n.id().0;
     let outs = peer(&mut n, 1, me, &[], now);
-    assert!(matches!(sent(&outs, ConnId(1)).last(), Some(Message::Goodbye(DisconnectReason::SelfConnection))));
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::SelfConnection))
+    ));
     assert!(closed(&outs, ConnId(1)));
     let mut h = hello(5, &[]);
     h.version = 99;
@@ -123,7 +136,10 @@ fn self_connection_and_version_mismatch_are_refused() {
     let outs = drain(&mut n);
     assert!(matches!(
         sent(&outs, ConnId(2)).last(),
-        Some(Message::Goodbye(DisconnectReason::VersionMismatch { ours: 1, theirs: 99 }))
+        Some(Message::Goodbye(DisconnectReason::VersionMismatch {
+            ours: 1,
+            theirs: 99
+        }))
     ));
     assert_eq!(n.edge_count(), 0);
 }
@@ -133,7 +149,10 @@ fn second_connection_from_the_same_node_is_refused() {
     let (mut n, now) = node(Config::default());
     peer(&mut n, 1, 7, &[], now);
     let outs = peer(&mut n, 2, 7, &[], now);
-    assert!(matches!(sent(&outs, ConnId(2)).last(), Some(Message::Goodbye(DisconnectReason::Duplicate))));
+    assert!(matches!(
+        sent(&outs, ConnId(2)).last(),
+        Some(Message::Goodbye(DisconnectReason::Duplicate))
+    ));
     assert!(closed(&outs, ConnId(2)));
     assert_eq!(n.edge_count(), 1);
     assert_eq!(n.edges()[0].conn, ConnId(1));
@@ -161,7 +180,10 @@ fn slow_loris_is_closed_after_the_handshake_timeout() {
     assert!(!closed(&drain(&mut n), ConnId(1)));
     n.handle_timeout(now + Duration::from_secs(5));
     let outs = drain(&mut n);
-    assert!(matches!(sent(&outs, ConnId(1)).last(), Some(Message::Goodbye(DisconnectReason::HandshakeTimeout))));
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::HandshakeTimeout))
+    ));
     assert!(closed(&outs, ConnId(1)));
     assert_eq!(n.connection_count(), 0);
 }
@@ -172,11 +194,16 @@ fn announcements_over_the_bounds_are_cut() {
     let many: Vec<String> = (0..11).map(|i| i.to_string()).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
     let outs = peer(&mut n, 1, 7, &refs, now);
-    assert!(matches!(sent(&outs, ConnId(1)).last(), Some(Message::Goodbye(DisconnectReason::LimitExceeded(_)))));
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::LimitExceeded(_)))
+    ));
     assert_eq!(n.edge_count(), 0);
     peer(&mut n, 2, 8, &[], now);
     n.handle_bytes(ConnId(2), &frame(&Message::Services(many.clone())), now);
-    assert!(drain(&mut n).iter().any(|o| matches!(o, Output::Event(Event::BadPeer { .. }))));
+    assert!(drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::BadPeer { .. }))));
     assert_eq!(n.edge_count(), 0);
 }
 
@@ -197,16 +224,30 @@ fn request_flood_is_bounded() {
     }
     n.handle_bytes(ConnId(1), &buf, now);
     let outs = drain(&mut n);
-    let requests = outs.iter().filter(|o| matches!(o, Output::Event(Event::Request { .. }))).count();
+    let requests = outs
+        .iter()
+        .filter(|o| matches!(o, Output::Event(Event::Request { .. })))
+        .count();
     assert_eq!(requests, 3);
     let busy = sent(&outs, ConnId(1))
         .into_iter()
-        .filter(|m| matches!(m, Message::Response { result: Err(crate::RemoteError::Busy), .. }))
+        .filter(|m| {
+            matches!(
+                m,
+                Message::Response {
+                    result: Err(crate::RemoteError::Busy),
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(busy, 7);
     // Answering frees a slot; answering twice is refused.
     n.respond(NodeId(7), 0, Ok(Bytes::new())).unwrap();
-    assert_eq!(n.respond(NodeId(7), 0, Ok(Bytes::new())), Err(CommandError::UnknownRequest));
+    assert_eq!(
+        n.respond(NodeId(7), 0, Ok(Bytes::new())),
+        Err(CommandError::UnknownRequest)
+    );
 }
 
 #[test]
@@ -217,16 +258,27 @@ fn keepalive_pings_then_idle_timeout_drops_and_redials() {
     assert!(t >= now + Duration::from_secs(7) && t <= now + Duration::from_millis(10_500));
     n.handle_timeout(t);
     let outs = drain(&mut n);
-    assert!(sent(&outs, ConnId(1)).iter().any(|m| matches!(m, Message::Ping { .. })));
+    assert!(sent(&outs, ConnId(1))
+        .iter()
+        .any(|m| matches!(m, Message::Ping { .. })));
     n.handle_timeout(now + Duration::from_secs(25));
     let outs = drain(&mut n);
     assert!(closed(&outs, ConnId(1)));
-    assert!(outs.iter().any(|o| matches!(o, Output::Event(Event::PeerLost { reason: DisconnectReason::IdleTimeout, reconnecting: true, .. }))));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::PeerLost {
+            reason: DisconnectReason::IdleTimeout,
+            reconnecting: true,
+            ..
+        })
+    )));
     // The redial is scheduled with back-off, then dials the peer's listening address.
     let next = n.poll_timeout().unwrap();
     n.handle_timeout(next);
     let outs = drain(&mut n);
-    assert!(outs.iter().any(|o| matches!(o, Output::Dial { addr: a, .. } if *a == addr(9007))));
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Dial { addr: a, .. } if *a == addr(9007))));
 }
 
 #[test]
@@ -260,15 +312,24 @@ fn redial_gives_up_after_the_configured_attempts() {
 fn commands_refuse_bad_arguments() {
     let (mut n, now) = node(Config::default().max_frame_len(1000));
     assert_eq!(n.subscribe("", now), Err(CommandError::Empty("topic")));
-    assert!(matches!(n.subscribe(&"x".repeat(300), now), Err(CommandError::TooLong { .. })));
-    assert!(matches!(n.publish("t", Bytes::from(vec![0; 2000]), now), Err(CommandError::PayloadTooLarge { .. })));
+    assert!(matches!(
+        n.subscribe(&"x".repeat(300), now),
+        Err(CommandError::TooLong { .. })
+    ));
+    assert!(matches!(
+        n.publish("t", Bytes::from(vec![0; 2000]), now),
+        Err(CommandError::PayloadTooLarge { .. })
+    ));
     assert_eq!(n.ping(NodeId(3), 0, now), Err(CommandError::NotConnected));
     assert_eq!(n.discover(now), Ok(()));
     n.subscribe("t", now).unwrap();
     assert_eq!(n.discover(now), Err(CommandError::NoEdges));
     n.shutdown(now);
     assert_eq!(n.subscribe("u", now), Err(CommandError::ShutDown));
-    assert!(matches!(n.connect(addr(1), now), Err(CommandError::ShutDown)));
+    assert!(matches!(
+        n.connect(addr(1), now),
+        Err(CommandError::ShutDown)
+    ));
 }
 
 #[test]
@@ -277,8 +338,17 @@ fn shutdown_says_goodbye_and_refuses_newcomers() {
     peer(&mut n, 1, 7, &[], now);
     n.shutdown(now);
     let outs = drain(&mut n);
-    assert!(matches!(sent(&outs, ConnId(1)).last(), Some(Message::Goodbye(DisconnectReason::Shutdown))));
-    assert!(outs.iter().any(|o| matches!(o, Output::Event(Event::PeerLost { reconnecting: false, .. }))));
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::Shutdown))
+    ));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::PeerLost {
+            reconnecting: false,
+            ..
+        })
+    )));
     assert_eq!(n.poll_timeout(), None);
     let outs = peer(&mut n, 2, 8, &[], now);
     assert!(closed(&outs, ConnId(2)));
@@ -289,24 +359,35 @@ fn shutdown_says_goodbye_and_refuses_newcomers() {
 fn status_over_udp_answers_and_times_out() {
     let (mut n, now) = node(Config::default());
     n.subscribe("t", now).unwrap();
-    let q = crate::codec::encode_value(&crate::message::Datagram::StatusRequest { token: 5 }).unwrap();
+    let q =
+        crate::codec::encode_value(&crate::message::Datagram::StatusRequest { token: 5 }).unwrap();
     n.handle_datagram(addr(1), &q, now);
     let outs = drain(&mut n);
-    let Some(Output::Datagram { to, data }) = outs.first() else { panic!("no reply") };
+    let Some(Output::Datagram { to, data }) = outs.first() else {
+        panic!("no reply")
+    };
     assert_eq!(*to, addr(1));
     let reply: crate::message::Datagram = crate::codec::decode_value(data).unwrap();
-    assert!(matches!(reply, crate::message::Datagram::StatusReply { token: 5, ref status } if status.paired.get("t") == Some(&false)));
+    assert!(
+        matches!(reply, crate::message::Datagram::StatusReply { token: 5, ref status } if status.paired.get("t") == Some(&false))
+    );
     // Garbage datagrams are dropped silently.
     n.handle_datagram(addr(1), &[0xff; 10], now);
     assert!(drain(&mut n).is_empty());
     let token = n.query_status(addr(2), now).unwrap();
     drain(&mut n);
     // A reply from another address is ignored.
-    let spoof = crate::codec::encode_value(&crate::message::Datagram::StatusReply { token, status: Default::default() }).unwrap();
+    let spoof = crate::codec::encode_value(&crate::message::Datagram::StatusReply {
+        token,
+        status: Default::default(),
+    })
+    .unwrap();
     n.handle_datagram(addr(3), &spoof, now);
     assert!(drain(&mut n).is_empty());
     n.handle_timeout(now + Duration::from_secs(2));
-    assert!(drain(&mut n).iter().any(|o| matches!(o, Output::Event(Event::Status { status: None, token: t, .. }) if *t == token)));
+    assert!(drain(&mut n).iter().any(
+        |o| matches!(o, Output::Event(Event::Status { status: None, token: t, .. }) if *t == token)
+    ));
 }
 
 #[test]
