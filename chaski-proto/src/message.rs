@@ -30,8 +30,8 @@ pub struct Hello {
     pub listen: Option<SocketAddr>,
     /// The sender's topics.
     pub topics: Vec<String>,
-    /// The topics the sender is paired for (belongs to their cluster).
-    pub paired: Vec<String>,
+    /// The topics the sender is paired for, each with its cluster's id.
+    pub paired: Vec<(String, NodeId)>,
     /// The services the sender offers.
     pub services: Vec<String>,
     /// Whether the sender is a root.
@@ -52,6 +52,8 @@ pub struct PairIntent {
     pub topic: String,
     /// The origin's neighbour the discovery entered through (its bootstrap link).
     pub entry: Option<NodeId>,
+    /// The dialer's cluster for that topic (`None` when the dialer is itself seeking).
+    pub cluster: Option<NodeId>,
 }
 
 /// A request to find members of a topic's cluster.
@@ -185,8 +187,8 @@ pub enum Message {
     Hello(Hello),
     /// The sender's full topic set, sent when it changes.
     Topics(Vec<String>),
-    /// The topics the sender is paired for, sent when that set changes.
-    Paired(Vec<String>),
+    /// The topics the sender is paired for, each with its cluster's id, sent when they change.
+    Paired(Vec<(String, NodeId)>),
     /// The sender's full service list, sent when it changes.
     Services(Vec<String>),
     /// A latency probe; `padding` is echoed back.

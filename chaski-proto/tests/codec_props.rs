@@ -65,13 +65,14 @@ fn message() -> impl Strategy<Value = Message> {
                     name,
                     listen,
                     services: topics.clone(),
-                    paired: topics.clone(),
+                    paired: topics.iter().map(|t| (t.clone(), NodeId(id))).collect(),
                     topics,
                     root,
                     pairing: pairing.map(|(discovery, topic, entry)| PairIntent {
                         discovery,
                         topic,
                         entry: entry.map(NodeId),
+                        cluster: entry.map(NodeId),
                     }),
                     nonce,
                 })

@@ -759,3 +759,103 @@ fn saturated_members_forward_so_clusters_do_not_fragment() {
     let root_links: Vec<_> = edges.iter().filter(|(a, b)| *a == r || *b == r).collect();
     assert_eq!(root_links.len(), 1);
 }
+
+#[test]
+fn clusters_formed_apart_merge_through_one_origin() {
+    // Two clusters of "t" formed without knowing of each other: {a1, m1} and {a2, m2}. A newcomer
+    // linked to both discovers: one member of each answers, the newcomer accepts both links (they
+    // come from different clusters), and the smaller cluster id spreads to all.
+    let mut sim = Sim::new(26);
+    let nodes: Vec<Idx> = ["a1", "m1", "a2", "m2", "x", "y", "new"]
+        .iter()
+        .map(|n| {
+            sim.add_node(
+                Config::default()
+                    .name(*n)
+                    .discovery_timeout(Duration::from_secs(1)),
+            )
+        })
+        .collect();
+    let [a1, m1, a2, m2, x, y, new] = nodes[..] else {
+        unreachable!()
+    };
+    for n in [a1, m1, a2, m2, new] {
+        sim.with(n, |node, now| node.subscribe("t", now)).unwrap();
+    }
+    for n in [x, y] {
+        sim.with(n, |node, now| node.subscribe("other", now))
+            .unwrap();
+    }
+    sim.with(a1, |node, _| node.set_paired("t")).unwrap();
+    sim.with(a2, |node, _| node.set_paired("t")).unwrap();
+    connect_all(&mut sim, &[(m1, a1), (m2, a2)]);
+    discover(&mut sim, m1, OnPair::None);
+    discover(&mut sim, m2, OnPair::None);
+    let c1 = sim.node(m1).cluster_of("t").unwrap();
+    let c2 = sim.node(m2).cluster_of("t").unwrap();
+    assert_ne!(c1, c2);
+    // The newcomer reaches each cluster only through a non-member relay.
+    connect_all(&mut sim, &[(new, x), (x, a1), (new, y), (y, a2)]);
+    discover(&mut sim, new, OnPair::None);
+    sim.run_for(W3);
+    assert!(
+        sim.connected(new, a1) && sim.connected(new, a2),
+        "{:?}",
+        sim.edge_set()
+    );
+    let smallest = c1.min(c2);
+    for n in [a1, m1, a2, m2, new] {
+        assert_eq!(sim.node(n).cluster_of("t"), Some(smallest), "node {n}");
+    }
+}
+
+#[test]
+fn random_meshes_converge_to_one_cluster_per_topic() {
+    for seed in 0..6u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut sim = Sim::new(seed);
+        sim.record_events = false;
+        let n = 60;
+        let subs: Vec<usize> = (0..n).map(|_| rng.usize(..3)).collect();
+        for (i, &t) in subs.iter().enumerate() {
+            let idx = sim.add_node(Config::default().name(format!("n{i}")));
+            sim.with(idx, |node, now| node.subscribe(&format!("t{t}"), now))
+                .unwrap();
+            if i > 0 {
+                sim.connect(idx, rng.usize(..i));
+            }
+        }
+        sim.run_for(Duration::from_secs(1));
+        for i in 0..n {
+            sim.run_for(Duration::from_millis(rng.u64(..100)));
+            sim.with(i, |node, now| node.discover(now)).unwrap();
+        }
+        assert!(sim.run_until(Duration::from_secs(30), |s| (0..n)
+            .all(|i| s.node(i).is_paired())));
+        sim.run_for(Duration::from_secs(1));
+        let edges = sim.edge_set();
+        for t in 0..3 {
+            let members: BTreeSet<Idx> = (0..n).filter(|&i| subs[i] == t).collect();
+            let Some(&first) = members.iter().next() else {
+                continue;
+            };
+            let mut reach = BTreeSet::from([first]);
+            loop {
+                let before = reach.len();
+                for &(a, b) in &edges {
+                    if members.contains(&a)
+                        && members.contains(&b)
+                        && (reach.contains(&a) || reach.contains(&b))
+                    {
+                        reach.insert(a);
+                        reach.insert(b);
+                    }
+                }
+                if reach.len() == before {
+                    break;
+                }
+            }
+            assert_eq!(reach, members, "seed {seed}: topic t{t} split");
+        }
+    }
+}

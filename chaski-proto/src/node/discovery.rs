@@ -18,7 +18,8 @@ impl Node {
         if !self.topics.contains_key(topic) {
             return Err(CommandError::Empty("subscription to that topic"));
         }
-        self.mark_paired(topic, None);
+        let id = self.id;
+        self.mark_paired(topic, None, id);
         Ok(())
     }
 
@@ -57,15 +58,17 @@ impl Node {
                 .edge_order
                 .iter()
                 .copied()
-                .filter(|p| self.edges[p].paired.contains(&topic))
+                .filter(|p| self.edges[p].paired.contains_key(&topic))
                 .collect();
             if let Some(&first) = sharing.first() {
+                let mut cluster = self.edges[&first].paired[&topic];
                 for p in &sharing {
                     if let Some(e) = self.edges.get_mut(p) {
                         e.pairing = true;
+                        cluster = cluster.min(e.paired[&topic]);
                     }
                 }
-                self.mark_paired(&topic, Some(first));
+                self.mark_paired(&topic, Some(first), cluster);
                 continue;
             }
             self.next_discovery += 1;
@@ -87,6 +90,7 @@ impl Node {
                         discovery: disc,
                         topic: topic.clone(),
                         entry: None,
+                        cluster: None,
                     };
                     self.dial(addr, Purpose::Pair(intent, origin), now);
                 }
@@ -134,6 +138,9 @@ impl Node {
             }
             heard.push_back((d.origin, d.origin_addr, d.id));
         }
+        // Having answered, a node still passes the discovery on, but only out of its own
+        // cluster: other clusters of the topic get to answer too, and the origin merges them.
+        let mut answered = false;
         if self.is_paired_for(&d.topic) || (seeking && self.id < d.origin) {
             if self.edges.contains_key(&d.origin) || self.pairing_to(d.origin) {
                 return;
@@ -146,28 +153,36 @@ impl Node {
             if members < self.cfg.max_connections && self.conns.len() < self.cfg.max_edges {
                 debug!(topic = %d.topic, origin = %d.origin, "pairing with a discovery origin");
                 let intent = PairIntent {
+                    cluster: self.cluster_of(&d.topic),
                     discovery: d.id,
-                    topic: d.topic,
+                    topic: d.topic.clone(),
                     entry: d.entry,
                 };
                 self.dial(d.origin_addr, Purpose::Pair(intent, d.origin), now);
-                return;
+                answered = true;
+            } else {
+                debug!(topic = %d.topic, "saturated member forwards the discovery");
             }
-            debug!(topic = %d.topic, "saturated member forwards the discovery");
         }
         if d.ttl <= 1 {
             return;
         }
         d.ttl -= 1;
+        let (origin, topic) = (d.origin, d.topic.clone());
         let msg = Message::Discovery(d);
-        let Message::Discovery(ref dd) = msg else {
-            return;
-        };
-        let origin = dd.origin;
         for peer in self.edge_order.clone() {
-            if peer != from && peer != origin {
-                self.send_to_peer(peer, &msg);
+            if peer == from || peer == origin {
+                continue;
             }
+            if answered
+                && self
+                    .edges
+                    .get(&peer)
+                    .is_some_and(|e| e.paired.contains_key(&topic))
+            {
+                continue;
+            }
+            self.send_to_peer(peer, &msg);
         }
     }
 
@@ -180,9 +195,18 @@ impl Node {
     }
 
     /// The origin accepted a pairing link from `peer` for `intent.topic`.
-    pub(super) fn accept_pairing(&mut self, peer: NodeId, intent: PairIntent, on_pair: OnPair) {
+    pub(super) fn accept_pairing(
+        &mut self,
+        peer: NodeId,
+        intent: PairIntent,
+        on_pair: OnPair,
+        cluster: NodeId,
+    ) {
         debug!(topic = %intent.topic, %peer, "paired");
-        self.mark_paired(&intent.topic, Some(peer));
+        let cluster = self
+            .cluster_of(&intent.topic)
+            .map_or(cluster, |c| c.min(cluster));
+        self.mark_paired(&intent.topic, Some(peer), cluster);
         if on_pair != OnPair::Disconnect {
             return;
         }
@@ -212,7 +236,8 @@ impl Node {
             .collect();
         for topic in due {
             debug!(%topic, "no answer to discovery: this node anchors the topic");
-            self.mark_paired(&topic, None);
+            let id = self.id;
+            self.mark_paired(&topic, None, id);
         }
     }
 }

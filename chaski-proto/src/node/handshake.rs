@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::{ConnState, Direction, Edge, Event, Node, Purpose, TopicState};
+use crate::config::OnPair;
 use crate::error::ConnectError;
 use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
@@ -74,7 +75,10 @@ impl Node {
         }
         let checks = self
             .validate_names("topics", &h.topics, self.cfg.max_peer_topics)
-            .and_then(|_| self.validate_names("topics", &h.paired, self.cfg.max_peer_topics))
+            .and_then(|_| {
+                let paired: Vec<String> = h.paired.iter().map(|(t, _)| t.clone()).collect();
+                self.validate_names("topics", &paired, self.cfg.max_peer_topics)
+            })
             .and_then(|_| self.validate_names("services", &h.services, self.cfg.max_peer_services))
             .and_then(|_| {
                 if h.name.len() > self.cfg.max_name_len {
@@ -105,9 +109,18 @@ impl Node {
                     DisconnectReason::ProtocolError("pairing intent on an outbound link".into()),
                 );
             }
+            // The first link per topic is accepted, later ones only from another cluster (two
+            // clusters that formed at once merge instead of staying apart).
+            let theirs = intent.cluster.unwrap_or(self.id.min(h.id));
             match self.topics.get(&intent.topic) {
                 Some(TopicState::Discovering { on_pair, .. }) if !self.cfg.root => {
-                    paired_topic = Some((intent.clone(), *on_pair));
+                    paired_topic = Some((intent.clone(), *on_pair, theirs));
+                    pairing = true;
+                }
+                Some(TopicState::Paired(ours))
+                    if !self.cfg.root && intent.cluster.is_some_and(|c| c != *ours) =>
+                {
+                    paired_topic = Some((intent.clone(), OnPair::None, theirs));
                     pairing = true;
                 }
                 _ => return self.close_conn(conn, DisconnectReason::AlreadyPaired, true),
@@ -125,8 +138,8 @@ impl Node {
         }
         self.establish(conn, dir, remote, h, pairing, now);
         let peer = self.edge_order.last().copied();
-        if let (Some((intent, on_pair)), Some(peer)) = (paired_topic, peer) {
-            self.accept_pairing(peer, intent, on_pair);
+        if let (Some((intent, on_pair, cluster)), Some(peer)) = (paired_topic, peer) {
+            self.accept_pairing(peer, intent, on_pair, cluster);
         }
         // We dialed to pair while seeking the same topic ourselves: that pairs us too.
         if let (Some(Purpose::Pair(intent, _)), Some(peer)) = (&purpose, peer) {
@@ -134,7 +147,12 @@ impl Node {
                 self.topics.get(&intent.topic),
                 Some(TopicState::Discovering { .. })
             ) {
-                self.mark_paired(&intent.topic, Some(peer));
+                let cluster = self
+                    .edges
+                    .get(&peer)
+                    .and_then(|e| e.paired.get(&intent.topic).copied())
+                    .unwrap_or(self.id.min(peer));
+                self.mark_paired(&intent.topic, Some(peer), cluster);
             }
         }
         if let Some(peer) = peer {
@@ -291,35 +309,64 @@ impl Node {
         }
     }
 
-    pub(super) fn on_paired(&mut self, conn: ConnId, peer: NodeId, topics: Vec<String>) {
-        if let Err(reason) = self.validate_names("topics", &topics, self.cfg.max_peer_topics) {
+    pub(super) fn on_paired(&mut self, conn: ConnId, peer: NodeId, topics: Vec<(String, NodeId)>) {
+        let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+        if let Err(reason) = self.validate_names("topics", &names, self.cfg.max_peer_topics) {
             return self.bad_peer(conn, reason);
         }
         if let Some(e) = self.edges.get_mut(&peer) {
-            e.paired = topics.into_iter().collect();
+            e.paired = topics.iter().cloned().collect();
+        }
+        // A neighbour in our cluster learned a smaller cluster id: adopt it (this spreads a
+        // merge through the whole cluster). A neighbour paired for a topic we seek pairs us.
+        for (topic, cluster) in topics {
+            match self.topics.get(&topic) {
+                Some(TopicState::Paired(ours)) if cluster < *ours && !self.cfg.root => {
+                    self.mark_paired(&topic, Some(peer), cluster);
+                }
+                Some(TopicState::Discovering { .. }) if !self.cfg.root => {
+                    if let Some(e) = self.edges.get_mut(&peer) {
+                        e.pairing = true;
+                    }
+                    self.mark_paired(&topic, Some(peer), cluster);
+                }
+                _ => {}
+            }
         }
     }
 
-    /// Topics this node is paired for.
-    pub(super) fn paired_topics(&self) -> Vec<String> {
+    /// Topics this node is paired for, with their cluster ids.
+    pub(super) fn paired_topics(&self) -> Vec<(String, NodeId)> {
+        if self.cfg.root {
+            return Vec::new();
+        }
         self.topics
             .iter()
-            .filter(|(t, s)| **s == TopicState::Paired && t.as_str() != "@")
-            .map(|(t, _)| t.clone())
+            .filter_map(|(t, s)| match s {
+                TopicState::Paired(c) => Some((t.clone(), *c)),
+                _ => None,
+            })
             .collect()
     }
 
-    /// Records that this node belongs to `topic`'s cluster, tells the application and the
-    /// neighbours.
-    pub(super) fn mark_paired(&mut self, topic: &str, with: Option<NodeId>) {
-        if self.topics.get(topic) == Some(&TopicState::Paired) {
-            return;
+    /// Records that this node belongs to `topic`'s cluster `cluster` (or, already paired, that
+    /// its cluster merged into one with a smaller id), and tells the application and neighbours.
+    pub(super) fn mark_paired(&mut self, topic: &str, with: Option<NodeId>, cluster: NodeId) {
+        match self.topics.get(topic) {
+            Some(TopicState::Paired(c)) if *c <= cluster => return,
+            Some(TopicState::Paired(_)) => {
+                self.topics
+                    .insert(topic.to_string(), TopicState::Paired(cluster));
+            }
+            _ => {
+                self.topics
+                    .insert(topic.to_string(), TopicState::Paired(cluster));
+                self.push_event(Event::Paired {
+                    topic: topic.to_string(),
+                    with,
+                });
+            }
         }
-        self.topics.insert(topic.to_string(), TopicState::Paired);
-        self.push_event(Event::Paired {
-            topic: topic.to_string(),
-            with,
-        });
         self.announce_paired();
     }
 

@@ -71,7 +71,8 @@ struct Edge {
     addr: SocketAddr,
     listen: Option<SocketAddr>,
     topics: BTreeSet<String>,
-    paired: BTreeSet<String>,
+    /// The peer's paired topics and their cluster ids.
+    paired: BTreeMap<String, NodeId>,
     services: BTreeSet<String>,
     root: bool,
     pairing: bool,
@@ -93,7 +94,8 @@ enum TopicState {
         deadline: Instant,
         on_pair: OnPair,
     },
-    Paired,
+    /// Member of the cluster with this id (the smallest node id known in it).
+    Paired(NodeId),
 }
 
 #[derive(Debug)]
@@ -171,7 +173,7 @@ impl Node {
         let name = cfg.name.clone().unwrap_or_else(|| format!("node-{id}"));
         let mut topics = BTreeMap::new();
         if cfg.root {
-            topics.insert("@".to_string(), TopicState::Paired);
+            topics.insert("@".to_string(), TopicState::Paired(id));
         }
         Node {
             seen_discoveries: SeenPool::new(cfg.discovery_pool),
@@ -255,12 +257,22 @@ impl Node {
 
     /// Whether the node belongs to `topic`'s cluster (never true on a root).
     pub fn is_paired_for(&self, topic: &str) -> bool {
-        !self.cfg.root && matches!(self.topics.get(topic), Some(TopicState::Paired))
+        !self.cfg.root && matches!(self.topics.get(topic), Some(TopicState::Paired(_)))
+    }
+
+    /// The id of `topic`'s cluster, if this node is paired for it (the smallest node id in it).
+    pub fn cluster_of(&self, topic: &str) -> Option<NodeId> {
+        match self.topics.get(topic) {
+            Some(TopicState::Paired(c)) if !self.cfg.root => Some(*c),
+            _ => None,
+        }
     }
 
     /// Whether every topic is paired (true with no topics), as Python's `node.paired`.
     pub fn is_paired(&self) -> bool {
-        self.topics.values().all(|s| *s == TopicState::Paired)
+        self.topics
+            .values()
+            .all(|s| matches!(s, TopicState::Paired(_)))
     }
 
     /// Offered services.

@@ -22,7 +22,7 @@ impl Node {
             return Err(CommandError::Limit("max_peer_topics"));
         }
         let state = if self.cfg.paired {
-            TopicState::Paired
+            TopicState::Paired(self.id)
         } else {
             TopicState::Unpaired
         };
@@ -52,7 +52,7 @@ impl Node {
         }
         if let Some(state) = self.topics.remove(topic) {
             self.announce_topics();
-            if state == TopicState::Paired {
+            if matches!(state, TopicState::Paired(_)) {
                 self.announce_paired();
             }
         }

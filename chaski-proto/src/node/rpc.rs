@@ -244,7 +244,7 @@ impl Node {
             paired: self
                 .topics
                 .iter()
-                .map(|(t, s)| (t.clone(), *s == TopicState::Paired))
+                .map(|(t, s)| (t.clone(), matches!(s, TopicState::Paired(_))))
                 .collect(),
             services: self.services.iter().cloned().collect(),
             edges: self.edges.len(),
