@@ -238,8 +238,17 @@ impl Node {
         let Some(mut edge) = self.edges.remove(&h.id) else {
             return;
         };
+        // The old connection is superseded: frames already in flight on it still count, and it
+        // ends quietly. The dialer says goodbye on it once it sees this Hello; the acceptor
+        // then closes it. A deadline cleans it up if the peer never does.
+        let deadline = now + self.cfg.handshake_timeout;
         if let Some(c) = self.conns.get_mut(&old) {
-            c.state = ConnState::Handshaking;
+            c.state = ConnState::Superseded(h.id);
+            c.purpose = None;
+            c.deadline = deadline;
+        }
+        if new_dir == Direction::Outbound {
+            self.send(old, &Message::Goodbye(DisconnectReason::Duplicate));
         }
         edge.conn = new;
         edge.dir = new_dir;
@@ -249,11 +258,6 @@ impl Node {
             c.state = ConnState::Established(h.id);
         }
         self.edges.insert(h.id, edge);
-        // The old connection no longer carries the edge: closing it reports nothing.
-        if let Some(c) = self.conns.get_mut(&old) {
-            c.purpose = None;
-        }
-        self.close_conn(old, DisconnectReason::Duplicate, true);
         if let Some(Purpose::User) = self.conns.get(&new).and_then(|c| c.purpose.clone()) {
             self.push_event(Event::ConnectFailed {
                 conn: new,

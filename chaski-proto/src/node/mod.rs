@@ -48,6 +48,8 @@ enum ConnState {
     Handshaking,
     /// Edge established with this peer.
     Established(NodeId),
+    /// Was the edge's connection until a duplicate won the tie-break; drains, then closes.
+    Superseded(NodeId),
 }
 
 #[derive(Debug)]
@@ -645,12 +647,32 @@ impl Node {
         self.drop_conn(conn, DisconnectReason::ConnectionLost, false, now);
     }
 
+    /// The runtime holds more than `max_outbound` bytes it cannot write to this connection:
+    /// the peer is not reading. The connection is closed with a goodbye naming the reason (and
+    /// a [`Event::BadPeer`]); it is not redialed.
+    pub fn handle_stalled(&mut self, conn: ConnId, now: Instant) {
+        self.now = Some(now);
+        self.bad_peer(
+            conn,
+            DisconnectReason::LimitExceeded("peer is not reading (outbound limit)".into()),
+        );
+    }
+
     fn handle_message(&mut self, conn: ConnId, msg: Message, now: Instant) {
         let state = match self.conns.get(&conn) {
             Some(c) => c.state,
             None => return,
         };
         let peer = match (state, msg) {
+            (ConnState::Superseded(_), Message::Goodbye(_)) => {
+                return self.end_conn(conn, DisconnectReason::Duplicate, true, false);
+            }
+            (ConnState::Superseded(p), msg)
+                if self.edges.contains_key(&p) && !matches!(msg, Message::Hello(_)) =>
+            {
+                (p, msg)
+            }
+            (ConnState::Superseded(_), _) => return,
             (ConnState::Established(_), Message::Hello(_)) => {
                 return self.bad_peer(conn, DisconnectReason::ProtocolError("second Hello".into()));
             }
@@ -744,6 +766,7 @@ impl Node {
         };
         match c.state {
             ConnState::Established(peer) => self.remove_edge(peer, reason, by_peer, redial),
+            ConnState::Superseded(peer) => debug!(%peer, %conn, "superseded connection closed"),
             _ => {
                 let error = match reason {
                     DisconnectReason::ConnectionLost => ConnectError::Closed,
@@ -870,11 +893,14 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for conn in due {
-            let dialing = self.conns.get(&conn).map(|c| c.state) == Some(ConnState::Dialing);
-            if dialing {
-                self.fail_handshake(conn, ConnectError::HandshakeTimeout);
-            } else {
-                self.close_conn(conn, DisconnectReason::HandshakeTimeout, true);
+            match self.conns.get(&conn).map(|c| c.state) {
+                Some(ConnState::Dialing) => {
+                    self.fail_handshake(conn, ConnectError::HandshakeTimeout)
+                }
+                Some(ConnState::Superseded(_)) => {
+                    self.end_conn(conn, DisconnectReason::Duplicate, false, false)
+                }
+                _ => self.close_conn(conn, DisconnectReason::HandshakeTimeout, true),
             }
         }
     }

@@ -139,7 +139,9 @@ impl Node {
         kind: CallKind,
         args: Bytes,
     ) {
-        let reply = |me: &mut Self, result| me.send(conn, &Message::Response { id, result });
+        // Answer on the edge's current connection (this one may be a superseded duplicate).
+        let reply =
+            |me: &mut Self, result| me.send_to_peer(peer, &Message::Response { id, result });
         if !self.services.contains(&service) {
             return reply(self, Err(RemoteError::NotFound(service)));
         }

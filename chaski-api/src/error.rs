@@ -1,0 +1,50 @@
+//! One error type for every runtime.
+
+use thiserror::Error;
+
+use chaski_proto::addr::AddrError;
+use chaski_proto::{CommandError, ConnectError, RemoteError};
+
+/// What a Chaski operation can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Error {
+    /// An address string could not be parsed.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    /// A host name did not resolve.
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    /// The core refused the command.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A connection did not become an edge.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A remote call failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// No connected peer offers that service.
+    #[error("no connected peer offers the service {0:?}")]
+    NoService(String),
+    /// An argument or result could not be (de)serialized.
+    #[error("serialization: {0}")]
+    Codec(String),
+    /// A socket operation failed.
+    #[error("i/o: {0}")]
+    Io(String),
+    /// The wait had a deadline and it passed.
+    #[error("timed out")]
+    Timeout,
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    ShutDown,
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,264 @@
+//! The bounded queue between a node's driver and the application, with the slow-consumer
+//! policy, usable as an async `Stream` or a blocking receiver.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_core::Stream;
+
+use chaski_proto::SlowConsumer;
+
+/// Counters of a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Items queued now.
+    pub len: usize,
+    /// Items dropped by the drop-oldest policy.
+    pub dropped: u64,
+    /// Items delivered to the application.
+    pub delivered: u64,
+}
+
+#[derive(Debug)]
+struct Inner<T> {
+    items: VecDeque<T>,
+    closed: bool,
+    dropped: u64,
+    delivered: u64,
+    reader: Option<Waker>,
+    space: Option<Waker>,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    inner: Mutex<Inner<T>>,
+    cond: Condvar,
+    capacity: usize,
+    policy: SlowConsumer,
+}
+
+/// The producer side, held by the driver.
+#[derive(Debug)]
+pub struct MessageQueue<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The consumer side: a `Stream`, or blocking with [`Messages::recv_timeout`]. Clones share
+/// one queue (each item goes to one of them).
+#[derive(Debug)]
+pub struct Messages<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for Messages<T> {
+    fn clone(&self) -> Self {
+        Messages {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+fn lock<T>(s: &Shared<T>) -> MutexGuard<'_, Inner<T>> {
+    // A panic while holding this lock cannot leave the queue inconsistent: recover it.
+    s.inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<T> MessageQueue<T> {
+    /// A queue of `capacity` items with the given policy, and its consumer side.
+    pub fn new(capacity: usize, policy: SlowConsumer) -> (Self, Messages<T>) {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                items: VecDeque::new(),
+                closed: false,
+                dropped: 0,
+                delivered: 0,
+                reader: None,
+                space: None,
+            }),
+            cond: Condvar::new(),
+            capacity: capacity.max(1),
+            policy,
+        });
+        (
+            MessageQueue {
+                shared: shared.clone(),
+            },
+            Messages { shared },
+        )
+    }
+
+    /// Queues an item. Under drop-oldest the oldest item makes room; under back-pressure the
+    /// item is always kept and the driver must stop reading while [`MessageQueue::is_full`].
+    pub fn push(&self, item: T) {
+        let mut g = lock(&self.shared);
+        if self.shared.policy == SlowConsumer::DropOldest && g.items.len() >= self.shared.capacity {
+            g.items.pop_front();
+            g.dropped += 1;
+        }
+        g.items.push_back(item);
+        if let Some(w) = g.reader.take() {
+            w.wake();
+        }
+        drop(g);
+        self.shared.cond.notify_one();
+    }
+
+    /// Whether the driver should stop reading sockets (back-pressure only).
+    pub fn is_full(&self) -> bool {
+        self.shared.policy == SlowConsumer::BackPressure
+            && lock(&self.shared).items.len() >= self.shared.capacity
+    }
+
+    /// Ready once the queue has room; registers the waker otherwise.
+    pub fn poll_space(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut g = lock(&self.shared);
+        if self.shared.policy == SlowConsumer::DropOldest || g.items.len() < self.shared.capacity {
+            Poll::Ready(())
+        } else {
+            g.space = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    /// Ends the stream once the queued items are read.
+    pub fn close(&self) {
+        let mut g = lock(&self.shared);
+        g.closed = true;
+        if let Some(w) = g.reader.take() {
+            w.wake();
+        }
+        drop(g);
+        self.shared.cond.notify_all();
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> QueueStats {
+        let g = lock(&self.shared);
+        QueueStats {
+            len: g.items.len(),
+            dropped: g.dropped,
+            delivered: g.delivered,
+        }
+    }
+}
+
+impl<T> Drop for MessageQueue<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl<T> Messages<T> {
+    fn take(g: &mut Inner<T>, capacity: usize) -> Option<T> {
+        let item = g.items.pop_front()?;
+        g.delivered += 1;
+        if g.items.len() < capacity {
+            if let Some(w) = g.space.take() {
+                w.wake();
+            }
+        }
+        Some(item)
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&self) -> Option<T> {
+        Self::take(&mut lock(&self.shared), self.shared.capacity)
+    }
+
+    /// Blocks up to `timeout` for the next item; `None` on timeout or once closed and empty.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let mut g = lock(&self.shared);
+        loop {
+            if let Some(item) = Self::take(&mut g, self.shared.capacity) {
+                return Some(item);
+            }
+            if g.closed {
+                return None;
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            g = self
+                .shared
+                .cond
+                .wait_timeout(g, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> QueueStats {
+        let g = lock(&self.shared);
+        QueueStats {
+            len: g.items.len(),
+            dropped: g.dropped,
+            delivered: g.delivered,
+        }
+    }
+}
+
+impl<T> Stream for Messages<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut g = lock(&self.shared);
+        if let Some(item) = Self::take(&mut g, self.shared.capacity) {
+            return Poll::Ready(Some(item));
+        }
+        if g.closed {
+            return Poll::Ready(None);
+        }
+        g.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<T> Iterator for Messages<T> {
+    type Item = T;
+
+    /// Blocks until the next item; `None` once the node has shut down and the queue is empty.
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(x) = self.recv_timeout(Duration::from_secs(3600)) {
+                return Some(x);
+            }
+            if lock(&self.shared).closed {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_oldest_keeps_the_bound_and_counts() {
+        let (q, m) = MessageQueue::new(3, SlowConsumer::DropOldest);
+        for i in 0..10 {
+            q.push(i);
+        }
+        assert_eq!(q.stats().len, 3);
+        assert_eq!(q.stats().dropped, 7);
+        assert!(!q.is_full());
+        assert_eq!(m.try_recv(), Some(7));
+    }
+
+    #[test]
+    fn back_pressure_reports_full_until_read() {
+        let (q, m) = MessageQueue::new(2, SlowConsumer::BackPressure);
+        q.push(1);
+        assert!(!q.is_full());
+        q.push(2);
+        assert!(q.is_full());
+        assert_eq!(m.recv_timeout(Duration::from_millis(1)), Some(1));
+        assert!(!q.is_full());
+        q.close();
+        assert_eq!(m.recv_timeout(Duration::from_millis(1)), Some(2));
+        assert_eq!(m.recv_timeout(Duration::from_secs(5)), None);
+    }
+}

@@ -1,0 +1,237 @@
+//! Services: named methods and attributes, called through serde-typed arguments.
+//!
+//! ```
+//! use chaski_api::{decode, encode, CallKind, Service, ServiceError};
+//!
+//! let random = Service::builder().method("normal", |(mu, _sigma): (f64, f64)| Ok(mu)).build();
+//! let svc = Service::builder()
+//!     .method("add", |(a, b): (i64, i64)| Ok(a + b))
+//!     .method("fail", |_: ()| Err::<(), _>(ServiceError::failed("bad thing")))
+//!     .attr("name", "posix")
+//!     .nested("random", random)
+//!     .build();
+//! let fut = svc.invoke("add", CallKind::Call, encode(&(2, 3)).unwrap());
+//! let out = futures_executor_lite(fut).unwrap();
+//! assert_eq!(decode::<i64>(&out).unwrap(), 5);
+//! assert!(svc.paths().any(|p| p == "random.normal"));
+//! # fn futures_executor_lite<F: std::future::Future>(f: F) -> F::Output {
+//! #     use std::task::{Context, Poll, Waker};
+//! #     let mut f = Box::pin(f);
+//! #     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) { Poll::Ready(v) => v, Poll::Pending => panic!() }
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use chaski_proto::{CallKind, RemoteError};
+
+use crate::error::{Error, Result};
+
+/// Serializes a value as CBOR (arguments and results of remote calls).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+    let mut v = Vec::new();
+    ciborium::into_writer(value, &mut v).map_err(|e| Error::Codec(e.to_string()))?;
+    Ok(Bytes::from(v))
+}
+
+/// Deserializes a CBOR value.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    chaski_proto::codec::decode_value(bytes).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// What a method returns on failure; travels to the caller as a typed [`RemoteError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError(RemoteError);
+
+impl ServiceError {
+    /// The method ran and failed with this message.
+    pub fn failed(msg: impl fmt::Display) -> Self {
+        ServiceError(RemoteError::Failed(msg.to_string()))
+    }
+
+    /// The arguments did not fit.
+    pub fn bad_arguments(msg: impl fmt::Display) -> Self {
+        ServiceError(RemoteError::BadArguments(msg.to_string()))
+    }
+}
+
+impl From<String> for ServiceError {
+    fn from(s: String) -> Self {
+        ServiceError::failed(s)
+    }
+}
+
+impl From<&str> for ServiceError {
+    fn from(s: &str) -> Self {
+        ServiceError::failed(s)
+    }
+}
+
+/// The future a method call runs as.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Bytes, RemoteError>> + Send>>;
+
+type Handler = Arc<dyn Fn(Bytes) -> CallFuture + Send + Sync>;
+
+/// A named set of methods and attributes, with nested paths (`"random.normal"`).
+/// Nothing is reachable unless registered here.
+#[derive(Clone, Default)]
+pub struct Service {
+    methods: BTreeMap<String, Handler>,
+    attrs: BTreeMap<String, Bytes>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("methods", &self.methods.keys().collect::<Vec<_>>())
+            .field("attrs", &self.attrs.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn finish<R: Serialize>(r: std::result::Result<R, ServiceError>) -> Result<Bytes, RemoteError> {
+    match r {
+        Ok(v) => encode(&v).map_err(|e| RemoteError::Failed(format!("unencodable result: {e}"))),
+        Err(ServiceError(e)) => Err(e),
+    }
+}
+
+impl Service {
+    /// Starts a service.
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder(Service::default())
+    }
+
+    /// A service that is a single function, called with the empty path.
+    pub fn function<A, R, F>(f: F) -> Service
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(A) -> std::result::Result<R, ServiceError> + Send + Sync + 'static,
+    {
+        Service::builder().method("", f).build()
+    }
+
+    /// Every callable or readable path.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.methods
+            .keys()
+            .chain(self.attrs.keys())
+            .map(String::as_str)
+    }
+
+    /// Runs a call or attribute read. Synchronous methods run when the future is first polled,
+    /// so a runtime that spawns the future never runs user code on its driver.
+    pub fn invoke(&self, path: &str, kind: CallKind, args: Bytes) -> CallFuture {
+        match kind {
+            CallKind::Get => {
+                let r = match self.attrs.get(path) {
+                    Some(v) => Ok(v.clone()),
+                    None if self.methods.contains_key(path) => Err(RemoteError::NoSuchMethod(
+                        format!("{path} is a method: call it"),
+                    )),
+                    None => Err(RemoteError::NoSuchMethod(path.to_string())),
+                };
+                Box::pin(std::future::ready(r))
+            }
+            CallKind::Call => match self.methods.get(path) {
+                Some(h) => h(args),
+                None => {
+                    let e = if self.attrs.contains_key(path) {
+                        RemoteError::NoSuchMethod(format!("{path} is an attribute: get it"))
+                    } else {
+                        RemoteError::NoSuchMethod(path.to_string())
+                    };
+                    Box::pin(std::future::ready(Err(e)))
+                }
+            },
+        }
+    }
+}
+
+/// Builds a [`Service`].
+pub struct ServiceBuilder(Service);
+
+impl ServiceBuilder {
+    /// A synchronous method taking serde-typed arguments (a tuple for several, `()` for none).
+    pub fn method<A, R, F>(mut self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(A) -> std::result::Result<R, ServiceError> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let h: Handler = Arc::new(move |args: Bytes| {
+            let f = f.clone();
+            Box::pin(async move {
+                let a: A = decode(&args).map_err(|e| RemoteError::BadArguments(e.to_string()))?;
+                finish(f(a))
+            })
+        });
+        self.0.methods.insert(name.to_string(), h);
+        self
+    }
+
+    /// An asynchronous method.
+    pub fn method_async<A, R, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        Fut: Future<Output = std::result::Result<R, ServiceError>> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let h: Handler = Arc::new(move |args: Bytes| {
+            let f = f.clone();
+            Box::pin(async move {
+                let a: A = decode(&args).map_err(|e| RemoteError::BadArguments(e.to_string()))?;
+                finish(f(a).await)
+            })
+        });
+        self.0.methods.insert(name.to_string(), h);
+        self
+    }
+
+    /// A read-only attribute. An unencodable value is skipped with a warning.
+    pub fn attr<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
+        match encode(value) {
+            Ok(b) => {
+                self.0.attrs.insert(name.to_string(), b);
+            }
+            Err(e) => tracing::warn!(name, error = %e, "attribute not registered"),
+        }
+        self
+    }
+
+    /// Everything of `inner` under `name.`.
+    pub fn nested(mut self, name: &str, inner: Service) -> Self {
+        for (p, h) in inner.methods {
+            self.0.methods.insert(join(name, &p), h);
+        }
+        for (p, v) in inner.attrs {
+            self.0.attrs.insert(join(name, &p), v);
+        }
+        self
+    }
+
+    /// The service.
+    pub fn build(self) -> Service {
+        self.0
+    }
+}
+
+fn join(a: &str, b: &str) -> String {
+    if b.is_empty() {
+        a.to_string()
+    } else {
+        format!("{a}.{b}")
+    }
+}
