@@ -17,11 +17,11 @@ mod service;
 
 pub use error::{Error, Result};
 pub use hub::{Hub, Waiter};
-pub use queue::{MessageQueue, Messages, QueueStats};
+pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
 pub use resolve::resolve;
 pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 
 pub use chaski_proto::{
-    CallKind, Config, ConnId, DisconnectReason, EdgeInfo, Event, NodeId, OnPair, Received,
-    RemoteError, SlowConsumer, Status,
+    CallKind, Config, ConnId, ConnectError, DisconnectReason, EdgeInfo, Event, NodeId, OnPair,
+    Received, RemoteError, SlowConsumer, Status,
 };

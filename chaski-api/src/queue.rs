@@ -216,16 +216,27 @@ impl<T> Stream for Messages<T> {
     }
 }
 
-impl<T> Iterator for Messages<T> {
+/// A blocking iterator over a queue, from [`Messages::blocking_iter`].
+#[derive(Debug)]
+pub struct BlockingIter<T>(Messages<T>);
+
+impl<T> Messages<T> {
+    /// Iterates, blocking for each item, until the node has shut down and the queue is empty
+    /// (for programs without an async runtime).
+    pub fn blocking_iter(&self) -> BlockingIter<T> {
+        BlockingIter(self.clone())
+    }
+}
+
+impl<T> Iterator for BlockingIter<T> {
     type Item = T;
 
-    /// Blocks until the next item; `None` once the node has shut down and the queue is empty.
     fn next(&mut self) -> Option<T> {
         loop {
-            if let Some(x) = self.recv_timeout(Duration::from_secs(3600)) {
+            if let Some(x) = self.0.recv_timeout(Duration::from_secs(3600)) {
                 return Some(x);
             }
-            if lock(&self.shared).closed {
+            if lock(&self.0.shared).closed {
                 return None;
             }
         }

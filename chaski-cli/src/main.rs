@@ -1,1 +1,303 @@
-fn main() {}
+//! `chaski`: run a demo mesh, a root, a subscriber, a publisher, a service; query a status;
+//! call a remote method.
+
+mod demo;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+
+use chaski_tokio::{Config, Error, Node, Service, ServiceError};
+
+#[derive(Parser)]
+#[command(
+    name = "chaski",
+    version,
+    about = "Chaski: nodes that discover, pair, publish and call each other"
+)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace), or a tracing filter.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a root and six nodes on loopback; show discovery, pairing, latencies, routing and a
+    /// remote call; exit.
+    Demo,
+    /// Run a root node (accepts every topic, relays, never pairs) until interrupted.
+    Root {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:8511")]
+        bind: String,
+        /// Node name.
+        #[arg(long, default_value = "ChaskiRoot")]
+        name: String,
+    },
+    /// Connect to ADDR, subscribe to the topics, and print every message received.
+    Sub {
+        /// A node to connect to (host:port, [v6]:port, Name@host:port).
+        addr: String,
+        /// Topics to subscribe to.
+        #[arg(required = true)]
+        topics: Vec<String>,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Run discovery after connecting, to pair with the topics' clusters.
+        #[arg(long)]
+        discover: bool,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: String,
+    },
+    /// Connect to ADDR and publish MESSAGE on TOPIC.
+    Pub {
+        /// A node to connect to.
+        addr: String,
+        /// Topic.
+        topic: String,
+        /// The message (sent as UTF-8 bytes).
+        message: String,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: String,
+    },
+    /// Ask a node for its status over UDP.
+    Status {
+        /// The node.
+        addr: String,
+        /// Seconds to wait for the reply.
+        #[arg(long, default_value_t = 2.0)]
+        timeout: f64,
+    },
+    /// Call SERVICE.PATH on a node with JSON arguments (an array for several, null for none).
+    Call {
+        /// The node offering the service.
+        addr: String,
+        /// Service and method path, e.g. `demo.add` or `demo.random.normal`.
+        target: String,
+        /// JSON arguments.
+        #[arg(default_value = "null")]
+        args: String,
+        /// Read an attribute instead of calling a method.
+        #[arg(long)]
+        get: bool,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute version).
+    Serve {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:8514")]
+        bind: String,
+        /// Node name.
+        #[arg(long, default_value = "ChaskiRemote")]
+        name: String,
+    },
+}
+
+/// The example service of `chaski serve` and the demo.
+pub fn example_service() -> Service {
+    let random = Service::builder()
+        .method("uniform", |(lo, hi): (f64, f64)| {
+            if hi < lo {
+                return Err(ServiceError::bad_arguments("hi must not be below lo"));
+            }
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            Ok(lo + (hi - lo) * f64::from(nanos % 1000) / 1000.0)
+        })
+        .build();
+    Service::builder()
+        .method(
+            "add",
+            |(a, b): (serde_json::Value, serde_json::Value)| match (a.as_f64(), b.as_f64()) {
+                (Some(a), Some(b)) => Ok(a + b),
+                _ => Err(ServiceError::bad_arguments("add takes two numbers")),
+            },
+        )
+        .method("echo", |v: serde_json::Value| Ok(v))
+        .method("upper", |s: String| Ok(s.to_uppercase()))
+        .method("fail", |msg: String| {
+            Err::<(), _>(ServiceError::failed(msg))
+        })
+        .attr("version", env!("CARGO_PKG_VERSION"))
+        .nested("random", random)
+        .build()
+}
+
+fn secs(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("invalid duration: {s}"))
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    match cli.command {
+        Command::Demo => demo::run().await.map_err(e),
+        Command::Root { bind, name } => {
+            let node = Node::bind(&bind, Config::default().name(name).root(true))
+                .await
+                .map_err(e)?;
+            println!(
+                "root {} listening on {} (TCP and UDP); Ctrl-C to stop",
+                node.name(),
+                node.local_addr()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            node.shutdown().await.map_err(e)
+        }
+        Command::Sub {
+            addr,
+            topics,
+            count,
+            discover,
+            bind,
+        } => {
+            let node = Node::bind(&bind, Config::default()).await.map_err(e)?;
+            for t in &topics {
+                node.subscribe(t).await.map_err(e)?;
+            }
+            let edge = node.connect(&addr).await.map_err(e)?;
+            eprintln!(
+                "connected to {} at {}; subscribed to {}",
+                edge.name,
+                edge.addr,
+                topics.join(", ")
+            );
+            if discover {
+                node.discover().await.map_err(e)?;
+            }
+            let mut messages = node.messages();
+            let mut n = 0;
+            while let Some(m) = messages.next().await {
+                println!(
+                    "[{}] {} (hops {})",
+                    m.topic,
+                    String::from_utf8_lossy(&m.payload),
+                    m.hops
+                );
+                n += 1;
+                if count.is_some_and(|c| n >= c) {
+                    break;
+                }
+            }
+            node.shutdown().await.map_err(e)
+        }
+        Command::Pub {
+            addr,
+            topic,
+            message,
+            bind,
+        } => {
+            let node = Node::bind(&bind, Config::default()).await.map_err(e)?;
+            let edge = node.connect(&addr).await.map_err(e)?;
+            if !edge.root && !edge.topics.contains(&topic) {
+                eprintln!("note: {} neither subscribes to {topic:?} nor is a root: it will not receive this", edge.name);
+            }
+            let seq = node
+                .publish(&topic, message.into_bytes())
+                .await
+                .map_err(e)?;
+            eprintln!("published #{seq} on {topic:?} to {}", edge.name);
+            node.shutdown().await.map_err(e)
+        }
+        Command::Status { addr, timeout } => {
+            let node = Node::bind(
+                "127.0.0.1:0",
+                Config::default().status_timeout(secs(timeout)?),
+            )
+            .await
+            .map_err(e)?;
+            let s = node.status(&addr).await.map_err(e)?;
+            println!("name:         {}", s.name);
+            println!("id:           {}", s.id);
+            println!("root:         {}", s.root);
+            println!("edges:        {}", s.edges);
+            println!("reconnecting: {}", s.reconnecting);
+            for (t, p) in &s.paired {
+                println!(
+                    "topic:        {t} ({})",
+                    if *p { "paired" } else { "not paired" }
+                );
+            }
+            for svc in &s.services {
+                println!("service:      {svc}");
+            }
+            node.shutdown().await.map_err(e)
+        }
+        Command::Call {
+            addr,
+            target,
+            args,
+            get,
+            timeout,
+        } => {
+            let (service, path) = target.split_once('.').unwrap_or((target.as_str(), ""));
+            let args: serde_json::Value = serde_json::from_str(&args)
+                .map_err(|err| format!("JSON_ARGS is not valid JSON: {err}"))?;
+            let node = Node::bind("127.0.0.1:0", Config::default())
+                .await
+                .map_err(e)?;
+            node.connect(&addr).await.map_err(e)?;
+            let proxy = node
+                .proxy(service)
+                .await
+                .map_err(e)?
+                .with_timeout(secs(timeout)?);
+            let out: Result<serde_json::Value, Error> = if get {
+                proxy.get(path).await
+            } else {
+                proxy.call(path, &args).await
+            };
+            let _ = node.shutdown().await;
+            println!("{}", out.map_err(e)?);
+            Ok(())
+        }
+        Command::Serve { bind, name } => {
+            let node = Node::bind(&bind, Config::default().name(name))
+                .await
+                .map_err(e)?;
+            node.serve("demo", example_service()).await.map_err(e)?;
+            println!(
+                "serving `demo` at {}; try: chaski call {} demo.add '[2, 3]'",
+                node.address(),
+                node.local_addr()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            node.shutdown().await.map_err(e)
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("chaski: cannot start the runtime: {err}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(msg) = rt.block_on(run(cli)) {
+        eprintln!("chaski: {msg}");
+        std::process::exit(1);
+    }
+}

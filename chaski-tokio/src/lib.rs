@@ -26,7 +26,8 @@ mod driver;
 mod node;
 
 pub use chaski_api::{
-    decode, encode, CallKind, Config, DisconnectReason, EdgeInfo, Error, Event, Messages, NodeId,
-    OnPair, Received, RemoteError, Result, Service, ServiceError, SlowConsumer, Status,
+    decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,
+    Messages, NodeId, OnPair, Received, RemoteError, Result, Service, ServiceError, SlowConsumer,
+    Status,
 };
 pub use node::{Node, Proxy};
