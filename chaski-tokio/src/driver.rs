@@ -1,6 +1,6 @@
 //! The driver task: sockets and timers in, the core's outputs out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,9 @@ use chaski_proto::{
 
 /// Largest read from a socket at once.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Datagrams waiting for the UDP socket to be writable before the oldest is dropped.
+const DATAGRAM_QUEUE: usize = 1024;
 
 pub(crate) type Reply<T> = futures_channel::oneshot::Sender<Result<T>>;
 
@@ -84,6 +87,8 @@ pub(crate) struct Driver {
     /// Bytes pending on one connection above which publishing waits.
     congestion: usize,
     shutdown_reply: Option<Reply<()>>,
+    datagrams: VecDeque<(SocketAddr, Bytes)>,
+    datagrams_dropped: u64,
 }
 
 impl Driver {
@@ -111,6 +116,8 @@ impl Driver {
             next_inbound: 0,
             congestion,
             shutdown_reply: None,
+            datagrams: VecDeque::new(),
+            datagrams_dropped: 0,
         }
     }
 
@@ -146,6 +153,7 @@ impl Driver {
                 Ok((n, from)) = self.udp.recv_from(&mut udp_buf) => {
                     self.core.handle_datagram(from, &udp_buf[..n], Instant::now());
                 }
+                Ok(()) = self.udp.writable(), if !self.datagrams.is_empty() => self.flush_datagrams(),
                 _ = sleep_until(deadline) => self.core.handle_timeout(Instant::now()),
                 _ = tokio::time::sleep(Duration::from_millis(1)), if congested || full => {}
             }
@@ -343,6 +351,18 @@ impl Driver {
         }
     }
 
+    /// Sends queued datagrams until the socket would block (the rest wait for writability).
+    fn flush_datagrams(&mut self) {
+        while let Some((to, data)) = self.datagrams.front() {
+            match self.udp.try_send_to(data, *to) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => debug!(%to, error = %e, "datagram not sent"),
+                Ok(_) => {}
+            }
+            self.datagrams.pop_front();
+        }
+    }
+
     fn drop_io(&mut self, conn: ConnId) {
         if let Some(io) = self.conns.remove(&conn) {
             io.reader.abort();
@@ -360,9 +380,12 @@ impl Driver {
                     }
                 }
                 Output::Datagram { to, data } => {
-                    if let Err(e) = self.udp.try_send_to(&data, to) {
-                        debug!(%to, error = %e, "datagram not sent");
+                    if self.datagrams.len() >= DATAGRAM_QUEUE {
+                        self.datagrams.pop_front();
+                        self.datagrams_dropped += 1;
                     }
+                    self.datagrams.push_back((to, data));
+                    self.flush_datagrams();
                 }
                 Output::Dial { conn, addr } => {
                     let ctl = self.ctl_tx.clone();
