@@ -27,7 +27,7 @@ mod node;
 
 pub use chaski_api::{
     decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,
-    Messages, NodeId, OnPair, Received, RemoteError, Result, Service, ServiceError, SlowConsumer,
-    Status,
+    Handle, Messages, NodeId, OnPair, Proxy, Received, RemoteError, Result, Service, ServiceError,
+    SlowConsumer, Status,
 };
-pub use node::{Node, Proxy};
+pub use node::Node;

@@ -1,271 +1,55 @@
-//! The user-facing handle.
+//! The tokio `Node`: binds the sockets, starts the driver, and is the shared async handle.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::ops::Deref;
 
-use bytes::Bytes;
-use futures_channel::oneshot;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
 
-use chaski_api::{decode, encode, resolve, Error, Event, Hub, Messages, Result, Service, Status};
-use chaski_proto::{CallKind, Config, EdgeInfo, Node as Core, NodeId, Received};
+use chaski_api::{resolve, Engine, Error, Handle, HandleParts, Hub, Result};
+use chaski_proto::{Config, Node as Core};
 
-use crate::driver::{Cmd, Driver};
+use crate::driver::Driver;
 
-/// A Chaski node on tokio. Cheap to clone; the node runs until [`Node::shutdown`] or until
-/// every clone is dropped.
-#[derive(Clone)]
-pub struct Node {
-    cmds: mpsc::Sender<Cmd>,
-    local: SocketAddr,
-    id: NodeId,
-    name: String,
-    rpc_timeout: Duration,
-    messages: Messages<Received>,
-    events: Messages<Event>,
-}
+/// A Chaski node on tokio. Every method is [`Handle`]'s (the same on every runtime); cheap to
+/// clone; runs until [`Handle::shutdown`] or until every clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Node(Handle);
 
-impl std::fmt::Debug for Node {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.name, self.local)
+impl Deref for Node {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.0
     }
 }
 
 impl Node {
     /// Binds TCP and UDP on the same address (`host:port`; port 0 picks a free port, the same
-    /// for both) and starts the node's driver task.
+    /// for both) and starts the node's driver task on the current tokio runtime.
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
         let want = resolve(addr)?;
         let (listener, udp) = bind_pair(want).await?;
         let local = listener.local_addr()?;
-        let config = if config.seed == 0 {
-            let seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                ^ u64::from(local.port()) << 48;
-            config.seed(seed)
-        } else {
-            config
-        };
+        let config = chaski_api::seeded(config, local);
         let core = Core::new(config.clone(), Some(local));
-        let (id, name) = (core.id(), core.name().to_string());
         let (hub, messages, events) = Hub::new(&config);
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(Driver::new(core, hub, listener, udp, rx).run());
-        Ok(Node {
-            cmds: tx,
+        let (tx, rx) = async_channel::bounded(1024);
+        let parts = HandleParts {
+            commands: tx,
+            notify: None,
             local,
-            id,
-            name,
+            id: core.id(),
+            name: core.name().to_string(),
             rpc_timeout: config.rpc_timeout,
             messages,
             events,
-        })
+        };
+        tokio::spawn(Driver::new(Engine::new(core, hub), listener, udp, rx).run());
+        Ok(Node(Handle::new(parts)))
     }
 
-    /// The bound address (TCP and UDP).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// The node id.
-    pub fn id(&self) -> NodeId {
-        self.id
-    }
-
-    /// The node name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// `Name@host:port`.
-    pub fn address(&self) -> String {
-        format!("{}@{}", self.name, self.local)
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Cmd) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::ShutDown)?;
-        rx.await.map_err(|_| Error::ShutDown)?
-    }
-
-    /// Connects to a peer; returns once the edge exists (both Hellos crossed).
-    pub async fn connect(&self, addr: &str) -> Result<EdgeInfo> {
-        let addr = resolve(addr)?;
-        self.ask(|w| Cmd::Connect(addr, w)).await
-    }
-
-    /// Subscribes to a topic; neighbours are told at once.
-    pub async fn subscribe(&self, topic: &str) -> Result<()> {
-        self.ask(|r| Cmd::Subscribe(topic.to_string(), r)).await
-    }
-
-    /// Unsubscribes from a topic; neighbours are told at once.
-    pub async fn unsubscribe(&self, topic: &str) -> Result<()> {
-        self.ask(|r| Cmd::Unsubscribe(topic.to_string(), r)).await
-    }
-
-    /// Publishes to the neighbours subscribed to `topic` (and roots); waits while a peer's
-    /// connection is congested. Returns the message's sequence number.
-    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<u64> {
-        let payload = payload.into();
-        self.ask(|r| Cmd::Publish(topic.to_string(), payload, r))
-            .await
-    }
-
-    /// Sends a best-effort publish in one UDP datagram to one node (never relayed).
-    pub async fn publish_datagram(
-        &self,
-        addr: &str,
-        topic: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<()> {
-        let addr = resolve(addr)?;
-        let payload = payload.into();
-        self.ask(|r| Cmd::PublishDatagram(addr, topic.to_string(), payload, r))
-            .await
-    }
-
-    /// Received messages, from a bounded queue (see [`Config::slow_consumer`]).
-    pub fn messages(&self) -> Messages<Received> {
-        self.messages.clone()
-    }
-
-    /// Lifecycle events (peer connected / lost, paired, latency, bad peers); oldest dropped
-    /// first when nobody reads them.
-    pub fn events(&self) -> Messages<Event> {
-        self.events.clone()
-    }
-
-    /// Discovers peers for every unpaired topic; returns once every topic is paired (by a peer,
-    /// or as the topic's anchor after the discovery timeout).
-    pub async fn discover(&self) -> Result<()> {
-        self.ask(Cmd::Discover).await
-    }
-
-    /// Pings a peer with `padding` bytes each way; returns the round trip.
-    pub async fn ping(&self, peer: NodeId, padding: usize) -> Result<Duration> {
-        self.ask(|w| Cmd::Ping(peer, padding, w)).await
-    }
-
-    /// Asks a node for its status over UDP.
-    pub async fn status(&self, addr: &str) -> Result<Status> {
-        let addr = resolve(addr)?;
-        self.ask(|w| Cmd::Status(addr, w)).await
-    }
-
-    /// This node's own status.
-    pub async fn local_status(&self) -> Result<Status> {
-        self.ask(Cmd::LocalStatus).await
-    }
-
-    /// A snapshot of every edge.
-    pub async fn edges(&self) -> Result<Vec<EdgeInfo>> {
-        self.ask(Cmd::Edges).await
-    }
-
-    /// Closes the edge to a peer with a goodbye; it is not redialed.
-    pub async fn close(&self, peer: NodeId) -> Result<()> {
-        self.ask(|r| Cmd::Close(peer, r)).await
-    }
-
-    /// Says goodbye to every peer, ends every task, reconnects nothing.
-    pub async fn shutdown(&self) -> Result<()> {
-        self.ask(Cmd::Shutdown).await
-    }
-
-    /// Offers a service under `name`.
-    pub async fn serve(&self, name: &str, service: Service) -> Result<()> {
-        self.ask(|r| Cmd::Serve(name.to_string(), service, r)).await
-    }
-
-    /// Offers a single function under `name` (called with the empty path).
-    pub async fn attach<A, R, F>(&self, name: &str, f: F) -> Result<()>
-    where
-        A: DeserializeOwned + Send + 'static,
-        R: Serialize + 'static,
-        F: Fn(A) -> std::result::Result<R, chaski_api::ServiceError> + Send + Sync + 'static,
-    {
-        self.serve(name, Service::function(f)).await
-    }
-
-    /// Withdraws a service or attached function.
-    pub async fn detach(&self, name: &str) -> Result<()> {
-        self.ask(|r| Cmd::Unserve(name.to_string(), r)).await
-    }
-
-    /// A proxy to the service `name` on the first connected peer that offers it.
-    pub async fn proxy(&self, name: &str) -> Result<Proxy> {
-        let peer = self
-            .ask(|r| Cmd::FindService(name.to_string(), r))
-            .await?
-            .ok_or_else(|| Error::NoService(name.to_string()))?;
-        Ok(Proxy {
-            node: self.clone(),
-            peer,
-            service: name.to_string(),
-            timeout: self.rpc_timeout,
-        })
-    }
-}
-
-/// Remote calls to one service on one peer.
-#[derive(Clone, Debug)]
-pub struct Proxy {
-    node: Node,
-    peer: NodeId,
-    service: String,
-    timeout: Duration,
-}
-
-impl Proxy {
-    /// The serving peer.
-    pub fn peer(&self) -> NodeId {
-        self.peer
-    }
-
-    /// The same proxy with another per-call timeout.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    async fn raw(&self, path: &str, kind: CallKind, args: Bytes) -> Result<Bytes> {
-        let (peer, timeout) = (self.peer, Some(self.timeout));
-        let service = self.service.clone();
-        let path = path.to_string();
-        // Dropping this future drops the waiter; the driver then cancels the call.
-        self.node
-            .ask(|reply| Cmd::Call {
-                peer,
-                service,
-                path,
-                kind,
-                args,
-                timeout,
-                reply,
-            })
-            .await
-    }
-
-    /// Calls the method at `path` (dotted for nested services) with serde-typed arguments
-    /// (a tuple for several, `()` for none).
-    pub async fn call<A: Serialize, R: DeserializeOwned>(&self, path: &str, args: &A) -> Result<R> {
-        let out = self.raw(path, CallKind::Call, encode(args)?).await?;
-        decode(&out)
-    }
-
-    /// Reads the attribute at `path`.
-    pub async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R> {
-        let out = self.raw(path, CallKind::Get, Bytes::new()).await?;
-        decode(&out)
+    /// The shared handle.
+    pub fn handle(&self) -> &Handle {
+        &self.0
     }
 }
 
