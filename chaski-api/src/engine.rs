@@ -309,3 +309,29 @@ impl Engine {
         self.datagrams_dropped
     }
 }
+
+/// Gathers queued writes into one buffer so a writer makes one syscall for many frames.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    buf: bytes::BytesMut,
+}
+
+/// Largest batch gathered for one write.
+const BATCH_LIMIT: usize = 1 << 20;
+
+impl WriteBatch {
+    /// Joins `first` with whatever `next` yields (up to 1 MiB); returns the bytes to write and
+    /// how many bytes of queued data they hold.
+    pub fn gather(&mut self, first: Bytes, mut next: impl FnMut() -> Option<Bytes>) -> Bytes {
+        let Some(second) = next() else {
+            return first;
+        };
+        self.buf.extend_from_slice(&first);
+        self.buf.extend_from_slice(&second);
+        while self.buf.len() < BATCH_LIMIT {
+            let Some(more) = next() else { break };
+            self.buf.extend_from_slice(&more);
+        }
+        self.buf.split().freeze()
+    }
+}

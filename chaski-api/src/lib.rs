@@ -17,7 +17,7 @@ mod queue;
 mod resolve;
 mod service;
 
-pub use engine::{Command, Engine, Io, Reply};
+pub use engine::{Command, Engine, Io, Reply, WriteBatch};
 pub use error::{Error, Result};
 pub use handle::{Handle, HandleParts, Notify, Proxy};
 pub use hub::{Hub, Invocation, Waiter};

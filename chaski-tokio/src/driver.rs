@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use chaski_api::{Command, Engine, Invocation, Io};
+use chaski_api::{Command, Engine, Invocation, Io, WriteBatch};
 use chaski_proto::{ConnId, Direction, NodeId, RemoteError};
 
 /// Largest read from a socket at once.
@@ -171,26 +171,11 @@ impl TokioIo {
         let pend = pending.clone();
         let failed = self.input.clone();
         tokio::spawn(async move {
-            let mut batch = BytesMut::new();
+            let mut batch = WriteBatch::default();
             while let Some(first) = rx.recv().await {
-                let mut n = first.len();
-                let res = if let Ok(second) = rx.try_recv() {
-                    // Coalesce whatever else is queued into one write.
-                    batch.extend_from_slice(&first);
-                    batch.extend_from_slice(&second);
-                    n += second.len();
-                    while batch.len() < 1 << 20 {
-                        let Ok(more) = rx.try_recv() else { break };
-                        n += more.len();
-                        batch.extend_from_slice(&more);
-                    }
-                    let r = wr.write_all(&batch).await;
-                    batch.clear();
-                    r
-                } else {
-                    wr.write_all(&first).await
-                };
-                pend.fetch_sub(n, Ordering::Relaxed);
+                let data = batch.gather(first, || rx.try_recv().ok());
+                let res = wr.write_all(&data).await;
+                pend.fetch_sub(data.len(), Ordering::Relaxed);
                 if res.is_err() {
                     let _ = failed.send(Input::Closed(conn)).await;
                     return;

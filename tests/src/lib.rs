@@ -2,9 +2,9 @@
 //! blocking, runtime-neutral view of a node, and run over real loopback sockets against every
 //! runtime. Every wait has a deadline; nothing sleeps a fixed time to let things happen.
 
+pub mod async_rt;
 pub mod raw;
 pub mod scenarios;
-pub mod tokio_rt;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -75,4 +75,25 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Declares the whole conformance suite, IPv4 and IPv6, for one harness constructor.
+#[macro_export]
+macro_rules! conformance {
+    ($harness:expr) => {
+        $crate::conformance!(@each $harness;
+            single_connections, star_and_graceful_shutdown, edges_disconnection, orphans,
+            discovery, ping_size, stream_chain, root_relay_and_routing, abrupt_death_and_redial,
+            garbage_frame, remote_calls, udp_status);
+    };
+    (@each $harness:expr; $($name:ident),*) => {
+        mod ipv4 {
+            use super::*;
+            $( #[test] fn $name() { $crate::scenarios::$name(&$harness, "127.0.0.1"); } )*
+        }
+        mod ipv6 {
+            use super::*;
+            $( #[test] fn $name() { $crate::scenarios::$name(&$harness, "[::1]"); } )*
+        }
+    };
 }
