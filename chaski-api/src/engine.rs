@@ -142,11 +142,20 @@ impl Engine {
         self.core.is_shut_down() && open_connections == 0
     }
 
-    /// Ends the node: fails every waiter and answers the shutdown.
-    pub fn finish(&mut self) {
+    /// Ends the node: fails every waiter, answers the shutdown, and closes the command channel.
+    /// Commands still queued are answered too (a `Shutdown` with `Ok`, anything else with
+    /// [`Error::ShutDown`]), so no caller waits on a node that is gone.
+    pub fn finish(&mut self, commands: &async_channel::Receiver<Command>) {
         self.hub.shutdown();
         if let Some(r) = self.shutdown_reply.take() {
             let _ = r.send(Ok(()));
+        }
+        commands.close();
+        while let Ok(cmd) = commands.try_recv() {
+            if let Command::Shutdown(r) = cmd {
+                let _ = r.send(Ok(()));
+            }
+            // Dropping any other command drops its reply: the caller sees `Error::ShutDown`.
         }
     }
 

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod block;
 mod engine;
 mod error;
 mod handle;
@@ -17,6 +18,7 @@ mod queue;
 mod resolve;
 mod service;
 
+pub use block::block_on;
 pub use engine::{Command, Engine, Io, Reply, WriteBatch};
 pub use error::{Error, Result};
 pub use handle::{Handle, HandleParts, Notify, Proxy};

@@ -193,7 +193,7 @@ impl Driver {
                 break;
             }
         }
-        self.engine.finish();
+        self.engine.finish(&self.cmds);
     }
 
     fn on_input(&mut self, input: Input) {

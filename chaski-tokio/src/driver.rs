@@ -118,7 +118,7 @@ impl Driver {
                 break;
             }
         }
-        self.engine.finish();
+        self.engine.finish(&self.cmds);
     }
 
     fn on_input(&mut self, input: Input) {

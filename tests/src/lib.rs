@@ -3,6 +3,7 @@
 //! runtime. Every wait has a deadline; nothing sleeps a fixed time to let things happen.
 
 pub mod async_rt;
+pub mod mio_rt;
 pub mod raw;
 pub mod scenarios;
 
@@ -97,3 +98,8 @@ macro_rules! conformance {
         }
     };
 }
+
+/// The code blocks of `README.md`, compiled as doctests so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

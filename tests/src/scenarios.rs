@@ -1,6 +1,8 @@
 //! The scenarios, each generic over the runtime. `host` is `127.0.0.1` or `[::1]`.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chaski_api::{Config, DisconnectReason, Error, Event, RemoteError, Service, ServiceError};
@@ -343,7 +345,8 @@ pub fn garbage_frame<H: Harness>(h: &H, host: &str) {
     n.iter().for_each(|x| x.shutdown());
 }
 
-fn demo_service() -> Service {
+/// The service of the remote-call scenario; `hung` counts calls that entered `hang`.
+fn demo_service(hung: Arc<AtomicUsize>) -> Service {
     let random = Service::builder()
         .method("normal", |(mu, _sigma): (f64, f64)| Ok(mu))
         .attr("seed", &42u32)
@@ -356,7 +359,8 @@ fn demo_service() -> Service {
         .method("fail", |_: ()| {
             Err::<(), _>(ServiceError::failed("bad thing"))
         })
-        .method_async("hang", |_: ()| {
+        .method_async("hang", move |_: ()| {
+            hung.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<Result<(), ServiceError>>()
         })
         .attr("name", "posix")
@@ -367,7 +371,8 @@ fn demo_service() -> Service {
 /// 12.5 and 12.1.7: remote calls with typed arguments and every typed error.
 pub fn remote_calls<H: Harness>(h: &H, host: &str) {
     let n = start(h, host, &["server", "client", "client2"]);
-    n[0].serve("os", demo_service()).unwrap();
+    let hung = Arc::new(AtomicUsize::new(0));
+    n[0].serve("os", demo_service(hung.clone())).unwrap();
     n[1].connect(&addr(&n[0])).unwrap();
     n[2].connect(&addr(&n[0])).unwrap();
     let t = Duration::from_secs(5);
@@ -430,7 +435,8 @@ pub fn remote_calls<H: Harness>(h: &H, host: &str) {
     // A call to a serving peer that goes away: Disconnected, not a hang.
     let gone = std::thread::scope(|s| {
         let call = s.spawn(|| c.call::<_, ()>("os", "hang", &(), Duration::from_secs(30)));
-        std::thread::sleep(Duration::from_millis(100));
+        // Once the request is being served, the server goes away.
+        assert!(wait_until(WAIT, || hung.load(Ordering::SeqCst) == 2));
         n[0].shutdown();
         call.join().unwrap()
     });
