@@ -23,6 +23,12 @@ const DATAGRAM_QUEUE: usize = 1024;
 /// A one-shot answer to a command.
 pub type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// Commands applied in one turn of a driver before its output is written.
+pub const COMMAND_BATCH: usize = 256;
+
+/// Socket reads a driver hands the core in one turn before its output is written.
+pub const INPUT_BATCH: usize = 64;
+
 /// What a node handle asks its driver to do. Every runtime's handle sends these.
 pub enum Command {
     /// Dial and wait for the edge.
@@ -31,8 +37,8 @@ pub enum Command {
     Subscribe(String, Reply<()>),
     /// Unsubscribe.
     Unsubscribe(String, Reply<()>),
-    /// Publish; the reply carries the sequence number.
-    Publish(String, Bytes, Reply<u64>),
+    /// Publish (checked by the handle already; nothing is answered).
+    Publish(String, Bytes),
     /// Best-effort UDP publish to one node.
     PublishDatagram(SocketAddr, String, Bytes, Reply<()>),
     /// Discover; answered once every topic is paired.
@@ -169,6 +175,23 @@ impl Engine {
         }
     }
 
+    /// Applies `first` and then the commands already queued behind it (up to
+    /// [`COMMAND_BATCH`]), so that many publishes leave in one write instead of one each.
+    pub fn commands(
+        &mut self,
+        first: Command,
+        queue: &async_channel::Receiver<Command>,
+        now: Instant,
+    ) {
+        self.command(first, now);
+        for _ in 1..COMMAND_BATCH {
+            match queue.try_recv() {
+                Ok(cmd) => self.command(cmd, now),
+                Err(_) => break,
+            }
+        }
+    }
+
     /// Applies one command of the handle.
     pub fn command(&mut self, cmd: Command, now: Instant) {
         let core = &mut self.core;
@@ -185,8 +208,10 @@ impl Engine {
             Command::Unsubscribe(t, r) => {
                 let _ = r.send(core.unsubscribe(&t, now).map_err(Error::from));
             }
-            Command::Publish(t, p, r) => {
-                let _ = r.send(core.publish(&t, p, now).map_err(Error::from));
+            Command::Publish(t, p) => {
+                if let Err(e) = core.publish(&t, p, now) {
+                    tracing::debug!(topic = %t, error = %e, "publish dropped");
+                }
             }
             Command::PublishDatagram(a, t, p, r) => {
                 let _ = r.send(core.publish_datagram(a, &t, p).map_err(Error::from));
@@ -279,6 +304,7 @@ impl Engine {
                 }
             }
         }
+        self.hub.deliver();
         self.hub.sweep(&mut self.core);
         for conn in io.backlogged(self.core.config().max_outbound) {
             io.close(conn);
@@ -289,6 +315,7 @@ impl Engine {
                     let _ = self.hub.route(&mut self.core, ev);
                 }
             }
+            self.hub.deliver();
         }
     }
 

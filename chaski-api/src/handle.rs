@@ -9,7 +9,7 @@ use futures_channel::oneshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use chaski_proto::{CallKind, EdgeInfo, Event, NodeId, Received, Status};
+use chaski_proto::{CallKind, Config, EdgeInfo, Event, Node as Core, NodeId, Received, Status};
 
 use crate::engine::Command;
 use crate::error::{Error, Result};
@@ -32,8 +32,8 @@ pub struct HandleParts {
     pub id: NodeId,
     /// Node name.
     pub name: String,
-    /// Default per-call timeout of proxies.
-    pub rpc_timeout: Duration,
+    /// The node's configuration (proxies' default timeout, limits checked before queueing).
+    pub config: Arc<Config>,
     /// Received messages.
     pub messages: Messages<Received>,
     /// Lifecycle events.
@@ -50,7 +50,7 @@ pub struct Handle {
     local: SocketAddr,
     id: NodeId,
     name: String,
-    rpc_timeout: Duration,
+    config: Arc<Config>,
     messages: Messages<Received>,
     events: Messages<Event>,
 }
@@ -71,7 +71,7 @@ impl Handle {
             local: parts.local,
             id: parts.id,
             name: parts.name,
-            rpc_timeout: parts.rpc_timeout,
+            config: parts.config,
             messages: parts.messages,
             events: parts.events,
         }
@@ -103,9 +103,7 @@ impl Handle {
             .send(make(tx))
             .await
             .map_err(|_| Error::ShutDown)?;
-        if let Some(n) = &self.notify {
-            n();
-        }
+        self.wake();
         rx.await.map_err(|_| Error::ShutDown)?
     }
 
@@ -128,10 +126,32 @@ impl Handle {
 
     /// Publishes to the neighbours subscribed to `topic` (and roots); waits while a peer's
     /// connection is congested. Returns the message's sequence number.
-    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<u64> {
+    ///
+    /// The arguments are checked here (an error returns at once); the message is then queued
+    /// for the node without waiting for it to be written, so a loop of publishes is not a loop
+    /// of round trips. When the queue is full or a peer is congested, this waits.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<()> {
         let payload = payload.into();
-        self.ask(|r| Command::Publish(topic.to_string(), payload, r))
+        Core::check_publish(&self.config, topic, payload.len())?;
+        self.send(Command::Publish(topic.to_string(), payload))
             .await
+    }
+
+    /// Queues a command that needs no answer.
+    async fn send(&self, cmd: Command) -> Result<()> {
+        self.cmds.send(cmd).await.map_err(|_| Error::ShutDown)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes a driver that sleeps in its own poll loop, once per batch: only the command that
+    /// made the queue non-empty wakes it (the driver empties the queue whenever it wakes).
+    fn wake(&self) {
+        if let Some(n) = &self.notify {
+            if self.cmds.len() <= 1 {
+                n();
+            }
+        }
     }
 
     /// Sends a best-effort publish in one UDP datagram to one node (never relayed).
@@ -226,7 +246,7 @@ impl Handle {
             node: self.clone(),
             peer,
             service: name.to_string(),
-            timeout: self.rpc_timeout,
+            timeout: self.config.rpc_timeout,
         })
     }
 }

@@ -41,6 +41,8 @@ pub struct Hub {
     paired: Vec<Waiter<()>>,
     services: BTreeMap<String, Service>,
     messages: MessageQueue<Received>,
+    /// Messages of this turn, handed to the queue at once by [`Hub::deliver`].
+    inbox: Vec<Received>,
     events: MessageQueue<Event>,
 }
 
@@ -51,6 +53,7 @@ impl Hub {
         let (messages, m) = MessageQueue::new(cfg.message_queue, cfg.slow_consumer);
         let (events, e) = MessageQueue::new(EVENT_QUEUE, SlowConsumer::DropOldest);
         let hub = Hub {
+            inbox: Vec::new(),
             connects: HashMap::new(),
             calls: HashMap::new(),
             pings: HashMap::new(),
@@ -107,11 +110,18 @@ impl Hub {
         self.services.remove(name).is_some()
     }
 
+    /// Hands the messages of this turn to the application's queue (one lock, one wake-up).
+    pub fn deliver(&mut self) {
+        if !self.inbox.is_empty() {
+            self.messages.push_many(self.inbox.drain(..));
+        }
+    }
+
     /// Routes one event; returns a request for the runtime to run (spawned, so user code never
     /// runs on the driver).
     pub fn route(&mut self, node: &mut Node, ev: Event) -> Option<Invocation> {
         match ev {
-            Event::Message(m) => self.messages.push(m),
+            Event::Message(m) => self.inbox.push(m),
             Event::Request {
                 peer,
                 id,

@@ -19,7 +19,7 @@ mod resolve;
 mod service;
 
 pub use block::block_on;
-pub use engine::{Command, Engine, Io, Reply, WriteBatch};
+pub use engine::{Command, Engine, Io, Reply, WriteBatch, COMMAND_BATCH, INPUT_BATCH};
 pub use error::{Error, Result};
 pub use handle::{Handle, HandleParts, Notify, Proxy};
 pub use hub::{Hub, Invocation, Waiter};

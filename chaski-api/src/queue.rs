@@ -30,6 +30,8 @@ struct Inner<T> {
     delivered: u64,
     reader: Option<Waker>,
     space: Option<Waker>,
+    /// Threads blocked in `recv_timeout` (the condvar is signalled only if some are).
+    waiting: usize,
 }
 
 #[derive(Debug)]
@@ -77,6 +79,7 @@ impl<T> MessageQueue<T> {
                 delivered: 0,
                 reader: None,
                 space: None,
+                waiting: 0,
             }),
             cond: Condvar::new(),
             capacity: capacity.max(1),
@@ -102,8 +105,34 @@ impl<T> MessageQueue<T> {
         if let Some(w) = g.reader.take() {
             w.wake();
         }
+        let waiting = g.waiting > 0;
         drop(g);
-        self.shared.cond.notify_one();
+        if waiting {
+            self.shared.cond.notify_one();
+        }
+    }
+
+    /// Queues several items under one lock, with one wake-up (the policy as in
+    /// [`MessageQueue::push`]).
+    pub fn push_many(&self, items: impl IntoIterator<Item = T>) {
+        let mut g = lock(&self.shared);
+        for item in items {
+            if self.shared.policy == SlowConsumer::DropOldest
+                && g.items.len() >= self.shared.capacity
+            {
+                g.items.pop_front();
+                g.dropped += 1;
+            }
+            g.items.push_back(item);
+        }
+        if let Some(w) = g.reader.take() {
+            w.wake();
+        }
+        let waiting = g.waiting > 0;
+        drop(g);
+        if waiting {
+            self.shared.cond.notify_all();
+        }
     }
 
     /// Whether the driver should stop reading sockets (back-pressure only).
@@ -180,12 +209,14 @@ impl<T> Messages<T> {
                 return None;
             }
             let left = deadline.checked_duration_since(Instant::now())?;
+            g.waiting += 1;
             g = self
                 .shared
                 .cond
                 .wait_timeout(g, left)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
+            g.waiting -= 1;
         }
     }
 

@@ -1,6 +1,7 @@
 //! `chaski`: run a demo mesh, a root, a subscriber, a publisher, a service; query a status;
 //! call a remote method.
 
+mod bench;
 mod demo;
 
 use std::time::Duration;
@@ -90,6 +91,26 @@ enum Command {
         /// Seconds to wait for the answer.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
+    },
+    /// Measure pub/sub throughput, ping and RPC round trips on every runtime beside the raw TCP
+    /// limit, discovery at scale in the simulator, and memory per idle edge; print one table.
+    Bench {
+        /// Small counts: a quick smoke test, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Runtimes to measure (comma-separated).
+        #[arg(long, default_value = "tokio,smol,mio", value_delimiter = ',')]
+        runtime: Vec<String>,
+        /// Idle edges for the memory measurement.
+        #[arg(long, default_value_t = 1000)]
+        edges: usize,
+        /// Parts to run (comma-separated): throughput, rtt, mesh, memory.
+        #[arg(
+            long,
+            default_value = "throughput,rtt,mesh,memory",
+            value_delimiter = ','
+        )]
+        only: Vec<String>,
     },
     /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute version).
     Serve {
@@ -202,11 +223,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             if !edge.root && !edge.topics.contains(&topic) {
                 eprintln!("note: {} neither subscribes to {topic:?} nor is a root: it will not receive this", edge.name);
             }
-            let seq = node
-                .publish(&topic, message.into_bytes())
+            node.publish(&topic, message.into_bytes())
                 .await
                 .map_err(e)?;
-            eprintln!("published #{seq} on {topic:?} to {}", edge.name);
+            eprintln!("published on {topic:?} to {}", edge.name);
             node.shutdown().await.map_err(e)
         }
         Command::Status { addr, timeout } => {
@@ -261,6 +281,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", out.map_err(e)?);
             Ok(())
         }
+        // Handled in `main`: the benchmark starts its own runtimes.
+        Command::Bench { .. } => Err("the benchmark does not run inside a runtime".into()),
         Command::Serve { bind, name } => {
             let node = Node::bind(&bind, Config::default().name(name))
                 .await
@@ -285,6 +307,25 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Command::Bench {
+        quick,
+        runtime,
+        edges,
+        only,
+    } = cli.command
+    {
+        let opts = bench::Options {
+            quick,
+            runtimes: runtime,
+            edges,
+            parts: only,
+        };
+        if let Err(msg) = bench::run(opts) {
+            eprintln!("chaski bench: {msg}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -65,6 +65,12 @@ impl Node {
         Ok(Node { handle })
     }
 
+    /// The async [`Handle`] underneath (the same type chaski-tokio and chaski-smol give), for
+    /// code written once against every runtime.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// The bound address (TCP and UDP).
     pub fn local_addr(&self) -> SocketAddr {
         self.handle.local_addr()
@@ -101,7 +107,7 @@ impl Node {
     }
 
     /// Publishes to subscribed neighbours and roots; blocks while a peer is congested.
-    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<u64> {
+    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<()> {
         block_on(self.handle.publish(topic, payload))
     }
 

@@ -14,7 +14,7 @@ use tracing::debug;
 
 use chaski_api::{
     block_on, resolve, Command, Engine, Error, Handle, HandleParts, Hub, Invocation, Io, Messages,
-    Result,
+    Result, COMMAND_BATCH,
 };
 use chaski_proto::{Config, ConnId, Direction, Event, Node as Core, Received};
 
@@ -55,7 +55,7 @@ struct PartsTemplate {
     local: SocketAddr,
     id: chaski_proto::NodeId,
     name: String,
-    rpc_timeout: Duration,
+    config: Arc<Config>,
     messages: Messages<Received>,
     events: Messages<Event>,
 }
@@ -118,7 +118,7 @@ impl Driver {
             local,
             id: core.id(),
             name: core.name().to_string(),
-            rpc_timeout: config.rpc_timeout,
+            config: std::sync::Arc::new(config.clone()),
             messages,
             events,
         };
@@ -170,7 +170,7 @@ impl Driver {
             local: p.local,
             id: p.id,
             name: p.name,
-            rpc_timeout: p.rpc_timeout,
+            config: p.config,
             messages: p.messages,
             events: p.events,
         })
@@ -212,7 +212,8 @@ impl Driver {
             .io
             .backlogged(self.engine.congestion_limit())
             .is_empty();
-        if (!self.unread.is_empty() && !self.engine.messages_full()) || congested {
+        let more_commands = !congested && !self.cmds.is_empty();
+        if (!self.unread.is_empty() && !self.engine.messages_full()) || congested || more_commands {
             t = Some(Duration::ZERO);
         } else if !self.unread.is_empty() {
             // Waiting for the application to read: look again soon.
@@ -268,8 +269,11 @@ impl Driver {
             .backlogged(self.engine.congestion_limit())
             .is_empty();
         if !congested || self.engine.is_shut_down() {
-            while let Ok(cmd) = self.cmds.try_recv() {
-                self.engine.command(cmd, now);
+            for _ in 0..COMMAND_BATCH {
+                match self.cmds.try_recv() {
+                    Ok(cmd) => self.engine.command(cmd, now),
+                    Err(_) => break,
+                }
             }
         }
         if self.handed_out

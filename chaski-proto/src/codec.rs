@@ -1,4 +1,5 @@
-//! Framing: a 4-byte big-endian body length, then a CBOR body.
+//! Framing: a 4-byte big-endian body length, then a CBOR body, or, for the hot path, a compact
+//! publish body (see [`PUBLISH_MARK`]).
 //!
 //! Encoding appends to a caller-owned buffer (one per connection) so that many frames leave in
 //! one write. Decoding is incremental: any split of the byte stream yields the same frames, and a
@@ -24,7 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::CodecError;
-use crate::message::Message;
+use crate::id::NodeId;
+use crate::message::{Message, Publish};
 
 /// Nesting depth allowed when decoding CBOR (our messages need fewer than 8 levels).
 pub const RECURSION_LIMIT: usize = 16;
@@ -32,12 +34,27 @@ pub const RECURSION_LIMIT: usize = 16;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 
+/// First byte of a compact publish body. `0xFF` is the CBOR "break" code, which never starts a
+/// CBOR data item, so a compact body cannot be mistaken for a CBOR message.
+///
+/// Layout after the mark: origin (16 bytes), sequence (8), ttl (1), hops (1), topic length (2),
+/// topic (UTF-8), then the payload to the end of the body. All integers big-endian. Publishing
+/// is the hot path: this layout costs no CBOR walk, and the payload is a slice of the received
+/// frame, never copied.
+pub const PUBLISH_MARK: u8 = 0xFF;
+
+/// Bytes of a compact publish body before the topic.
+const PUBLISH_FIXED: usize = 1 + 16 + 8 + 1 + 1 + 2;
+
 /// Appends one frame holding `msg` to `out`. On error `out` is left as it was.
 pub fn encode_frame(
     msg: &Message,
     out: &mut BytesMut,
     max_frame_len: usize,
 ) -> Result<(), CodecError> {
+    if let Message::Publish(p) = msg {
+        return encode_publish(p, out, max_frame_len);
+    }
     let start = out.len();
     out.put_u32(0);
     let res = ciborium::into_writer(msg, (&mut *out).writer());
@@ -61,6 +78,77 @@ pub fn encode_frame(
     }
 }
 
+/// Appends one compact publish frame to `out`. On error `out` is left as it was.
+pub fn encode_publish(
+    p: &Publish,
+    out: &mut BytesMut,
+    max_frame_len: usize,
+) -> Result<(), CodecError> {
+    let topic = p.topic.as_bytes();
+    let body_len = PUBLISH_FIXED + topic.len() + p.payload.len();
+    if topic.len() > u16::MAX as usize {
+        return Err(CodecError::Encode(format!(
+            "topic of {} bytes",
+            topic.len()
+        )));
+    }
+    if body_len > max_frame_len || body_len > u32::MAX as usize {
+        return Err(CodecError::FrameTooLong {
+            len: body_len as u64,
+            max: max_frame_len,
+        });
+    }
+    out.reserve(HEADER_LEN + body_len);
+    out.put_u32(body_len as u32);
+    out.put_u8(PUBLISH_MARK);
+    out.put_u128(p.origin.0);
+    out.put_u64(p.seq);
+    out.put_u8(p.ttl);
+    out.put_u8(p.hops);
+    out.put_u16(topic.len() as u16);
+    out.put_slice(topic);
+    out.put_slice(&p.payload);
+    Ok(())
+}
+
+/// Decodes a compact publish body (starting with [`PUBLISH_MARK`]); the payload is a slice of
+/// `body`, not a copy.
+pub fn decode_publish(body: &Bytes) -> Result<Publish, CodecError> {
+    let short = || CodecError::Decode(format!("publish body of {} bytes is too short", body.len()));
+    if body.len() < PUBLISH_FIXED || body[0] != PUBLISH_MARK {
+        return Err(short());
+    }
+    let mut b = &body[1..];
+    let origin = NodeId(b.get_u128());
+    let seq = b.get_u64();
+    let ttl = b.get_u8();
+    let hops = b.get_u8();
+    let topic_len = b.get_u16() as usize;
+    if b.len() < topic_len {
+        return Err(short());
+    }
+    let topic = std::str::from_utf8(&b[..topic_len])
+        .map_err(|_| CodecError::Decode("publish topic is not UTF-8".into()))?
+        .to_string();
+    let payload = body.slice(PUBLISH_FIXED + topic_len..);
+    Ok(Publish {
+        origin,
+        seq,
+        topic,
+        ttl,
+        hops,
+        payload,
+    })
+}
+
+/// Decodes a frame body (compact publish or CBOR) without copying a publish payload.
+pub fn decode_frame(body: &Bytes) -> Result<Message, CodecError> {
+    if body.first() == Some(&PUBLISH_MARK) {
+        return decode_publish(body).map(Message::Publish);
+    }
+    decode_value(body)
+}
+
 /// Encodes any serializable value as one CBOR item (used for datagrams).
 pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut v = Vec::new();
@@ -82,8 +170,12 @@ pub fn decode_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     Ok(v)
 }
 
-/// Decodes a frame body into a [`Message`].
+/// Decodes a frame body into a [`Message`] (a publish payload is copied; [`decode_frame`]
+/// avoids that).
 pub fn decode_message(body: &[u8]) -> Result<Message, CodecError> {
+    if body.first() == Some(&PUBLISH_MARK) {
+        return decode_publish(&Bytes::copy_from_slice(body)).map(Message::Publish);
+    }
     decode_value(body)
 }
 
@@ -146,6 +238,51 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample() -> Publish {
+        Publish {
+            origin: NodeId(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
+            seq: 77,
+            topic: "news/é".into(),
+            ttl: 9,
+            hops: 2,
+            payload: Bytes::from_static(b"payload bytes"),
+        }
+    }
+
+    #[test]
+    fn compact_publish_round_trips_without_copying_the_payload() {
+        let mut out = BytesMut::new();
+        encode_frame(&Message::Publish(sample()), &mut out, 1 << 20).unwrap();
+        assert_eq!(out[4], PUBLISH_MARK);
+        let mut d = FrameDecoder::new(1 << 20);
+        d.extend(&out);
+        let body = d.next_frame().unwrap().unwrap();
+        let Message::Publish(p) = decode_frame(&body).unwrap() else {
+            panic!("not a publish")
+        };
+        assert_eq!(p, sample());
+        // The payload points into the frame body.
+        let inside = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        assert!(inside.contains(&(p.payload.as_ptr() as usize)));
+        assert_eq!(decode_message(&body).unwrap(), Message::Publish(sample()));
+    }
+
+    #[test]
+    fn compact_publish_rejects_short_or_bad_bodies() {
+        let mut out = BytesMut::new();
+        encode_publish(&sample(), &mut out, 1 << 20).unwrap();
+        let body = out.split_off(4).freeze();
+        // Every truncation that cuts the fixed part or the topic is an error, never a panic.
+        for cut in 0..PUBLISH_FIXED + sample().topic.len() {
+            assert!(decode_frame(&body.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut bad = body.to_vec();
+        bad[PUBLISH_FIXED] = 0xff; // not UTF-8
+        assert!(decode_frame(&Bytes::from(bad)).is_err());
+        let too_big = encode_publish(&sample(), &mut BytesMut::new(), 10);
+        assert!(matches!(too_big, Err(CodecError::FrameTooLong { .. })));
+    }
 
     #[test]
     fn refuses_huge_prefix_without_allocating() {

@@ -15,7 +15,7 @@ use smol::Async;
 type UdpSocket = Async<std::net::UdpSocket>;
 use smol::{Task, Timer};
 
-use chaski_api::{Command, Engine, Invocation, Io, WriteBatch};
+use chaski_api::{Command, Engine, Invocation, Io, WriteBatch, INPUT_BATCH};
 use chaski_proto::{ConnId, Direction, NodeId, RemoteError};
 
 /// Largest read from a socket at once.
@@ -166,8 +166,21 @@ impl Driver {
             .await;
             let now = Instant::now();
             match wake {
-                Wake::Ctl(i) | Wake::Input(i) => self.on_input(i),
-                Wake::Cmd(Some(cmd)) => self.engine.command(cmd, now),
+                Wake::Ctl(i) => self.on_input(i),
+                Wake::Input(i) => {
+                    self.on_input(i);
+                    // Take what else arrived, so one turn's output leaves in one write.
+                    for _ in 1..INPUT_BATCH {
+                        if self.engine.messages_full() {
+                            break;
+                        }
+                        match self.input_rx.try_recv() {
+                            Ok(i) => self.on_input(i),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Cmd(Some(cmd)) => self.engine.commands(cmd, &self.cmds, now),
                 // Every handle is gone: shut down.
                 Wake::Cmd(None) => self.engine.core().shutdown(now),
                 Wake::Accepted(Ok((stream, peer))) => {

@@ -69,7 +69,7 @@ impl Node {
             local,
             id: core.id(),
             name: core.name().to_string(),
-            rpc_timeout: config.rpc_timeout,
+            config: std::sync::Arc::new(config.clone()),
             messages,
             events,
         };

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use chaski_api::{Command, Engine, Invocation, Io, WriteBatch};
+use chaski_api::{Command, Engine, Invocation, Io, WriteBatch, INPUT_BATCH};
 use chaski_proto::{ConnId, Direction, NodeId, RemoteError};
 
 /// Largest read from a socket at once.
@@ -90,11 +90,23 @@ impl Driver {
                 biased;
                 Some(input) = self.ctl_rx.recv() => self.on_input(input),
                 cmd = self.cmds.recv(), if !congested || shut => match cmd {
-                    Ok(cmd) => self.engine.command(cmd, Instant::now()),
+                    Ok(cmd) => self.engine.commands(cmd, &self.cmds, Instant::now()),
                     // Every handle is gone: shut down.
                     Err(_) => self.engine.core().shutdown(Instant::now()),
                 },
-                Some(input) = self.input_rx.recv(), if !full => self.on_input(input),
+                Some(input) = self.input_rx.recv(), if !full => {
+                    self.on_input(input);
+                    // Take what else arrived, so one turn's output leaves in one write.
+                    for _ in 1..INPUT_BATCH {
+                        if self.engine.messages_full() {
+                            break;
+                        }
+                        match self.input_rx.try_recv() {
+                            Ok(input) => self.on_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 accepted = self.listener.accept(), if !shut => {
                     if let Ok((stream, peer)) = accepted {
                         self.next_inbound += 1;

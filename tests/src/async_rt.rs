@@ -61,7 +61,7 @@ impl<E: Exec> TestNode for AsyncNode<E> {
     fn subscribe(&self, topic: &str) -> Result<()> {
         self.exec.block_on(self.node.subscribe(topic))
     }
-    fn publish(&self, topic: &str, payload: &[u8]) -> Result<u64> {
+    fn publish(&self, topic: &str, payload: &[u8]) -> Result<()> {
         self.exec
             .block_on(self.node.publish(topic, Bytes::copy_from_slice(payload)))
     }

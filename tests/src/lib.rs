@@ -33,7 +33,7 @@ pub trait TestNode: Send + Sync {
     /// Subscribes.
     fn subscribe(&self, topic: &str) -> Result<()>;
     /// Publishes.
-    fn publish(&self, topic: &str, payload: &[u8]) -> Result<u64>;
+    fn publish(&self, topic: &str, payload: &[u8]) -> Result<()>;
     /// The next received message within `timeout`.
     fn recv(&self, timeout: Duration) -> Option<Received>;
     /// The next lifecycle event within `timeout`.

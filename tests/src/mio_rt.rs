@@ -45,7 +45,7 @@ impl TestNode for MioNode {
     fn subscribe(&self, topic: &str) -> Result<()> {
         self.node.subscribe(topic)
     }
-    fn publish(&self, topic: &str, payload: &[u8]) -> Result<u64> {
+    fn publish(&self, topic: &str, payload: &[u8]) -> Result<()> {
         self.node.publish(topic, payload.to_vec())
     }
     fn recv(&self, timeout: Duration) -> Option<Received> {

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 pub use types::{Direction, EdgeInfo, Event, Output, Received};
 
-use crate::codec::{decode_message, encode_frame, FrameDecoder};
+use crate::codec::{decode_frame, encode_frame, FrameDecoder};
 use crate::config::{Config, OnPair};
 use crate::dedup::SeenPool;
 use crate::error::{CommandError, ConnectError};
@@ -148,6 +148,8 @@ pub struct Node {
 
     dirty: VecDeque<ConnId>,
     queue: VecDeque<Output>,
+    /// How many of `queue` are events (kept so pushing an event is O(1)).
+    queued_events: usize,
     dropped_events: u64,
     counters: Counters,
 }
@@ -205,6 +207,7 @@ impl Node {
             now: None,
             dirty: VecDeque::new(),
             queue: VecDeque::new(),
+            queued_events: 0,
             dropped_events: 0,
             counters: Counters::default(),
         }
@@ -370,7 +373,11 @@ impl Node {
                 }
             }
         }
-        self.queue.pop_front()
+        let out = self.queue.pop_front();
+        if matches!(out, Some(Output::Event(_))) {
+            self.queued_events -= 1;
+        }
+        out
     }
 
     /// When the node next wants [`Node::handle_timeout`]; `None` if it has no timer.
@@ -406,22 +413,20 @@ impl Node {
     }
 
     pub(crate) fn push_event(&mut self, ev: Event) {
-        let events = self
-            .queue
-            .iter()
-            .filter(|o| matches!(o, Output::Event(_)))
-            .count();
-        if self.queue.len() >= self.cfg.max_events && events > 0 {
+        if self.queue.len() >= self.cfg.max_events && self.queued_events > 0 {
+            // Over the bound (a runtime that stopped draining): the oldest event goes.
             if let Some(pos) = self
                 .queue
                 .iter()
                 .position(|o| matches!(o, Output::Event(_)))
             {
                 self.queue.remove(pos);
+                self.queued_events -= 1;
                 self.dropped_events += 1;
             }
         }
         self.queue.push_back(Output::Event(ev));
+        self.queued_events += 1;
     }
 
     /// Encodes `msg` onto the connection's outbound buffer.
@@ -449,14 +454,19 @@ impl Node {
     }
 
     /// Appends an already encoded frame to the connection's buffer.
-    fn send_raw(&mut self, conn: ConnId, frame: &[u8]) {
+    /// Encodes a publish straight onto the connection's outbound buffer (no intermediate frame).
+    /// `false` if it cannot be encoded at all (too large), for any connection.
+    fn send_publish(&mut self, conn: ConnId, p: &crate::message::Publish) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
-            return;
+            return true;
         };
-        if c.out.is_empty() {
+        let was_empty = c.out.is_empty();
+        if crate::codec::encode_publish(p, &mut c.out, self.cfg.max_frame_len).is_err() {
+            return false;
+        }
+        if was_empty {
             self.dirty.push_back(conn);
         }
-        c.out.extend_from_slice(frame);
         self.counters.frames_sent += 1;
         if c.out.len() > self.cfg.max_outbound {
             self.close_conn(
@@ -465,6 +475,7 @@ impl Node {
                 false,
             );
         }
+        true
     }
 
     fn send_to_peer(&mut self, peer: NodeId, msg: &Message) {
@@ -499,17 +510,7 @@ impl Node {
     }
 
     fn check_name(&self, what: &'static str, s: &str) -> Result<(), CommandError> {
-        if s.is_empty() {
-            return Err(CommandError::Empty(what));
-        }
-        if s.len() > self.cfg.max_name_len {
-            return Err(CommandError::TooLong {
-                what,
-                len: s.len(),
-                max: self.cfg.max_name_len,
-            });
-        }
-        Ok(())
+        check_name(&self.cfg, what, s)
     }
 
     fn check_live(&self) -> Result<(), CommandError> {
@@ -628,7 +629,7 @@ impl Node {
                 }
             };
             self.counters.frames_received += 1;
-            match decode_message(&body) {
+            match decode_frame(&body) {
                 Ok(msg) => self.handle_message(conn, msg, now),
                 Err(e) => {
                     self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()));
@@ -908,3 +909,18 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+
+/// A topic, service or name is non-empty and within `max_name_len`.
+pub(crate) fn check_name(cfg: &Config, what: &'static str, s: &str) -> Result<(), CommandError> {
+    if s.is_empty() {
+        return Err(CommandError::Empty(what));
+    }
+    if s.len() > cfg.max_name_len {
+        return Err(CommandError::TooLong {
+            what,
+            len: s.len(),
+            max: cfg.max_name_len,
+        });
+    }
+    Ok(())
+}

@@ -1,13 +1,13 @@
 //! Subscriptions and publishing: sent only to subscribed neighbours and roots, relayed with a
 //! TTL, de-duplicated by (origin, sequence) in a bounded pool that includes our own messages.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{Event, Node, Received, TopicState};
-use crate::codec::encode_frame;
+use crate::config::Config;
 use crate::error::CommandError;
 use crate::id::NodeId;
-use crate::message::{Message, Publish};
+use crate::message::Publish;
 
 impl Node {
     /// Subscribes to `topic` and tells every neighbour at once.
@@ -59,6 +59,25 @@ impl Node {
         Ok(())
     }
 
+    /// What [`Node::publish`] checks of its arguments, without a node: a valid topic name and
+    /// a payload that fits in a frame. A runtime may check this before queueing a publish.
+    ///
+    /// ```
+    /// use chaski_proto::{Config, Node};
+    /// assert!(Node::check_publish(&Config::default(), "news", 10).is_ok());
+    /// assert!(Node::check_publish(&Config::default(), "", 10).is_err());
+    /// ```
+    pub fn check_publish(cfg: &Config, topic: &str, len: usize) -> Result<(), CommandError> {
+        super::check_name(cfg, "topic", topic)?;
+        if len + topic.len() + 64 > cfg.max_frame_len {
+            return Err(CommandError::PayloadTooLarge {
+                len,
+                max: cfg.max_frame_len.saturating_sub(topic.len() + 64),
+            });
+        }
+        Ok(())
+    }
+
     /// Publishes `payload` on `topic` to every neighbour that subscribes to it, and to roots.
     /// Returns the message's sequence number. The node itself does not receive it.
     pub fn publish(
@@ -69,13 +88,7 @@ impl Node {
     ) -> Result<u64, CommandError> {
         let _ = now;
         self.check_live()?;
-        self.check_name("topic", topic)?;
-        if payload.len() + topic.len() + 64 > self.cfg.max_frame_len {
-            return Err(CommandError::PayloadTooLarge {
-                len: payload.len(),
-                max: self.cfg.max_frame_len.saturating_sub(topic.len() + 64),
-            });
-        }
+        Node::check_publish(&self.cfg, topic, payload.len())?;
         self.next_seq += 1;
         let seq = self.next_seq;
         self.seen_publishes.insert((self.id, seq));
@@ -93,7 +106,6 @@ impl Node {
 
     /// Sends `p` to every subscribed or root neighbour except `from` and the origin.
     fn relay(&mut self, p: &Publish, from: Option<NodeId>) {
-        let mut frame: Option<BytesMut> = None;
         for i in 0..self.edge_order.len() {
             let peer = self.edge_order[i];
             if Some(peer) == from || peer == p.origin {
@@ -106,21 +118,8 @@ impl Node {
                 continue;
             }
             let conn = e.conn;
-            if frame.is_none() {
-                let mut buf = BytesMut::new();
-                if encode_frame(
-                    &Message::Publish(p.clone()),
-                    &mut buf,
-                    self.cfg.max_frame_len,
-                )
-                .is_err()
-                {
-                    return;
-                }
-                frame = Some(buf);
-            }
-            if let Some(f) = &frame {
-                self.send_raw(conn, f);
+            if !self.send_publish(conn, p) {
+                return;
             }
         }
     }

@@ -15,6 +15,8 @@
 //! assert!(sim.run_until(Duration::from_secs(1), |s| s.connected(a, b)));
 //! ```
 
+pub mod mesh;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

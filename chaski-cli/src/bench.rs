@@ -1,0 +1,539 @@
+//! `chaski bench`: throughput, latency, RPC, discovery at scale and memory, beside the raw TCP
+//! limit measured in the same run. Prints one table; asserts nothing about timings.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use chaski_api::{block_on, Config, Handle, Service};
+use chaski_proto::codec::encode_frame;
+use chaski_proto::message::{Hello, PROTOCOL_VERSION};
+use chaski_proto::sim::mesh::random_mesh;
+use chaski_proto::{Message, NodeId};
+
+/// Knobs of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Small counts: a smoke test (for CI), not a measurement.
+    pub quick: bool,
+    /// Runtimes to measure.
+    pub runtimes: Vec<String>,
+    /// Idle edges for the memory line.
+    pub edges: usize,
+    /// Parts to run: `throughput`, `rtt`, `mesh`, `memory`.
+    pub parts: Vec<String>,
+}
+
+impl Options {
+    fn runs(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
+    }
+}
+
+const TOPIC: &str = "bench";
+const SIZES: [usize; 3] = [64, 1024, 64 * 1024];
+
+/// Messages to send for a payload size: about the same number of bytes for the large sizes.
+fn count_for(size: usize, quick: bool) -> u64 {
+    let full = match size {
+        0..=64 => 2_000_000,
+        65..=1024 => 1_000_000,
+        _ => 40_000,
+    };
+    if quick {
+        full / 200
+    } else {
+        full
+    }
+}
+
+/// Messages per second and megabytes per second.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    msgs: f64,
+    mb: f64,
+    delivered: u64,
+    sent: u64,
+}
+
+impl Rate {
+    fn new(delivered: u64, sent: u64, size: usize, took: Duration) -> Rate {
+        let s = took.as_secs_f64().max(1e-9);
+        Rate {
+            msgs: delivered as f64 / s,
+            mb: (delivered as f64 * size as f64) / s / 1e6,
+            delivered,
+            sent,
+        }
+    }
+}
+
+/// Median and 99th percentile of samples.
+#[derive(Debug, Clone, Copy)]
+struct Percentiles {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentiles(mut v: Vec<Duration>) -> Option<Percentiles> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Some(Percentiles {
+        p50: at(0.50),
+        p99: at(0.99),
+    })
+}
+
+// ----- the raw limit ----------------------------------------------------------------------------
+
+/// Plain length-prefixed frames over one loopback TCP connection, buffered writes and reads.
+fn raw_throughput(size: usize, count: u64) -> std::io::Result<Rate> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = thread::spawn(move || -> std::io::Result<(u64, Instant)> {
+        let (s, _) = listener.accept()?;
+        let mut r = BufReader::with_capacity(256 * 1024, s);
+        let mut body = vec![0u8; 16 * 1024 * 1024];
+        let mut got = 0;
+        let mut len = [0u8; 4];
+        while got < count {
+            r.read_exact(&mut len)?;
+            let n = u32::from_be_bytes(len) as usize;
+            r.read_exact(&mut body[..n])?;
+            got += 1;
+        }
+        Ok((got, Instant::now()))
+    });
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut w = BufWriter::with_capacity(256 * 1024, stream);
+    let payload = vec![7u8; size];
+    let start = Instant::now();
+    for _ in 0..count {
+        w.write_all(&(size as u32).to_be_bytes())?;
+        w.write_all(&payload)?;
+    }
+    w.flush()?;
+    let (got, end) = reader
+        .join()
+        .map_err(|_| std::io::Error::other("raw reader panicked"))??;
+    Ok(Rate::new(got, count, size, end - start))
+}
+
+/// Round trips of a 16-byte frame echoed by a plain TCP server.
+fn raw_echo(samples: usize) -> std::io::Result<Option<Percentiles>> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut frame = [0u8; 20];
+        loop {
+            if s.read_exact(&mut frame).is_err() {
+                return Ok(());
+            }
+            s.write_all(&frame)?;
+        }
+    });
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    let mut frame = [0u8; 20];
+    frame[..4].copy_from_slice(&16u32.to_be_bytes());
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        s.write_all(&frame)?;
+        s.read_exact(&mut frame)?;
+        times.push(t.elapsed());
+    }
+    drop(s);
+    let _ = server.join();
+    Ok(percentiles(times))
+}
+
+// ----- Chaski, the same code for every runtime --------------------------------------------------
+
+/// Two connected nodes of one runtime, seen through the shared [`Handle`].
+struct Pair {
+    a: Handle,
+    b: Handle,
+    /// Keeps the runtime alive (tokio's) for as long as the nodes run.
+    _guard: Option<Box<dyn std::any::Any>>,
+}
+
+fn bench_config(name: &str) -> Config {
+    Config::default()
+        .name(name)
+        .reconnections(0)
+        .message_queue(65_536)
+}
+
+fn start_pair(runtime: &str) -> Result<Pair, String> {
+    let (a, b, guard): (Handle, Handle, Option<Box<dyn std::any::Any>>) = match runtime {
+        "tokio" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let (a, b) = rt
+                .block_on(async {
+                    let a = chaski_tokio::Node::bind("127.0.0.1:0", bench_config("a")).await?;
+                    let b = chaski_tokio::Node::bind("127.0.0.1:0", bench_config("b")).await?;
+                    Ok::<_, chaski_api::Error>((a, b))
+                })
+                .map_err(|e| e.to_string())?;
+            ((*a).clone(), (*b).clone(), Some(Box::new(rt)))
+        }
+        "smol" => {
+            let (a, b) = smol::block_on(async {
+                let a = chaski_smol::Node::bind("127.0.0.1:0", bench_config("a")).await?;
+                let b = chaski_smol::Node::bind("127.0.0.1:0", bench_config("b")).await?;
+                Ok::<_, chaski_api::Error>((a, b))
+            })
+            .map_err(|e| e.to_string())?;
+            ((*a).clone(), (*b).clone(), None)
+        }
+        "mio" => {
+            let a = chaski_mio::Node::bind("127.0.0.1:0", bench_config("a"))
+                .map_err(|e| e.to_string())?;
+            let b = chaski_mio::Node::bind("127.0.0.1:0", bench_config("b"))
+                .map_err(|e| e.to_string())?;
+            (a.handle().clone(), b.handle().clone(), None)
+        }
+        other => return Err(format!("unknown runtime {other:?} (tokio, smol or mio)")),
+    };
+    block_on(async {
+        b.subscribe(TOPIC).await?;
+        b.serve(
+            "bench",
+            Service::builder()
+                .method("add", |(x, y): (i64, i64)| Ok(x + y))
+                .build(),
+        )
+        .await?;
+        a.connect(&b.local_addr().to_string()).await?;
+        Ok::<_, chaski_api::Error>(())
+    })
+    .map_err(|e| e.to_string())?;
+    // The publisher knows the subscription from the Hello; the service from it too.
+    Ok(Pair {
+        a,
+        b,
+        _guard: guard,
+    })
+}
+
+impl Pair {
+    fn shutdown(self) {
+        let _ = block_on(self.a.shutdown());
+        let _ = block_on(self.b.shutdown());
+    }
+}
+
+/// Publishes `count` messages of `size` bytes from a to b; the rate is measured at b.
+fn chaski_throughput(p: &Pair, size: usize, count: u64) -> Result<Rate, String> {
+    let messages = p.b.messages();
+    let consumer = thread::spawn(move || {
+        let mut got = 0u64;
+        let mut last = Instant::now();
+        while got < count {
+            match messages.recv_timeout(Duration::from_secs(5)) {
+                Some(_) => {
+                    got += 1;
+                    last = Instant::now();
+                }
+                None => break,
+            }
+        }
+        (got, last)
+    });
+    let payload = Bytes::from(vec![7u8; size]);
+    let start = Instant::now();
+    let sent = block_on(async {
+        let mut sent = 0;
+        for _ in 0..count {
+            if p.a.publish(TOPIC, payload.clone()).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+    let (got, last) = consumer
+        .join()
+        .map_err(|_| "consumer panicked".to_string())?;
+    Ok(Rate::new(
+        got,
+        sent,
+        size,
+        last.saturating_duration_since(start),
+    ))
+}
+
+fn chaski_ping(p: &Pair, samples: usize) -> Option<Percentiles> {
+    let peer = p.b.id();
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        if block_on(p.a.ping(peer, 0)).is_err() {
+            break;
+        }
+        times.push(t.elapsed());
+    }
+    percentiles(times)
+}
+
+fn chaski_rpc(p: &Pair, samples: usize) -> Option<Percentiles> {
+    let proxy = block_on(p.a.proxy("bench")).ok()?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples as i64 {
+        let t = Instant::now();
+        match block_on(proxy.call::<_, i64>("add", &(i, 1))) {
+            Ok(r) if r == i + 1 => times.push(t.elapsed()),
+            _ => break,
+        }
+    }
+    percentiles(times)
+}
+
+// ----- memory -----------------------------------------------------------------------------------
+
+/// Resident memory of this process in bytes (Linux), if known.
+fn rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resident bytes a tokio node spends per idle edge: `edges` plain sockets each complete a Hello
+/// with one node, and the growth of RSS is divided by the edges.
+fn idle_edge_memory(edges: usize) -> Result<Option<(usize, f64)>, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let hub = rt
+        .block_on(chaski_tokio::Node::bind(
+            "127.0.0.1:0",
+            bench_config("hub").max_edges(edges + 16),
+        ))
+        .map_err(|e| e.to_string())?;
+    let addr = hub.local_addr();
+    // Warm up: one edge, so lazily built tables exist before the baseline.
+    let mut socks = Vec::with_capacity(edges + 1);
+    socks.push(raw_hello(addr, 1)?);
+    let ready = |n: usize| {
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if block_on(hub.edges()).map(|e| e.len()).unwrap_or(0) >= n {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    if !ready(1) {
+        return Err("the hub never accepted the first edge".into());
+    }
+    let Some(before) = rss() else { return Ok(None) };
+    for i in 0..edges {
+        socks.push(raw_hello(addr, 2 + i as u128)?);
+    }
+    if !ready(edges + 1) {
+        return Err(format!("the hub did not reach {} edges", edges + 1));
+    }
+    let Some(after) = rss() else { return Ok(None) };
+    let per_thousand = after.saturating_sub(before) as f64 / edges as f64 * 1000.0;
+    let _ = block_on(hub.shutdown());
+    drop(socks);
+    Ok(Some((edges, per_thousand)))
+}
+
+/// A plain socket that says Hello as a made-up node and then stays idle.
+fn raw_hello(addr: SocketAddr, id: u128) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let hello = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        id: NodeId(id),
+        name: format!("idle{id}"),
+        listen: None,
+        topics: vec![],
+        paired: vec![],
+        services: vec![],
+        root: false,
+        pairing: None,
+        nonce: 1,
+    });
+    let mut out = BytesMut::new();
+    encode_frame(&hello, &mut out, 1 << 20).map_err(|e| e.to_string())?;
+    s.write_all(&out).map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+// ----- the table --------------------------------------------------------------------------------
+
+fn us(d: Duration) -> String {
+    format!("{:.1} us", d.as_secs_f64() * 1e6)
+}
+
+fn human_size(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// Runs everything asked for and prints the table.
+pub fn run(opts: Options) -> Result<(), String> {
+    for part in &opts.parts {
+        if !["throughput", "rtt", "mesh", "memory"].contains(&part.as_str()) {
+            return Err(format!(
+                "unknown part {part:?} (throughput, rtt, mesh, memory)"
+            ));
+        }
+    }
+    let q = opts.quick;
+    println!(
+        "chaski bench{} ({} cores; loopback TCP; raw = plain length-prefixed frames, buffered)",
+        if q {
+            " --quick (smoke test: counts too small to measure)"
+        } else {
+            ""
+        },
+        thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    if opts.runs("throughput") {
+        throughput_table(&opts)?;
+    }
+    if opts.runs("rtt") {
+        rtt_table(&opts)?;
+    }
+    if opts.runs("mesh") {
+        println!();
+        let (nodes, topics) = if q { (100, 4) } else { (1000, 8) };
+        let m = random_mesh(nodes, topics, 42);
+        println!("discovery at scale (simulator, seed 42)");
+        println!(
+            "  {nodes} nodes, {topics} topics: every node paired: {} after {:.3} s simulated; one cluster per topic: {}",
+            m.converged,
+            m.paired_after.as_secs_f64(),
+            m.one_cluster_per_topic()
+        );
+        println!(
+            "  frames sent {}, bytes {}, wall time {:.2} s",
+            m.frames,
+            m.bytes,
+            m.wall.as_secs_f64()
+        );
+    }
+    if opts.runs("memory") {
+        println!();
+        let edges = if q { opts.edges.min(100) } else { opts.edges };
+        match idle_edge_memory(edges)? {
+            Some((n, per)) => println!(
+                "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)",
+                per / 1024.0
+            ),
+            None => println!("memory: unknown on this system (no /proc/self/status)"),
+        }
+    }
+    Ok(())
+}
+
+fn throughput_table(opts: &Options) -> Result<(), String> {
+    let q = opts.quick;
+    println!();
+    println!(
+        "{:<34} {:>14} {:>12} {:>10}",
+        "pub/sub throughput", "msgs/s", "MB/s", "vs raw"
+    );
+    let mut raw = Vec::new();
+    for size in SIZES {
+        let r = raw_throughput(size, count_for(size, q)).map_err(|e| format!("raw: {e}"))?;
+        println!(
+            "{:<34} {:>14.0} {:>12.1} {:>10}",
+            format!("raw TCP, {}", human_size(size)),
+            r.msgs,
+            r.mb,
+            "1.00"
+        );
+        raw.push(r);
+    }
+    for runtime in &opts.runtimes {
+        let pair = start_pair(runtime)?;
+        for (i, size) in SIZES.into_iter().enumerate() {
+            let r = chaski_throughput(&pair, size, count_for(size, q))?;
+            let lost = if r.delivered < r.sent {
+                format!("  ({} of {} delivered)", r.delivered, r.sent)
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<34} {:>14.0} {:>12.1} {:>10.2}{lost}",
+                format!("chaski {runtime}, {}", human_size(size)),
+                r.msgs,
+                r.mb,
+                r.msgs / raw[i].msgs
+            );
+        }
+        pair.shutdown();
+    }
+    Ok(())
+}
+
+fn rtt_table(opts: &Options) -> Result<(), String> {
+    let samples = if opts.quick { 200 } else { 20_000 };
+    println!();
+    println!(
+        "{:<34} {:>14} {:>12} {:>10}",
+        "round trip", "p50", "p99", "p50/raw"
+    );
+    let echo = raw_echo(samples).map_err(|e| format!("raw echo: {e}"))?;
+    if let Some(e) = echo {
+        println!(
+            "{:<34} {:>14} {:>12} {:>10}",
+            "raw TCP echo (16 B)",
+            us(e.p50),
+            us(e.p99),
+            "1.00"
+        );
+    }
+    for runtime in &opts.runtimes {
+        let pair = start_pair(runtime)?;
+        let rows = [
+            (
+                format!("chaski {runtime} ping"),
+                chaski_ping(&pair, samples),
+            ),
+            (
+                format!("chaski {runtime} RPC call"),
+                chaski_rpc(&pair, samples),
+            ),
+        ];
+        pair.shutdown();
+        for (name, p) in rows {
+            match (p, echo) {
+                (Some(p), Some(e)) => println!(
+                    "{:<34} {:>14} {:>12} {:>10.2}",
+                    name,
+                    us(p.p50),
+                    us(p.p99),
+                    p.p50.as_secs_f64() / e.p50.as_secs_f64()
+                ),
+                _ => println!("{name:<34} {:>14}", "failed"),
+            }
+        }
+    }
+    Ok(())
+}
