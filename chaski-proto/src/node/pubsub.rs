@@ -145,7 +145,10 @@ impl Node {
         if subscribed {
             self.push_event(Event::Message(Received {
                 topic: p.topic,
-                payload: p.payload,
+                // A copy: the received slice would pin its whole read buffer (many frames)
+                // for as long as the application holds the message, so a queue bounded in
+                // messages would not be bounded in bytes.
+                payload: Bytes::copy_from_slice(&p.payload),
                 origin: Some(p.origin),
                 seq: p.seq,
                 hops: p.hops,
