@@ -29,6 +29,31 @@ pub const COMMAND_BATCH: usize = 256;
 /// Socket reads a driver hands the core in one turn before its output is written.
 pub const INPUT_BATCH: usize = 64;
 
+/// What a runtime's socket tasks report to its driver (runtimes whose connections are tasks:
+/// tokio and smol).
+pub enum Input<S> {
+    /// Bytes read from a connection.
+    Data(ConnId, Bytes),
+    /// A connection ended (EOF, reset, or a failed write).
+    Closed(ConnId),
+    /// A dial finished.
+    Dialed(ConnId, std::io::Result<S>),
+    /// A local service answered a request.
+    Respond(NodeId, u64, std::result::Result<Bytes, RemoteError>),
+}
+
+/// The socket side of a runtime whose connections are tasks.
+pub trait StreamIo: Io {
+    /// The runtime's TCP stream.
+    type Stream;
+    /// The stream's peer address.
+    fn peer_addr(stream: &Self::Stream) -> std::io::Result<SocketAddr>;
+    /// Adopts a dialed stream as connection `conn` (starts its reader and writer).
+    fn attach(&mut self, conn: ConnId, stream: Self::Stream);
+    /// Forgets a connection that ended.
+    fn forget(&mut self, conn: ConnId);
+}
+
 /// What a node handle asks its driver to do. Every runtime's handle sends these.
 pub enum Command {
     /// Dial and wait for the edge.
@@ -172,6 +197,26 @@ impl Engine {
                 .core
                 .handle_connected(conn, peer, Direction::Outbound, now),
             Err(e) => self.core.handle_dial_failed(conn, &e.to_string(), now),
+        }
+    }
+
+    /// Applies one report of the runtime's socket tasks.
+    pub fn input<I: StreamIo>(&mut self, io: &mut I, input: Input<I::Stream>, now: Instant) {
+        match input {
+            Input::Data(conn, data) => self.core.handle_bytes(conn, &data, now),
+            Input::Closed(conn) => {
+                io.forget(conn);
+                self.core.handle_closed(conn, now);
+            }
+            Input::Dialed(conn, Ok(stream)) => {
+                let peer = I::peer_addr(&stream);
+                io.attach(conn, stream);
+                self.dialed(conn, peer, now);
+            }
+            Input::Dialed(conn, Err(e)) => self.dialed(conn, Err(e), now),
+            Input::Respond(peer, id, result) => {
+                let _ = self.core.respond(peer, id, result);
+            }
         }
     }
 

@@ -13,8 +13,8 @@ use mio::{Interest, Registry, Token, Waker};
 use tracing::debug;
 
 use chaski_api::{
-    block_on, resolve, Command, Engine, Error, Handle, HandleParts, Hub, Invocation, Io, Messages,
-    Result, COMMAND_BATCH,
+    block_on, resolve, Command, Engine, Handle, HandleParts, Invocation, Io, Messages, Result,
+    COMMAND_BATCH,
 };
 use chaski_proto::{Config, ConnId, Direction, Event, Node as Core, Received};
 
@@ -96,7 +96,8 @@ impl Driver {
         first_token: Token,
     ) -> Result<Driver> {
         let want = resolve(addr)?;
-        let (mut listener, mut udp) = bind_pair(want)?;
+        let (listener, udp) = chaski_api::bind_std(want)?;
+        let (mut listener, mut udp) = (TcpListener::from_std(listener), UdpSocket::from_std(udp));
         let local = listener.local_addr()?;
         let first = first_token.0;
         registry.register(&mut listener, Token(first), Interest::READABLE)?;
@@ -106,27 +107,26 @@ impl Driver {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let waker = Arc::new(Waker::new(registry, Token(first + 2))?);
-        let config = chaski_api::seeded(config, local);
-        let core = Core::new(config.clone(), Some(local));
-        let (hub, messages, events) = Hub::new(&config);
-        let (tx, rx) = async_channel::bounded(1024);
         let w = waker.clone();
+        let notify: chaski_api::Notify = Arc::new(move || {
+            let _ = w.wake();
+        });
+        let (engine, p, rx) = chaski_api::start(config, local, Some(notify.clone()));
         let parts = PartsTemplate {
-            notify: Arc::new(move || {
-                let _ = w.wake();
-            }),
+            notify,
             local,
-            id: core.id(),
-            name: core.name().to_string(),
-            config: std::sync::Arc::new(config.clone()),
-            messages,
-            events,
+            id: p.id,
+            name: p.name,
+            config: p.config,
+            messages: p.messages,
+            events: p.events,
         };
-        let commands = tx.downgrade();
-        drop(tx);
+        // The driver keeps only a weak sender: when every handle is gone, the node stops.
+        let commands = p.commands.downgrade();
+        drop(p.commands);
         let (responder, responses) = async_channel::unbounded();
         Ok(Driver {
-            engine: Engine::new(core, hub),
+            engine,
             io: MioIo {
                 conns: HashMap::new(),
                 tokens: HashMap::new(),
@@ -158,7 +158,7 @@ impl Driver {
         self.handed_out = true;
         let commands = self.commands.upgrade().unwrap_or_else(|| {
             // Every earlier handle is gone; a fresh channel serves the new one.
-            let (tx, rx) = async_channel::bounded(1024);
+            let (tx, rx) = async_channel::bounded(chaski_api::COMMAND_QUEUE);
             self.cmds = rx;
             self.commands = tx.downgrade();
             tx
@@ -554,18 +554,4 @@ impl Io for MioIo {
             .map(|(id, _)| *id)
             .collect()
     }
-}
-
-fn bind_pair(want: SocketAddr) -> Result<(TcpListener, UdpSocket)> {
-    let mut last = None;
-    for _ in 0..16 {
-        let listener = TcpListener::bind(want)?;
-        let local = listener.local_addr()?;
-        match UdpSocket::bind(local) {
-            Ok(udp) => return Ok((listener, udp)),
-            Err(e) if want.port() == 0 => last = Some(e),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(last.map_or_else(|| Error::Io("no free port".into()), Error::from))
 }

@@ -15,18 +15,13 @@ use smol::Async;
 type UdpSocket = Async<std::net::UdpSocket>;
 use smol::{Task, Timer};
 
-use chaski_api::{Command, Engine, Invocation, Io, WriteBatch, INPUT_BATCH};
-use chaski_proto::{ConnId, Direction, NodeId, RemoteError};
+use chaski_api::{Command, Engine, Invocation, Io, StreamIo, WriteBatch, INPUT_BATCH};
+use chaski_proto::{ConnId, Direction};
 
 /// Largest read from a socket at once.
 const READ_CHUNK: usize = 64 * 1024;
 
-enum Input {
-    Data(ConnId, Bytes),
-    Closed(ConnId),
-    Dialed(ConnId, std::io::Result<TcpStream>),
-    Respond(NodeId, u64, Result<Bytes, RemoteError>),
-}
+type Input = chaski_api::Input<TcpStream>;
 
 enum Wake {
     Ctl(Input),
@@ -210,28 +205,12 @@ impl Driver {
     }
 
     fn on_input(&mut self, input: Input) {
-        let now = Instant::now();
-        match input {
-            Input::Data(conn, data) => self.engine.core().handle_bytes(conn, &data, now),
-            Input::Closed(conn) => {
-                self.io.conns.remove(&conn);
-                self.engine.core().handle_closed(conn, now);
-            }
-            Input::Dialed(conn, Ok(stream)) => {
-                let peer = stream.peer_addr();
-                self.io.attach(conn, stream);
-                self.engine.dialed(conn, peer, now);
-            }
-            Input::Dialed(conn, Err(e)) => self.engine.dialed(conn, Err(e), now),
-            Input::Respond(peer, id, result) => {
-                self.engine.command(Command::Respond(peer, id, result), now)
-            }
-        }
+        self.engine.input(&mut self.io, input, Instant::now());
     }
 }
 
 impl SmolIo {
-    fn attach(&mut self, conn: ConnId, stream: TcpStream) {
+    fn adopt(&mut self, conn: ConnId, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let mut rd = stream.clone();
         let input = self.input.clone();
@@ -284,6 +263,19 @@ impl SmolIo {
                 _reader: reader,
             },
         );
+    }
+}
+
+impl StreamIo for SmolIo {
+    type Stream = TcpStream;
+    fn peer_addr(stream: &TcpStream) -> std::io::Result<SocketAddr> {
+        stream.peer_addr()
+    }
+    fn attach(&mut self, conn: ConnId, stream: TcpStream) {
+        self.adopt(conn, stream);
+    }
+    fn forget(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
     }
 }
 

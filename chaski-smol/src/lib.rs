@@ -25,20 +25,18 @@
 
 mod driver;
 
-use std::net::SocketAddr;
 use std::ops::Deref;
 
 use smol::net::TcpListener;
 
 type UdpSocket = smol::Async<std::net::UdpSocket>;
 
+use chaski_api::resolve;
 pub use chaski_api::{
     decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,
     Handle, Messages, NodeId, OnPair, Proxy, Received, RemoteError, Result, Service, ServiceError,
     SlowConsumer, Status,
 };
-use chaski_api::{resolve, Engine, HandleParts, Hub};
-use chaski_proto::Node as Core;
 
 /// A Chaski node on smol. Every method is [`Handle`]'s (the same on every runtime); cheap to
 /// clone; runs until [`Handle::shutdown`] or until every clone is dropped.
@@ -57,23 +55,10 @@ impl Node {
     /// and starts the node's driver on smol's global executor.
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
         let want = resolve(addr)?;
-        let (listener, udp) = bind_pair(want).await?;
-        let local = listener.local_addr()?;
-        let config = chaski_api::seeded(config, local);
-        let core = Core::new(config.clone(), Some(local));
-        let (hub, messages, events) = Hub::new(&config);
-        let (tx, rx) = async_channel::bounded(1024);
-        let parts = HandleParts {
-            commands: tx,
-            notify: None,
-            local,
-            id: core.id(),
-            name: core.name().to_string(),
-            config: std::sync::Arc::new(config.clone()),
-            messages,
-            events,
-        };
-        smol::spawn(driver::Driver::new(Engine::new(core, hub), listener, udp, rx).run()).detach();
+        let (listener, udp) = chaski_api::bind_std(want)?;
+        let (listener, udp) = (TcpListener::try_from(listener)?, UdpSocket::new(udp)?);
+        let (engine, parts, rx) = chaski_api::start(config, listener.local_addr()?, None);
+        smol::spawn(driver::Driver::new(engine, listener, udp, rx).run()).detach();
         Ok(Node(Handle::new(parts)))
     }
 
@@ -81,18 +66,4 @@ impl Node {
     pub fn handle(&self) -> &Handle {
         &self.0
     }
-}
-
-async fn bind_pair(want: SocketAddr) -> Result<(TcpListener, UdpSocket)> {
-    let mut last = None;
-    for _ in 0..16 {
-        let listener = TcpListener::bind(want).await?;
-        let local = listener.local_addr()?;
-        match UdpSocket::bind(local) {
-            Ok(udp) => return Ok((listener, udp)),
-            Err(e) if want.port() == 0 => last = Some(e),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(last.map_or_else(|| Error::Io("no free port".into()), Error::from))
 }

@@ -11,19 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use chaski_api::{Command, Engine, Invocation, Io, WriteBatch, INPUT_BATCH};
-use chaski_proto::{ConnId, Direction, NodeId, RemoteError};
+use chaski_api::{Command, Engine, Invocation, Io, StreamIo, WriteBatch, INPUT_BATCH};
+use chaski_proto::{ConnId, Direction};
 
 /// Largest read from a socket at once.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// What connection tasks tell the driver, in order per connection.
-enum Input {
-    Data(ConnId, Bytes),
-    Closed(ConnId),
-    Dialed(ConnId, std::io::Result<TcpStream>),
-    Respond(NodeId, u64, Result<Bytes, RemoteError>),
-}
+type Input = chaski_api::Input<TcpStream>;
 
 struct ConnIo {
     tx: mpsc::UnboundedSender<Bytes>,
@@ -134,28 +129,12 @@ impl Driver {
     }
 
     fn on_input(&mut self, input: Input) {
-        let now = Instant::now();
-        match input {
-            Input::Data(conn, data) => self.engine.core().handle_bytes(conn, &data, now),
-            Input::Closed(conn) => {
-                self.io.drop_conn(conn);
-                self.engine.core().handle_closed(conn, now);
-            }
-            Input::Dialed(conn, Ok(stream)) => {
-                let peer = stream.peer_addr();
-                self.io.attach(conn, stream);
-                self.engine.dialed(conn, peer, now);
-            }
-            Input::Dialed(conn, Err(e)) => self.engine.dialed(conn, Err(e), now),
-            Input::Respond(peer, id, result) => {
-                self.engine.command(Command::Respond(peer, id, result), now)
-            }
-        }
+        self.engine.input(&mut self.io, input, Instant::now());
     }
 }
 
 impl TokioIo {
-    fn attach(&mut self, conn: ConnId, stream: TcpStream) {
+    fn adopt(&mut self, conn: ConnId, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let input = self.input.clone();
@@ -210,6 +189,19 @@ impl TokioIo {
         if let Some(io) = self.conns.remove(&conn) {
             io.reader.abort();
         }
+    }
+}
+
+impl StreamIo for TokioIo {
+    type Stream = TcpStream;
+    fn peer_addr(stream: &TcpStream) -> std::io::Result<SocketAddr> {
+        stream.peer_addr()
+    }
+    fn attach(&mut self, conn: ConnId, stream: TcpStream) {
+        self.adopt(conn, stream);
+    }
+    fn forget(&mut self, conn: ConnId) {
+        self.drop_conn(conn);
     }
 }
 

@@ -1,12 +1,11 @@
 //! The tokio `Node`: binds the sockets, starts the driver, and is the shared async handle.
 
-use std::net::SocketAddr;
 use std::ops::Deref;
 
 use tokio::net::{TcpListener, UdpSocket};
 
-use chaski_api::{resolve, Engine, Error, Handle, HandleParts, Hub, Result};
-use chaski_proto::{Config, Node as Core};
+use chaski_api::{resolve, Handle, Result};
+use chaski_proto::Config;
 
 use crate::driver::Driver;
 
@@ -27,23 +26,10 @@ impl Node {
     /// for both) and starts the node's driver task on the current tokio runtime.
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
         let want = resolve(addr)?;
-        let (listener, udp) = bind_pair(want).await?;
-        let local = listener.local_addr()?;
-        let config = chaski_api::seeded(config, local);
-        let core = Core::new(config.clone(), Some(local));
-        let (hub, messages, events) = Hub::new(&config);
-        let (tx, rx) = async_channel::bounded(1024);
-        let parts = HandleParts {
-            commands: tx,
-            notify: None,
-            local,
-            id: core.id(),
-            name: core.name().to_string(),
-            config: std::sync::Arc::new(config.clone()),
-            messages,
-            events,
-        };
-        tokio::spawn(Driver::new(Engine::new(core, hub), listener, udp, rx).run());
+        let (listener, udp) = chaski_api::bind_std(want)?;
+        let (listener, udp) = (TcpListener::from_std(listener)?, UdpSocket::from_std(udp)?);
+        let (engine, parts, rx) = chaski_api::start(config, listener.local_addr()?, None);
+        tokio::spawn(Driver::new(engine, listener, udp, rx).run());
         Ok(Node(Handle::new(parts)))
     }
 
@@ -51,19 +37,4 @@ impl Node {
     pub fn handle(&self) -> &Handle {
         &self.0
     }
-}
-
-/// Binds TCP and UDP on the same port; with port 0, retries until a port is free for both.
-async fn bind_pair(want: SocketAddr) -> Result<(TcpListener, UdpSocket)> {
-    let mut last = None;
-    for _ in 0..16 {
-        let listener = TcpListener::bind(want).await?;
-        let local = listener.local_addr()?;
-        match UdpSocket::bind(local).await {
-            Ok(udp) => return Ok((listener, udp)),
-            Err(e) if want.port() == 0 => last = Some(e),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(last.map_or_else(|| Error::Io("no free port".into()), Error::from))
 }
