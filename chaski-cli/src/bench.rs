@@ -413,6 +413,19 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    if opts.runs("memory") {
+        // First, before the other parts churn the heap (freed memory the allocator keeps would
+        // hide the growth).
+        println!();
+        let edges = if q { opts.edges.min(100) } else { opts.edges };
+        match idle_edge_memory(edges)? {
+            Some((n, per)) => println!(
+                "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)",
+                per / 1024.0
+            ),
+            None => println!("memory: unknown on this system (no /proc/self/status)"),
+        }
+    }
     if opts.runs("throughput") {
         throughput_table(&opts)?;
     }
@@ -436,17 +449,6 @@ pub fn run(opts: Options) -> Result<(), String> {
             m.bytes,
             m.wall.as_secs_f64()
         );
-    }
-    if opts.runs("memory") {
-        println!();
-        let edges = if q { opts.edges.min(100) } else { opts.edges };
-        match idle_edge_memory(edges)? {
-            Some((n, per)) => println!(
-                "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)",
-                per / 1024.0
-            ),
-            None => println!("memory: unknown on this system (no /proc/self/status)"),
-        }
     }
     Ok(())
 }
