@@ -96,20 +96,7 @@ impl<T> MessageQueue<T> {
     /// Queues an item. Under drop-oldest the oldest item makes room; under back-pressure the
     /// item is always kept and the driver must stop reading while [`MessageQueue::is_full`].
     pub fn push(&self, item: T) {
-        let mut g = lock(&self.shared);
-        if self.shared.policy == SlowConsumer::DropOldest && g.items.len() >= self.shared.capacity {
-            g.items.pop_front();
-            g.dropped += 1;
-        }
-        g.items.push_back(item);
-        if let Some(w) = g.reader.take() {
-            w.wake();
-        }
-        let waiting = g.waiting > 0;
-        drop(g);
-        if waiting {
-            self.shared.cond.notify_one();
-        }
+        self.push_many(std::iter::once(item));
     }
 
     /// Queues several items under one lock, with one wake-up (the policy as in
