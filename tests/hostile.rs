@@ -21,6 +21,12 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// A node on loopback, port 0.
+fn bind(rt: &tokio::runtime::Runtime, config: Config) -> Node {
+    rt.block_on(Node::bind("127.0.0.1:0", config))
+        .expect("bind")
+}
+
 fn cfg(name: &str) -> Config {
     Config::default().name(name).reconnections(0)
 }
@@ -70,12 +76,8 @@ fn still_serves(rt: &tokio::runtime::Runtime, node: &Node, witness: &Node) {
 #[test]
 fn a_4_gib_length_prefix_gets_a_goodbye_and_no_allocation() {
     let rt = rt();
-    let node = rt
-        .block_on(Node::bind("127.0.0.1:0", cfg("target")))
-        .unwrap();
-    let witness = rt
-        .block_on(Node::bind("127.0.0.1:0", cfg("witness")))
-        .unwrap();
+    let node = bind(&rt, cfg("target"));
+    let witness = bind(&rt, cfg("witness"));
     rt.block_on(witness.connect(&node.address())).unwrap();
     let (before, _) = memory_kib();
     let mut raw = raw_edge(&node, 11);
@@ -100,12 +102,7 @@ fn a_4_gib_length_prefix_gets_a_goodbye_and_no_allocation() {
 fn a_slow_loris_is_closed_after_the_handshake_timeout() {
     let rt = rt();
     let timeout = Duration::from_millis(300);
-    let node = rt
-        .block_on(Node::bind(
-            "127.0.0.1:0",
-            cfg("target").handshake_timeout(timeout),
-        ))
-        .unwrap();
+    let node = bind(&rt, cfg("target").handshake_timeout(timeout));
     let start = Instant::now();
     let mut silent = RawConn::connect(node.local_addr());
     let mut trickle = RawConn::connect(node.local_addr());
@@ -129,15 +126,11 @@ fn a_slow_loris_is_closed_after_the_handshake_timeout() {
 #[test]
 fn a_hundred_thousand_names_are_cut_at_the_bound() {
     let rt = rt();
-    let node = rt
-        .block_on(Node::bind(
-            "127.0.0.1:0",
-            cfg("target").max_peer_topics(1000).max_peer_services(100),
-        ))
-        .unwrap();
-    let witness = rt
-        .block_on(Node::bind("127.0.0.1:0", cfg("witness")))
-        .unwrap();
+    let node = bind(
+        &rt,
+        cfg("target").max_peer_topics(1000).max_peer_services(100),
+    );
+    let witness = bind(&rt, cfg("witness"));
     rt.block_on(witness.connect(&node.address())).unwrap();
     let names: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
     for (id, msg, what) in [
@@ -171,12 +164,7 @@ fn a_hundred_thousand_names_are_cut_at_the_bound() {
 fn a_request_flood_is_bounded_by_the_pending_request_limit() {
     let rt = rt();
     let limit = 16;
-    let node = rt
-        .block_on(Node::bind(
-            "127.0.0.1:0",
-            cfg("server").max_inbound_requests(limit),
-        ))
-        .unwrap();
+    let node = bind(&rt, cfg("server").max_inbound_requests(limit));
     rt.block_on(
         node.serve(
             "slow",
@@ -188,9 +176,7 @@ fn a_request_flood_is_bounded_by_the_pending_request_limit() {
         ),
     )
     .unwrap();
-    let witness = rt
-        .block_on(Node::bind("127.0.0.1:0", cfg("witness")))
-        .unwrap();
+    let witness = bind(&rt, cfg("witness"));
     rt.block_on(witness.connect(&node.address())).unwrap();
     let mut raw = raw_edge(&node, 31);
     let flood = 2000u64;
@@ -249,17 +235,10 @@ fn a_consumer_that_never_reads_keeps_memory_bounded() {
     let rt = rt();
     let queue = 2000;
     for policy in [SlowConsumer::DropOldest, SlowConsumer::BackPressure] {
-        let slow = rt
-            .block_on(Node::bind(
-                "127.0.0.1:0",
-                cfg("slow").message_queue(queue).slow_consumer(policy),
-            ))
-            .unwrap();
+        let slow = bind(&rt, cfg("slow").message_queue(queue).slow_consumer(policy));
         rt.block_on(slow.subscribe("flood")).unwrap();
-        let publisher = rt.block_on(Node::bind("127.0.0.1:0", cfg("pub"))).unwrap();
-        let witness = rt
-            .block_on(Node::bind("127.0.0.1:0", cfg("witness")))
-            .unwrap();
+        let publisher = bind(&rt, cfg("pub"));
+        let witness = bind(&rt, cfg("witness"));
         rt.block_on(publisher.connect(&slow.address())).unwrap();
         rt.block_on(witness.connect(&slow.address())).unwrap();
         let (rss_before, _) = memory_kib();
@@ -302,10 +281,8 @@ fn a_consumer_that_never_reads_keeps_memory_bounded() {
 #[test]
 fn a_thousand_connect_close_cycles_leave_nothing_behind() {
     let rt = rt();
-    let node = rt
-        .block_on(Node::bind("127.0.0.1:0", cfg("target")))
-        .unwrap();
-    let peer = rt.block_on(Node::bind("127.0.0.1:0", cfg("peer"))).unwrap();
+    let node = bind(&rt, cfg("target"));
+    let peer = bind(&rt, cfg("peer"));
     // Warm up once, so lazily created descriptors exist before the baseline.
     let e = rt.block_on(peer.connect(&node.address())).unwrap();
     rt.block_on(peer.close(e.id)).unwrap();

@@ -63,6 +63,17 @@ impl<T> Clone for Messages<T> {
     }
 }
 
+impl<T> Shared<T> {
+    fn stats(&self) -> QueueStats {
+        let g = lock(self);
+        QueueStats {
+            len: g.items.len(),
+            dropped: g.dropped,
+            delivered: g.delivered,
+        }
+    }
+}
+
 fn lock<T>(s: &Shared<T>) -> MutexGuard<'_, Inner<T>> {
     // A panic while holding this lock cannot leave the queue inconsistent: recover it.
     s.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -152,12 +163,7 @@ impl<T> MessageQueue<T> {
 
     /// Counters.
     pub fn stats(&self) -> QueueStats {
-        let g = lock(&self.shared);
-        QueueStats {
-            len: g.items.len(),
-            dropped: g.dropped,
-            delivered: g.delivered,
-        }
+        self.shared.stats()
     }
 }
 
@@ -209,12 +215,7 @@ impl<T> Messages<T> {
 
     /// Counters.
     pub fn stats(&self) -> QueueStats {
-        let g = lock(&self.shared);
-        QueueStats {
-            len: g.items.len(),
-            dropped: g.dropped,
-            delivered: g.delivered,
-        }
+        self.shared.stats()
     }
 }
 

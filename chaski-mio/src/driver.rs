@@ -12,9 +12,9 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token, Waker};
 use tracing::debug;
 
+use crate::calls::Calls;
 use chaski_api::{
-    block_on, resolve, Command, Engine, Handle, HandleParts, Invocation, Io, Messages, Result,
-    COMMAND_BATCH,
+    resolve, Command, Engine, Handle, HandleParts, Invocation, Io, Messages, Result, COMMAND_BATCH,
 };
 use chaski_proto::{Config, ConnId, Direction, Event, Node as Core, Received};
 
@@ -81,8 +81,7 @@ pub struct Driver {
     /// Connections with unread data left because the message queue was full.
     unread: HashSet<ConnId>,
     responses: async_channel::Receiver<Command>,
-    responder: async_channel::Sender<Command>,
-    waker: Arc<Waker>,
+    calls: Calls,
     buf: Vec<u8>,
 }
 
@@ -146,8 +145,7 @@ impl Driver {
             next_inbound: 0,
             unread: HashSet::new(),
             responses,
-            responder,
-            waker,
+            calls: Calls::new(responder, waker),
             buf: vec![0u8; READ_CHUNK],
         })
     }
@@ -302,15 +300,9 @@ impl Driver {
                 self.engine.dialed(conn, Err(e), now);
                 more = true;
             }
+            // User code never runs on the loop's thread.
             for call in std::mem::take(&mut self.io.calls) {
-                let responder = self.responder.clone();
-                let waker = self.waker.clone();
-                // User code never runs on the loop's thread.
-                std::thread::spawn(move || {
-                    let result = block_on(call.future);
-                    let _ = responder.send_blocking(Command::Respond(call.peer, call.id, result));
-                    let _ = waker.wake();
-                });
+                self.calls.run(call);
             }
             for conn in std::mem::take(&mut self.io.closed) {
                 self.io.flush(conn);

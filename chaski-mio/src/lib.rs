@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+mod calls;
 mod driver;
 
 pub use blocking::{Node, Proxy};
