@@ -6,7 +6,9 @@
 # The flags are those `cargo fuzz build -s none` passes (SanitizerCoverage for libFuzzer);
 # RUSTC_BOOTSTRAP=1 lets a stable rustc accept them. With cargo-fuzz and a nightly toolchain,
 # `cargo fuzz run node_inputs` works too. The committed seed corpus (corpus/TARGET) is read;
-# new inputs go to a scratch directory; a crash is saved under artifacts/TARGET and fails the run.
+# new inputs go to a scratch directory; a crash, or an input that runs over 10 s (-timeout), is saved
+# under artifacts/TARGET and fails the run. The target bodies live in ../fuzz-targets (a workspace member),
+# so `cargo test` replays the committed corpus through them.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-20}
@@ -27,7 +29,7 @@ for t in "${targets[@]}"; do
     log="$scratch.log"
     echo "== fuzz $t for ${secs}s"
     status=0
-    "target/$host/release/$t" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
+    "target/$host/release/$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 -rss_limit_mb=2048 \
         -artifact_prefix="artifacts/$t/" "$scratch" "corpus/$t" >"$log" 2>&1 || status=$?
     grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || true
     if [ "$status" -ne 0 ]; then

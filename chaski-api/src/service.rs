@@ -24,8 +24,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -143,7 +145,7 @@ impl Service {
                 Box::pin(std::future::ready(r))
             }
             CallKind::Call => match self.methods.get(path) {
-                Some(h) => h(args),
+                Some(h) => Box::pin(CatchPanic(h(args))),
                 None => {
                     let e = if self.attrs.contains_key(path) {
                         RemoteError::NoSuchMethod(format!("{path} is an attribute: get it"))
@@ -153,6 +155,30 @@ impl Service {
                     Box::pin(std::future::ready(Err(e)))
                 }
             },
+        }
+    }
+}
+
+/// A method's future whose panic becomes [`RemoteError::Failed`]: the caller gets an answer at
+/// once, the peer's request slot is freed, and the runtime's task or worker lives on.
+struct CatchPanic(CallFuture);
+
+impl Future for CatchPanic {
+    type Output = Result<Bytes, RemoteError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                tracing::warn!(%msg, "a service method panicked");
+                Poll::Ready(Err(RemoteError::Failed(format!("service panicked: {msg}"))))
+            }
         }
     }
 }

@@ -1,8 +1,50 @@
 //! The `chaski` binary end to end: serve, call, status, pub/sub, and clear errors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The longest any step of these tests may take.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Reads from `r` on a helper thread with `f`; fails the test if that takes over `DEADLINE`.
+fn within<R: Read + Send + 'static, T: Send + 'static>(
+    what: &str,
+    r: R,
+    f: impl FnOnce(R) -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f(r));
+    });
+    rx.recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("{what}: nothing within {DEADLINE:?}"))
+}
+
+/// The first line of `r`, within the deadline.
+fn first_line<R: Read + Send + 'static>(what: &str, r: R) -> String {
+    within(what, r, |r| {
+        let mut line = String::new();
+        let _ = BufReader::new(r).read_line(&mut line);
+        line
+    })
+}
+
+/// Waits for the child to exit, within the deadline.
+fn wait(child: &mut Child) -> ExitStatus {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < end,
+            "the process did not exit within {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 fn chaski() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chaski"))
@@ -28,11 +70,7 @@ fn spawn(args: &[&str]) -> (Guard, String) {
             .spawn()
             .unwrap(),
     );
-    let child_ref = &mut child.0;
-    let mut line = String::new();
-    BufReader::new(child_ref.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&format!("{args:?}"), child.0.stdout.take().unwrap());
     let addr = line
         .split_whitespace()
         .find_map(|w| {
@@ -46,13 +84,27 @@ fn spawn(args: &[&str]) -> (Guard, String) {
     (child, addr)
 }
 
+/// Runs a command to completion (within the deadline): success, stdout, stderr.
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = chaski().args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut child = Guard(
+        chaski()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let read_all = |r: &mut dyn Read| {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    };
+    let out = child.0.stdout.take().unwrap();
+    let err = child.0.stderr.take().unwrap();
+    let out = std::thread::spawn(move || read_all(&mut { out }));
+    let err = std::thread::spawn(move || read_all(&mut { err }));
+    let status = wait(&mut child.0);
+    (status.success(), out.join().unwrap(), err.join().unwrap())
 }
 
 #[test]
@@ -94,18 +146,17 @@ fn pub_reaches_sub_through_a_root() {
             .unwrap(),
     );
     // Wait until the subscriber announced itself (its stderr line), then publish.
-    let mut line = String::new();
-    BufReader::new(sub.0.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line("sub", sub.0.stderr.take().unwrap());
     assert!(line.contains("subscribed to news"), "{line}");
     let start = Instant::now();
     let (ok, _, err) = run(&["pub", &addr, "news", "hello there"]);
     assert!(ok, "{err}");
-    let mut out = String::new();
-    let mut stdout = sub.0.stdout.take().unwrap();
-    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
-    assert!(sub.0.wait().unwrap().success());
+    let out = within("sub's output", sub.0.stdout.take().unwrap(), |mut r| {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    });
+    assert!(wait(&mut sub.0).success());
     assert_eq!(out.trim(), "[news] hello there (hops 2)");
     assert!(start.elapsed() < Duration::from_secs(10));
     drop(root);

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chaski_api::{
-    Config, EdgeInfo, Event, Handle, Messages, NodeId, Received, Result, Service, Status,
+    Config, EdgeInfo, Event, Handle, Messages, NodeId, QueueStats, Received, Result, Service,
+    ServiceError, Status,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,6 +36,7 @@ pub struct AsyncNode<E: Exec> {
     node: Handle,
     messages: Messages<Received>,
     events: Messages<Event>,
+    shut: AtomicBool,
 }
 
 impl<E: Exec> Harness for AsyncHarness<E> {
@@ -44,6 +48,7 @@ impl<E: Exec> Harness for AsyncHarness<E> {
             messages: node.messages(),
             events: node.events(),
             node,
+            shut: AtomicBool::new(false),
         }
     }
 }
@@ -61,9 +66,21 @@ impl<E: Exec> TestNode for AsyncNode<E> {
     fn subscribe(&self, topic: &str) -> Result<()> {
         self.exec.block_on(self.node.subscribe(topic))
     }
+    fn unsubscribe(&self, topic: &str) -> Result<()> {
+        self.exec.block_on(self.node.unsubscribe(topic))
+    }
     fn publish(&self, topic: &str, payload: &[u8]) -> Result<()> {
         self.exec
             .block_on(self.node.publish(topic, Bytes::copy_from_slice(payload)))
+    }
+    fn publish_datagram(&self, addr: &str, topic: &str, payload: &[u8]) -> Result<()> {
+        self.exec.block_on(
+            self.node
+                .publish_datagram(addr, topic, Bytes::copy_from_slice(payload)),
+        )
+    }
+    fn message_stats(&self) -> QueueStats {
+        self.messages.stats()
     }
     fn recv(&self, timeout: Duration) -> Option<Received> {
         self.messages.recv_timeout(timeout)
@@ -72,7 +89,10 @@ impl<E: Exec> TestNode for AsyncNode<E> {
         self.events.recv_timeout(timeout)
     }
     fn edges(&self) -> Vec<EdgeInfo> {
-        self.exec.block_on(self.node.edges()).unwrap_or_default()
+        crate::alive("edges", self.exec.block_on(self.node.edges()))
+    }
+    fn local_status(&self) -> Status {
+        crate::alive("local_status", self.exec.block_on(self.node.local_status()))
     }
     fn discover(&self) -> Result<()> {
         self.exec.block_on(self.node.discover())
@@ -81,7 +101,8 @@ impl<E: Exec> TestNode for AsyncNode<E> {
         self.exec.block_on(self.node.close(peer))
     }
     fn shutdown(&self) {
-        let _ = self.exec.block_on(self.node.shutdown());
+        let first = !self.shut.swap(true, Ordering::SeqCst);
+        crate::shut_down_once(first, self.exec.block_on(self.node.shutdown()));
     }
     fn ping(&self, peer: NodeId, padding: usize) -> Result<Duration> {
         self.exec.block_on(self.node.ping(peer, padding))
@@ -91,6 +112,17 @@ impl<E: Exec> TestNode for AsyncNode<E> {
     }
     fn serve(&self, name: &str, service: Service) -> Result<()> {
         self.exec.block_on(self.node.serve(name, service))
+    }
+    fn attach<A, R, F>(&self, name: &str, f: F) -> Result<()>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(A) -> std::result::Result<R, ServiceError> + Send + Sync + 'static,
+    {
+        self.exec.block_on(self.node.attach(name, f))
+    }
+    fn detach(&self, name: &str) -> Result<()> {
+        self.exec.block_on(self.node.detach(name))
     }
     fn call<A: Serialize + Sync, R: DeserializeOwned>(
         &self,

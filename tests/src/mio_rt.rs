@@ -3,7 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chaski_api::{Config, EdgeInfo, Event, Messages, NodeId, Received, Result, Service, Status};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chaski_api::{
+    Config, EdgeInfo, Event, Messages, NodeId, QueueStats, Received, Result, Service, ServiceError,
+    Status,
+};
 use chaski_mio::Node;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,6 +23,7 @@ pub struct MioNode {
     node: Node,
     messages: Messages<Received>,
     events: Messages<Event>,
+    shut: AtomicBool,
 }
 
 impl Harness for Mio {
@@ -28,6 +34,7 @@ impl Harness for Mio {
             messages: node.messages(),
             events: node.events(),
             node,
+            shut: AtomicBool::new(false),
         }
     }
 }
@@ -45,8 +52,17 @@ impl TestNode for MioNode {
     fn subscribe(&self, topic: &str) -> Result<()> {
         self.node.subscribe(topic)
     }
+    fn unsubscribe(&self, topic: &str) -> Result<()> {
+        self.node.unsubscribe(topic)
+    }
     fn publish(&self, topic: &str, payload: &[u8]) -> Result<()> {
         self.node.publish(topic, payload.to_vec())
+    }
+    fn publish_datagram(&self, addr: &str, topic: &str, payload: &[u8]) -> Result<()> {
+        self.node.publish_datagram(addr, topic, payload.to_vec())
+    }
+    fn message_stats(&self) -> QueueStats {
+        self.messages.stats()
     }
     fn recv(&self, timeout: Duration) -> Option<Received> {
         self.messages.recv_timeout(timeout)
@@ -55,7 +71,10 @@ impl TestNode for MioNode {
         self.events.recv_timeout(timeout)
     }
     fn edges(&self) -> Vec<EdgeInfo> {
-        self.node.edges().unwrap_or_default()
+        crate::alive("edges", self.node.edges())
+    }
+    fn local_status(&self) -> Status {
+        crate::alive("local_status", self.node.local_status())
     }
     fn discover(&self) -> Result<()> {
         self.node.discover()
@@ -64,7 +83,8 @@ impl TestNode for MioNode {
         self.node.close(peer)
     }
     fn shutdown(&self) {
-        let _ = self.node.shutdown();
+        let first = !self.shut.swap(true, Ordering::SeqCst);
+        crate::shut_down_once(first, self.node.shutdown());
     }
     fn ping(&self, peer: NodeId, padding: usize) -> Result<Duration> {
         self.node.ping(peer, padding)
@@ -74,6 +94,17 @@ impl TestNode for MioNode {
     }
     fn serve(&self, name: &str, service: Service) -> Result<()> {
         self.node.serve(name, service)
+    }
+    fn attach<A, R, F>(&self, name: &str, f: F) -> Result<()>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(A) -> std::result::Result<R, ServiceError> + Send + Sync + 'static,
+    {
+        self.node.attach(name, f)
+    }
+    fn detach(&self, name: &str) -> Result<()> {
+        self.node.detach(name)
     }
     fn call<A: Serialize + Sync, R: DeserializeOwned>(
         &self,

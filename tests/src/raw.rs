@@ -18,14 +18,25 @@ pub struct RawConn {
 
 /// A Hello from a made-up node.
 pub fn hello(id: u128, listen: Option<SocketAddr>, topics: &[&str]) -> Message {
+    hello_offering(id, listen, topics, &[])
+}
+
+/// A Hello from a made-up node that offers `services`.
+pub fn hello_offering(
+    id: u128,
+    listen: Option<SocketAddr>,
+    topics: &[&str],
+    services: &[&str],
+) -> Message {
+    let strings = |v: &[&str]| v.iter().map(|t| t.to_string()).collect();
     Message::Hello(Hello {
         version: PROTOCOL_VERSION,
         id: NodeId(id),
         name: format!("raw{id}"),
         listen,
-        topics: topics.iter().map(|t| t.to_string()).collect(),
+        topics: strings(topics),
         paired: vec![],
-        services: vec![],
+        services: strings(services),
         root: false,
         pairing: None,
         nonce: 1,
@@ -68,17 +79,33 @@ impl RawConn {
         self.stream.write_all(&b).expect("raw write");
     }
 
+    /// Dials `addr`, says `hello` and waits for the node's Hello: an edge on the node's side.
+    pub fn edge(addr: SocketAddr, hello: &Message) -> RawConn {
+        let mut raw = RawConn::connect(addr);
+        raw.send(hello);
+        match raw.recv(Duration::from_secs(5)) {
+            Some(Message::Hello(_)) => raw,
+            other => panic!("no Hello back from the node: {other:?}"),
+        }
+    }
+
     /// Sends raw bytes.
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("raw write");
     }
 
-    /// The next message within `limit`; `None` on timeout or EOF.
+    /// The next message within `limit`; `None` on timeout or EOF. Bytes from the node that do
+    /// not decode fail the test: a node must never send them.
     pub fn recv(&mut self, limit: Duration) -> Option<Message> {
         let end = Instant::now() + limit;
         loop {
-            if let Ok(Some(body)) = self.decoder.next_frame() {
-                return decode_message(&body).ok();
+            match self.decoder.next_frame() {
+                Ok(Some(body)) => match decode_message(&body) {
+                    Ok(m) => return Some(m),
+                    Err(e) => panic!("the node sent an undecodable frame: {e}"),
+                },
+                Ok(None) => {}
+                Err(e) => panic!("the node sent a bad frame: {e}"),
             }
             let left = end.checked_duration_since(Instant::now())?;
             self.stream

@@ -106,8 +106,9 @@ impl Node {
 
     /// Sends `p` to every subscribed or root neighbour except `from` and the origin.
     fn relay(&mut self, p: &Publish, from: Option<NodeId>) {
-        for i in 0..self.edge_order.len() {
-            let peer = self.edge_order[i];
+        let mut i = 0;
+        while let Some(&peer) = self.edge_order.get(i) {
+            i += 1;
             if Some(peer) == from || peer == p.origin {
                 continue;
             }
@@ -118,8 +119,13 @@ impl Node {
                 continue;
             }
             let conn = e.conn;
+            let before = self.edge_order.len();
             if !self.send_publish(conn, p) {
                 return;
+            }
+            // Sending may close that peer (outbound limit): its place is taken by the next one.
+            if self.edge_order.len() < before {
+                i -= 1;
             }
         }
     }

@@ -288,23 +288,24 @@ fn redial_gives_up_after_the_configured_attempts() {
     n.handle_closed(ConnId(1), now);
     drain(&mut n);
     let mut dials = 0;
+    let mut gave_up = Vec::new();
     for _ in 0..20 {
         let Some(t) = n.poll_timeout() else { break };
         now = t;
         n.handle_timeout(now);
         for o in drain(&mut n) {
-            match o {
-                Output::Dial { conn, .. } => {
-                    dials += 1;
-                    n.handle_dial_failed(conn, "refused", now);
-                }
-                Output::Event(Event::ReconnectGaveUp { attempts, .. }) => assert_eq!(attempts, 3),
-                _ => {}
+            if let Output::Dial { conn, .. } = o {
+                dials += 1;
+                n.handle_dial_failed(conn, "refused", now);
             }
         }
-        drain(&mut n);
+        gave_up.extend(drain(&mut n).into_iter().filter_map(|o| match o {
+            Output::Event(Event::ReconnectGaveUp { attempts, peer }) => Some((peer, attempts)),
+            _ => None,
+        }));
     }
     assert_eq!(dials, 3);
+    assert_eq!(gave_up, vec![(NodeId(7), 3)], "exactly one give-up event");
     assert_eq!(n.reconnecting(), 0);
 }
 
@@ -402,3 +403,7 @@ fn frames_are_coalesced_per_connection() {
     assert_eq!(outs.len(), 1, "one buffer for 100 frames");
     assert_eq!(sent(&outs, ConnId(1)).len(), 100);
 }
+
+#[cfg(test)]
+#[path = "tests_behaviour.rs"]
+mod behaviour;

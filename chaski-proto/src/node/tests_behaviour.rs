@@ -1,0 +1,622 @@
+//! Behaviour of each protocol handler, driven by hand: what a node answers, what it delivers,
+//! what it relays, and exactly where each bound starts to refuse.
+
+use super::*;
+use crate::id::RequestId;
+use crate::message::{Datagram, Publish};
+
+fn publish_frame(
+    origin: u128,
+    seq: u64,
+    topic: &str,
+    ttl: u8,
+    hops: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    frame(&Message::Publish(Publish {
+        origin: NodeId(origin),
+        seq,
+        topic: topic.into(),
+        ttl,
+        hops,
+        payload: Bytes::copy_from_slice(payload),
+    }))
+}
+
+fn messages(outs: &[Output]) -> Vec<Received> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::Message(m)) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn publishes(outs: &[Output], conn: ConnId) -> Vec<Publish> {
+    sent(outs, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_ping_is_answered_with_its_padding_and_oversized_padding_is_refused() {
+    let (mut n, now) = node(Config::default().max_ping_padding(8));
+    peer(&mut n, 1, 7, &[], now);
+    let pad = Bytes::from_static(b"12345678");
+    n.handle_bytes(
+        ConnId(1),
+        &frame(&Message::Ping {
+            id: 5,
+            padding: pad.clone(),
+        }),
+        now,
+    );
+    let outs = drain(&mut n);
+    assert_eq!(
+        sent(&outs, ConnId(1)),
+        vec![Message::Pong {
+            id: 5,
+            padding: pad
+        }]
+    );
+    // One byte over the limit: a goodbye naming the limit, no pong.
+    n.handle_bytes(
+        ConnId(1),
+        &frame(&Message::Ping {
+            id: 6,
+            padding: Bytes::from_static(b"123456789"),
+        }),
+        now,
+    );
+    let outs = drain(&mut n);
+    let msgs = sent(&outs, ConnId(1));
+    assert!(!msgs.iter().any(|m| matches!(m, Message::Pong { .. })));
+    assert!(matches!(
+        msgs.last(),
+        Some(Message::Goodbye(DisconnectReason::LimitExceeded(m))) if m.contains("9 bytes")
+    ));
+    assert_eq!(n.edge_count(), 0);
+}
+
+#[test]
+fn a_pong_gives_the_round_trip_and_unknown_pongs_are_ignored() {
+    let (mut n, now) = node(Config::default());
+    peer(&mut n, 1, 7, &[], now);
+    let id = n.ping(NodeId(7), 3, now).unwrap();
+    let outs = drain(&mut n);
+    match sent(&outs, ConnId(1)).as_slice() {
+        [Message::Ping { id: i, padding }] => {
+            assert_eq!(*i, id);
+            assert_eq!(padding.len(), 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    let pong = |id| {
+        frame(&Message::Pong {
+            id,
+            padding: Bytes::new(),
+        })
+    };
+    n.handle_bytes(ConnId(1), &pong(id + 100), now);
+    assert!(drain(&mut n).is_empty(), "a pong nobody asked for");
+    let later = now + Duration::from_millis(10);
+    n.handle_bytes(ConnId(1), &pong(id), later);
+    let outs = drain(&mut n);
+    assert!(matches!(
+        outs.as_slice(),
+        [Output::Event(Event::Latency { ping, rtt, latency, .. })]
+            if *ping == id && *rtt == Duration::from_millis(10) && *latency == Duration::from_millis(5)
+    ));
+    let e = n.edge_info(NodeId(7)).unwrap();
+    assert_eq!(e.rtt, Some(Duration::from_millis(10)));
+    // The same pong again is not a second sample.
+    n.handle_bytes(ConnId(1), &pong(id), later);
+    assert!(drain(&mut n).is_empty());
+    n.reset_latency(NodeId(7)).unwrap();
+    assert_eq!(n.edge_info(NodeId(7)).unwrap().latency, None);
+    assert_eq!(n.reset_latency(NodeId(9)), Err(CommandError::NotConnected));
+}
+
+#[test]
+fn redial_back_off_doubles_with_jitter_up_to_the_cap() {
+    let initial = Duration::from_millis(100);
+    let cap = Duration::from_millis(700);
+    let (mut n, mut now) = node(
+        Config::default()
+            .reconnections(6)
+            .reconnect_initial(initial)
+            .reconnect_max(cap),
+    );
+    peer(&mut n, 1, 7, &[], now);
+    n.handle_closed(ConnId(1), now);
+    drain(&mut n);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        let t = n.poll_timeout().expect("a redial timer");
+        delays.push(t - now);
+        now = t;
+        n.handle_timeout(now);
+        let dial = drain(&mut n).into_iter().find_map(|o| match o {
+            Output::Dial { conn, addr: a } => Some((conn, a)),
+            _ => None,
+        });
+        let (conn, a) = dial.expect("a dial when the timer fires");
+        assert_eq!(a, addr(9007));
+        n.handle_dial_failed(conn, "refused", now);
+        drain(&mut n);
+    }
+    // Attempt k waits between half and all of min(initial * 2^k, cap).
+    for (k, d) in delays.iter().enumerate() {
+        let base = (initial * (1 << k)).min(cap);
+        assert!(
+            *d >= base / 2 && *d <= base,
+            "attempt {k} waited {d:?}, base {base:?}"
+        );
+    }
+    assert!(delays[3] > delays[0], "the back-off grows: {delays:?}");
+}
+
+#[test]
+fn unsubscribing_tells_neighbours_and_stops_delivery() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    n.subscribe("u", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    n.handle_bytes(ConnId(1), &publish_frame(7, 1, "t", 5, 1, b"a"), now);
+    assert_eq!(messages(&drain(&mut n)).len(), 1);
+    n.unsubscribe("t", now).unwrap();
+    let outs = drain(&mut n);
+    assert!(sent(&outs, ConnId(1)).contains(&Message::Topics(vec!["u".into()])));
+    assert!(!n.is_subscribed("t"));
+    n.handle_bytes(ConnId(1), &publish_frame(7, 2, "t", 5, 1, b"b"), now);
+    assert!(messages(&drain(&mut n)).is_empty());
+    // Unsubscribing from a topic not subscribed announces nothing.
+    n.unsubscribe("nope", now).unwrap();
+    assert!(drain(&mut n).is_empty());
+    // A root keeps its internal topic.
+    let (mut r, now) = node(Config::default().root(true));
+    r.unsubscribe("@", now).unwrap();
+    assert!(r.is_subscribed("@"));
+}
+
+#[test]
+fn a_received_publish_is_delivered_once_and_relayed_with_one_less_ttl() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &["t"], now);
+    peer(&mut n, 2, 8, &["t"], now);
+    peer(&mut n, 3, 9, &["other"], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &publish_frame(70, 4, "t", 5, 2, b"x"), now);
+    let outs = drain(&mut n);
+    let got = messages(&outs);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].origin, got[0].seq, got[0].hops, got[0].from),
+        (Some(NodeId(70)), 4, 2, Some(NodeId(7)))
+    );
+    assert_eq!(&got[0].payload[..], b"x");
+    // Relayed to the other subscriber only, with ttl - 1 and hops + 1.
+    let relayed = publishes(&outs, ConnId(2));
+    assert_eq!(relayed.len(), 1);
+    assert_eq!((relayed[0].ttl, relayed[0].hops), (4, 3));
+    assert!(
+        publishes(&outs, ConnId(1)).is_empty(),
+        "sent back where it came from"
+    );
+    assert!(
+        publishes(&outs, ConnId(3)).is_empty(),
+        "sent to a non-subscriber"
+    );
+    // The same (origin, seq) again is a duplicate: not delivered, not relayed, counted.
+    n.handle_bytes(ConnId(2), &publish_frame(70, 4, "t", 5, 2, b"x"), now);
+    let outs = drain(&mut n);
+    assert!(messages(&outs).is_empty());
+    assert!(publishes(&outs, ConnId(1)).is_empty());
+    assert_eq!(n.counters().duplicates, 1);
+}
+
+#[test]
+fn ttl_one_is_delivered_but_not_relayed_and_ttl_two_is_relayed_once() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &["t"], now);
+    peer(&mut n, 2, 8, &["t"], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &publish_frame(70, 1, "t", 1, 1, b"x"), now);
+    let outs = drain(&mut n);
+    assert_eq!(messages(&outs).len(), 1);
+    assert!(publishes(&outs, ConnId(2)).is_empty(), "relayed at ttl 1");
+    n.handle_bytes(ConnId(1), &publish_frame(70, 2, "t", 2, 1, b"y"), now);
+    let outs = drain(&mut n);
+    let relayed = publishes(&outs, ConnId(2));
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].ttl, 1);
+}
+
+#[test]
+fn publishes_a_node_does_not_subscribe_are_dropped_unless_it_is_a_root() {
+    let (mut n, now) = node(Config::default());
+    peer(&mut n, 1, 7, &["t"], now);
+    peer(&mut n, 2, 8, &["t"], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &publish_frame(70, 1, "t", 5, 1, b"x"), now);
+    let outs = drain(&mut n);
+    assert!(messages(&outs).is_empty());
+    assert!(
+        publishes(&outs, ConnId(2)).is_empty(),
+        "a non-subscriber relayed"
+    );
+    // A root relays every topic and delivers nothing it does not subscribe.
+    let (mut r, now) = node(Config::default().root(true));
+    peer(&mut r, 1, 7, &["t"], now);
+    peer(&mut r, 2, 8, &["t"], now);
+    drain(&mut r);
+    r.handle_bytes(ConnId(1), &publish_frame(70, 1, "t", 5, 1, b"x"), now);
+    let outs = drain(&mut r);
+    assert!(messages(&outs).is_empty());
+    assert_eq!(publishes(&outs, ConnId(2)).len(), 1);
+    // Our own message coming back is neither delivered nor relayed.
+    let me = n.id().0;
+    n.subscribe("t", now).unwrap();
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &publish_frame(me, 99, "t", 5, 1, b"echo"), now);
+    let outs = drain(&mut n);
+    assert!(messages(&outs).is_empty());
+    assert!(publishes(&outs, ConnId(2)).is_empty());
+}
+
+#[test]
+fn own_publishes_go_only_to_subscribers_and_roots_and_are_remembered() {
+    let (mut n, now) = node(Config::default().ttl(9));
+    peer(&mut n, 1, 7, &["t"], now);
+    peer(&mut n, 2, 8, &["other"], now);
+    n.handle_connected(ConnId(3), addr(3), Direction::Inbound, now);
+    let mut h = hello(9, &[]);
+    h.root = true;
+    n.handle_bytes(ConnId(3), &frame(&Message::Hello(h)), now);
+    drain(&mut n);
+    let seq = n.publish("t", Bytes::from_static(b"p"), now).unwrap();
+    let outs = drain(&mut n);
+    let p = publishes(&outs, ConnId(1));
+    assert_eq!(p.len(), 1);
+    assert_eq!(
+        (p[0].origin, p[0].seq, p[0].ttl, p[0].hops),
+        (n.id(), seq, 9, 1)
+    );
+    assert!(publishes(&outs, ConnId(2)).is_empty());
+    assert_eq!(
+        publishes(&outs, ConnId(3)).len(),
+        1,
+        "roots get every topic"
+    );
+    assert_eq!(n.publish("t", Bytes::new(), now).unwrap(), seq + 1);
+}
+
+#[test]
+fn size_bounds_refuse_exactly_past_the_limit() {
+    let max = 1000;
+    let cfg = Config::default().max_frame_len(max).max_datagram_len(200);
+    // publish: payload + topic + 64 must fit in a frame.
+    assert!(Node::check_publish(&cfg, "t", max - 65).is_ok());
+    assert!(matches!(
+        Node::check_publish(&cfg, "t", max - 64),
+        Err(CommandError::PayloadTooLarge { max: m, .. }) if m == max - 65
+    ));
+    let (mut n, now) = node(cfg);
+    peer(&mut n, 1, 7, &[], now);
+    // ping: padding + 64 must fit.
+    assert!(n.ping(NodeId(7), max - 64, now).is_ok());
+    assert!(matches!(
+        n.ping(NodeId(7), max - 63, now),
+        Err(CommandError::PayloadTooLarge { .. })
+    ));
+    // call: args + 512 must fit.
+    let call = |n: &mut Node, len: usize| {
+        n.call(
+            NodeId(7),
+            "s",
+            "p",
+            CallKind::Call,
+            Bytes::from(vec![0; len]),
+            None,
+            now,
+        )
+    };
+    assert!(call(&mut n, max - 512).is_ok());
+    assert!(matches!(
+        call(&mut n, max - 511),
+        Err(CommandError::PayloadTooLarge { .. })
+    ));
+    // datagram: the encoded datagram must fit max_datagram_len.
+    let encoded = |len: usize| {
+        crate::codec::encode_value(&Datagram::Publish {
+            topic: "t".into(),
+            payload: Bytes::from(vec![0; len]),
+        })
+        .unwrap()
+        .len()
+    };
+    let fits = (0..200).rev().find(|&l| encoded(l) <= 200).unwrap();
+    assert!(n
+        .publish_datagram(addr(5), "t", Bytes::from(vec![0; fits]))
+        .is_ok());
+    assert!(n
+        .publish_datagram(addr(5), "t", Bytes::from(vec![0; fits + 1]))
+        .is_err());
+    // respond: a result that cannot fit a frame becomes a remote failure.
+    n.serve("s").unwrap();
+    let request = |id| {
+        frame(&Message::Request {
+            id,
+            service: "s".into(),
+            path: "p".into(),
+            kind: CallKind::Call,
+            args: Bytes::new(),
+        })
+    };
+    n.handle_bytes(ConnId(1), &request(1), now);
+    n.handle_bytes(ConnId(1), &request(2), now);
+    drain(&mut n);
+    n.respond(NodeId(7), 1, Ok(Bytes::from(vec![1; max - 512])))
+        .unwrap();
+    n.respond(NodeId(7), 2, Ok(Bytes::from(vec![1; max - 511])))
+        .unwrap();
+    let answers: Vec<_> = sent(&drain(&mut n), ConnId(1))
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Response { id, result } => Some((id, result.is_ok())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![(1, true), (2, false)]);
+}
+
+#[test]
+fn datagrams_over_the_limit_or_after_shutdown_are_ignored() {
+    let (mut n, now) = node(Config::default().max_datagram_len(100));
+    n.subscribe("t", now).unwrap();
+    let dg = |len: usize| {
+        crate::codec::encode_value(&Datagram::Publish {
+            topic: "t".into(),
+            payload: Bytes::from(vec![0; len]),
+        })
+        .unwrap()
+    };
+    let fits = (0..100).rev().find(|&l| dg(l).len() <= 100).unwrap();
+    n.handle_datagram(addr(1), &dg(fits), now);
+    let got = messages(&drain(&mut n));
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].origin, got[0].hops, got[0].from), (None, 0, None));
+    n.handle_datagram(addr(1), &dg(fits + 1), now);
+    assert!(drain(&mut n).is_empty());
+    // Not subscribed: dropped.
+    let other = crate::codec::encode_value(&Datagram::Publish {
+        topic: "x".into(),
+        payload: Bytes::new(),
+    })
+    .unwrap();
+    n.handle_datagram(addr(1), &other, now);
+    assert!(drain(&mut n).is_empty());
+    n.shutdown(now);
+    drain(&mut n);
+    n.handle_datagram(addr(1), &dg(1), now);
+    assert!(drain(&mut n).is_empty());
+}
+
+#[test]
+fn calls_get_responses_timeouts_and_disconnects() {
+    let (mut n, now) = node(Config::default().rpc_timeout(Duration::from_secs(1)));
+    peer(&mut n, 1, 7, &[], now);
+    peer(&mut n, 2, 8, &[], now);
+    drain(&mut n);
+    let call = |n: &mut Node, peer, timeout| {
+        n.call(
+            NodeId(peer),
+            "s",
+            "p",
+            CallKind::Call,
+            Bytes::new(),
+            timeout,
+            now,
+        )
+        .unwrap()
+    };
+    let a = call(&mut n, 7, None);
+    let b = call(&mut n, 7, Some(Duration::from_secs(3)));
+    let c = call(&mut n, 8, Some(Duration::from_secs(9)));
+    drain(&mut n);
+    let response = |id: RequestId| {
+        frame(&Message::Response {
+            id: id.0,
+            result: Ok(Bytes::from_static(b"r")),
+        })
+    };
+    // A response from a peer that was not asked is ignored.
+    n.handle_bytes(ConnId(2), &response(a), now);
+    assert!(drain(&mut n).is_empty());
+    n.handle_bytes(ConnId(1), &response(a), now);
+    assert!(matches!(
+        drain(&mut n).as_slice(),
+        [Output::Event(Event::Response { id, result: Ok(r) })] if *id == a && &r[..] == b"r"
+    ));
+    // The next timer is b's deadline (keep-alives come after 7 s).
+    assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(3)));
+    // b times out at its own deadline, not the default one.
+    n.handle_timeout(now + Duration::from_secs(2));
+    assert!(!drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Response { .. }))));
+    n.handle_timeout(now + Duration::from_secs(3));
+    assert!(drain(&mut n).iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Response { id, result: Err(crate::RemoteError::Timeout) }) if *id == b
+    )));
+    // c fails at once when its peer goes.
+    n.handle_closed(ConnId(2), now + Duration::from_secs(3));
+    assert!(drain(&mut n).iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Response { id, result: Err(crate::RemoteError::Disconnected) }) if *id == c
+    )));
+    // A cancelled call forgets its answer.
+    let d = call(&mut n, 7, None);
+    assert!(n.cancel_call(d));
+    assert!(!n.cancel_call(d));
+    n.handle_bytes(ConnId(1), &response(d), now);
+    assert!(drain(&mut n)
+        .iter()
+        .all(|o| !matches!(o, Output::Event(Event::Response { .. }))));
+}
+
+#[test]
+fn requests_for_unknown_services_are_answered_not_found_and_ids_are_not_reused() {
+    let (mut n, now) = node(Config::default());
+    n.serve("s").unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    let request = |id, service: &str| {
+        frame(&Message::Request {
+            id,
+            service: service.into(),
+            path: "p".into(),
+            kind: CallKind::Get,
+            args: Bytes::new(),
+        })
+    };
+    n.handle_bytes(ConnId(1), &request(1, "nope"), now);
+    let outs = drain(&mut n);
+    assert_eq!(
+        sent(&outs, ConnId(1)),
+        vec![Message::Response {
+            id: 1,
+            result: Err(crate::RemoteError::NotFound("nope".into()))
+        }]
+    );
+    n.handle_bytes(ConnId(1), &request(2, "s"), now);
+    let outs = drain(&mut n);
+    assert!(matches!(
+        outs.as_slice(),
+        [Output::Event(Event::Request {
+            id: 2,
+            kind: CallKind::Get,
+            ..
+        })]
+    ));
+    // The same id again while pending: a protocol error.
+    n.handle_bytes(ConnId(1), &request(2, "s"), now);
+    let outs = drain(&mut n);
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::ProtocolError(_)))
+    ));
+    // Withdrawn services are announced and then unknown.
+    let (mut n, now) = node(Config::default());
+    n.serve("s").unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    n.unserve("s").unwrap();
+    assert!(sent(&drain(&mut n), ConnId(1)).contains(&Message::Services(vec![])));
+    assert_eq!(n.services().count(), 0);
+}
+
+#[test]
+fn goodbyes_from_peers_are_not_redialed() {
+    let (mut n, now) = node(Config::default());
+    peer(&mut n, 1, 7, &[], now);
+    n.handle_bytes(
+        ConnId(1),
+        &frame(&Message::Goodbye(DisconnectReason::Closed)),
+        now,
+    );
+    let outs = drain(&mut n);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::PeerLost {
+            by_peer: true,
+            reconnecting: false,
+            reason: DisconnectReason::Closed,
+            ..
+        })
+    )));
+    assert!(closed(&outs, ConnId(1)));
+    assert_eq!(n.reconnecting(), 0);
+    // A local close is not redialed either.
+    peer(&mut n, 2, 8, &[], now);
+    n.close(NodeId(8), now).unwrap();
+    let outs = drain(&mut n);
+    assert!(matches!(
+        sent(&outs, ConnId(2)).last(),
+        Some(Message::Goodbye(DisconnectReason::Closed))
+    ));
+    assert_eq!(n.reconnecting(), 0);
+    assert_eq!(n.close(NodeId(8), now), Err(CommandError::NotConnected));
+    // A lost connection is.
+    peer(&mut n, 3, 9, &[], now);
+    n.handle_closed(ConnId(3), now);
+    assert_eq!(n.reconnecting(), 1);
+}
+
+#[test]
+fn pings_get_distinct_ids_and_at_most_sixteen_are_remembered() {
+    let (mut n, now) = node(Config::default().max_frame_len(1000));
+    peer(&mut n, 1, 7, &[], now);
+    assert_eq!(
+        n.ping(NodeId(7), 937, now),
+        Err(CommandError::PayloadTooLarge { len: 937, max: 936 })
+    );
+    let first = n.ping(NodeId(7), 0, now).unwrap();
+    let second = n.ping(NodeId(7), 0, now).unwrap();
+    assert_ne!(first, second);
+    drain(&mut n);
+    let pong = |id| {
+        frame(&Message::Pong {
+            id,
+            padding: Bytes::new(),
+        })
+    };
+    // The older of two outstanding pings is still answered.
+    n.handle_bytes(ConnId(1), &pong(first), now);
+    assert!(matches!(
+        drain(&mut n).as_slice(),
+        [Output::Event(Event::Latency { ping, .. })] if *ping == first
+    ));
+    // Seventeen more: the oldest of them is forgotten, the newest sixteen are answered.
+    let ids: Vec<u64> = (0..17)
+        .map(|_| n.ping(NodeId(7), 0, now).unwrap())
+        .collect();
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &pong(ids[0]), now);
+    assert!(
+        drain(&mut n).is_empty(),
+        "more than sixteen pings remembered"
+    );
+    n.handle_bytes(ConnId(1), &pong(ids[1]), now);
+    assert_eq!(drain(&mut n).len(), 1);
+}
+
+#[test]
+fn keep_alive_pings_wait_for_the_interval_after_the_last_traffic() {
+    let (mut n, now) = node(
+        Config::default()
+            .keepalive_interval(Duration::from_secs(2))
+            .keepalive_jitter(0.0),
+    );
+    peer(&mut n, 1, 7, &[], now);
+    assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(2)));
+    n.handle_timeout(now + Duration::from_millis(1999));
+    assert!(drain(&mut n).is_empty(), "pinged before the interval");
+    // Traffic restarts the interval.
+    let t1 = now + Duration::from_secs(1);
+    n.handle_bytes(ConnId(1), &frame(&Message::Topics(vec![])), t1);
+    drain(&mut n);
+    n.handle_timeout(now + Duration::from_millis(2500));
+    assert!(drain(&mut n).is_empty(), "pinged though traffic arrived");
+    n.handle_timeout(t1 + Duration::from_secs(2));
+    assert!(sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .any(|m| matches!(m, Message::Ping { .. })));
+}

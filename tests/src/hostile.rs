@@ -1,0 +1,436 @@
+//! Hostile peers over real sockets, on every runtime: absurd lengths, slow-loris handshakes,
+//! floods of names and requests, consumers that never read, peers that never read, connection
+//! churn. Each asserts the bound holds and that the node's other peers keep being served.
+//! Memory is read from the counting allocator ([`crate::alloc`]), which sees reservations that
+//! resident-memory figures miss.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chaski_api::{Config, DisconnectReason, Event, Service, ServiceError, SlowConsumer};
+use chaski_proto::{CallKind, Message, RemoteError};
+
+use crate::alloc;
+use crate::raw::{hello, RawConn};
+use crate::{wait_event, wait_until, Harness, TestNode};
+
+const WAIT: Duration = Duration::from_secs(5);
+const MIB: usize = 1 << 20;
+
+fn cfg(name: &str) -> Config {
+    Config::default().name(name).reconnections(0)
+}
+
+fn bind<H: Harness>(h: &H, host: &str, config: Config) -> H::Node {
+    h.start(&format!("{host}:0"), config)
+}
+
+/// Another real peer can still ping `node`.
+fn still_serves<N: TestNode>(node: &N, witness: &N) {
+    let rtt = witness.ping(node.id(), 0);
+    assert!(
+        rtt.is_ok(),
+        "the node stopped serving its other peers: {rtt:?}"
+    );
+}
+
+/// A 4 GiB length prefix: a goodbye naming the length, the connection closed, and nothing of
+/// that size allocated (not even reserved).
+pub fn huge_length_prefix<H: Harness>(h: &H, host: &str) {
+    let node = bind(h, host, cfg("target"));
+    let witness = bind(h, host, cfg("witness"));
+    witness.connect(&node.addr().to_string()).unwrap();
+    let mut raw = RawConn::edge(node.addr(), &hello(11, None, &[]));
+    let _measuring = alloc::measure();
+    let (before, _) = alloc::usage();
+    alloc::reset_peak();
+    raw.send_bytes(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+    match raw.recv(WAIT) {
+        Some(Message::Goodbye(DisconnectReason::ProtocolError(m))) => {
+            assert!(m.contains("4294967295"), "{m}")
+        }
+        other => panic!("expected a goodbye, got {other:?}"),
+    }
+    assert!(raw.closed_within(WAIT));
+    let (_, peak) = alloc::usage();
+    assert!(
+        peak < before + 16 * MIB,
+        "heap peaked at {} MiB over the {} MiB before",
+        (peak - before) / MIB,
+        before / MIB
+    );
+    still_serves(&node, &witness);
+    node.shutdown();
+    witness.shutdown();
+}
+
+/// Connections that never finish their Hello are closed after the handshake timeout.
+pub fn slow_loris<H: Harness>(h: &H, host: &str) {
+    let timeout = Duration::from_millis(300);
+    let node = bind(h, host, cfg("target").handshake_timeout(timeout));
+    let start = Instant::now();
+    let mut silent = RawConn::connect(node.addr());
+    let mut trickle = RawConn::connect(node.addr());
+    // Half a length prefix, then nothing more.
+    trickle.send_bytes(&[0, 0]);
+    for raw in [&mut silent, &mut trickle] {
+        match raw.recv(WAIT) {
+            Some(Message::Goodbye(DisconnectReason::HandshakeTimeout)) | None => {}
+            other => panic!("expected a handshake-timeout goodbye, got {other:?}"),
+        }
+        assert!(raw.closed_within(WAIT));
+    }
+    let took = start.elapsed();
+    assert!(took >= timeout, "closed before the timeout: {took:?}");
+    assert!(
+        took < timeout + Duration::from_secs(2),
+        "closed late: {took:?}"
+    );
+    node.shutdown();
+}
+
+/// 100,000 topics or services, in an update or in a Hello, are cut at the bound with a goodbye
+/// naming the count; only that connection closes.
+pub fn name_floods<H: Harness>(h: &H, host: &str) {
+    let node = bind(
+        h,
+        host,
+        cfg("target").max_peer_topics(1000).max_peer_services(100),
+    );
+    let witness = bind(h, host, cfg("witness"));
+    witness.connect(&node.addr().to_string()).unwrap();
+    let names: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
+    for (id, msg, what) in [
+        (21, Message::Topics(names.clone()), "topics"),
+        (22, Message::Services(names.clone()), "services"),
+    ] {
+        let mut raw = RawConn::edge(node.addr(), &hello(id, None, &[]));
+        raw.send(&msg);
+        match raw.recv(WAIT) {
+            Some(Message::Goodbye(DisconnectReason::LimitExceeded(m))) => {
+                assert!(m.contains("100000") && m.contains(what), "{m}")
+            }
+            other => panic!("expected a limit goodbye for {what}, got {other:?}"),
+        }
+        assert!(raw.closed_within(WAIT));
+    }
+    let mut raw = RawConn::connect(node.addr());
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    raw.send(&hello(23, None, &refs));
+    assert!(matches!(
+        raw.recv(WAIT),
+        Some(Message::Goodbye(DisconnectReason::LimitExceeded(_)))
+    ));
+    assert!(wait_until(WAIT, || node.edges().len() == 1));
+    assert_eq!(node.edges()[0].id, witness.id(), "only the witness remains");
+    still_serves(&node, &witness);
+    node.shutdown();
+    witness.shutdown();
+}
+
+/// 2,000 requests against 16 pending slots: exactly the excess is answered `Busy`.
+pub fn request_flood<H: Harness>(h: &H, host: &str) {
+    let limit = 16;
+    let node = bind(h, host, cfg("server").max_inbound_requests(limit));
+    let hang = Service::builder()
+        .method_async("hang", |_: ()| {
+            std::future::pending::<Result<(), ServiceError>>()
+        })
+        .build();
+    node.serve("slow", hang).unwrap();
+    let witness = bind(h, host, cfg("witness"));
+    witness.connect(&node.addr().to_string()).unwrap();
+    let mut raw = RawConn::edge(node.addr(), &hello(31, None, &[]));
+    let flood = 2000u64;
+    for id in 0..flood {
+        raw.send(&Message::Request {
+            id,
+            service: "slow".into(),
+            path: "hang".into(),
+            kind: CallKind::Call,
+            args: Bytes::from_static(&[0xf6]), // CBOR null: ()
+        });
+    }
+    let mut busy = 0;
+    while let Some(m) = raw.recv(WAIT) {
+        match m {
+            Message::Response {
+                result: Err(RemoteError::Busy),
+                ..
+            } => {
+                busy += 1;
+                if busy == flood - limit as u64 {
+                    break;
+                }
+            }
+            Message::Response { result, .. } => panic!("unexpected answer {result:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        busy,
+        flood - limit as u64,
+        "every request over the limit is Busy"
+    );
+    still_serves(&node, &witness);
+    node.shutdown();
+    witness.shutdown();
+}
+
+/// Publishes `count` messages of `size` bytes from a thread. Once they stop being accepted
+/// (no progress for `stall`) or all were, `then` runs with how many were accepted (it must
+/// release a held publisher, e.g. by reading); returns that number once the publisher is done.
+fn publish_watching<N: TestNode>(
+    from: &N,
+    count: usize,
+    size: usize,
+    stall: Duration,
+    then: impl FnOnce(usize),
+) -> usize {
+    let done = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        let d = done.clone();
+        let publisher = s.spawn(move || {
+            let payload = vec![7u8; size];
+            for _ in 0..count {
+                from.publish("flood", &payload).expect("publish");
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let mut last = (0, Instant::now());
+        let hard = Instant::now() + Duration::from_secs(60);
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = done.load(Ordering::SeqCst);
+            if now == count || publisher.is_finished() {
+                break;
+            }
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() > stall {
+                break;
+            }
+            assert!(
+                Instant::now() < hard,
+                "publishing neither finished nor stopped"
+            );
+        }
+        let held = done.load(Ordering::SeqCst);
+        then(held);
+        let end = Instant::now() + Duration::from_secs(60);
+        while !publisher.is_finished() {
+            assert!(Instant::now() < end, "the publisher was never released");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        held
+    })
+}
+
+/// Drop-oldest: the queue stays at its bound, the publisher is never held, the oldest messages
+/// are dropped and counted, and the node serves its other peers.
+pub fn slow_consumer_drop_oldest<H: Harness>(h: &H, host: &str) {
+    let queue = 500;
+    let c = cfg("slow")
+        .message_queue(queue)
+        .slow_consumer(SlowConsumer::DropOldest);
+    let slow = bind(h, host, c);
+    slow.subscribe("flood").unwrap();
+    let publisher = bind(h, host, cfg("pub"));
+    let witness = bind(h, host, cfg("witness"));
+    publisher.connect(&slow.addr().to_string()).unwrap();
+    witness.connect(&slow.addr().to_string()).unwrap();
+    let _measuring = alloc::measure();
+    let (before, _) = alloc::usage();
+    alloc::reset_peak();
+    let count = 20_000;
+    let sent = publish_watching(&publisher, count, 1024, Duration::from_secs(5), |_| {});
+    assert_eq!(sent, count, "drop-oldest must never hold the publisher");
+    assert!(wait_until(WAIT, || slow.message_stats().dropped
+        + slow.message_stats().len as u64
+        == count as u64));
+    let stats = slow.message_stats();
+    assert_eq!(stats.len, queue, "queue at its bound");
+    assert_eq!(stats.dropped, (count - queue) as u64);
+    let (_, peak) = alloc::usage();
+    eprintln!(
+        "drop-oldest: {count} x 1 KiB, queue {}, dropped {}, heap peak +{} KiB",
+        stats.len,
+        stats.dropped,
+        (peak.saturating_sub(before)) / 1024
+    );
+    assert!(
+        peak < before + 64 * MIB,
+        "heap grew by {} MiB for 20 MiB offered",
+        (peak - before) / MIB
+    );
+    still_serves(&slow, &witness);
+    // The newest messages are the ones kept, in order.
+    let first = slow.recv(WAIT).expect("queued messages");
+    assert_eq!(first.seq, (count - queue + 1) as u64);
+    for n in [slow, publisher, witness] {
+        n.shutdown();
+    }
+}
+
+/// Back-pressure: the publisher is held once the queue is full, nothing is dropped, and once the
+/// application reads, everything arrives in order and the publisher goes on.
+pub fn slow_consumer_back_pressure<H: Harness>(h: &H, host: &str) {
+    let queue = 500;
+    let c = cfg("slow")
+        .message_queue(queue)
+        .slow_consumer(SlowConsumer::BackPressure);
+    let slow = bind(h, host, c);
+    slow.subscribe("flood").unwrap();
+    // A small outbound share, so the publisher feels the hold soon after the socket buffers.
+    let publisher = bind(h, host, cfg("pub").max_outbound(512 * 1024));
+    publisher.connect(&slow.addr().to_string()).unwrap();
+    let _measuring = alloc::measure();
+    let (before, _) = alloc::usage();
+    alloc::reset_peak();
+    let count = 40_000;
+    let mut held_at = None;
+    publish_watching(
+        &publisher,
+        count,
+        1024,
+        Duration::from_millis(500),
+        |held| {
+            let stats = slow.message_stats();
+            let (_, peak) = alloc::usage();
+            eprintln!(
+            "back-pressure: held after {held} of {count}, queue {} (bound {queue}), heap peak +{} KiB",
+            stats.len,
+            peak.saturating_sub(before) / 1024
+        );
+            held_at = Some(held);
+            assert!(held < count, "back-pressure never reached the publisher");
+            assert_eq!(stats.dropped, 0, "back-pressure loses nothing");
+            assert!(
+                stats.len <= queue + 64 * 64,
+                "the queue grew to {}",
+                stats.len
+            );
+            assert!(
+                peak < before + 64 * MIB,
+                "heap grew by {} MiB",
+                (peak - before) / MIB
+            );
+            // Reading releases the publisher; everything arrives, in order.
+            for k in 1..=count as u64 {
+                let m = slow
+                    .recv(WAIT)
+                    .unwrap_or_else(|| panic!("message {k} of {count} lost"));
+                assert_eq!(m.seq, k);
+            }
+        },
+    );
+    assert!(held_at.is_some());
+    assert_eq!(slow.message_stats().dropped, 0);
+    slow.shutdown();
+    publisher.shutdown();
+}
+
+/// A peer that never reads what it subscribed to is dropped, with a goodbye reason and a
+/// `BadPeer` event, once `max_outbound` bytes wait for it; the publisher is not held for good
+/// and the node's other peers are served.
+///
+/// Today's runtimes hold every command while one connection is over `max_outbound / 8` (at
+/// least 64 KiB), so only a limit near 64 KiB lets the deaf peer reach it; at that limit a
+/// healthy subscriber that lags by 64 KiB is dropped too. Keeping a slow but healthy peer
+/// while dropping a deaf one is the per-peer decision the runtime-layer issue puts in the core.
+pub fn peer_that_stops_reading<H: Harness>(h: &H, host: &str) {
+    let limit = 64 * 1024;
+    let publisher = bind(h, host, cfg("pub").max_outbound(limit));
+    let witness = bind(h, host, cfg("witness"));
+    witness.connect(&publisher.addr().to_string()).unwrap();
+    let deaf = RawConn::edge(publisher.addr(), &hello(41, None, &["flood"]));
+    assert!(wait_until(WAIT, || publisher
+        .edges()
+        .iter()
+        .any(|e| e.topics.iter().any(|t| t == "flood"))));
+    while publisher.next_event(Duration::ZERO).is_some() {}
+    // About 8 MB: more than the socket buffers of the deaf connection hold.
+    let payload = vec![1u8; 128];
+    let t = Instant::now();
+    let mut sent = 0;
+    let bad = loop {
+        publisher.publish("flood", &payload).unwrap();
+        sent += 1;
+        if sent % 1000 == 0 {
+            if let Some(e) = wait_event(&publisher, Duration::ZERO, |e| {
+                matches!(e, Event::BadPeer { .. })
+            }) {
+                break Some(e);
+            }
+        }
+        if sent == 200_000 {
+            break wait_event(&publisher, WAIT, |e| matches!(e, Event::BadPeer { .. }));
+        }
+    };
+    match bad {
+        Some(Event::BadPeer { peer, reason, .. }) => {
+            assert_eq!(peer.map(|p| p.0), Some(41));
+            assert!(
+                matches!(reason, DisconnectReason::LimitExceeded(_)),
+                "{reason:?}"
+            );
+        }
+        other => panic!("the deaf peer was not dropped after {sent} publishes: {other:?}"),
+    }
+    eprintln!(
+        "deaf peer dropped after {sent} publishes, {:?}",
+        t.elapsed()
+    );
+    assert!(wait_until(WAIT, || publisher.edges().len() == 1));
+    // Not held: publishing goes on, and the other peer is served.
+    for _ in 0..1000 {
+        publisher.publish("flood", &payload).unwrap();
+    }
+    still_serves(&publisher, &witness);
+    drop(deaf);
+    publisher.shutdown();
+    witness.shutdown();
+}
+
+fn open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
+}
+
+/// 300 connect/close cycles (half real peers with close, half raw peers vanishing without a
+/// goodbye) leave no edge, no descriptor and no redial behind.
+pub fn connection_churn<H: Harness>(h: &H, host: &str) {
+    let node = bind(h, host, cfg("target"));
+    let peer = bind(h, host, cfg("peer"));
+    let target = node.addr().to_string();
+    // Warm up once, so lazily created descriptors exist before the baseline.
+    let e = peer.connect(&target).unwrap();
+    peer.close(e.id).unwrap();
+    assert!(wait_until(WAIT, || node.edges().is_empty()));
+    let _measuring = alloc::measure();
+    let fds = open_fds();
+    for i in 0..300u128 {
+        if i % 2 == 0 {
+            let e = peer.connect(&target).unwrap();
+            peer.close(e.id).unwrap();
+            // Until the goodbye lands, a new connection would be a duplicate of this edge.
+            assert!(wait_until(WAIT, || node.edges().is_empty()));
+        } else {
+            drop(RawConn::edge(node.addr(), &hello(1000 + i, None, &[])));
+        }
+    }
+    assert!(wait_until(WAIT, || node.edges().is_empty() && peer.edges().is_empty()));
+    match (fds, open_fds()) {
+        (Some(before), Some(_)) => assert!(
+            wait_until(WAIT, || open_fds().is_some_and(|n| n <= before)),
+            "descriptors: {before} before, {:?} after",
+            open_fds()
+        ),
+        _ => eprintln!("descriptor check skipped: no /proc/self/fd on this system"),
+    }
+    let s = peer.status(&target).unwrap();
+    assert_eq!((s.edges, s.reconnecting), (0, false));
+    node.shutdown();
+    peer.shutdown();
+}
