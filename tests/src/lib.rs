@@ -140,9 +140,10 @@ pub fn wait_event<N: TestNode>(
     None
 }
 
-/// Declares every scenario of [`scenarios::ALL`] and [`hostile::ALL`] as a test, on IPv4 and
-/// IPv6, for one harness constructor. The lists are checked against the scenario sources
-/// (`registry_is_complete`), so a scenario written but not registered fails the suite.
+/// Declares every scenario of [`scenarios`] on IPv4 and IPv6, and every one of [`hostile`]
+/// (which do not depend on the address family) on IPv4, for one harness constructor. The
+/// lists are checked against the scenario sources (`registry_is_complete`), so a scenario
+/// written but not registered fails the suite.
 #[macro_export]
 macro_rules! conformance {
     ($harness:expr) => {
@@ -151,12 +152,16 @@ macro_rules! conformance {
 
         $crate::for_each_scenario!([$crate::conformance] @each $harness);
     };
-    (@each $harness:expr; $($module:ident :: $name:ident),*) => {
+    (@each $harness:expr; [$($module:ident :: $name:ident),*] [$($hmodule:ident :: $hname:ident),*]) => {
         mod ipv4 {
             use super::*;
             $( #[test] fn $name() {
                 let _gate = $crate::alloc::gate(stringify!($name));
                 $crate::$module::$name(&$harness, "127.0.0.1");
+            } )*
+            $( #[test] fn $hname() {
+                let _gate = $crate::alloc::gate(stringify!($hname));
+                $crate::$hmodule::$hname(&$harness, "127.0.0.1");
             } )*
         }
         mod ipv6 {
@@ -169,12 +174,12 @@ macro_rules! conformance {
     };
 }
 
-/// Calls `m!(@each arg; module::scenario, ...)` with every registered scenario, for
-/// `for_each_scenario!([m] @each arg)`.
+/// Calls `m!(@each arg; [module::scenario, ...] [hostile::scenario, ...])` with every
+/// registered scenario (both families, then IPv4 only), for `for_each_scenario!([m] @each arg)`.
 #[macro_export]
 macro_rules! for_each_scenario {
     ([$($m:tt)*] @each $arg:expr) => {
-        $($m)*! { @each $arg;
+        $($m)*! { @each $arg; [
             scenarios::single_connections,
             scenarios::star_and_graceful_shutdown,
             scenarios::edges_disconnection,
@@ -203,7 +208,8 @@ macro_rules! for_each_scenario {
             scenarios::udp_status,
             scenarios::udp_publish,
             scenarios::max_edges,
-            scenarios::shutdown_flushes,
+            scenarios::shutdown_flushes
+        ] [
             hostile::huge_length_prefix,
             hostile::slow_loris,
             hostile::name_floods,
@@ -212,15 +218,18 @@ macro_rules! for_each_scenario {
             hostile::slow_consumer_back_pressure,
             hostile::peer_that_stops_reading,
             hostile::connection_churn
-        }
+        ] }
     };
 }
 
 /// The names registered in [`for_each_scenario`], as `module::name`.
 pub fn registered() -> Vec<String> {
     macro_rules! names {
-        (@each $unit:expr; $($module:ident :: $name:ident),*) => {
-            vec![$(concat!(stringify!($module), "::", stringify!($name)).to_string()),*]
+        (@each $unit:expr; [$($module:ident :: $name:ident),*] [$($h:ident :: $hn:ident),*]) => {
+            vec![
+                $(concat!(stringify!($module), "::", stringify!($name)).to_string(),)*
+                $(concat!(stringify!($h), "::", stringify!($hn)).to_string(),)*
+            ]
         };
     }
     for_each_scenario!([names] @each ())

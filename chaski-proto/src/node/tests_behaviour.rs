@@ -620,3 +620,77 @@ fn keep_alive_pings_wait_for_the_interval_after_the_last_traffic() {
         .iter()
         .any(|m| matches!(m, Message::Ping { .. })));
 }
+
+#[test]
+fn a_redial_waits_for_its_back_off_and_for_room_in_the_table() {
+    let (mut n, now) = node(
+        Config::default()
+            .max_edges(1)
+            .reconnect_initial(Duration::from_millis(100))
+            .reconnect_max(Duration::from_millis(100)),
+    );
+    peer(&mut n, 1, 7, &[], now);
+    n.handle_closed(ConnId(1), now);
+    drain(&mut n);
+    let due = n.poll_timeout().unwrap();
+    assert!(due > now);
+    // Before its deadline, a timer tick does not dial.
+    n.handle_timeout(due - Duration::from_millis(1));
+    assert!(!drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Dial { .. })));
+    // The table is full when it is due: it waits another back-off instead of dialing.
+    peer(&mut n, 2, 8, &[], now);
+    n.handle_timeout(due);
+    assert!(!drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Dial { .. })));
+    let again = n.poll_timeout().unwrap();
+    assert!(again > due, "rescheduled into the future");
+    n.close(NodeId(8), due).unwrap();
+    drain(&mut n);
+    n.handle_timeout(again);
+    assert!(drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Dial { .. })));
+}
+
+#[test]
+fn a_root_unsubscribes_ordinary_topics_and_others_may_not_keep_at() {
+    let (mut r, now) = node(Config::default().root(true));
+    r.subscribe("t", now).unwrap();
+    r.unsubscribe("t", now).unwrap();
+    assert!(!r.is_subscribed("t"));
+    let (mut n, now) = node(Config::default());
+    n.subscribe("@", now).unwrap();
+    n.unsubscribe("@", now).unwrap();
+    assert!(!n.is_subscribed("@"));
+}
+
+#[test]
+fn a_peer_closed_in_the_middle_of_a_relay_does_not_cost_the_others_the_message() {
+    let (mut n, now) = node(Config::default().max_outbound(600));
+    for (c, id) in [(1, 7), (2, 8), (3, 9)] {
+        peer(&mut n, c, id, &["t"], now);
+    }
+    drain(&mut n);
+    // Peer 7's buffer holds a pong nobody has taken yet: the next frame overflows it.
+    n.handle_bytes(
+        ConnId(1),
+        &frame(&Message::Ping {
+            id: 1,
+            padding: Bytes::from(vec![0; 400]),
+        }),
+        now,
+    );
+    n.publish("t", Bytes::from(vec![1; 200]), now).unwrap();
+    let outs = drain(&mut n);
+    assert!(closed(&outs, ConnId(1)), "the overflowing peer is closed");
+    assert_eq!(
+        publishes(&outs, ConnId(2)).len(),
+        1,
+        "the next peer was skipped"
+    );
+    assert_eq!(publishes(&outs, ConnId(3)).len(), 1);
+    assert_eq!(n.edge_count(), 2);
+}
