@@ -22,6 +22,15 @@ fn within<R: Read + Send + 'static, T: Send + 'static>(
         .unwrap_or_else(|_| panic!("{what}: nothing within {DEADLINE:?}"))
 }
 
+/// Everything `r` yields until it closes, within the deadline.
+fn read_all<R: Read + Send + 'static>(what: &str, r: R) -> String {
+    within(what, r, |mut r| {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
 /// The first line of `r`, within the deadline.
 fn first_line<R: Read + Send + 'static>(what: &str, r: R) -> String {
     within(what, r, |r| {
@@ -94,15 +103,11 @@ fn run(args: &[&str]) -> (bool, String, String) {
             .spawn()
             .unwrap(),
     );
-    let read_all = |r: &mut dyn Read| {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    };
     let out = child.0.stdout.take().unwrap();
     let err = child.0.stderr.take().unwrap();
-    let out = std::thread::spawn(move || read_all(&mut { out }));
-    let err = std::thread::spawn(move || read_all(&mut { err }));
+    // Both pipes are drained while the process runs, so neither can fill and block it.
+    let out = std::thread::spawn(move || read_all("stdout", out));
+    let err = std::thread::spawn(move || read_all("stderr", err));
     let status = wait(&mut child.0);
     (status.success(), out.join().unwrap(), err.join().unwrap())
 }
@@ -151,11 +156,7 @@ fn pub_reaches_sub_through_a_root() {
     let start = Instant::now();
     let (ok, _, err) = run(&["pub", &addr, "news", "hello there"]);
     assert!(ok, "{err}");
-    let out = within("sub's output", sub.0.stdout.take().unwrap(), |mut r| {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    });
+    let out = read_all("sub's output", sub.0.stdout.take().unwrap());
     assert!(wait(&mut sub.0).success());
     assert_eq!(out.trim(), "[news] hello there (hops 2)");
     assert!(start.elapsed() < Duration::from_secs(10));

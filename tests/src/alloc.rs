@@ -2,8 +2,9 @@
 //! by requested size, so a reservation that is never touched (invisible to RSS) still counts,
 //! and the figures mean the same on every operating system.
 //!
-//! Allocation is process-wide, so tests that measure take [`measure`] (exclusive) and every
-//! other scenario takes [`share`]: measurements never overlap another test's allocations.
+//! Allocation is process-wide, so every scenario holds a shared gate ([`Scenario`]) and one that
+//! measures trades it for exclusive access ([`measure`]): measurements never overlap another
+//! test's allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,26 +67,34 @@ pub fn reset_peak() {
     PEAK.store(IN_USE.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
-/// Exclusive access: no other scenario runs while the guard lives.
+thread_local! {
+    /// The shared gate held by the scenario running on this thread, if any.
+    static HELD: std::cell::RefCell<Option<RwLockReadGuard<'static, ()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Holds the shared gate for one scenario (taken by the `conformance!` tests): scenarios run
+/// in parallel, except while one of them [`measure`]s.
+pub struct Scenario(());
+
+impl Scenario {
+    /// Enters the gate for the scenario on this thread.
+    pub fn enter() -> Scenario {
+        let guard = GATE.read().unwrap_or_else(|p| p.into_inner());
+        HELD.with(|h| *h.borrow_mut() = Some(guard));
+        Scenario(())
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        HELD.with(|h| h.borrow_mut().take());
+    }
+}
+
+/// Exclusive access for a measurement: the calling scenario gives up its shared place, then
+/// waits until no other scenario runs; none starts while the guard lives.
 pub fn measure() -> RwLockWriteGuard<'static, ()> {
+    HELD.with(|h| h.borrow_mut().take());
     GATE.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Shared access for scenarios that do not measure.
-pub fn share() -> RwLockReadGuard<'static, ()> {
-    GATE.read().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Scenarios that measure the heap; every other scenario shares the gate while it runs.
-pub const MEASURING: [&str; 4] = [
-    "huge_length_prefix",
-    "slow_consumer_drop_oldest",
-    "slow_consumer_back_pressure",
-    "connection_churn",
-];
-
-/// The gate a scenario holds for its whole run: none for those that measure (they take
-/// [`measure`] themselves), shared for the others.
-pub fn gate(scenario: &str) -> Option<RwLockReadGuard<'static, ()>> {
-    (!MEASURING.contains(&scenario)).then(share)
 }

@@ -14,17 +14,13 @@ use chaski_proto::{CallKind, Message, RemoteError};
 
 use crate::alloc;
 use crate::raw::{hello, RawConn};
-use crate::{wait_event, wait_until, Harness, TestNode};
+use crate::{start_on, wait_event, wait_until, Harness, TestNode};
 
 const WAIT: Duration = Duration::from_secs(5);
 const MIB: usize = 1 << 20;
 
 fn cfg(name: &str) -> Config {
     Config::default().name(name).reconnections(0)
-}
-
-fn bind<H: Harness>(h: &H, host: &str, config: Config) -> H::Node {
-    h.start(&format!("{host}:0"), config)
 }
 
 /// Another real peer can still ping `node`.
@@ -39,8 +35,8 @@ fn still_serves<N: TestNode>(node: &N, witness: &N) {
 /// A 4 GiB length prefix: a goodbye naming the length, the connection closed, and nothing of
 /// that size allocated (not even reserved).
 pub fn huge_length_prefix<H: Harness>(h: &H, host: &str) {
-    let node = bind(h, host, cfg("target"));
-    let witness = bind(h, host, cfg("witness"));
+    let node = start_on(h, host, cfg("target"));
+    let witness = start_on(h, host, cfg("witness"));
     witness.connect(&node.addr().to_string()).unwrap();
     let mut raw = RawConn::edge(node.addr(), &hello(11, None, &[]));
     let _measuring = alloc::measure();
@@ -69,7 +65,7 @@ pub fn huge_length_prefix<H: Harness>(h: &H, host: &str) {
 /// Connections that never finish their Hello are closed after the handshake timeout.
 pub fn slow_loris<H: Harness>(h: &H, host: &str) {
     let timeout = Duration::from_millis(300);
-    let node = bind(h, host, cfg("target").handshake_timeout(timeout));
+    let node = start_on(h, host, cfg("target").handshake_timeout(timeout));
     let start = Instant::now();
     let mut silent = RawConn::connect(node.addr());
     let mut trickle = RawConn::connect(node.addr());
@@ -94,12 +90,12 @@ pub fn slow_loris<H: Harness>(h: &H, host: &str) {
 /// 100,000 topics or services, in an update or in a Hello, are cut at the bound with a goodbye
 /// naming the count; only that connection closes.
 pub fn name_floods<H: Harness>(h: &H, host: &str) {
-    let node = bind(
+    let node = start_on(
         h,
         host,
         cfg("target").max_peer_topics(1000).max_peer_services(100),
     );
-    let witness = bind(h, host, cfg("witness"));
+    let witness = start_on(h, host, cfg("witness"));
     witness.connect(&node.addr().to_string()).unwrap();
     let names: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
     for (id, msg, what) in [
@@ -133,14 +129,14 @@ pub fn name_floods<H: Harness>(h: &H, host: &str) {
 /// 2,000 requests against 16 pending slots: exactly the excess is answered `Busy`.
 pub fn request_flood<H: Harness>(h: &H, host: &str) {
     let limit = 16;
-    let node = bind(h, host, cfg("server").max_inbound_requests(limit));
+    let node = start_on(h, host, cfg("server").max_inbound_requests(limit));
     let hang = Service::builder()
         .method_async("hang", |_: ()| {
             std::future::pending::<Result<(), ServiceError>>()
         })
         .build();
     node.serve("slow", hang).unwrap();
-    let witness = bind(h, host, cfg("witness"));
+    let witness = start_on(h, host, cfg("witness"));
     witness.connect(&node.addr().to_string()).unwrap();
     let mut raw = RawConn::edge(node.addr(), &hello(31, None, &[]));
     let flood = 2000u64;
@@ -228,17 +224,21 @@ fn publish_watching<N: TestNode>(
     })
 }
 
+/// A subscriber to `flood` whose application never reads, with a queue of `queue` messages.
+fn never_reading<H: Harness>(h: &H, host: &str, queue: usize, policy: SlowConsumer) -> H::Node {
+    let c = cfg("slow").message_queue(queue).slow_consumer(policy);
+    let slow = start_on(h, host, c);
+    slow.subscribe("flood").unwrap();
+    slow
+}
+
 /// Drop-oldest: the queue stays at its bound, the publisher is never held, the oldest messages
 /// are dropped and counted, and the node serves its other peers.
 pub fn slow_consumer_drop_oldest<H: Harness>(h: &H, host: &str) {
     let queue = 500;
-    let c = cfg("slow")
-        .message_queue(queue)
-        .slow_consumer(SlowConsumer::DropOldest);
-    let slow = bind(h, host, c);
-    slow.subscribe("flood").unwrap();
-    let publisher = bind(h, host, cfg("pub"));
-    let witness = bind(h, host, cfg("witness"));
+    let slow = never_reading(h, host, queue, SlowConsumer::DropOldest);
+    let publisher = start_on(h, host, cfg("pub"));
+    let witness = start_on(h, host, cfg("witness"));
     publisher.connect(&slow.addr().to_string()).unwrap();
     witness.connect(&slow.addr().to_string()).unwrap();
     let _measuring = alloc::measure();
@@ -278,13 +278,9 @@ pub fn slow_consumer_drop_oldest<H: Harness>(h: &H, host: &str) {
 /// application reads, everything arrives in order and the publisher goes on.
 pub fn slow_consumer_back_pressure<H: Harness>(h: &H, host: &str) {
     let queue = 500;
-    let c = cfg("slow")
-        .message_queue(queue)
-        .slow_consumer(SlowConsumer::BackPressure);
-    let slow = bind(h, host, c);
-    slow.subscribe("flood").unwrap();
+    let slow = never_reading(h, host, queue, SlowConsumer::BackPressure);
     // A small outbound share, so the publisher feels the hold soon after the socket buffers.
-    let publisher = bind(h, host, cfg("pub").max_outbound(512 * 1024));
+    let publisher = start_on(h, host, cfg("pub").max_outbound(512 * 1024));
     publisher.connect(&slow.addr().to_string()).unwrap();
     let _measuring = alloc::measure();
     let (before, _) = alloc::usage();
@@ -342,8 +338,8 @@ pub fn slow_consumer_back_pressure<H: Harness>(h: &H, host: &str) {
 /// while dropping a deaf one is the per-peer decision the runtime-layer issue puts in the core.
 pub fn peer_that_stops_reading<H: Harness>(h: &H, host: &str) {
     let limit = 64 * 1024;
-    let publisher = bind(h, host, cfg("pub").max_outbound(limit));
-    let witness = bind(h, host, cfg("witness"));
+    let publisher = start_on(h, host, cfg("pub").max_outbound(limit));
+    let witness = start_on(h, host, cfg("witness"));
     witness.connect(&publisher.addr().to_string()).unwrap();
     let deaf = RawConn::edge(publisher.addr(), &hello(41, None, &["flood"]));
     assert!(wait_until(WAIT, || publisher
@@ -401,8 +397,8 @@ fn open_fds() -> Option<usize> {
 /// 300 connect/close cycles (half real peers with close, half raw peers vanishing without a
 /// goodbye) leave no edge, no descriptor and no redial behind.
 pub fn connection_churn<H: Harness>(h: &H, host: &str) {
-    let node = bind(h, host, cfg("target"));
-    let peer = bind(h, host, cfg("peer"));
+    let node = start_on(h, host, cfg("target"));
+    let peer = start_on(h, host, cfg("peer"));
     let target = node.addr().to_string();
     // Warm up once, so lazily created descriptors exist before the baseline.
     let e = peer.connect(&target).unwrap();

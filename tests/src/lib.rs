@@ -109,6 +109,11 @@ pub fn shut_down_once(first: bool, r: Result<()>) {
     }
 }
 
+/// Starts a node of `h` on `host` (`127.0.0.1` or `[::1]`), port 0.
+pub fn start_on<H: Harness>(h: &H, host: &str, config: Config) -> H::Node {
+    h.start(&format!("{host}:0"), config)
+}
+
 /// Polls `cond` until it holds or `limit` passes; returns whether it held.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
@@ -156,18 +161,18 @@ macro_rules! conformance {
         mod ipv4 {
             use super::*;
             $( #[test] fn $name() {
-                let _gate = $crate::alloc::gate(stringify!($name));
+                let _gate = $crate::alloc::Scenario::enter();
                 $crate::$module::$name(&$harness, "127.0.0.1");
             } )*
             $( #[test] fn $hname() {
-                let _gate = $crate::alloc::gate(stringify!($hname));
+                let _gate = $crate::alloc::Scenario::enter();
                 $crate::$hmodule::$hname(&$harness, "127.0.0.1");
             } )*
         }
         mod ipv6 {
             use super::*;
             $( #[test] fn $name() {
-                let _gate = $crate::alloc::gate(stringify!($name));
+                let _gate = $crate::alloc::Scenario::enter();
                 $crate::$module::$name(&$harness, "[::1]");
             } )*
         }

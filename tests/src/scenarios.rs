@@ -13,7 +13,7 @@ use chaski_api::{
 use chaski_proto::{CommandError, Message};
 
 use crate::raw::{hello, hello_offering, RawConn};
-use crate::{wait_event, wait_until, Harness, TestNode};
+use crate::{start_on, wait_event, wait_until, Harness, TestNode};
 
 const WAIT: Duration = Duration::from_secs(5);
 /// How long an absence is watched for (something that must not happen).
@@ -29,15 +29,12 @@ fn cfg(name: &str) -> Config {
 }
 
 fn start<H: Harness>(h: &H, host: &str, names: &[&str]) -> Vec<H::Node> {
-    names
-        .iter()
-        .map(|n| h.start(&format!("{host}:0"), cfg(n)))
-        .collect()
+    names.iter().map(|n| start_on(h, host, cfg(n))).collect()
 }
 
 /// A node subscribed to `topics`.
 fn node<H: Harness>(h: &H, host: &str, config: Config, topics: &[&str]) -> H::Node {
-    let n = h.start(&format!("{host}:0"), config);
+    let n = start_on(h, host, config);
     for t in topics {
         n.subscribe(t).unwrap();
     }
@@ -221,15 +218,9 @@ pub fn orphans<H: Harness>(h: &H, host: &str) {
 
 /// 12.2: discovery (anchor on timeout, pairing through a relay, disconnect on pair).
 pub fn discovery<H: Harness>(h: &H, host: &str) {
-    let a = h.start(&format!("{host}:0"), cfg("A").paired(true));
-    let b1 = h.start(&format!("{host}:0"), cfg("B1"));
-    let b2 = h.start(
-        &format!("{host}:0"),
-        cfg("B2").on_pair(chaski_api::OnPair::Disconnect),
-    );
-    a.subscribe("A").unwrap();
-    b1.subscribe("B").unwrap();
-    b2.subscribe("B").unwrap();
+    let a = node(h, host, cfg("A").paired(true), &["A"]);
+    let b1 = node(h, host, cfg("B1"), &["B"]);
+    let b2 = node(h, host, cfg("B2").on_pair(OnPair::Disconnect), &["B"]);
     b1.connect(&addr(&a)).unwrap();
     b2.connect(&addr(&a)).unwrap();
     let t = Instant::now();
@@ -306,7 +297,7 @@ pub fn stream_chain<H: Harness>(h: &H, host: &str) {
 
 /// 12.6.5 and 12.9: root relay, then a non-subscribed relay blocks, and a triangle de-dups.
 pub fn root_relay_and_routing<H: Harness>(h: &H, host: &str) {
-    let root = h.start(&format!("{host}:0"), cfg("root").root(true));
+    let root = start_on(h, host, cfg("root").root(true));
     let n = start(h, host, &["c1", "c2"]);
     for x in &n {
         x.subscribe("topic1").unwrap();
@@ -373,8 +364,9 @@ pub fn root_relay_and_routing<H: Harness>(h: &H, host: &str) {
 /// 12.9: a peer's socket dies without goodbye: the loss is reported within 1 s, and the
 /// survivor redials by back-off once the peer listens again.
 pub fn abrupt_death_and_redial<H: Harness>(h: &H, host: &str) {
-    let node = h.start(
-        &format!("{host}:0"),
+    let node = start_on(
+        h,
+        host,
         cfg("survivor")
             .reconnections(10)
             .reconnect_initial(Duration::from_millis(100)),
@@ -653,7 +645,7 @@ pub fn subscriptions_with_disconnect<H: Harness>(h: &H, host: &str) {
 /// `max_connections = 2`: saturated members forward, so the cluster stays one.
 pub fn root_hub_topologies<H: Harness>(h: &H, host: &str) {
     let hub = |topics: &[&str], max: usize| {
-        let mut n = vec![h.start(&format!("{host}:0"), cfg("Root").root(true))];
+        let mut n = vec![start_on(h, host, cfg("Root").root(true))];
         for (i, t) in topics.iter().enumerate() {
             let c = cfg(&format!("N{}", i + 1))
                 .max_connections(max)
@@ -835,7 +827,7 @@ fn listening_peer<N: TestNode>(node: &N, host: &str, id: u128) -> (RawConn, TcpL
 /// A lost peer is redialed while its address refuses connections (the back-off keeps trying),
 /// and the edge comes back, marked as reconnected, once it listens again.
 pub fn redial_while_the_peer_is_down<H: Harness>(h: &H, host: &str) {
-    let node = h.start(&format!("{host}:0"), redial_cfg("survivor", 30));
+    let node = start_on(h, host, redial_cfg("survivor", 30));
     let (raw, listener) = listening_peer(&node, host, 91);
     let listen = listener.local_addr().unwrap();
     drop(listener);
@@ -884,7 +876,7 @@ pub fn redial_while_the_peer_is_down<H: Harness>(h: &H, host: &str) {
 
 /// Redialing stops after the configured attempts, with an event saying so.
 pub fn redial_gives_up<H: Harness>(h: &H, host: &str) {
-    let node = h.start(&format!("{host}:0"), redial_cfg("survivor", 3));
+    let node = start_on(h, host, redial_cfg("survivor", 3));
     let (raw, listener) = listening_peer(&node, host, 92);
     drop(listener);
     drop(raw);
@@ -902,7 +894,7 @@ pub fn redial_gives_up<H: Harness>(h: &H, host: &str) {
 
 /// With redial on, a peer's goodbye and a local close are never redialed.
 pub fn no_redial_after_goodbye_or_close<H: Harness>(h: &H, host: &str) {
-    let node = h.start(&format!("{host}:0"), redial_cfg("n", 30));
+    let node = start_on(h, host, redial_cfg("n", 30));
     // The peer says goodbye; its listener stays open, so a redial would be seen there.
     let (mut raw, listener) = listening_peer(&node, host, 93);
     raw.send(&Message::Goodbye(DisconnectReason::Closed));
@@ -923,7 +915,7 @@ pub fn no_redial_after_goodbye_or_close<H: Harness>(h: &H, host: &str) {
         "redialed a peer that said goodbye"
     );
     // A local close: neither side redials (both have redial on).
-    let other = h.start(&format!("{host}:0"), redial_cfg("m", 30));
+    let other = start_on(h, host, redial_cfg("m", 30));
     other.connect(&addr(&node)).unwrap();
     while node.next_event(Duration::ZERO).is_some() {}
     node.close(other.id()).unwrap();
@@ -953,7 +945,7 @@ pub fn no_redial_after_goodbye_or_close<H: Harness>(h: &H, host: &str) {
 /// A serving peer that dies in the middle of a call: the caller gets `Disconnected` at once,
 /// not its timeout.
 pub fn crash_mid_call<H: Harness>(h: &H, host: &str) {
-    let client = h.start(&format!("{host}:0"), cfg("client"));
+    let client = start_on(h, host, cfg("client"));
     let listener = TcpListener::bind(format!("{host}:0")).unwrap();
     let mut server = RawConn::edge(
         client.addr(),
@@ -1048,7 +1040,7 @@ pub fn udp_publish<H: Harness>(h: &H, host: &str) {
 /// The edge table is bounded: a connection past `max_edges` is refused with a reason, and a
 /// place freed is taken again.
 pub fn max_edges<H: Harness>(h: &H, host: &str) {
-    let full = h.start(&format!("{host}:0"), cfg("full").max_edges(2));
+    let full = start_on(h, host, cfg("full").max_edges(2));
     let n = start(h, host, &["p0", "p1", "p2"]);
     n[0].connect(&addr(&full)).unwrap();
     n[1].connect(&addr(&full)).unwrap();
