@@ -213,11 +213,9 @@ impl Node {
         let Some(entry) = intent.entry.filter(|e| *e != peer) else {
             return;
         };
-        let ours: Vec<&String> = self.topics.keys().filter(|t| *t != "@").collect();
-        let drop = self
-            .edges
-            .get(&entry)
-            .map(|e| !e.pairing && !ours.iter().any(|t| e.topics.contains(*t)));
+        // An edge that shares a topic is always a pairing link (set when it is established,
+        // when either side subscribes, and on topic updates), so this keeps those too.
+        let drop = self.edges.get(&entry).map(|e| !e.pairing);
         if drop == Some(true) {
             let conn = self.edges[&entry].conn;
             debug!(%entry, "dropping the bootstrap link after pairing");

@@ -113,7 +113,8 @@ impl Node {
             // clusters that formed at once merge instead of staying apart).
             let theirs = intent.cluster.unwrap_or(self.id.min(h.id));
             match self.topics.get(&intent.topic) {
-                Some(TopicState::Discovering { on_pair, .. }) if !self.cfg.root => {
+                // (A root never discovers, so it is never in this state.)
+                Some(TopicState::Discovering { on_pair, .. }) => {
                     paired_topic = Some((intent.clone(), *on_pair, theirs));
                     pairing = true;
                 }
@@ -328,7 +329,7 @@ impl Node {
                 Some(TopicState::Paired(ours)) if cluster < *ours && !self.cfg.root => {
                     self.mark_paired(&topic, Some(peer), cluster);
                 }
-                Some(TopicState::Discovering { .. }) if !self.cfg.root => {
+                Some(TopicState::Discovering { .. }) => {
                     if let Some(e) = self.edges.get_mut(&peer) {
                         e.pairing = true;
                     }

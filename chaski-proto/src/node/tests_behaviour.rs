@@ -694,3 +694,628 @@ fn a_peer_closed_in_the_middle_of_a_relay_does_not_cost_the_others_the_message()
     assert_eq!(publishes(&outs, ConnId(3)).len(), 1);
     assert_eq!(n.edge_count(), 2);
 }
+
+fn discovery_frame(origin: u128, id: u64, topic: &str, ttl: u8, origin_port: u16) -> Vec<u8> {
+    frame(&Message::Discovery(crate::message::Discovery {
+        id,
+        origin: NodeId(origin),
+        origin_name: "seeker".into(),
+        origin_addr: addr(origin_port),
+        topic: topic.into(),
+        ttl,
+        on_pair: OnPair::None,
+        entry: None,
+    }))
+}
+
+fn dials(outs: &[Output]) -> Vec<SocketAddr> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Dial { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn each_discovery_gets_its_own_id() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("a", now).unwrap();
+    n.subscribe("b", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    n.discover(now).unwrap();
+    let ids: Vec<u64> = sent(&drain(&mut n), ConnId(1))
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Discovery(d) => Some(d.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[test]
+fn a_seeker_heard_while_unpaired_is_answered_once_discovery_starts() {
+    // Our id (seed 1) is smaller than u128::MAX - k: we remember those seekers and answer them.
+    let big = u128::MAX - 5;
+    let (mut n, now) = node(Config::default());
+    assert!(n.id().0 < big);
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &discovery_frame(big, 1, "t", 5, 6001), now);
+    // Not seeking yet: nothing dialed, the discovery forwarded nowhere else (one edge).
+    assert!(dials(&drain(&mut n)).is_empty());
+    n.discover(now).unwrap();
+    assert_eq!(dials(&drain(&mut n)), vec![addr(6001)]);
+}
+
+#[test]
+fn a_larger_id_does_not_remember_a_smaller_seeker_and_connected_seekers_are_not_dialed() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    // Origin 3 is smaller than us: it will answer us, we must not dial it as well.
+    n.handle_bytes(ConnId(1), &discovery_frame(3, 1, "t", 5, 6003), now);
+    drain(&mut n);
+    n.discover(now).unwrap();
+    assert!(
+        dials(&drain(&mut n)).is_empty(),
+        "both sides of a seek dialed"
+    );
+    // A larger seeker we are already connected to is not dialed again.
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    let big = u128::MAX - 5;
+    peer(&mut n, 1, big, &[], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &discovery_frame(big, 1, "t", 5, 6001), now);
+    drain(&mut n);
+    n.discover(now).unwrap();
+    assert!(
+        dials(&drain(&mut n)).is_empty(),
+        "dialed a seeker already connected"
+    );
+}
+
+#[test]
+fn discoveries_with_bad_topics_are_dropped_and_good_ones_forwarded() {
+    let (mut n, now) = node(Config::default().max_name_len(8));
+    peer(&mut n, 1, 7, &[], now);
+    peer(&mut n, 2, 8, &[], now);
+    drain(&mut n);
+    let forwarded = |outs: &[Output]| {
+        sent(outs, ConnId(2))
+            .into_iter()
+            .filter(|m| matches!(m, Message::Discovery(_)))
+            .count()
+    };
+    n.handle_bytes(ConnId(1), &discovery_frame(50, 1, "", 5, 6000), now);
+    assert_eq!(forwarded(&drain(&mut n)), 0, "empty topic forwarded");
+    n.handle_bytes(
+        ConnId(1),
+        &discovery_frame(50, 2, "123456789", 5, 6000),
+        now,
+    );
+    assert_eq!(forwarded(&drain(&mut n)), 0, "over-long topic forwarded");
+    n.handle_bytes(ConnId(1), &discovery_frame(50, 3, "12345678", 5, 6000), now);
+    assert_eq!(forwarded(&drain(&mut n)), 1);
+    // The same discovery again is de-duplicated; ttl 1 is not forwarded.
+    n.handle_bytes(ConnId(1), &discovery_frame(50, 3, "12345678", 5, 6000), now);
+    assert_eq!(forwarded(&drain(&mut n)), 0);
+    n.handle_bytes(ConnId(1), &discovery_frame(50, 4, "12345678", 1, 6000), now);
+    assert_eq!(forwarded(&drain(&mut n)), 0, "forwarded at ttl 1");
+    n.handle_bytes(ConnId(1), &discovery_frame(50, 5, "12345678", 2, 6000), now);
+    let outs = drain(&mut n);
+    match sent(&outs, ConnId(2)).as_slice() {
+        [Message::Discovery(d)] => assert_eq!(d.ttl, 1),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn seekers_are_remembered_only_while_unpaired_and_at_most_eight() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    for k in 0..9u16 {
+        let origin = u128::MAX - u128::from(k);
+        n.handle_bytes(
+            ConnId(1),
+            &discovery_frame(origin, 1, "t", 5, 6100 + k),
+            now,
+        );
+    }
+    drain(&mut n);
+    n.discover(now).unwrap();
+    let got = dials(&drain(&mut n));
+    let want: Vec<_> = (1..9u16).map(|k| addr(6100 + k)).collect();
+    assert_eq!(got, want, "the newest eight seekers are answered");
+    // A node not subscribed when it heard the seeker does not answer it later.
+    let (mut n, now) = node(Config::default());
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &discovery_frame(u128::MAX, 1, "t", 5, 6001), now);
+    n.subscribe("t", now).unwrap();
+    drain(&mut n);
+    n.discover(now).unwrap();
+    assert!(dials(&drain(&mut n)).is_empty());
+}
+
+#[test]
+fn a_seeking_node_answers_only_larger_seekers() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    n.discover(now).unwrap();
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &discovery_frame(3, 1, "t", 5, 6003), now);
+    assert!(
+        dials(&drain(&mut n)).is_empty(),
+        "answered a smaller seeker"
+    );
+    n.handle_bytes(ConnId(1), &discovery_frame(u128::MAX, 1, "t", 5, 6009), now);
+    assert_eq!(dials(&drain(&mut n)), vec![addr(6009)]);
+}
+
+#[test]
+fn a_paired_member_answers_once_and_forwards_when_saturated() {
+    let (mut n, now) = node(Config::default().paired(true).max_connections(2));
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &["t"], now);
+    peer(&mut n, 2, 8, &[], now);
+    drain(&mut n);
+    // One member neighbour, room for two: it answers and does not forward to its own cluster.
+    n.handle_bytes(ConnId(2), &discovery_frame(50, 1, "t", 5, 6050), now);
+    let outs = drain(&mut n);
+    assert_eq!(dials(&outs), vec![addr(6050)]);
+    // The same origin again (another discovery) while that dial is under way: no second dial.
+    n.handle_bytes(ConnId(2), &discovery_frame(50, 2, "t", 5, 6050), now);
+    assert!(
+        dials(&drain(&mut n)).is_empty(),
+        "dialed the same origin twice"
+    );
+    // An origin it is connected to is not dialed.
+    n.handle_bytes(ConnId(1), &discovery_frame(8, 3, "t", 5, 6008), now);
+    assert!(dials(&drain(&mut n)).is_empty());
+    // Saturated (two members): forwards instead, to every edge but the sender and the origin.
+    peer(&mut n, 3, 9, &["t"], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(2), &discovery_frame(60, 1, "t", 5, 6060), now);
+    let outs = drain(&mut n);
+    assert!(dials(&outs).is_empty(), "a saturated member answered");
+    let to = |c: u64| {
+        sent(&outs, ConnId(c))
+            .iter()
+            .filter(|m| matches!(m, Message::Discovery(_)))
+            .count()
+    };
+    assert_eq!((to(1), to(2), to(3)), (1, 0, 1));
+    // The origin itself is a neighbour: never sent its own discovery back.
+    n.handle_bytes(ConnId(1), &discovery_frame(9, 1, "x", 5, 6009), now);
+    let outs = drain(&mut n);
+    assert_eq!(
+        sent(&outs, ConnId(3))
+            .iter()
+            .filter(|m| matches!(m, Message::Discovery(_)))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn the_edge_table_bound_stops_a_member_from_answering() {
+    let (mut n, now) = node(Config::default().paired(true).max_edges(2));
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &discovery_frame(50, 1, "t", 5, 6050), now);
+    assert_eq!(
+        dials(&drain(&mut n)),
+        vec![addr(6050)],
+        "one place left: answered"
+    );
+    n.handle_bytes(ConnId(1), &discovery_frame(51, 1, "t", 5, 6051), now);
+    assert!(dials(&drain(&mut n)).is_empty(), "the table is full");
+}
+
+/// A node seeking "t" with `on_pair`, bootstrapped through peer 7 (conn 1, topics `entry`),
+/// receives a pairing link from peer 8 whose discovery entered through 7.
+fn paired_through(on_pair: OnPair, entry_topics: &[&str]) -> (Node, Vec<Output>) {
+    let (mut n, now) = node(Config::default().on_pair(on_pair));
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, entry_topics, now);
+    n.discover(now).unwrap();
+    drain(&mut n);
+    n.handle_connected(ConnId(2), addr(2), Direction::Inbound, now);
+    let mut h = hello(8, &["t"]);
+    h.pairing = Some(crate::message::PairIntent {
+        discovery: 1,
+        topic: "t".into(),
+        entry: Some(NodeId(7)),
+        cluster: Some(NodeId(8)),
+    });
+    n.handle_bytes(ConnId(2), &frame(&Message::Hello(h)), now);
+    let outs = drain(&mut n);
+    (n, outs)
+}
+
+#[test]
+fn on_pair_disconnect_drops_only_a_bootstrap_link_that_shares_nothing() {
+    let (n, outs) = paired_through(OnPair::Disconnect, &[]);
+    assert!(n.is_paired_for("t"));
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::Unneeded))
+    ));
+    assert!(!n.is_connected_to(NodeId(7)));
+    let (n, _) = paired_through(OnPair::Disconnect, &["t"]);
+    assert!(
+        n.is_connected_to(NodeId(7)),
+        "dropped a link that shares the topic"
+    );
+    let (n, _) = paired_through(OnPair::None, &[]);
+    assert!(
+        n.is_connected_to(NodeId(7)),
+        "dropped a link without on_pair = disconnect"
+    );
+}
+
+#[test]
+fn announced_names_are_bounded_inclusively() {
+    let (mut n, now) = node(Config::default().max_peer_topics(3).max_name_len(5));
+    // Exactly at the bounds: accepted.
+    let outs = peer(&mut n, 1, 7, &["abcde", "b", "c"], now);
+    assert!(!closed(&outs, ConnId(1)));
+    assert_eq!(n.edge_count(), 1);
+    let bad = |n: &mut Node, topics: Vec<String>| {
+        n.handle_bytes(ConnId(1), &frame(&Message::Topics(topics)), now);
+        let outs = drain(n);
+        closed(&outs, ConnId(1))
+    };
+    assert!(!bad(&mut n, vec!["vwxyz".into(), "x".into(), "y".into()]));
+    assert!(bad(&mut n, vec!["".into()]), "an empty name accepted");
+    let (mut n, now) = node(Config::default().max_peer_topics(3).max_name_len(5));
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    assert!(
+        bad(&mut n, vec!["abcdef".into()]),
+        "a name over the limit accepted"
+    );
+    let (mut n, now) = node(Config::default().max_peer_topics(3).max_name_len(5));
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    assert!(bad(
+        &mut n,
+        vec!["a".into(), "b".into(), "c".into(), "d".into()]
+    ));
+    // The node name has the same bound.
+    let (mut n, now) = node(Config::default().max_name_len(6));
+    n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
+    let mut h = hello(7, &[]);
+    h.name = "abcdef".into();
+    n.handle_bytes(ConnId(1), &frame(&Message::Hello(h.clone())), now);
+    drain(&mut n);
+    assert_eq!(n.edge_count(), 1);
+    n.handle_connected(ConnId(2), addr(2), Direction::Inbound, now);
+    h.id = NodeId(8);
+    h.name = "abcdefg".into();
+    n.handle_bytes(ConnId(2), &frame(&Message::Hello(h)), now);
+    assert!(closed(&drain(&mut n), ConnId(2)));
+    assert_eq!(n.edge_count(), 1);
+}
+
+#[test]
+fn a_duplicate_connection_with_a_smaller_nonce_takes_the_edge() {
+    let (mut n, now) = node(Config::default());
+    let with_nonce = |id, nonce| {
+        let mut h = hello(id, &[]);
+        h.nonce = nonce;
+        frame(&Message::Hello(h))
+    };
+    n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
+    n.handle_bytes(ConnId(1), &with_nonce(7, 5), now);
+    drain(&mut n);
+    n.handle_connected(ConnId(2), addr(2), Direction::Inbound, now);
+    n.handle_bytes(ConnId(2), &with_nonce(7, 3), now);
+    let outs = drain(&mut n);
+    assert_eq!(
+        n.edges()[0].conn,
+        ConnId(2),
+        "the smaller (dialer, nonce) wins"
+    );
+    assert!(matches!(
+        sent(&outs, ConnId(2)).first(),
+        Some(Message::Hello(_))
+    ));
+    // A larger nonce loses.
+    n.handle_connected(ConnId(3), addr(3), Direction::Inbound, now);
+    n.handle_bytes(ConnId(3), &with_nonce(7, 9), now);
+    let outs = drain(&mut n);
+    assert!(matches!(
+        sent(&outs, ConnId(3)).last(),
+        Some(Message::Goodbye(DisconnectReason::Duplicate))
+    ));
+    assert_eq!(n.edges()[0].conn, ConnId(2));
+}
+
+#[test]
+fn a_root_refuses_pairing_for_its_internal_topic() {
+    let (mut n, now) = node(Config::default().root(true));
+    n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
+    let mut h = hello(7, &[]);
+    h.pairing = Some(crate::message::PairIntent {
+        discovery: 1,
+        topic: "@".into(),
+        entry: None,
+        cluster: Some(NodeId(7)),
+    });
+    n.handle_bytes(ConnId(1), &frame(&Message::Hello(h)), now);
+    let outs = drain(&mut n);
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::AlreadyPaired))
+    ));
+    assert_eq!(n.edge_count(), 0);
+}
+
+#[test]
+fn a_shared_topic_makes_a_pairing_link_but_the_roots_internal_topic_does_not() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &["t"], now);
+    peer(&mut n, 2, 8, &["u"], now);
+    let e = n.edges();
+    assert_eq!((e[0].pairing, e[1].pairing), (true, false));
+    let (mut r, now) = node(Config::default().root(true));
+    peer(&mut r, 1, 7, &["@"], now);
+    assert!(!r.edges()[0].pairing);
+    // A topics update: stored, announced as an event, and a newly shared topic pairs the link.
+    peer(&mut n, 3, 9, &[], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(3), &frame(&Message::Topics(vec!["t".into()])), now);
+    let outs = drain(&mut n);
+    assert!(matches!(
+        outs.as_slice(),
+        [Output::Event(Event::PeerUpdated { peer })] if *peer == NodeId(9)
+    ));
+    let e = n.edge_info(NodeId(9)).unwrap();
+    assert_eq!(e.topics, vec!["t".to_string()]);
+    assert!(e.pairing);
+    r.handle_bytes(ConnId(1), &frame(&Message::Topics(vec!["@".into()])), now);
+    drain(&mut r);
+    assert!(!r.edges()[0].pairing);
+}
+
+/// `n` dialed peer `id` (conn returned, edge on it), then `id` dials `n` (inbound conn 50).
+fn cross_connect(id: u128) -> (Node, ConnId, Vec<Output>, Instant) {
+    let (mut n, now) = node(Config::default());
+    let out = n.connect(addr(9000), now).unwrap();
+    n.handle_connected(out, addr(9000), Direction::Outbound, now);
+    let mut h = hello(id, &[]);
+    h.nonce = 0;
+    n.handle_bytes(out, &frame(&Message::Hello(h)), now);
+    drain(&mut n);
+    assert_eq!(n.edges()[0].conn, out);
+    n.handle_connected(ConnId(50), addr(50), Direction::Inbound, now);
+    let mut h = hello(id, &[]);
+    h.nonce = 1;
+    n.handle_bytes(ConnId(50), &frame(&Message::Hello(h)), now);
+    let outs = drain(&mut n);
+    (n, out, outs, now)
+}
+
+#[test]
+fn a_cross_connect_keeps_the_connection_dialed_by_the_smaller_id() {
+    // Peer 7 is smaller than us: its connection (inbound here) wins; it says the goodbye.
+    let (mut n, out, outs, now) = cross_connect(7);
+    assert_eq!(n.edges()[0].conn, ConnId(50));
+    assert!(!sent(&outs, out)
+        .iter()
+        .any(|m| matches!(m, Message::Goodbye(_))));
+    // The superseded connection is cleaned up after the handshake timeout, not before.
+    n.handle_timeout(now + Duration::from_millis(10));
+    assert!(!closed(&drain(&mut n), out));
+    n.handle_timeout(now + Duration::from_secs(5));
+    assert!(closed(&drain(&mut n), out));
+    assert_eq!(n.edges()[0].conn, ConnId(50));
+    // A larger peer: our outbound connection stays, the newcomer is refused.
+    let (n, out, outs, _) = cross_connect(u128::MAX);
+    assert_eq!(n.edges()[0].conn, out);
+    assert!(matches!(
+        sent(&outs, ConnId(50)).last(),
+        Some(Message::Goodbye(DisconnectReason::Duplicate))
+    ));
+}
+
+#[test]
+fn the_winning_dialer_says_goodbye_on_the_superseded_connection() {
+    // We dial twice; the second dial gets the smaller nonce only by chance, so find which won.
+    let (mut n, now) = node(Config::default());
+    let a = n.connect(addr(9000), now).unwrap();
+    let b = n.connect(addr(9000), now).unwrap();
+    for c in [a, b] {
+        n.handle_connected(c, addr(9000), Direction::Outbound, now);
+    }
+    let hello_back = || {
+        let mut h = hello(u128::MAX, &[]);
+        h.nonce = 0;
+        frame(&Message::Hello(h))
+    };
+    n.handle_bytes(a, &hello_back(), now);
+    drain(&mut n);
+    n.handle_bytes(b, &hello_back(), now);
+    let outs = drain(&mut n);
+    let winner = n.edges()[0].conn;
+    let loser = if winner == a { b } else { a };
+    if winner == b {
+        // The edge moved: we tell the peer on the old connection.
+        assert!(matches!(
+            sent(&outs, loser).last(),
+            Some(Message::Goodbye(DisconnectReason::Duplicate))
+        ));
+    } else {
+        assert!(matches!(
+            sent(&outs, b).last(),
+            Some(Message::Goodbye(DisconnectReason::Duplicate))
+        ));
+    }
+}
+
+#[test]
+fn paired_announcements_merge_clusters_and_pair_seekers() {
+    // Paired in our own cluster; a neighbour announces a smaller cluster: adopted, no new event.
+    let (mut n, now) = node(Config::default().paired(true));
+    n.subscribe("t", now).unwrap();
+    let own = n.cluster_of("t").unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    let paired = |c: u128| frame(&Message::Paired(vec![("t".into(), NodeId(c))]));
+    n.handle_bytes(ConnId(1), &paired(own.0 + 1), now);
+    let outs = drain(&mut n);
+    assert_eq!(n.cluster_of("t"), Some(own), "a larger cluster id adopted");
+    assert!(sent(&outs, ConnId(1)).is_empty());
+    n.handle_bytes(ConnId(1), &paired(3), now);
+    let outs = drain(&mut n);
+    assert_eq!(n.cluster_of("t"), Some(NodeId(3)));
+    assert!(!outs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Paired { .. }))));
+    assert!(sent(&outs, ConnId(1)).contains(&Message::Paired(vec![("t".into(), NodeId(3))])));
+    // A seeker is paired by a neighbour that announces the topic, and the link pairs.
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    n.discover(now).unwrap();
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &paired(5), now);
+    let outs = drain(&mut n);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Paired { topic, with: Some(p) }) if topic == "t" && *p == NodeId(7)
+    )));
+    assert_eq!(n.cluster_of("t"), Some(NodeId(5)));
+    assert!(n.edges()[0].pairing);
+    // A root never takes part.
+    let (mut r, now) = node(Config::default().root(true));
+    peer(&mut r, 1, 7, &[], now);
+    drain(&mut r);
+    r.handle_bytes(
+        ConnId(1),
+        &frame(&Message::Paired(vec![("@".into(), NodeId(1))])),
+        now,
+    );
+    assert!(drain(&mut r).is_empty(), "a root reacted to a cluster id");
+}
+
+#[test]
+fn services_paths_and_status_queries_are_bounded_and_tracked() {
+    let (mut n, now) = node(
+        Config::default()
+            .max_peer_services(2)
+            .max_name_len(5)
+            .max_frame_len(1000)
+            .status_timeout(Duration::from_secs(3)),
+    );
+    n.serve("a").unwrap();
+    n.serve("b").unwrap();
+    assert_eq!(n.serve("a"), Ok(()), "re-serving a name at the limit");
+    assert_eq!(n.serve("c"), Err(CommandError::Limit("max_peer_services")));
+    peer(&mut n, 1, 7, &[], now);
+    let call = |n: &mut Node, path: &str, len: usize| {
+        n.call(
+            NodeId(7),
+            "s",
+            path,
+            CallKind::Call,
+            Bytes::from(vec![0; len]),
+            None,
+            now,
+        )
+    };
+    assert!(call(&mut n, "abcde", 0).is_ok());
+    assert!(matches!(
+        call(&mut n, "abcdef", 0),
+        Err(CommandError::TooLong {
+            what: "path",
+            len: 6,
+            max: 5
+        })
+    ));
+    assert_eq!(
+        call(&mut n, "p", 489),
+        Err(CommandError::PayloadTooLarge { len: 489, max: 488 })
+    );
+    drain(&mut n);
+    let t1 = n.query_status(addr(5), now).unwrap();
+    let t2 = n.query_status(addr(5), now).unwrap();
+    assert_ne!(t1, t2);
+    assert!(n.poll_timeout().unwrap() <= now + Duration::from_secs(3));
+    n.handle_timeout(now + Duration::from_millis(2999));
+    assert!(!drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Status { .. }))));
+    assert!(!n.status().reconnecting);
+    n.handle_closed(ConnId(1), now);
+    assert!(n.status().reconnecting);
+}
+
+#[test]
+fn on_pair_disconnect_keeps_a_bootstrap_link_that_is_a_pairing_link() {
+    // Peer 7 shared "u" (a pairing link), then unsubscribed: it shares nothing now, but stays.
+    let (mut n, now) = node(Config::default().on_pair(OnPair::Disconnect));
+    n.subscribe("t", now).unwrap();
+    n.subscribe("u", now).unwrap();
+    n.set_paired("u").unwrap();
+    peer(&mut n, 1, 7, &["u"], now);
+    n.handle_bytes(ConnId(1), &frame(&Message::Topics(vec![])), now);
+    n.discover(now).unwrap();
+    drain(&mut n);
+    n.handle_connected(ConnId(2), addr(2), Direction::Inbound, now);
+    let mut h = hello(8, &["t"]);
+    h.pairing = Some(crate::message::PairIntent {
+        discovery: 1,
+        topic: "t".into(),
+        entry: Some(NodeId(7)),
+        cluster: Some(NodeId(8)),
+    });
+    n.handle_bytes(ConnId(2), &frame(&Message::Hello(h)), now);
+    drain(&mut n);
+    assert!(n.is_paired_for("t"));
+    assert!(n.is_connected_to(NodeId(7)), "a pairing link was dropped");
+}
+
+#[test]
+fn accepting_a_link_from_a_larger_cluster_keeps_ours_without_re_announcing() {
+    let (mut n, now) = node(Config::default().paired(true));
+    n.subscribe("t", now).unwrap();
+    let own = n.cluster_of("t").unwrap();
+    assert!(own.0 < u128::MAX);
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    n.handle_connected(ConnId(2), addr(2), Direction::Inbound, now);
+    let mut h = hello(8, &["t"]);
+    h.pairing = Some(crate::message::PairIntent {
+        discovery: 1,
+        topic: "t".into(),
+        entry: None,
+        cluster: Some(NodeId(u128::MAX)),
+    });
+    n.handle_bytes(ConnId(2), &frame(&Message::Hello(h)), now);
+    let outs = drain(&mut n);
+    assert!(
+        n.is_connected_to(NodeId(8)),
+        "a link from another cluster is accepted"
+    );
+    assert_eq!(n.cluster_of("t"), Some(own));
+    assert!(
+        !sent(&outs, ConnId(1))
+            .iter()
+            .any(|m| matches!(m, Message::Paired(_))),
+        "re-announced an unchanged cluster"
+    );
+}
