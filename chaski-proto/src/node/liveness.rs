@@ -153,11 +153,9 @@ impl Node {
         );
     }
 
+    /// A redial attempt ended without an edge. (A peer that came back by another connection,
+    /// or a shutdown, has already removed the redial: nothing is left to do then.)
     pub(super) fn redial_failed(&mut self, peer: NodeId, conn: ConnId) {
-        if self.edges.contains_key(&peer) || self.shut_down {
-            self.redials.remove(&peer);
-            return;
-        }
         let Some(now) = self.now else {
             return;
         };
