@@ -115,6 +115,9 @@ pub trait Io {
     fn dial(&mut self, conn: ConnId, addr: SocketAddr, timeout: Duration);
     /// Flush what is queued for the connection, then close it.
     fn close(&mut self, conn: ConnId);
+    /// Drop the connection at once with whatever it could not write: its peer stopped reading,
+    /// so a flush would never end (and would keep holding the node's memory and socket).
+    fn abort(&mut self, conn: ConnId);
     /// Run a request for a local service, then send [`Command::Respond`] to the engine.
     fn spawn_call(&mut self, call: Invocation);
     /// Connections holding more than `limit` bytes they could not write yet.
@@ -326,7 +329,7 @@ impl Engine {
         }
     }
 
-    /// Carries out every output of the core, then closes connections whose peer stopped
+    /// Carries out every output of the core, then aborts connections whose peer stopped
     /// reading (more than `max_outbound` unwritten).
     pub fn drain(&mut self, io: &mut impl Io) {
         let handshake = self.core.config().handshake_timeout;
@@ -352,7 +355,7 @@ impl Engine {
         self.hub.deliver();
         self.hub.sweep(&mut self.core);
         for conn in io.backlogged(self.core.config().max_outbound) {
-            io.close(conn);
+            io.abort(conn);
             self.core.handle_stalled(conn, Instant::now());
             // Closing it produced a goodbye and an event: carry those out too.
             while let Some(out) = self.core.poll_output() {

@@ -535,6 +535,10 @@ impl Io for MioIo {
         }
     }
 
+    fn abort(&mut self, conn: ConnId) {
+        self.forget(conn);
+    }
+
     fn spawn_call(&mut self, call: Invocation) {
         self.calls.push(call);
     }

@@ -37,6 +37,8 @@ struct ConnIo {
     tx: async_channel::Sender<Bytes>,
     pending: Arc<AtomicUsize>,
     _reader: Task<()>,
+    /// Detached on a close (it flushes, then shuts down); dropped, so cancelled, on an abort.
+    writer: Task<()>,
 }
 
 struct SmolIo {
@@ -239,7 +241,7 @@ impl SmolIo {
         let pend = pending.clone();
         let failed = self.input.clone();
         let mut wr = stream;
-        smol::spawn(async move {
+        let writer = smol::spawn(async move {
             let mut batch = WriteBatch::default();
             while let Ok(first) = rx.recv().await {
                 let data = batch.gather(first, || rx.try_recv().ok());
@@ -253,14 +255,14 @@ impl SmolIo {
             // The driver closed this connection: everything queued is written; send FIN.
             let _ = wr.flush().await;
             let _ = wr.shutdown(Shutdown::Write);
-        })
-        .detach();
+        });
         self.conns.insert(
             conn,
             ConnIo {
                 tx,
                 pending,
                 _reader: reader,
+                writer,
             },
         );
     }
@@ -275,7 +277,10 @@ impl StreamIo for SmolIo {
         self.adopt(conn, stream);
     }
     fn forget(&mut self, conn: ConnId) {
-        self.conns.remove(&conn);
+        if let Some(io) = self.conns.remove(&conn) {
+            // The writer still owes what was queued before the peer's EOF, if it can.
+            io.writer.detach();
+        }
     }
 }
 
@@ -306,6 +311,13 @@ impl Io for SmolIo {
     fn close(&mut self, conn: ConnId) {
         // Dropping the writer's sender lets it flush, then shut the socket down; dropping the
         // reader task cancels it.
+        if let Some(io) = self.conns.remove(&conn) {
+            io.writer.detach();
+        }
+    }
+
+    fn abort(&mut self, conn: ConnId) {
+        // Dropping both tasks cancels them and closes the socket.
         self.conns.remove(&conn);
     }
 

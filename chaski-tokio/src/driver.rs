@@ -24,6 +24,7 @@ struct ConnIo {
     tx: mpsc::UnboundedSender<Bytes>,
     pending: Arc<AtomicUsize>,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 /// The tokio side of [`Io`].
@@ -161,7 +162,7 @@ impl TokioIo {
         let pending = Arc::new(AtomicUsize::new(0));
         let pend = pending.clone();
         let failed = self.input.clone();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             let mut batch = WriteBatch::default();
             while let Some(first) = rx.recv().await {
                 let data = batch.gather(first, || rx.try_recv().ok());
@@ -181,6 +182,7 @@ impl TokioIo {
                 tx,
                 pending,
                 reader,
+                writer,
             },
         );
     }
@@ -230,6 +232,13 @@ impl Io for TokioIo {
     fn close(&mut self, conn: ConnId) {
         // Dropping the writer's sender lets it flush, then shut the socket down.
         self.drop_conn(conn);
+    }
+
+    fn abort(&mut self, conn: ConnId) {
+        if let Some(io) = self.conns.remove(&conn) {
+            io.reader.abort();
+            io.writer.abort();
+        }
     }
 
     fn spawn_call(&mut self, call: Invocation) {
