@@ -16,7 +16,7 @@ pub enum Error {
     Resolve(String),
     /// The core refused the command.
     #[error(transparent)]
-    Command(#[from] CommandError),
+    Command(CommandError),
     /// A connection did not become an edge.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -38,6 +38,15 @@ pub enum Error {
     /// The node has shut down.
     #[error("the node has shut down")]
     ShutDown,
+}
+
+impl From<CommandError> for Error {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::ShutDown => Error::ShutDown,
+            e => Error::Command(e),
+        }
+    }
 }
 
 impl From<std::io::Error> for Error {

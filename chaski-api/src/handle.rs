@@ -1,157 +1,141 @@
-//! The async handle every runtime's `Node` is: commands to the driver, answers back.
+//! The handle every runtime's `Node` is: the user API, calling the core inline.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_channel::oneshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use chaski_proto::{CallKind, Config, EdgeInfo, Event, Node as Core, NodeId, Received, Status};
+use chaski_proto::{CallKind, EdgeInfo, Event, Node as Core, NodeId, Received, Status};
 
-use crate::engine::Command;
 use crate::error::{Error, Result};
+use crate::hub::Waiter;
 use crate::queue::Messages;
 use crate::resolve::resolve;
 use crate::service::{decode, encode, Service};
+use crate::shared::{Guard, Shared, State};
 
-/// Called after a command is queued, to wake a driver that sleeps in its own poll loop.
-pub type Notify = Arc<dyn Fn() + Send + Sync>;
-
-/// What a runtime gives [`Handle::new`].
-pub struct HandleParts {
-    /// The driver's command channel.
-    pub commands: async_channel::Sender<Command>,
-    /// Wakes the driver after each command, if it needs that.
-    pub notify: Option<Notify>,
-    /// The bound address.
-    pub local: SocketAddr,
-    /// Node id.
-    pub id: NodeId,
-    /// Node name.
-    pub name: String,
-    /// The node's configuration (proxies' default timeout, limits checked before queueing).
-    pub config: Arc<Config>,
-    /// Received messages.
-    pub messages: Messages<Received>,
-    /// Lifecycle events.
-    pub events: Messages<Event>,
-}
-
-/// A running node, as every async runtime exposes it (each runtime's `Node` dereferences to
-/// this). Cheap to clone; the node runs until [`Handle::shutdown`] or until every clone is
-/// dropped.
+/// A running node, as every runtime exposes it (each runtime's `Node` dereferences to this,
+/// or wraps it in blocking calls). Cheap to clone; the node runs until [`Handle::shutdown`]
+/// or until every clone is dropped.
+///
+/// Every method takes the node's lock and calls the protocol core inline: a publish is one
+/// lock and at most one wake-up of the task that writes to a peer.
 #[derive(Clone)]
 pub struct Handle {
-    cmds: async_channel::Sender<Command>,
-    notify: Option<Notify>,
-    local: SocketAddr,
-    id: NodeId,
-    name: String,
-    config: Arc<Config>,
-    messages: Messages<Received>,
-    events: Messages<Event>,
+    shared: Arc<Shared>,
+    _guard: Arc<Guard>,
 }
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.name, self.local)
+        let i = self.shared.info();
+        write!(f, "{}@{}", i.name, i.local)
     }
 }
 
 impl Handle {
-    /// A handle over a driver's command channel. `notify` is called after each command is
-    /// queued (a driver that sleeps in its own poll loop uses it to wake up).
-    pub fn new(parts: HandleParts) -> Handle {
+    pub(crate) fn new(shared: Arc<Shared>, guard: Arc<Guard>) -> Handle {
         Handle {
-            cmds: parts.commands,
-            notify: parts.notify,
-            local: parts.local,
-            id: parts.id,
-            name: parts.name,
-            config: parts.config,
-            messages: parts.messages,
-            events: parts.events,
+            shared,
+            _guard: guard,
         }
+    }
+
+    /// The node's shared state (for a runtime's own extensions).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The bound address (TCP and UDP).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.shared.info().local
     }
 
     /// The node id.
     pub fn id(&self) -> NodeId {
-        self.id
+        self.shared.info().id
     }
 
     /// The node name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shared.info().name
     }
 
     /// `Name@host:port`.
     pub fn address(&self) -> String {
-        format!("{}@{}", self.name, self.local)
+        format!("{}@{}", self.name(), self.local_addr())
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+    /// Runs `f` on the node's state (core and hub).
+    fn with<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
+        self.shared.turn(f)
+    }
+
+    /// Starts something whose answer comes later through a waiter.
+    async fn ask<T>(
+        &self,
+        start: impl FnOnce(&mut State, Instant, Waiter<T>) -> Result<()>,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::ShutDown)?;
-        self.wake();
+        self.with(|s, now| start(s, now, tx))?;
         rx.await.map_err(|_| Error::ShutDown)?
     }
 
     /// Connects to a peer; returns once the edge exists (both Hellos crossed).
     pub async fn connect(&self, addr: &str) -> Result<EdgeInfo> {
         let addr = resolve(addr)?;
-        self.ask(|w| Command::Connect(addr, w)).await
+        self.ask(|s, now, w| {
+            let conn = s.core.connect(addr, now)?;
+            s.hub.wait_connect(conn, w);
+            Ok(())
+        })
+        .await
     }
 
     /// Subscribes to a topic; neighbours are told at once.
     pub async fn subscribe(&self, topic: &str) -> Result<()> {
-        self.ask(|r| Command::Subscribe(topic.to_string(), r)).await
+        Ok(self.with(|s, now| s.core.subscribe(topic, now))?)
     }
 
     /// Unsubscribes from a topic; neighbours are told at once.
     pub async fn unsubscribe(&self, topic: &str) -> Result<()> {
-        self.ask(|r| Command::Unsubscribe(topic.to_string(), r))
-            .await
+        Ok(self.with(|s, now| s.core.unsubscribe(topic, now))?)
     }
 
-    /// Publishes to the neighbours subscribed to `topic` (and roots); waits while a peer's
-    /// connection is congested. Returns the message's sequence number.
+    /// Publishes to the neighbours subscribed to `topic` (and roots).
     ///
-    /// The arguments are checked here (an error returns at once); the message is then queued
-    /// for the node without waiting for it to be written, so a loop of publishes is not a loop
-    /// of round trips. When the queue is full or a peer is congested, this waits.
+    /// The message is encoded into each peer's outbound buffer at once; the call returns
+    /// without waiting for it to be written. It waits only while a peer it goes to has more
+    /// than [`Config::congestion_limit`](chaski_proto::Config::congestion_limit) bytes it has not taken; a peer that takes nothing for
+    /// `stall_timeout` is dropped, which ends the wait. Other peers and other calls are never
+    /// held by it.
     pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<()> {
         let payload = payload.into();
-        Core::check_publish(&self.config, topic, payload.len())?;
-        self.send(Command::Publish(topic.to_string(), payload))
-            .await
-    }
-
-    /// Queues a command that needs no answer.
-    async fn send(&self, cmd: Command) -> Result<()> {
-        self.cmds.send(cmd).await.map_err(|_| Error::ShutDown)?;
-        self.wake();
-        Ok(())
-    }
-
-    /// Wakes a driver that sleeps in its own poll loop, once per batch: only the command that
-    /// made the queue non-empty wakes it (the driver empties the queue whenever it wakes).
-    fn wake(&self) {
-        if let Some(n) = &self.notify {
-            if self.cmds.len() <= 1 {
-                n();
-            }
-        }
+        Core::check_publish(&self.shared.info().config, topic, payload.len())?;
+        let mut payload = Some(payload);
+        poll_fn(|cx| {
+            self.with(|s, now| {
+                if s.publish_waits(topic, cx) {
+                    return Poll::Pending;
+                }
+                let Some(p) = payload.take() else {
+                    return Poll::Ready(Ok(()));
+                };
+                Poll::Ready(
+                    s.core
+                        .publish(topic, p, now)
+                        .map(|_| ())
+                        .map_err(Error::from),
+                )
+            })
+        })
+        .await
     }
 
     /// Sends a best-effort publish in one UDP datagram to one node (never relayed).
@@ -163,62 +147,104 @@ impl Handle {
     ) -> Result<()> {
         let addr = resolve(addr)?;
         let payload = payload.into();
-        self.ask(|r| Command::PublishDatagram(addr, topic.to_string(), payload, r))
-            .await
+        Ok(self.with(|s, _| s.core.publish_datagram(addr, topic, payload))?)
     }
 
-    /// Received messages, from a bounded queue (see [`Config::slow_consumer`]).
+    /// Received messages, from a bounded queue (see [`Config::slow_consumer`](chaski_proto::Config::slow_consumer)).
     pub fn messages(&self) -> Messages<Received> {
-        self.messages.clone()
+        self.shared.info().messages.clone()
     }
 
     /// Lifecycle events (peer connected / lost, paired, latency, bad peers); oldest dropped
     /// first when nobody reads them.
     pub fn events(&self) -> Messages<Event> {
-        self.events.clone()
+        self.shared.info().events.clone()
     }
 
     /// Discovers peers for every unpaired topic; returns once every topic is paired (by a peer,
     /// or as the topic's anchor after the discovery timeout).
     pub async fn discover(&self) -> Result<()> {
-        self.ask(Command::Discover).await
+        self.ask(|s, now, w| {
+            s.core.discover(now)?;
+            s.hub.wait_paired(&s.core, w);
+            Ok(())
+        })
+        .await
     }
 
     /// Pings a peer with `padding` bytes each way; returns the round trip.
     pub async fn ping(&self, peer: NodeId, padding: usize) -> Result<Duration> {
-        self.ask(|w| Command::Ping(peer, padding, w)).await
+        self.ask(|s, now, w| {
+            let id = s.core.ping(peer, padding, now)?;
+            s.hub.wait_ping(id, w);
+            Ok(())
+        })
+        .await
     }
 
     /// Asks a node for its status over UDP.
     pub async fn status(&self, addr: &str) -> Result<Status> {
         let addr = resolve(addr)?;
-        self.ask(|w| Command::Status(addr, w)).await
+        self.ask(|s, now, w| {
+            let token = s.core.query_status(addr, now)?;
+            s.hub.wait_status(token, w);
+            Ok(())
+        })
+        .await
     }
 
     /// This node's own status.
     pub async fn local_status(&self) -> Result<Status> {
-        self.ask(Command::LocalStatus).await
+        self.with(|s, _| {
+            if s.is_finished() {
+                return Err(Error::ShutDown);
+            }
+            Ok(s.core.status())
+        })
     }
 
     /// A snapshot of every edge.
     pub async fn edges(&self) -> Result<Vec<EdgeInfo>> {
-        self.ask(Command::Edges).await
+        self.with(|s, _| {
+            if s.is_finished() {
+                return Err(Error::ShutDown);
+            }
+            Ok(s.core.edges())
+        })
     }
 
     /// Closes the edge to a peer with a goodbye; it is not redialed.
     pub async fn close(&self, peer: NodeId) -> Result<()> {
-        self.ask(|r| Command::Close(peer, r)).await
+        Ok(self.with(|s, now| s.core.close(peer, now))?)
     }
 
-    /// Says goodbye to every peer, ends every task, reconnects nothing.
+    /// Says goodbye to every peer and returns once every connection is closed (what was
+    /// queued for a peer is written first, for at most `linger` without progress).
     pub async fn shutdown(&self) -> Result<()> {
-        self.ask(Command::Shutdown).await
+        let (tx, rx) = oneshot::channel();
+        let already = self.with(|s, now| {
+            if s.core.is_shut_down() && s.is_finished() {
+                return true;
+            }
+            s.core.shutdown(now);
+            if let Some(w) = s.wait_finished(tx) {
+                let _ = w.send(Ok(()));
+            }
+            false
+        });
+        if already {
+            return Err(Error::ShutDown);
+        }
+        rx.await.map_err(|_| Error::ShutDown)?
     }
 
     /// Offers a service under `name`.
     pub async fn serve(&self, name: &str, service: Service) -> Result<()> {
-        self.ask(|r| Command::Serve(name.to_string(), service, r))
-            .await
+        self.with(|s, now| {
+            s.core.serve(name, now)?;
+            s.hub.add_service(name, service);
+            Ok(())
+        })
     }
 
     /// Offers a single function under `name` (called with the empty path).
@@ -233,20 +259,22 @@ impl Handle {
 
     /// Withdraws a service or attached function.
     pub async fn detach(&self, name: &str) -> Result<()> {
-        self.ask(|r| Command::Unserve(name.to_string(), r)).await
+        self.with(|s, now| {
+            s.hub.remove_service(name);
+            Ok(s.core.unserve(name, now)?)
+        })
     }
 
     /// A proxy to the service `name` on the first connected peer that offers it.
     pub async fn proxy(&self, name: &str) -> Result<Proxy> {
         let peer = self
-            .ask(|r| Command::FindService(name.to_string(), r))
-            .await?
+            .with(|s, _| s.core.find_service(name))
             .ok_or_else(|| Error::NoService(name.to_string()))?;
         Ok(Proxy {
             node: self.clone(),
             peer,
             service: name.to_string(),
-            timeout: self.config.rpc_timeout,
+            timeout: self.shared.info().config.rpc_timeout,
         })
     }
 }
@@ -273,19 +301,15 @@ impl Proxy {
     }
 
     async fn raw(&self, path: &str, kind: CallKind, args: Bytes) -> Result<Bytes> {
-        let (peer, timeout) = (self.peer, Some(self.timeout));
-        let service = self.service.clone();
-        let path = path.to_string();
-        // Dropping this future drops the waiter; the driver then cancels the call.
+        let timeout = Some(self.timeout);
+        // Dropping this future drops the waiter; the node then forgets the call.
         self.node
-            .ask(|reply| Command::Call {
-                peer,
-                service,
-                path,
-                kind,
-                args,
-                timeout,
-                reply,
+            .ask(|s, now, w| {
+                let id = s
+                    .core
+                    .call(self.peer, &self.service, path, kind, args, timeout, now)?;
+                s.hub.wait_call(id, w);
+                Ok(())
             })
             .await
     }

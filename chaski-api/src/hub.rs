@@ -2,7 +2,7 @@
 //! queue, the lifecycle event queue, and the local services that answer requests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -19,7 +19,7 @@ use crate::service::{CallFuture, Service};
 pub type Waiter<T> = oneshot::Sender<Result<T>>;
 
 /// A request from a peer to run on a local service; answer with
-/// [`Node::respond`](chaski_proto::Node::respond)`(peer, id, future.await)`.
+/// [`Shared::respond`](crate::Shared::respond)`(peer, id, future.await)`.
 pub struct Invocation {
     /// The caller.
     pub peer: NodeId,
@@ -119,7 +119,7 @@ impl Hub {
 
     /// Routes one event; returns a request for the runtime to run (spawned, so user code never
     /// runs on the driver).
-    pub fn route(&mut self, node: &mut Node, ev: Event) -> Option<Invocation> {
+    pub fn route(&mut self, node: &mut Node, ev: Event, now: Instant) -> Option<Invocation> {
         match ev {
             Event::Message(m) => self.inbox.push(m),
             Event::Request {
@@ -138,7 +138,7 @@ impl Hub {
                     })
                 }
                 None => {
-                    let _ = node.respond(peer, id, Err(RemoteError::NotFound(service)));
+                    let _ = node.respond(peer, id, Err(RemoteError::NotFound(service)), now);
                 }
             },
             Event::Response { id, result } => {

@@ -29,7 +29,8 @@ struct Inner<T> {
     dropped: u64,
     delivered: u64,
     reader: Option<Waker>,
-    space: Option<Waker>,
+    /// Tasks waiting for room (one per connection at most).
+    space: Vec<Waker>,
     /// Threads blocked in `recv_timeout` (the condvar is signalled only if some are).
     waiting: usize,
 }
@@ -89,7 +90,7 @@ impl<T> MessageQueue<T> {
                 dropped: 0,
                 delivered: 0,
                 reader: None,
-                space: None,
+                space: Vec::new(),
                 waiting: 0,
             }),
             cond: Condvar::new(),
@@ -139,13 +140,19 @@ impl<T> MessageQueue<T> {
             && lock(&self.shared).items.len() >= self.shared.capacity
     }
 
-    /// Ready once the queue has room; registers the waker otherwise.
-    pub fn poll_space(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready once the queue has room; registers the task otherwise (every waiting task is
+    /// woken when the application reads).
+    pub fn poll_space(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.shared.policy == SlowConsumer::DropOldest {
+            return Poll::Ready(());
+        }
         let mut g = lock(&self.shared);
-        if self.shared.policy == SlowConsumer::DropOldest || g.items.len() < self.shared.capacity {
+        if g.items.len() < self.shared.capacity {
             Poll::Ready(())
         } else {
-            g.space = Some(cx.waker().clone());
+            if !g.space.iter().any(|w| w.will_wake(cx.waker())) {
+                g.space.push(cx.waker().clone());
+            }
             Poll::Pending
         }
     }
@@ -178,7 +185,7 @@ impl<T> Messages<T> {
         let item = g.items.pop_front()?;
         g.delivered += 1;
         if g.items.len() < capacity {
-            if let Some(w) = g.space.take() {
+            for w in g.space.drain(..) {
                 w.wake();
             }
         }

@@ -1,63 +1,165 @@
-//! The embeddable driver: a node inside a caller's `mio::Poll` loop.
+//! The embeddable driver: a node inside a caller's `mio::Poll` loop. It owns the node's
+//! sockets and calls the pumps every runtime shares (`chaski_api::Shared`) when mio reports
+//! them ready or when another thread wakes them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{ErrorKind, Read, Write};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::event::Event as Readiness;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
-use mio::{Interest, Registry, Token, Waker};
+use mio::{Interest, Registry, Token};
 use tracing::debug;
 
 use crate::calls::Calls;
 use chaski_api::{
-    resolve, Command, Engine, Handle, HandleParts, Invocation, Io, Messages, Result, COMMAND_BATCH,
+    resolve, Backend, Handle, Invocation, Messages, Result, Shared, TcpIo, Timers, UdpIo,
 };
-use chaski_proto::{Config, ConnId, Direction, Event, Node as Core, Received};
+use chaski_proto::{Config, ConnId, Event, Node as Core, Received};
 
-/// Largest read from a socket at once.
-const READ_CHUNK: usize = 64 * 1024;
-/// Reads per connection per readiness event before others get a turn.
-const READS_PER_TURN: usize = 16;
+thread_local! {
+    /// Set while this thread runs the driver: its own wake-ups need no `mio::Waker` syscall.
+    static IN_DRIVER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What other threads (and the node's pumps) asked the driver to look at.
+#[derive(Default)]
+struct Pending {
+    conns: Vec<ConnId>,
+    dials: Vec<(ConnId, SocketAddr)>,
+    udp: bool,
+    timer: bool,
+}
+
+/// Wake-ups for the loop: recorded, then the loop is woken if it may be asleep.
+struct Wakes {
+    pending: Mutex<Pending>,
+    waker: mio::Waker,
+}
+
+impl Wakes {
+    fn note(&self, f: impl FnOnce(&mut Pending)) {
+        f(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if !IN_DRIVER.get() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn any(&self) -> bool {
+        let p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        !p.conns.is_empty() || !p.dials.is_empty() || p.udp || p.timer
+    }
+}
+
+/// Wakes one connection (or the UDP socket, or the timers).
+struct Wakeup {
+    wakes: Arc<Wakes>,
+    what: What,
+}
+
+#[derive(Clone, Copy)]
+enum What {
+    Conn(ConnId),
+    Udp,
+    Timer,
+}
+
+impl Wake for Wakeup {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.note(|p| match self.what {
+            What::Conn(c) => p.conns.push(c),
+            What::Udp => p.udp = true,
+            What::Timer => p.timer = true,
+        });
+    }
+}
+
+fn waker(wakes: &Arc<Wakes>, what: What) -> Waker {
+    Waker::from(Arc::new(Wakeup {
+        wakes: wakes.clone(),
+        what,
+    }))
+}
+
+/// The node's start-ups on mio: dials go to the loop, calls to the worker thread.
+struct MioBackend {
+    wakes: Arc<Wakes>,
+    calls: Mutex<Calls>,
+}
+
+impl Backend for MioBackend {
+    fn dial(&self, _: &Arc<Shared>, conn: ConnId, addr: SocketAddr) {
+        self.wakes.note(|p| p.dials.push((conn, addr)));
+    }
+
+    fn call(&self, shared: &Arc<Shared>, call: Invocation) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .run(Arc::downgrade(shared), call);
+    }
+}
+
+/// A mio TCP stream as the shared pumps use it: `Pending` means "wait for mio's next event".
+struct Tcp(TcpStream);
+
+impl TcpIo for Tcp {
+    fn poll_read(&self, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        would_block((&self.0).read(buf))
+    }
+    fn poll_write(&self, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        would_block((&self.0).write(buf))
+    }
+    fn shutdown_write(&self) {
+        let _ = self.0.shutdown(Shutdown::Write);
+    }
+}
+
+struct Udp(UdpSocket);
+
+impl UdpIo for Udp {
+    fn poll_recv_from(
+        &self,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        would_block(self.0.recv_from(buf))
+    }
+    fn poll_send_to(
+        &self,
+        _: &mut Context<'_>,
+        buf: &[u8],
+        to: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        would_block(self.0.send_to(buf, to))
+    }
+}
+
+/// Edge-triggered readiness: a `WouldBlock` is followed by an event once the socket is ready.
+fn would_block<T>(r: io::Result<T>) -> Poll<io::Result<T>> {
+    match r {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Poll::Pending,
+        r => Poll::Ready(r),
+    }
+}
 
 struct Conn {
-    stream: TcpStream,
+    io: Tcp,
     token: Token,
+    waker: Waker,
     /// Dialing: waiting for the first writable event.
     connecting: bool,
-    out: VecDeque<Bytes>,
-    /// Bytes of `out[0]` already written.
-    offset: usize,
-    queued: usize,
-    closing: bool,
-}
-
-/// The [`Io`] side: mio sockets, registered by token.
-struct MioIo {
-    conns: HashMap<ConnId, Conn>,
-    tokens: HashMap<Token, ConnId>,
-    next_token: usize,
-    registry: Registry,
-    /// Dials opened this turn, to report once registered.
-    failed_dials: Vec<(ConnId, std::io::Error)>,
-    /// Calls to run off the driver's thread.
-    calls: Vec<Invocation>,
-    /// Connections to close after this turn (their queue flushed).
-    closed: Vec<ConnId>,
-}
-
-#[derive(Clone)]
-struct PartsTemplate {
-    notify: chaski_api::Notify,
-    local: SocketAddr,
-    id: chaski_proto::NodeId,
-    name: String,
-    config: Arc<Config>,
-    messages: Messages<Received>,
-    events: Messages<Event>,
 }
 
 /// A Chaski node inside your own `mio::Poll` loop, with no thread of its own.
@@ -65,24 +167,21 @@ struct PartsTemplate {
 /// Give it a registry and the first token it may use (it uses that token and every one above
 /// it); after every `poll`, hand it the events it [`owns`](Driver::owns), then call
 /// [`Driver::tick`]; sleep at most [`Driver::timeout`]. Other threads may use
-/// [`Driver::handle`] (its calls wake the loop through a `mio::Waker`).
+/// [`Driver::handle`] (their calls wake the loop through a `mio::Waker`).
 pub struct Driver {
-    engine: Engine,
-    io: MioIo,
+    shared: Arc<Shared>,
+    wakes: Arc<Wakes>,
     listener: TcpListener,
-    udp: UdpSocket,
+    udp: Udp,
+    udp_waker: Waker,
+    timer_waker: Waker,
+    deadline: Option<Instant>,
     first: usize,
-    cmds: async_channel::Receiver<Command>,
-    /// Makes handles without keeping the command channel open by itself.
-    commands: async_channel::WeakSender<Command>,
-    parts: PartsTemplate,
-    handed_out: bool,
-    next_inbound: u64,
-    /// Connections with unread data left because the message queue was full.
-    unread: HashSet<ConnId>,
-    responses: async_channel::Receiver<Command>,
-    calls: Calls,
-    buf: Vec<u8>,
+    next_token: usize,
+    registry: Registry,
+    conns: HashMap<ConnId, Conn>,
+    tokens: HashMap<Token, ConnId>,
+    finished: bool,
 }
 
 impl Driver {
@@ -105,94 +204,65 @@ impl Driver {
             Token(first + 1),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let waker = Arc::new(Waker::new(registry, Token(first + 2))?);
-        let w = waker.clone();
-        let notify: chaski_api::Notify = Arc::new(move || {
-            let _ = w.wake();
+        let wakes = Arc::new(Wakes {
+            pending: Mutex::new(Pending::default()),
+            waker: mio::Waker::new(registry, Token(first + 2))?,
         });
-        let (engine, p, rx) = chaski_api::start(config, local, Some(notify.clone()));
-        let parts = PartsTemplate {
-            notify,
-            local,
-            id: p.id,
-            name: p.name,
-            config: p.config,
-            messages: p.messages,
-            events: p.events,
+        let backend = MioBackend {
+            wakes: wakes.clone(),
+            calls: Mutex::new(Calls::default()),
         };
-        // The driver keeps only a weak sender: when every handle is gone, the node stops.
-        let commands = p.commands.downgrade();
-        drop(p.commands);
-        let (responder, responses) = async_channel::unbounded();
+        let core = Core::new(chaski_api::seeded(config, local), Some(local));
+        let shared = Shared::new(core, Box::new(backend));
         Ok(Driver {
-            engine,
-            io: MioIo {
-                conns: HashMap::new(),
-                tokens: HashMap::new(),
-                next_token: first + 3,
-                registry: registry.try_clone()?,
-                failed_dials: Vec::new(),
-                calls: Vec::new(),
-                closed: Vec::new(),
-            },
+            udp_waker: waker(&wakes, What::Udp),
+            timer_waker: waker(&wakes, What::Timer),
+            shared,
+            wakes,
             listener,
-            udp,
+            udp: Udp(udp),
+            deadline: None,
             first,
-            cmds: rx,
-            commands,
-            parts,
-            handed_out: false,
-            next_inbound: 0,
-            unread: HashSet::new(),
-            responses,
-            calls: Calls::new(responder, waker),
-            buf: vec![0u8; READ_CHUNK],
+            next_token: first + 3,
+            registry: registry.try_clone()?,
+            conns: HashMap::new(),
+            tokens: HashMap::new(),
+            finished: false,
         })
     }
 
-    /// A handle other threads may use (async; [`crate::Node`] wraps it in blocking calls). Once
-    /// handles were handed out and all of them are dropped, the node shuts down.
+    /// A handle other threads may use (async; [`crate::Node`] wraps it in blocking calls).
+    /// The node runs while any handle lives; once every handle is dropped, it shuts down.
     pub fn handle(&mut self) -> Handle {
-        self.handed_out = true;
-        let commands = self.commands.upgrade().unwrap_or_else(|| {
-            // Every earlier handle is gone; a fresh channel serves the new one.
-            let (tx, rx) = async_channel::bounded(chaski_api::COMMAND_QUEUE);
-            self.cmds = rx;
-            self.commands = tx.downgrade();
-            tx
-        });
-        let p = self.parts.clone();
-        Handle::new(HandleParts {
-            commands,
-            notify: Some(p.notify),
-            local: p.local,
-            id: p.id,
-            name: p.name,
-            config: p.config,
-            messages: p.messages,
-            events: p.events,
-        })
+        self.shared.handle()
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.parts.local
+        self.shared.info().local
     }
 
-    /// The protocol core, for direct, non-blocking commands from the loop's own thread
-    /// (`subscribe`, `publish`, `connect`, ...; their outcomes arrive as events).
-    pub fn node(&mut self) -> &mut Core {
-        self.engine.core()
+    /// Runs `f` on the protocol core, for direct, non-blocking commands from the loop's own
+    /// thread (`subscribe`, `publish`, `connect`, ...; their outcomes arrive as events).
+    ///
+    /// ```no_run
+    /// # fn f(driver: &chaski_mio::Driver) -> Result<(), chaski_proto::CommandError> {
+    /// driver.with_node(|node, now| node.subscribe("ticks", now))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_node<R>(&self, f: impl FnOnce(&mut Core, Instant) -> R) -> R {
+        let _in = InDriver::enter();
+        self.shared.turn(|s, now| f(s.core(), now))
     }
 
     /// Received messages.
     pub fn messages(&self) -> Messages<Received> {
-        self.parts.messages.clone()
+        self.shared.info().messages.clone()
     }
 
     /// Lifecycle events.
     pub fn events(&self) -> Messages<Event> {
-        self.parts.events.clone()
+        self.shared.info().events.clone()
     }
 
     /// Whether `token` belongs to this driver.
@@ -202,147 +272,86 @@ impl Driver {
 
     /// How long the loop may sleep before calling [`Driver::tick`] again.
     pub fn timeout(&self) -> Option<Duration> {
-        let mut t = self
-            .engine
-            .poll_timeout()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let congested = !self
-            .io
-            .backlogged(self.engine.congestion_limit())
-            .is_empty();
-        let more_commands = !congested && !self.cmds.is_empty();
-        if (!self.unread.is_empty() && !self.engine.messages_full()) || congested || more_commands {
-            t = Some(Duration::ZERO);
-        } else if !self.unread.is_empty() {
-            // Waiting for the application to read: look again soon.
-            t = Some(t.map_or(Duration::from_millis(1), |t| {
-                t.min(Duration::from_millis(1))
-            }));
+        if self.wakes.any() {
+            return Some(Duration::ZERO);
         }
-        t
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the node has shut down and closed every connection (the loop may end).
     pub fn is_finished(&self) -> bool {
-        self.engine.is_finished(self.io.conns.len())
+        self.finished
     }
 
     /// Handles one readiness event of a token this driver [`owns`](Driver::owns).
     pub fn handle_event(&mut self, event: &Readiness) {
-        let now = Instant::now();
+        let _in = InDriver::enter();
         let token = event.token();
         if token.0 == self.first {
-            self.accept(now);
+            self.accept();
         } else if token.0 == self.first + 1 {
-            if event.is_readable() {
-                self.read_datagrams(now);
-            }
+            self.drive_udp();
         } else if token.0 == self.first + 2 {
-            // The waker: commands are taken in `tick`.
-        } else if let Some(&conn) = self.io.tokens.get(&token) {
-            if self.io.conns.get(&conn).is_some_and(|c| c.connecting) {
-                self.finish_dial(conn, now);
-            }
-            if event.is_writable() {
-                self.io.flush(conn);
-            }
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_conn(conn, now);
-            }
+            // The waker: what it stands for is taken in `tick`.
+        } else if let Some(&conn) = self.tokens.get(&token) {
+            self.drive(conn);
         }
     }
 
-    /// Runs due timers and queued commands, and carries out everything the node wants done.
-    /// Call after every poll, whatever it returned.
+    /// Starts dials, runs due timers and drives whatever was woken. Call after every poll,
+    /// whatever it returned.
     pub fn tick(&mut self) {
-        let now = Instant::now();
-        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.engine.core().handle_timeout(now);
-        }
-        while let Ok(r) = self.responses.try_recv() {
-            self.engine.command(r, now);
-        }
-        let congested = !self
-            .io
-            .backlogged(self.engine.congestion_limit())
-            .is_empty();
-        if !congested || self.engine.is_shut_down() {
-            for _ in 0..COMMAND_BATCH {
-                match self.cmds.try_recv() {
-                    Ok(cmd) => self.engine.command(cmd, now),
-                    Err(_) => break,
-                }
+        let _in = InDriver::enter();
+        // Wake-ups may come in while they are handled: take them until none is left.
+        for _ in 0..64 {
+            let p = self.wakes.take();
+            for (conn, addr) in p.dials {
+                self.dial(conn, addr);
             }
-        }
-        if self.handed_out
-            && self.commands.upgrade().is_none()
-            && self.cmds.is_empty()
-            && !self.engine.is_shut_down()
-        {
-            // Every handle is gone.
-            self.engine.core().shutdown(now);
-        }
-        if !self.engine.messages_full() {
-            for conn in std::mem::take(&mut self.unread) {
-                self.read_conn(conn, now);
+            for conn in p.conns {
+                self.drive(conn);
             }
-        }
-        self.turn();
-    }
-
-    /// Drains the engine and carries out what the io side collected.
-    fn turn(&mut self) {
-        loop {
-            self.engine.drain(&mut self.io);
-            let now = Instant::now();
-            let mut more = false;
-            for (conn, e) in std::mem::take(&mut self.io.failed_dials) {
-                self.engine.dialed(conn, Err(e), now);
-                more = true;
+            if p.udp {
+                self.drive_udp();
             }
-            // User code never runs on the loop's thread.
-            for call in std::mem::take(&mut self.io.calls) {
-                self.calls.run(call);
-            }
-            for conn in std::mem::take(&mut self.io.closed) {
-                self.io.flush(conn);
-            }
-            if !more {
+            if !self.wakes.any() {
                 break;
             }
         }
-        let udp = &self.udp;
-        self.engine
-            .flush_datagrams(|data, to| udp.send_to(data, to));
-        if self.is_finished() {
-            self.engine.finish(&self.cmds);
+        self.run_timers();
+        if self.shared.is_finished() && !self.finished {
+            self.finished = true;
+            for conn in self.conns.keys().copied().collect::<Vec<_>>() {
+                self.forget(conn);
+            }
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn run_timers(&mut self) {
+        let cx = Context::from_waker(&self.timer_waker);
+        self.deadline = match self.shared.poll_timers(&cx) {
+            Timers::Finished => None,
+            Timers::Next(at) => at,
+        };
+    }
+
+    fn drive_udp(&mut self) {
+        let mut cx = Context::from_waker(&self.udp_waker);
+        let _ = self.shared.poll_udp(&mut cx, &self.udp);
+    }
+
+    fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.engine.is_shut_down() {
+                Ok((stream, peer)) => {
+                    let Some(conn) = self.shared.accepted(peer) else {
                         continue;
-                    }
-                    let token = Token(self.io.next_token);
-                    self.io.next_token += 1;
-                    if let Err(e) = self.io.registry.register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        debug!(error = %e, "cannot register an accepted connection");
-                        continue;
-                    }
+                    };
                     let _ = stream.set_nodelay(true);
-                    self.next_inbound += 1;
-                    let conn = ConnId(self.next_inbound);
-                    self.io.insert(conn, stream, token, false);
-                    self.engine
-                        .core()
-                        .handle_connected(conn, peer, Direction::Inbound, now);
+                    if self.insert(conn, stream, false).is_ok() {
+                        self.drive(conn);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -351,203 +360,84 @@ impl Driver {
                 }
             }
         }
-        self.turn();
     }
 
-    fn read_datagrams(&mut self, now: Instant) {
-        loop {
-            match self.udp.recv_from(&mut self.buf) {
-                Ok((n, from)) => self
-                    .engine
-                    .core()
-                    .handle_datagram(from, &self.buf[..n], now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            }
+    fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
+        // The core's handshake deadline bounds the dial: it closes the connection if needed.
+        let res = TcpStream::connect(addr).and_then(|s| self.insert(conn, s, true));
+        if let Err(e) = res {
+            self.shared.dialed(conn, Err(e));
         }
-        self.turn();
     }
 
-    fn finish_dial(&mut self, conn: ConnId, now: Instant) {
-        let Some(c) = self.io.conns.get_mut(&conn) else {
-            return;
-        };
-        match c.stream.take_error() {
-            Ok(None) => {}
-            Ok(Some(e)) | Err(e) => {
-                self.io.forget(conn);
-                self.engine.dialed(conn, Err(e), now);
-                return self.turn();
-            }
-        }
-        match c.stream.peer_addr() {
-            Ok(peer) => {
-                c.connecting = false;
-                let _ = c.stream.set_nodelay(true);
-                self.engine.dialed(conn, Ok(peer), now);
-            }
-            Err(e) if e.kind() == ErrorKind::NotConnected => return,
-            Err(e) => {
-                self.io.forget(conn);
-                self.engine.dialed(conn, Err(e), now);
-            }
-        }
-        self.turn();
-    }
-
-    fn read_conn(&mut self, conn: ConnId, now: Instant) {
-        self.unread.remove(&conn);
-        let mut drained = false;
-        for _ in 0..READS_PER_TURN {
-            if self.engine.messages_full() {
-                break;
-            }
-            let Some(c) = self.io.conns.get_mut(&conn) else {
-                drained = true;
-                break;
-            };
-            if c.connecting {
-                drained = true;
-                break;
-            }
-            match c.stream.read(&mut self.buf) {
-                Ok(0) => {
-                    self.io.forget(conn);
-                    self.engine.core().handle_closed(conn, now);
-                    drained = true;
-                    break;
-                }
-                Ok(n) => self.engine.core().handle_bytes(conn, &self.buf[..n], now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.io.forget(conn);
-                    self.engine.core().handle_closed(conn, now);
-                    drained = true;
-                    break;
-                }
-            }
-        }
-        // Edge-triggered readiness: data may remain, so come back to it.
-        if !drained && self.io.conns.contains_key(&conn) {
-            self.unread.insert(conn);
-        }
-        self.turn();
-    }
-}
-
-impl MioIo {
-    fn insert(&mut self, conn: ConnId, stream: TcpStream, token: Token, connecting: bool) {
+    fn insert(&mut self, conn: ConnId, mut stream: TcpStream, connecting: bool) -> io::Result<()> {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        self.registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         self.tokens.insert(token, conn);
         self.conns.insert(
             conn,
             Conn {
-                stream,
+                io: Tcp(stream),
                 token,
+                waker: waker(&self.wakes, What::Conn(conn)),
                 connecting,
-                out: VecDeque::new(),
-                offset: 0,
-                queued: 0,
-                closing: false,
             },
         );
+        Ok(())
     }
 
     fn forget(&mut self, conn: ConnId) {
         if let Some(mut c) = self.conns.remove(&conn) {
             self.tokens.remove(&c.token);
-            let _ = self.registry.deregister(&mut c.stream);
+            let _ = self.registry.deregister(&mut c.io.0);
         }
     }
 
-    /// Writes what is queued until the socket would block; finishes a requested close.
-    fn flush(&mut self, conn: ConnId) {
+    /// Drives one connection (finishing its dial first) until it would block.
+    fn drive(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.connecting {
-            if c.closing {
-                self.forget(conn);
+            let result = match c.io.0.take_error() {
+                Ok(Some(e)) | Err(e) => Err(e),
+                Ok(None) => match c.io.0.peer_addr() {
+                    Err(e) if e.kind() == ErrorKind::NotConnected => return,
+                    r => r,
+                },
+            };
+            let ok = result.is_ok();
+            if ok {
+                c.connecting = false;
+                let _ = c.io.0.set_nodelay(true);
             }
+            if !self.shared.dialed(conn, result) || !ok {
+                return self.forget(conn);
+            }
+        }
+        let Some(c) = self.conns.get(&conn) else {
             return;
-        }
-        while let Some(front) = c.out.front() {
-            match c.stream.write(&front[c.offset..]) {
-                Ok(n) => {
-                    c.offset += n;
-                    c.queued -= n;
-                    if c.offset == front.len() {
-                        c.out.pop_front();
-                        c.offset = 0;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    c.out.clear();
-                    c.queued = 0;
-                    break;
-                }
-            }
-        }
-        if c.closing {
-            let _ = c.stream.shutdown(Shutdown::Write);
+        };
+        let mut cx = Context::from_waker(&c.waker);
+        if self.shared.poll_conn(&mut cx, conn, &c.io).is_ready() {
             self.forget(conn);
         }
     }
 }
 
-impl Io for MioIo {
-    fn transmit(&mut self, conn: ConnId, data: Bytes) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.queued += data.len();
-            c.out.push_back(data);
-        }
-        self.flush(conn);
-    }
+/// Marks this thread as running the driver while it lives.
+struct InDriver(bool);
 
-    fn dial(&mut self, conn: ConnId, addr: SocketAddr, _timeout: Duration) {
-        // The core's handshake deadline bounds the dial: it closes the connection if needed.
-        match TcpStream::connect(addr) {
-            Ok(mut stream) => {
-                let token = Token(self.next_token);
-                self.next_token += 1;
-                match self.registry.register(
-                    &mut stream,
-                    token,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    Ok(()) => self.insert(conn, stream, token, true),
-                    Err(e) => self.failed_dials.push((conn, e)),
-                }
-            }
-            Err(e) => self.failed_dials.push((conn, e)),
-        }
+impl InDriver {
+    fn enter() -> InDriver {
+        InDriver(IN_DRIVER.replace(true))
     }
+}
 
-    fn close(&mut self, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.closing = true;
-            self.closed.push(conn);
-        }
-    }
-
-    fn abort(&mut self, conn: ConnId) {
-        self.forget(conn);
-    }
-
-    fn spawn_call(&mut self, call: Invocation) {
-        self.calls.push(call);
-    }
-
-    fn backlogged(&self, limit: usize) -> Vec<ConnId> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| c.queued > limit)
-            .map(|(id, _)| *id)
-            .collect()
+impl Drop for InDriver {
+    fn drop(&mut self) {
+        IN_DRIVER.set(self.0);
     }
 }

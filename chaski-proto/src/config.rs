@@ -83,8 +83,16 @@ pub struct Config {
     pub dedup_pool: usize,
     /// Discovery ids remembered for de-duplication (default 4096).
     pub discovery_pool: usize,
-    /// Bytes waiting to be written to one connection before it counts as stalled (default 64 MiB).
+    /// Bytes waiting to be written to one connection before it is closed (default 64 MiB).
+    /// Publishing waits while a subscribed peer has more than an eighth of this waiting (at
+    /// least 64 KiB); relays and replies do not wait, so a peer that lags further is dropped.
     pub max_outbound: usize,
+    /// A connection whose peer takes none of the bytes waiting for it for this long is dropped
+    /// as not reading (default 15 s). A slow peer that keeps taking bytes is kept.
+    pub stall_timeout: Duration,
+    /// How long a closed connection may go without taking any of what was queued before its
+    /// close (its goodbye included) before it is dropped unflushed (default 2 s).
+    pub linger: Duration,
     /// Application events held before the oldest is dropped (default 65 536).
     pub max_events: usize,
     /// Messages the runtime queues for a slow application (default 16 384).
@@ -133,6 +141,8 @@ impl Default for Config {
             dedup_pool: 65_536,
             discovery_pool: 4096,
             max_outbound: 64 * 1024 * 1024,
+            stall_timeout: Duration::from_secs(15),
+            linger: Duration::from_secs(2),
             max_events: 65_536,
             message_queue: 16_384,
             slow_consumer: SlowConsumer::BackPressure,
@@ -207,6 +217,10 @@ setters! {
     discovery_pool: usize,
     /// Sets [`Config::max_outbound`].
     max_outbound: usize,
+    /// Sets [`Config::stall_timeout`].
+    stall_timeout: Duration,
+    /// Sets [`Config::linger`].
+    linger: Duration,
     /// Sets [`Config::max_events`].
     max_events: usize,
     /// Sets [`Config::message_queue`].
@@ -230,6 +244,19 @@ setters! {
 }
 
 impl Config {
+    /// Bytes waiting for one connection above which publishing to its peer waits: an eighth
+    /// of [`Config::max_outbound`], at least 64 KiB (and at most `max_outbound`).
+    ///
+    /// ```
+    /// let cfg = chaski_proto::Config::default().max_outbound(8 << 20);
+    /// assert_eq!(cfg.congestion_limit(), 1 << 20);
+    /// ```
+    pub fn congestion_limit(&self) -> usize {
+        (self.max_outbound / 8)
+            .max(64 * 1024)
+            .min(self.max_outbound)
+    }
+
     /// Sets [`Config::name`].
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {

@@ -342,8 +342,8 @@ proptest! {
         n.handle_bytes(ConnId(1), &bytes, now);
         let mut replies = FrameDecoder::new(1 << 16);
         while let Some(out) = n.poll_output() {
-            if let Output::Transmit { data, .. } = out {
-                replies.extend(&data);
+            if let Output::Transmit { conn } | Output::Close { conn } = out {
+                replies.extend(&n.take_outbound(conn, now));
             }
         }
         while let Some(body) = replies.next_frame().unwrap() {

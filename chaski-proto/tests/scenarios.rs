@@ -196,7 +196,8 @@ fn serve_one(
         {
             seen += 1;
             let r = answer(&args);
-            sim.with(n, |node, _| node.respond(peer, id, r)).unwrap();
+            sim.with(n, |node, now| node.respond(peer, id, r, now))
+                .unwrap();
             assert_eq!(seen, 1);
             return (path, kind);
         }
@@ -226,7 +227,7 @@ fn response_echo_rpc() {
     let mut sim = Sim::new(7);
     let _ = create_nodes(&mut sim, &single(2));
     connect_all(&mut sim, &[(1, 0)]);
-    sim.with(1, |node, _| node.serve("echo")).unwrap();
+    sim.with(1, |node, now| node.serve("echo", now)).unwrap();
     sim.run_for(Duration::from_millis(10));
     let peer = sim.node(1).id();
     assert_eq!(sim.node(0).find_service("echo"), Some(peer));
@@ -264,7 +265,7 @@ fn single_server_connect_discovery() {
     let n = create_nodes(&mut sim, &[&["A"], &["B"], &["B"]]);
     connect_all(&mut sim, &[(0, 1), (0, 2)]);
     assert_eq!(counts(&sim, &n), [2, 1, 1]);
-    sim.with(1, |node, _| node.set_paired("B")).unwrap();
+    sim.with(1, |node, now| node.set_paired("B", now)).unwrap();
     discover(&mut sim, 2, OnPair::None);
     assert_eq!(counts(&sim, &n), [2, 2, 2]);
     assert_eq!(sim.edge_set(), set(&[(0, 1), (0, 2), (1, 2)]));
@@ -291,7 +292,7 @@ fn single_discovery_with_disconnection() {
     let mut sim = Sim::new(11);
     let n = create_nodes(&mut sim, &[&["A"], &["B"], &["B"]]);
     connect_all(&mut sim, &[(1, 0), (2, 0)]);
-    sim.with(1, |node, _| node.set_paired("B")).unwrap();
+    sim.with(1, |node, now| node.set_paired("B", now)).unwrap();
     discover(&mut sim, 2, OnPair::Disconnect);
     assert_eq!(counts(&sim, &n), [1, 2, 1]);
     assert_eq!(sim.edge_set(), set(&[(0, 1), (1, 2)]));
@@ -403,7 +404,7 @@ fn remote_calls_errors_and_sequence() {
     let mut sim = Sim::new(17);
     let _ = create_nodes(&mut sim, &single(2));
     connect_all(&mut sim, &[(1, 0)]);
-    sim.with(0, |node, _| node.serve("os")).unwrap();
+    sim.with(0, |node, now| node.serve("os", now)).unwrap();
     sim.run_for(Duration::from_millis(10));
     let server = sim.node(0).id();
     // Unknown service: answered by the core, no application involved.
@@ -786,8 +787,8 @@ fn clusters_formed_apart_merge_through_one_origin() {
         sim.with(n, |node, now| node.subscribe("other", now))
             .unwrap();
     }
-    sim.with(a1, |node, _| node.set_paired("t")).unwrap();
-    sim.with(a2, |node, _| node.set_paired("t")).unwrap();
+    sim.with(a1, |node, now| node.set_paired("t", now)).unwrap();
+    sim.with(a2, |node, now| node.set_paired("t", now)).unwrap();
     connect_all(&mut sim, &[(m1, a1), (m2, a2)]);
     discover(&mut sim, m1, OnPair::None);
     discover(&mut sim, m2, OnPair::None);

@@ -23,13 +23,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod driver;
+mod runtime;
 
 use std::ops::Deref;
 
-use smol::net::TcpListener;
-
-type UdpSocket = smol::Async<std::net::UdpSocket>;
+use smol::Async;
 
 use chaski_api::resolve;
 pub use chaski_api::{
@@ -37,6 +35,8 @@ pub use chaski_api::{
     Handle, Messages, NodeId, OnPair, Proxy, Received, RemoteError, Result, Service, ServiceError,
     SlowConsumer, Status,
 };
+
+use runtime::{Smol, Udp};
 
 /// A Chaski node on smol. Every method is [`Handle`]'s (the same on every runtime); cheap to
 /// clone; runs until [`Handle::shutdown`] or until every clone is dropped.
@@ -52,14 +52,18 @@ impl Deref for Node {
 
 impl Node {
     /// Binds TCP and UDP on the same address (port 0 picks a free port, the same for both)
-    /// and starts the node's driver on smol's global executor.
+    /// and starts the node's tasks on smol's global executor.
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
         let want = resolve(addr)?;
         let (listener, udp) = chaski_api::bind_std(want)?;
-        let (listener, udp) = (TcpListener::try_from(listener)?, UdpSocket::new(udp)?);
-        let (engine, parts, rx) = chaski_api::start(config, listener.local_addr()?, None);
-        smol::spawn(driver::Driver::new(engine, listener, udp, rx).run()).detach();
-        Ok(Node(Handle::new(parts)))
+        let local = listener.local_addr()?;
+        let (listener, udp) = (Async::new(listener)?, Async::new(udp)?);
+        Ok(Node(chaski_api::start::<Smol>(
+            config,
+            local,
+            listener,
+            Udp(udp),
+        )))
     }
 
     /// The shared handle.

@@ -1,8 +1,8 @@
 //! # chaski-tokio
 //!
-//! A Chaski [`Node`] driven by tokio: one driver task per node feeds the protocol core
-//! (`chaski-proto`) and carries out its outputs; each connection has one reader and one writer
-//! task, and writes are coalesced.
+//! A Chaski [`Node`] on tokio: the runtime layer shared by every runtime (`chaski-api`) over
+//! tokio's tasks, timers and sockets. Each connection is one task that reads and writes; a
+//! handle's call runs the protocol core inline and wakes at most the task that must write.
 //!
 //! ```no_run
 //! use chaski_tokio::{Config, Node};
@@ -22,8 +22,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod driver;
 mod node;
+mod runtime;
 
 pub use chaski_api::{
     decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,

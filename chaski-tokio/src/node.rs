@@ -1,4 +1,4 @@
-//! The tokio `Node`: binds the sockets, starts the driver, and is the shared async handle.
+//! The tokio `Node`: binds the sockets, starts the node's tasks, and is the shared handle.
 
 use std::ops::Deref;
 
@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use chaski_api::{resolve, Handle, Result};
 use chaski_proto::Config;
 
-use crate::driver::Driver;
+use crate::runtime::{Tokio, Udp};
 
 /// A Chaski node on tokio. Every method is [`Handle`]'s (the same on every runtime); cheap to
 /// clone; runs until [`Handle::shutdown`] or until every clone is dropped.
@@ -23,14 +23,18 @@ impl Deref for Node {
 
 impl Node {
     /// Binds TCP and UDP on the same address (`host:port`; port 0 picks a free port, the same
-    /// for both) and starts the node's driver task on the current tokio runtime.
+    /// for both) and starts the node's tasks on the current tokio runtime.
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
         let want = resolve(addr)?;
         let (listener, udp) = chaski_api::bind_std(want)?;
         let (listener, udp) = (TcpListener::from_std(listener)?, UdpSocket::from_std(udp)?);
-        let (engine, parts, rx) = chaski_api::start(config, listener.local_addr()?, None);
-        tokio::spawn(Driver::new(engine, listener, udp, rx).run());
-        Ok(Node(Handle::new(parts)))
+        let local = listener.local_addr()?;
+        Ok(Node(chaski_api::start::<Tokio>(
+            config,
+            local,
+            listener,
+            Udp(udp),
+        )))
     }
 
     /// The shared handle.

@@ -212,6 +212,8 @@ pub fn run(data: &[u8]) {
     // What the node wrote to each connection, decoded, and the peers' pending answers.
     let mut written: HashMap<ConnId, FrameDecoder> = HashMap::new();
     let mut answers: HashMap<ConnId, BytesMut> = HashMap::new();
+    // Connections whose socket takes nothing now.
+    let mut stuck: Vec<ConnId> = Vec::new();
     for _ in 0..256 {
         if src.0.is_empty() {
             break;
@@ -274,8 +276,16 @@ pub fn run(data: &[u8]) {
                 }
             }
             9 => {
+                // A peer's socket stops taking bytes, or takes them again.
                 let conn = pick(&mut src, &open);
-                node.handle_stalled(conn, now);
+                if let Some(i) = stuck.iter().position(|c| *c == conn) {
+                    stuck.swap_remove(i);
+                    let data = node.take_outbound(conn, now);
+                    take_written(&mut written, &mut answers, conn, &data, listen);
+                } else {
+                    stuck.push(conn);
+                    node.advance(conn, 0, now);
+                }
             }
             10..=11 => {
                 // A peer answers what the node sent it (Hello, pongs, responses).
@@ -306,7 +316,7 @@ pub fn run(data: &[u8]) {
                             now,
                         )
                         .map(|_| ()),
-                    7 => node.serve(&src.name()),
+                    7 => node.serve(&src.name(), now),
                     8 => node.close(peer, now),
                     _ => {
                         node.shutdown(now);
@@ -319,35 +329,51 @@ pub fn run(data: &[u8]) {
             match out {
                 Output::Dial { conn, .. } => dials.push(conn),
                 Output::Close { conn } => {
+                    // What was queued before the close is the runtime's to write; it must be
+                    // valid too, but nothing answers it.
+                    let _ = node.take_outbound(conn, now);
                     open.retain(|c| *c != conn);
+                    stuck.retain(|c| *c != conn);
                     written.remove(&conn);
                     answers.remove(&conn);
                 }
-                Output::Transmit { conn, data } => {
-                    let d = written
-                        .entry(conn)
-                        .or_insert_with(|| FrameDecoder::new(1 << 24));
-                    d.extend(&data);
-                    while let Some(body) = d.next_frame().expect("the node wrote a bad frame") {
-                        let msg =
-                            decode_message(&body).expect("the node wrote an undecodable frame");
-                        let peer = NodeId(100 + u128::from(conn.0 % 4));
-                        if let Some(reply) = answer(&msg, peer, listen) {
-                            let buf = answers.entry(conn).or_default();
-                            if buf.len() < 1 << 16 {
-                                let _ = encode_frame(&reply, buf, 1 << 20);
-                            }
-                        }
-                    }
+                Output::Transmit { conn } if !stuck.contains(&conn) => {
+                    let data = node.take_outbound(conn, now);
+                    take_written(&mut written, &mut answers, conn, &data, listen);
                 }
                 _ => {}
             }
         }
         assert!(node.edge_count() <= LIMITS);
+        assert!(node.timer_count() <= 8 * LIMITS + 64, "timers are bounded");
         assert!(node.connection_count() <= LIMITS);
         for e in node.edges() {
             assert!(e.topics.len() <= LIMITS);
             assert!(e.services.len() <= LIMITS);
+        }
+    }
+}
+
+/// Decodes what the node wrote to `conn` and queues the peer's answers.
+fn take_written(
+    written: &mut HashMap<ConnId, FrameDecoder>,
+    answers: &mut HashMap<ConnId, BytesMut>,
+    conn: ConnId,
+    data: &[u8],
+    listen: SocketAddr,
+) {
+    let d = written
+        .entry(conn)
+        .or_insert_with(|| FrameDecoder::new(1 << 24));
+    d.extend(data);
+    while let Some(body) = d.next_frame().expect("the node wrote a bad frame") {
+        let msg = decode_message(&body).expect("the node wrote an undecodable frame");
+        let peer = NodeId(100 + u128::from(conn.0 % 4));
+        if let Some(reply) = answer(&msg, peer, listen) {
+            let buf = answers.entry(conn).or_default();
+            if buf.len() < 1 << 16 {
+                let _ = encode_frame(&reply, buf, 1 << 20);
+            }
         }
     }
 }

@@ -329,19 +329,18 @@ pub fn slow_consumer_back_pressure<H: Harness>(h: &H, host: &str) {
 }
 
 /// A peer that never reads what it subscribed to is dropped, with a goodbye reason and a
-/// `BadPeer` event, once `max_outbound` bytes wait for it; the publisher is not held for good
-/// and the node's other peers are served.
-///
-/// Today's runtimes hold every command while one connection is over `max_outbound / 8` (at
-/// least 64 KiB), so only a limit near 64 KiB lets the deaf peer reach it; at that limit a
-/// healthy subscriber that lags by 64 KiB is dropped too. Keeping a slow but healthy peer
-/// while dropping a deaf one is the per-peer decision the runtime-layer issue puts in the core.
+/// `BadPeer` event, once it has taken none of its bytes for `stall_timeout`; the publisher is
+/// held only while that peer is congested, and the node's other peers are served.
 pub fn peer_that_stops_reading<H: Harness>(h: &H, host: &str)
 where
     H::Node: 'static,
 {
-    let limit = 64 * 1024;
-    let publisher = Arc::new(start_on(h, host, cfg("pub").max_outbound(limit)));
+    let stall = Duration::from_secs(1);
+    let publisher = Arc::new(start_on(
+        h,
+        host,
+        cfg("pub").max_outbound(512 * 1024).stall_timeout(stall),
+    ));
     let witness = Arc::new(start_on(h, host, cfg("witness")));
     witness.connect(&publisher.addr().to_string()).unwrap();
     let deaf = RawConn::edge(publisher.addr(), &hello(41, None, &["flood"]));
@@ -350,12 +349,12 @@ where
         .iter()
         .any(|e| e.topics.iter().any(|t| t == "flood"))));
     while publisher.next_event(Duration::ZERO).is_some() {}
-    // The publishing side runs on its own thread: a node that holds its commands makes this
+    // The publishing side runs on its own thread: a node that holds it for good makes this
     // test fail at the deadline below, not hang.
     let (tx, rx) = std::sync::mpsc::channel();
     let (p, w) = (publisher.clone(), witness.clone());
     std::thread::spawn(move || {
-        // About 8 MB at most: more than the socket buffers of the deaf connection hold.
+        // About 25 MB at most: more than the socket buffers of the deaf connection hold.
         let payload = vec![1u8; 128];
         let t = Instant::now();
         let mut sent = 0;
@@ -374,8 +373,7 @@ where
             }
         };
         let _ = tx.send(Ok((bad, sent, t.elapsed())));
-        // Not held afterwards: more publishes than the command queue holds go through, and
-        // the other peer is served.
+        // Not held afterwards, and the other peer is served.
         for _ in 0..5000 {
             p.publish("flood", &payload).unwrap();
         }
@@ -395,6 +393,10 @@ where
         }
         other => panic!("the deaf peer was not dropped after {sent} publishes: {other:?}"),
     }
+    assert!(
+        took >= stall,
+        "dropped after {took:?}, before its stall timeout"
+    );
     eprintln!("deaf peer dropped after {sent} publishes, {took:?}");
     assert!(wait_until(WAIT, || publisher.edges().len() == 1));
     match rx.recv_timeout(WAIT * 2) {
@@ -404,6 +406,93 @@ where
     drop(deaf);
     publisher.shutdown();
     witness.shutdown();
+}
+
+/// While a peer that never reads holds a publisher (long before its stall timeout), the node
+/// holds nothing else: publishes to a healthy peer keep arriving, pings are answered, `close`
+/// returns, and `shutdown` returns within a few seconds and releases the held publisher.
+pub fn stalled_peer_holds_nothing_else<H: Harness>(h: &H, host: &str)
+where
+    H::Node: 'static,
+{
+    let publisher = Arc::new(start_on(
+        h,
+        host,
+        cfg("pub")
+            .max_outbound(512 * 1024)
+            .stall_timeout(Duration::from_secs(300)),
+    ));
+    let healthy = start_on(h, host, cfg("healthy"));
+    healthy.subscribe("news").unwrap();
+    healthy.connect(&publisher.addr().to_string()).unwrap();
+    let deaf = RawConn::edge(publisher.addr(), &hello(42, None, &["flood"]));
+    assert!(wait_until(WAIT, || publisher.edges().len() == 2));
+    // Flood the deaf peer from a thread until the publish is held.
+    let done = Arc::new(AtomicUsize::new(0));
+    let (p, d) = (publisher.clone(), done.clone());
+    let flooder = std::thread::spawn(move || {
+        let payload = vec![3u8; 1024];
+        loop {
+            if p.publish("flood", &payload).is_err() {
+                return;
+            }
+            d.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mut last = (0, Instant::now());
+    loop {
+        let now = done.load(Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        assert!(!flooder.is_finished(), "the flood publisher ended");
+        assert!(now < 1_000_000, "the deaf peer never held the publisher");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let held = done.load(Ordering::SeqCst);
+    // Meanwhile: publishes to the healthy peer arrive, in order.
+    for i in 0..200u32 {
+        publisher.publish("news", &i.to_be_bytes()).unwrap();
+    }
+    for i in 0..200u32 {
+        let m = healthy
+            .recv(WAIT)
+            .unwrap_or_else(|| panic!("news {i} did not arrive while a peer was stalled"));
+        assert_eq!(&m.payload[..], &i.to_be_bytes());
+    }
+    assert!(publisher.ping(healthy.id(), 0).is_ok());
+    assert_eq!(done.load(Ordering::SeqCst), held, "the flood went on");
+    // `close` and `shutdown` return at once (shutdown: within `linger` for the deaf peer).
+    let t = Instant::now();
+    publisher.close(healthy.id()).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "close took {:?}",
+        t.elapsed()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = publisher.clone();
+    std::thread::spawn(move || {
+        p.shutdown();
+        let _ = tx.send(());
+    });
+    let limit = cfg("x").linger + Duration::from_secs(3);
+    assert!(
+        rx.recv_timeout(limit).is_ok(),
+        "shutdown did not return within {limit:?}"
+    );
+    assert!(
+        wait_until(WAIT, || flooder.is_finished()),
+        "the held publisher was not released by the shutdown"
+    );
+    eprintln!(
+        "stalled peer: publisher held after {held} x 1 KiB; shutdown took {:?}",
+        t.elapsed()
+    );
+    drop(deaf);
+    healthy.shutdown();
 }
 
 fn open_fds() -> Option<usize> {

@@ -222,6 +222,7 @@ macro_rules! for_each_scenario {
             hostile::slow_consumer_drop_oldest,
             hostile::slow_consumer_back_pressure,
             hostile::peer_that_stops_reading,
+            hostile::stalled_peer_holds_nothing_else,
             hostile::connection_churn
         ] }
     };

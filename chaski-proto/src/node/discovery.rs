@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use super::{Node, Purpose, TopicState};
+use super::{Node, Purpose, TimerKey, TopicState};
 use crate::config::OnPair;
 use crate::error::CommandError;
 use crate::id::NodeId;
@@ -13,13 +13,13 @@ use crate::message::{DisconnectReason, Discovery, Message, PairIntent};
 
 impl Node {
     /// Marks `topic` as paired without discovery (the Python `paired=True`). Roots never pair.
-    pub fn set_paired(&mut self, topic: &str) -> Result<(), CommandError> {
+    pub fn set_paired(&mut self, topic: &str, now: Instant) -> Result<(), CommandError> {
         self.check_name("topic", topic)?;
         if !self.topics.contains_key(topic) {
             return Err(CommandError::Empty("subscription to that topic"));
         }
         let id = self.id;
-        self.mark_paired(topic, None, id);
+        self.mark_paired(topic, None, id, now);
         Ok(())
     }
 
@@ -68,7 +68,7 @@ impl Node {
                         cluster = cluster.min(e.paired[&topic]);
                     }
                 }
-                self.mark_paired(&topic, Some(first), cluster);
+                self.mark_paired(&topic, Some(first), cluster, now);
                 continue;
             }
             self.next_discovery += 1;
@@ -81,6 +81,10 @@ impl Node {
                     deadline: now + self.cfg.discovery_timeout,
                     on_pair,
                 },
+            );
+            self.timers.set(
+                TimerKey::Discovery(topic.clone()),
+                now + self.cfg.discovery_timeout,
             );
             debug!(%topic, id, "discovery started");
             // Seekers heard earlier (all with larger ids) may still be seeking: answer them.
@@ -106,7 +110,7 @@ impl Node {
                     on_pair,
                     entry: Some(peer),
                 });
-                self.send_to_peer(peer, &msg);
+                self.send_to_peer(peer, &msg, now);
             }
         }
         Ok(())
@@ -182,7 +186,7 @@ impl Node {
             {
                 continue;
             }
-            self.send_to_peer(peer, &msg);
+            self.send_to_peer(peer, &msg, now);
         }
     }
 
@@ -201,12 +205,13 @@ impl Node {
         intent: PairIntent,
         on_pair: OnPair,
         cluster: NodeId,
+        now: Instant,
     ) {
         debug!(topic = %intent.topic, %peer, "paired");
         let cluster = self
             .cluster_of(&intent.topic)
             .map_or(cluster, |c| c.min(cluster));
-        self.mark_paired(&intent.topic, Some(peer), cluster);
+        self.mark_paired(&intent.topic, Some(peer), cluster, now);
         if on_pair != OnPair::Disconnect {
             return;
         }
@@ -219,23 +224,20 @@ impl Node {
         if drop == Some(true) {
             let conn = self.edges[&entry].conn;
             debug!(%entry, "dropping the bootstrap link after pairing");
-            self.close_conn(conn, DisconnectReason::Unneeded, true);
+            self.close_conn(conn, DisconnectReason::Unneeded, true, now);
         }
     }
 
-    pub(super) fn discovery_timeouts(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .topics
-            .iter()
-            .filter(
-                |(_, s)| matches!(s, TopicState::Discovering { deadline, .. } if *deadline <= now),
-            )
-            .map(|(t, _)| t.clone())
-            .collect();
-        for topic in due {
-            debug!(%topic, "no answer to discovery: this node anchors the topic");
-            let id = self.id;
-            self.mark_paired(&topic, None, id);
+    pub(super) fn discovery_timeout(&mut self, topic: &str, now: Instant) {
+        let Some(TopicState::Discovering { deadline, .. }) = self.topics.get(topic) else {
+            return;
+        };
+        if *deadline > now {
+            let at = *deadline;
+            return self.timers.set(TimerKey::Discovery(topic.to_string()), at);
         }
+        debug!(%topic, "no answer to discovery: this node anchors the topic");
+        let id = self.id;
+        self.mark_paired(topic, None, id, now);
     }
 }

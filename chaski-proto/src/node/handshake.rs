@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::{ConnState, Direction, Edge, Event, Node, Purpose, TopicState};
+use super::{ConnState, Direction, Edge, Event, Node, Purpose, TimerKey, TopicState};
 use crate::config::OnPair;
 use crate::error::ConnectError;
 use crate::id::{ConnId, NodeId};
@@ -71,7 +71,7 @@ impl Node {
                 ours: PROTOCOL_VERSION,
                 theirs: h.version,
             };
-            return self.bad_peer(conn, reason);
+            return self.bad_peer(conn, reason, now);
         }
         let checks = self
             .validate_names("topics", &h.topics, self.cfg.max_peer_topics)
@@ -88,16 +88,16 @@ impl Node {
                 }
             });
         if let Err(reason) = checks {
-            return self.bad_peer(conn, reason);
+            return self.bad_peer(conn, reason, now);
         }
         if h.id == self.id {
-            return self.close_conn(conn, DisconnectReason::SelfConnection, true);
+            return self.close_conn(conn, DisconnectReason::SelfConnection, true, now);
         }
         if let Some(existing) = self.edges.get(&h.id).map(|e| (e.conn, e.dir)) {
             return self.resolve_duplicate(conn, dir, existing, h, now);
         }
         if self.edges.len() >= self.cfg.max_edges {
-            return self.close_conn(conn, DisconnectReason::TooManyConnections, true);
+            return self.close_conn(conn, DisconnectReason::TooManyConnections, true, now);
         }
         // A pairing request: accept the first per topic, refuse the rest.
         let mut pairing = matches!(purpose, Some(Purpose::Pair(..)));
@@ -107,6 +107,7 @@ impl Node {
                 return self.bad_peer(
                     conn,
                     DisconnectReason::ProtocolError("pairing intent on an outbound link".into()),
+                    now,
                 );
             }
             // The first link per topic is accepted, later ones only from another cluster (two
@@ -124,23 +125,25 @@ impl Node {
                     paired_topic = Some((intent.clone(), OnPair::None, theirs));
                     pairing = true;
                 }
-                _ => return self.close_conn(conn, DisconnectReason::AlreadyPaired, true),
+                _ => return self.close_conn(conn, DisconnectReason::AlreadyPaired, true, now),
             }
         }
         if dir == Direction::Inbound {
             let hello = self.hello_for(conn);
-            self.send(conn, &Message::Hello(hello));
+            self.send(conn, &Message::Hello(hello), now);
         }
         let mut reconnected = self.redials.remove(&h.id).is_some();
+        self.timers.cancel(&TimerKey::Redial(h.id));
         if let Some(Purpose::Reconnect(old)) = &purpose {
             // The node at that address may have restarted with a new id: the redial is done.
             self.redials.remove(old);
+            self.timers.cancel(&TimerKey::Redial(*old));
             reconnected = true;
         }
         self.establish(conn, dir, remote, h, pairing, now);
         let peer = self.edge_order.last().copied();
         if let (Some((intent, on_pair, cluster)), Some(peer)) = (paired_topic, peer) {
-            self.accept_pairing(peer, intent, on_pair, cluster);
+            self.accept_pairing(peer, intent, on_pair, cluster, now);
         }
         // We dialed to pair while seeking the same topic ourselves: that pairs us too.
         if let (Some(Purpose::Pair(intent, _)), Some(peer)) = (&purpose, peer) {
@@ -153,7 +156,7 @@ impl Node {
                     .get(&peer)
                     .and_then(|e| e.paired.get(&intent.topic).copied())
                     .unwrap_or(self.id.min(peer));
-                self.mark_paired(&intent.topic, Some(peer), cluster);
+                self.mark_paired(&intent.topic, Some(peer), cluster, now);
             }
         }
         if let Some(peer) = peer {
@@ -207,6 +210,8 @@ impl Node {
             },
         );
         self.edge_order.push(h.id);
+        self.timers.cancel(&TimerKey::Handshake(conn));
+        self.arm_edge(h.id);
     }
 
     /// Two connections to the same node: both sides keep the one with the smaller
@@ -229,12 +234,12 @@ impl Node {
         };
         let keep_new = key(new, new_dir) < key(old, old_dir);
         if !keep_new {
-            return self.close_conn(new, DisconnectReason::Duplicate, true);
+            return self.close_conn(new, DisconnectReason::Duplicate, true, now);
         }
         debug!(peer = %h.id, %old, %new, "moving an edge to the connection that wins the tie-break");
         if new_dir == Direction::Inbound {
             let hello = self.hello_for(new);
-            self.send(new, &Message::Hello(hello));
+            self.send(new, &Message::Hello(hello), now);
         }
         let Some(mut edge) = self.edges.remove(&h.id) else {
             return;
@@ -247,9 +252,10 @@ impl Node {
             c.state = ConnState::Superseded(h.id);
             c.purpose = None;
             c.deadline = deadline;
+            self.timers.set(TimerKey::Handshake(old), deadline);
         }
         if new_dir == Direction::Outbound {
-            self.send(old, &Message::Goodbye(DisconnectReason::Duplicate));
+            self.send(old, &Message::Goodbye(DisconnectReason::Duplicate), now);
         }
         edge.conn = new;
         edge.dir = new_dir;
@@ -259,6 +265,9 @@ impl Node {
             c.state = ConnState::Established(h.id);
         }
         self.edges.insert(h.id, edge);
+        self.timers.cancel(&TimerKey::Edge(h.id, old));
+        self.timers.cancel(&TimerKey::Handshake(new));
+        self.arm_edge(h.id);
         if let Some(Purpose::User) = self.conns.get(&new).and_then(|c| c.purpose.clone()) {
             self.push_event(Event::ConnectFailed {
                 conn: new,
@@ -280,10 +289,10 @@ impl Node {
         conn: ConnId,
         peer: NodeId,
         topics: Vec<String>,
-        _now: Instant,
+        now: Instant,
     ) {
         if let Err(reason) = self.validate_names("topics", &topics, self.cfg.max_peer_topics) {
-            return self.bad_peer(conn, reason);
+            return self.bad_peer(conn, reason, now);
         }
         let ours: Vec<&String> = self.topics.keys().filter(|t| *t != "@").collect();
         if let Some(e) = self.edges.get_mut(&peer) {
@@ -295,10 +304,16 @@ impl Node {
         self.push_event(Event::PeerUpdated { peer });
     }
 
-    pub(super) fn on_services(&mut self, conn: ConnId, peer: NodeId, services: Vec<String>) {
+    pub(super) fn on_services(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        services: Vec<String>,
+        now: Instant,
+    ) {
         if let Err(reason) = self.validate_names("services", &services, self.cfg.max_peer_services)
         {
-            return self.bad_peer(conn, reason);
+            return self.bad_peer(conn, reason, now);
         }
         if let Some(e) = self.edges.get_mut(&peer) {
             e.services = services.into_iter().collect();
@@ -307,17 +322,23 @@ impl Node {
     }
 
     /// Tells every neighbour our current topic set.
-    pub(super) fn announce_topics(&mut self) {
+    pub(super) fn announce_topics(&mut self, now: Instant) {
         let msg = Message::Topics(self.topics.keys().cloned().collect());
         for peer in self.edge_order.clone() {
-            self.send_to_peer(peer, &msg);
+            self.send_to_peer(peer, &msg, now);
         }
     }
 
-    pub(super) fn on_paired(&mut self, conn: ConnId, peer: NodeId, topics: Vec<(String, NodeId)>) {
+    pub(super) fn on_paired(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        topics: Vec<(String, NodeId)>,
+        now: Instant,
+    ) {
         let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
         if let Err(reason) = self.validate_names("topics", &names, self.cfg.max_peer_topics) {
-            return self.bad_peer(conn, reason);
+            return self.bad_peer(conn, reason, now);
         }
         if let Some(e) = self.edges.get_mut(&peer) {
             e.paired = topics.iter().cloned().collect();
@@ -327,13 +348,13 @@ impl Node {
         for (topic, cluster) in topics {
             match self.topics.get(&topic) {
                 Some(TopicState::Paired(ours)) if cluster < *ours && !self.cfg.root => {
-                    self.mark_paired(&topic, Some(peer), cluster);
+                    self.mark_paired(&topic, Some(peer), cluster, now);
                 }
                 Some(TopicState::Discovering { .. }) => {
                     if let Some(e) = self.edges.get_mut(&peer) {
                         e.pairing = true;
                     }
-                    self.mark_paired(&topic, Some(peer), cluster);
+                    self.mark_paired(&topic, Some(peer), cluster, now);
                 }
                 _ => {}
             }
@@ -356,7 +377,13 @@ impl Node {
 
     /// Records that this node belongs to `topic`'s cluster `cluster` (or, already paired, that
     /// its cluster merged into one with a smaller id), and tells the application and neighbours.
-    pub(super) fn mark_paired(&mut self, topic: &str, with: Option<NodeId>, cluster: NodeId) {
+    pub(super) fn mark_paired(
+        &mut self,
+        topic: &str,
+        with: Option<NodeId>,
+        cluster: NodeId,
+        now: Instant,
+    ) {
         match self.topics.get(topic) {
             Some(TopicState::Paired(c)) if *c <= cluster => return,
             Some(TopicState::Paired(_)) => {
@@ -364,6 +391,7 @@ impl Node {
                     .insert(topic.to_string(), TopicState::Paired(cluster));
             }
             _ => {
+                self.timers.cancel(&TimerKey::Discovery(topic.to_string()));
                 self.topics
                     .insert(topic.to_string(), TopicState::Paired(cluster));
                 self.push_event(Event::Paired {
@@ -372,22 +400,22 @@ impl Node {
                 });
             }
         }
-        self.announce_paired();
+        self.announce_paired(now);
     }
 
     /// Tells every neighbour which topics we are paired for.
-    pub(super) fn announce_paired(&mut self) {
+    pub(super) fn announce_paired(&mut self, now: Instant) {
         let msg = Message::Paired(self.paired_topics());
         for peer in self.edge_order.clone() {
-            self.send_to_peer(peer, &msg);
+            self.send_to_peer(peer, &msg, now);
         }
     }
 
     /// Tells every neighbour our current service list.
-    pub(super) fn announce_services(&mut self) {
+    pub(super) fn announce_services(&mut self, now: Instant) {
         let msg = Message::Services(self.services.iter().cloned().collect());
         for peer in self.edge_order.clone() {
-            self.send_to_peer(peer, &msg);
+            self.send_to_peer(peer, &msg, now);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::debug;
 
-use super::{Event, Node, Purpose, Redial};
+use super::{Event, Node, Purpose, Redial, TimerKey};
 use crate::error::CommandError;
 use crate::id::{ConnId, NodeId};
 use crate::message::{DisconnectReason, Message};
@@ -47,7 +47,7 @@ impl Node {
             e.pings.push_back((id, now));
             e.last_ping = now;
         }
-        self.send_to_peer(peer, &Message::Ping { id, padding });
+        self.send_to_peer(peer, &Message::Ping { id, padding }, now);
         id
     }
 
@@ -61,7 +61,7 @@ impl Node {
         Ok(())
     }
 
-    pub(super) fn on_ping(&mut self, conn: ConnId, id: u64, padding: Bytes) {
+    pub(super) fn on_ping(&mut self, conn: ConnId, id: u64, padding: Bytes, now: Instant) {
         if padding.len() > self.cfg.max_ping_padding {
             return self.bad_peer(
                 conn,
@@ -70,9 +70,10 @@ impl Node {
                     padding.len(),
                     self.cfg.max_ping_padding
                 )),
+                now,
             );
         }
-        self.send(conn, &Message::Pong { id, padding });
+        self.send(conn, &Message::Pong { id, padding }, now);
     }
 
     pub(super) fn on_pong(&mut self, peer: NodeId, id: u64, now: Instant) {
@@ -100,29 +101,39 @@ impl Node {
         });
     }
 
-    pub(super) fn liveness_timeouts(&mut self, now: Instant) {
-        let idle = self.cfg.idle_timeout;
-        let mut dead = Vec::new();
-        let mut ping = Vec::new();
-        for (peer, e) in &self.edges {
-            if e.last_rx + idle <= now {
-                dead.push(e.conn);
-            } else if e.last_rx.max(e.last_ping) + e.keepalive_delay <= now {
-                ping.push(*peer);
-            }
+    /// When the edge next needs a keep-alive ping or is dropped as idle.
+    pub(super) fn edge_deadline(&self, peer: NodeId) -> Option<Instant> {
+        let e = self.edges.get(&peer)?;
+        Some(
+            (e.last_rx.max(e.last_ping) + e.keepalive_delay).min(e.last_rx + self.cfg.idle_timeout),
+        )
+    }
+
+    /// Sets the edge's keep-alive timer.
+    pub(super) fn arm_edge(&mut self, peer: NodeId) {
+        if let (Some(at), Some(e)) = (self.edge_deadline(peer), self.edges.get(&peer)) {
+            self.timers.set(TimerKey::Edge(peer, e.conn), at);
         }
-        for conn in dead {
+    }
+
+    pub(super) fn edge_timeout(&mut self, peer: NodeId, conn: ConnId, now: Instant) {
+        let Some(e) = self.edges.get(&peer).filter(|e| e.conn == conn) else {
+            return;
+        };
+        if e.last_rx + self.cfg.idle_timeout <= now {
             debug!(%conn, "edge idle for too long");
-            self.send(conn, &Message::Goodbye(DisconnectReason::IdleTimeout));
-            self.end_conn(conn, DisconnectReason::IdleTimeout, false, true);
+            self.send(conn, &Message::Goodbye(DisconnectReason::IdleTimeout), now);
+            self.end_conn(conn, DisconnectReason::IdleTimeout, false, true, now);
+            return;
         }
-        for peer in ping {
+        if e.last_rx.max(e.last_ping) + e.keepalive_delay <= now {
             let delay = self.keepalive_delay();
             if let Some(e) = self.edges.get_mut(&peer) {
                 e.keepalive_delay = delay;
             }
             self.send_ping(peer, Bytes::new(), now);
         }
+        self.arm_edge(peer);
     }
 
     /// The delay before redial attempt `attempt` (0-based): doubling from `reconnect_initial`
@@ -136,12 +147,10 @@ impl Node {
         base.mul_f64(0.5 + 0.5 * self.rng.f64())
     }
 
-    pub(super) fn start_redial(&mut self, peer: NodeId, addr: SocketAddr) {
-        let Some(now) = self.now else {
-            return;
-        };
+    pub(super) fn start_redial(&mut self, peer: NodeId, addr: SocketAddr, now: Instant) {
         let next = now + self.backoff(0);
         debug!(%peer, %addr, ?next, "will redial");
+        self.timers.set(TimerKey::Redial(peer), next);
         self.redials.insert(
             peer,
             Redial {
@@ -155,10 +164,7 @@ impl Node {
 
     /// A redial attempt ended without an edge. (A peer that came back by another connection,
     /// or a shutdown, has already removed the redial: nothing is left to do then.)
-    pub(super) fn redial_failed(&mut self, peer: NodeId, conn: ConnId) {
-        let Some(now) = self.now else {
-            return;
-        };
+    pub(super) fn redial_failed(&mut self, peer: NodeId, conn: ConnId, now: Instant) {
         let Some(attempt) = self
             .redials
             .get(&peer)
@@ -169,6 +175,7 @@ impl Node {
         };
         if attempt >= self.cfg.reconnections {
             self.redials.remove(&peer);
+            self.timers.cancel(&TimerKey::Redial(peer));
             debug!(%peer, attempt, "giving up redialing");
             self.push_event(Event::ReconnectGaveUp {
                 peer,
@@ -181,33 +188,37 @@ impl Node {
             r.conn = None;
             r.next = Some(next);
         }
+        self.timers.set(TimerKey::Redial(peer), next);
     }
 
-    pub(super) fn redial_timeouts(&mut self, now: Instant) {
-        let due: Vec<(NodeId, SocketAddr)> = self
-            .redials
-            .iter()
-            .filter(|(_, r)| r.conn.is_none() && r.next.is_some_and(|n| n <= now))
-            .map(|(p, r)| (*p, r.addr))
-            .collect();
-        for (peer, addr) in due {
-            if self.edges.contains_key(&peer) {
-                self.redials.remove(&peer);
-                continue;
-            }
-            if self.conns.len() >= self.cfg.max_edges {
-                let next = now + self.backoff(0);
-                if let Some(r) = self.redials.get_mut(&peer) {
-                    r.next = Some(next);
-                }
-                continue;
-            }
-            let conn = self.dial(addr, Purpose::Reconnect(peer), now);
+    pub(super) fn redial_timeout(&mut self, peer: NodeId, now: Instant) {
+        let Some(r) = self.redials.get(&peer) else {
+            return;
+        };
+        let (Some(next), None) = (r.next, r.conn) else {
+            return;
+        };
+        if next > now {
+            return self.timers.set(TimerKey::Redial(peer), next);
+        }
+        let addr = r.addr;
+        if self.edges.contains_key(&peer) {
+            self.redials.remove(&peer);
+            return;
+        }
+        if self.conns.len() >= self.cfg.max_edges {
+            let next = now + self.backoff(0);
             if let Some(r) = self.redials.get_mut(&peer) {
-                r.attempt += 1;
-                r.conn = Some(conn);
-                r.next = None;
+                r.next = Some(next);
             }
+            self.timers.set(TimerKey::Redial(peer), next);
+            return;
+        }
+        let conn = self.dial(addr, Purpose::Reconnect(peer), now);
+        if let Some(r) = self.redials.get_mut(&peer) {
+            r.attempt += 1;
+            r.conn = Some(conn);
+            r.next = None;
         }
     }
 }

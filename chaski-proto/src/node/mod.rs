@@ -10,6 +10,7 @@ mod handshake;
 mod liveness;
 mod pubsub;
 mod rpc;
+mod timers;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
+use timers::{TimerKey, Timers};
 pub use types::{Direction, EdgeInfo, Event, Output, Received};
 
 use crate::codec::{decode_frame, encode_frame, FrameDecoder};
@@ -64,6 +66,16 @@ struct Conn {
     deadline: Instant,
     decoder: FrameDecoder,
     out: BytesMut,
+    /// Since when the runtime could not write what waits in `out` (reset by any progress).
+    blocked_since: Option<Instant>,
+}
+
+/// What is left to write on a connection after its close.
+#[derive(Debug)]
+struct Closing {
+    out: BytesMut,
+    /// The close, or the last write that made progress.
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -143,8 +155,11 @@ pub struct Node {
     status_queries: BTreeMap<u64, (SocketAddr, Instant)>,
 
     redials: BTreeMap<NodeId, Redial>,
-    /// The latest `now` passed in, for timers set deep inside a handler.
-    now: Option<Instant>,
+    timers: Timers,
+    /// Closed connections with bytes still to write.
+    closing: BTreeMap<ConnId, Closing>,
+    /// Connections with more than the congestion limit waiting.
+    congested: BTreeSet<ConnId>,
 
     dirty: VecDeque<ConnId>,
     queue: VecDeque<Output>,
@@ -204,7 +219,9 @@ impl Node {
             next_status: 0,
             status_queries: BTreeMap::new(),
             redials: BTreeMap::new(),
-            now: None,
+            timers: Timers::default(),
+            closing: BTreeMap::new(),
+            congested: BTreeSet::new(),
             dirty: VecDeque::new(),
             queue: VecDeque::new(),
             queued_events: 0,
@@ -346,6 +363,12 @@ impl Node {
         self.redials.len()
     }
 
+    /// Deadlines set (one per handshake, stalled connection, edge, discovery, call, status
+    /// query and redial at most).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Running totals.
     pub fn counters(&self) -> Counters {
         Counters {
@@ -364,13 +387,8 @@ impl Node {
     /// The next thing for the runtime to do. Call until `None` after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
         while let Some(conn) = self.dirty.pop_front() {
-            if let Some(c) = self.conns.get_mut(&conn) {
-                if !c.out.is_empty() {
-                    return Some(Output::Transmit {
-                        conn,
-                        data: c.out.split().freeze(),
-                    });
-                }
+            if !self.outbound(conn).is_empty() {
+                return Some(Output::Transmit { conn });
             }
         }
         let out = self.queue.pop_front();
@@ -380,36 +398,88 @@ impl Node {
         out
     }
 
-    /// When the node next wants [`Node::handle_timeout`]; `None` if it has no timer.
+    /// When the node next wants [`Node::handle_timeout`]; `None` if it has no timer. Costs
+    /// O(log n): the deadlines are kept in order.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t: Option<Instant> = None;
-        let mut min = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
-        for c in self.conns.values() {
-            if !matches!(c.state, ConnState::Established(_)) {
-                min(c.deadline);
+        self.timers.next()
+    }
+
+    // ----- sending ---------------------------------------------------------------------------
+
+    /// The bytes waiting to be written on `conn` (an open or a closing connection), oldest
+    /// first; empty if none. Write what the socket takes, then report it with
+    /// [`Node::advance`]. [`Output::Transmit`] tells when a connection has bytes again.
+    pub fn outbound(&self, conn: ConnId) -> &[u8] {
+        match self.conns.get(&conn) {
+            Some(c) => &c.out,
+            None => self.closing.get(&conn).map_or(&[], |c| &c.out[..]),
+        }
+    }
+
+    /// `n` bytes of [`Node::outbound`] were written at `now` (0 when the socket took nothing:
+    /// the peer's stall clock starts then). A peer that takes nothing for `stall_timeout` is
+    /// dropped (a closed connection: after `linger`).
+    pub fn advance(&mut self, conn: ConnId, n: usize, now: Instant) {
+        let limit = self.cfg.congestion_limit();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let n = n.min(c.out.len());
+            bytes::Buf::advance(&mut c.out, n);
+            if c.out.is_empty() {
+                c.blocked_since = None;
+            } else if n > 0 || c.blocked_since.is_none() {
+                if c.blocked_since.is_none() {
+                    self.timers
+                        .set(TimerKey::Stall(conn), now + self.cfg.stall_timeout);
+                }
+                c.blocked_since = Some(now);
+            }
+            if c.out.len() <= limit {
+                self.congested.remove(&conn);
+            }
+        } else if let Some(c) = self.closing.get_mut(&conn) {
+            let n = n.min(c.out.len());
+            bytes::Buf::advance(&mut c.out, n);
+            if c.out.is_empty() {
+                self.closing.remove(&conn);
+                self.timers.cancel(&TimerKey::Stall(conn));
+            } else if n > 0 {
+                c.since = now;
             }
         }
-        for e in self.edges.values() {
-            min(e.last_rx.max(e.last_ping) + e.keepalive_delay);
-            min(e.last_rx + self.cfg.idle_timeout);
-        }
-        for s in self.topics.values() {
-            if let TopicState::Discovering { deadline, .. } = s {
-                min(*deadline);
-            }
-        }
-        for (_, d) in self.calls.values() {
-            min(*d);
-        }
-        for (_, d) in self.status_queries.values() {
-            min(*d);
-        }
-        for r in self.redials.values() {
-            if let Some(n) = r.next {
-                min(n);
-            }
-        }
-        t
+    }
+
+    /// Takes everything waiting for `conn` at once, as if the socket took it all (for
+    /// simulations and tests; a runtime writes from [`Node::outbound`]).
+    pub fn take_outbound(&mut self, conn: ConnId, now: Instant) -> Bytes {
+        let data = Bytes::copy_from_slice(self.outbound(conn));
+        self.advance(conn, data.len(), now);
+        data
+    }
+
+    /// Whether publishing on `topic` should wait: a neighbour it goes to has more than
+    /// [`Config::congestion_limit`] bytes waiting. The wait ends when that peer takes its
+    /// bytes, or is dropped for not taking any for `stall_timeout`; other peers are never
+    /// held by it.
+    pub fn publish_would_wait(&self, topic: &str) -> bool {
+        self.congested
+            .iter()
+            .any(|conn| match self.conns.get(conn).map(|c| c.state) {
+                Some(ConnState::Established(p)) => self
+                    .edges
+                    .get(&p)
+                    .is_some_and(|e| e.root || e.topics.contains(topic)),
+                _ => false,
+            })
+    }
+
+    /// Connections with more than [`Config::congestion_limit`] bytes waiting.
+    pub fn congested_count(&self) -> usize {
+        self.congested.len()
+    }
+
+    /// Closed connections that still have bytes to write.
+    pub fn closing_count(&self) -> usize {
+        self.closing.len()
     }
 
     pub(crate) fn push_event(&mut self, ev: Event) {
@@ -430,7 +500,7 @@ impl Node {
     }
 
     /// Encodes `msg` onto the connection's outbound buffer.
-    fn send(&mut self, conn: ConnId, msg: &Message) {
+    fn send(&mut self, conn: ConnId, msg: &Message, now: Instant) {
         let max = self.cfg.max_frame_len;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -444,19 +514,22 @@ impl Node {
         if was_empty {
             self.dirty.push_back(conn);
         }
+        if c.out.len() > self.cfg.congestion_limit() {
+            self.congested.insert(conn);
+        }
         if c.out.len() > self.cfg.max_outbound {
             self.close_conn(
                 conn,
                 DisconnectReason::LimitExceeded("outbound buffer full".into()),
                 false,
+                now,
             );
         }
     }
 
-    /// Appends an already encoded frame to the connection's buffer.
     /// Encodes a publish straight onto the connection's outbound buffer (no intermediate frame).
     /// `false` if it cannot be encoded at all (too large), for any connection.
-    fn send_publish(&mut self, conn: ConnId, p: &crate::message::Publish) -> bool {
+    fn send_publish(&mut self, conn: ConnId, p: &crate::message::Publish, now: Instant) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return true;
         };
@@ -468,19 +541,23 @@ impl Node {
             self.dirty.push_back(conn);
         }
         self.counters.frames_sent += 1;
+        if c.out.len() > self.cfg.congestion_limit() {
+            self.congested.insert(conn);
+        }
         if c.out.len() > self.cfg.max_outbound {
             self.close_conn(
                 conn,
                 DisconnectReason::LimitExceeded("outbound buffer full".into()),
                 false,
+                now,
             );
         }
         true
     }
 
-    fn send_to_peer(&mut self, peer: NodeId, msg: &Message) {
+    fn send_to_peer(&mut self, peer: NodeId, msg: &Message, now: Instant) {
         if let Some(conn) = self.edges.get(&peer).map(|e| e.conn) {
-            self.send(conn, msg);
+            self.send(conn, msg, now);
         }
     }
 
@@ -503,8 +580,11 @@ impl Node {
                 deadline: now + self.cfg.handshake_timeout,
                 decoder: FrameDecoder::new(self.cfg.max_frame_len),
                 out: BytesMut::new(),
+                blocked_since: None,
             },
         );
+        self.timers
+            .set(TimerKey::Handshake(conn), now + self.cfg.handshake_timeout);
         self.queue.push_back(Output::Dial { conn, addr });
         conn
     }
@@ -526,7 +606,6 @@ impl Node {
     /// Asks the runtime to dial `addr`; the edge (or the failure) arrives as an event carrying the
     /// returned id.
     pub fn connect(&mut self, addr: SocketAddr, now: Instant) -> Result<ConnId, CommandError> {
-        self.now = Some(now);
         self.check_live()?;
         if self.conns.len() >= self.cfg.max_edges {
             return Err(CommandError::Limit("max_edges"));
@@ -544,7 +623,6 @@ impl Node {
         dir: Direction,
         now: Instant,
     ) {
-        self.now = Some(now);
         match dir {
             Direction::Outbound => {
                 let Some(c) = self.conns.get_mut(&conn) else {
@@ -558,6 +636,7 @@ impl Node {
                 c.state = ConnState::Handshaking;
                 c.remote = remote;
                 c.deadline = now + self.cfg.handshake_timeout;
+                self.timers.set(TimerKey::Handshake(conn), c.deadline);
             }
             Direction::Inbound => {
                 if conn.is_outbound() || self.conns.contains_key(&conn) {
@@ -576,14 +655,17 @@ impl Node {
                         deadline: now + self.cfg.handshake_timeout,
                         decoder: FrameDecoder::new(self.cfg.max_frame_len),
                         out: BytesMut::new(),
+                        blocked_since: None,
                     },
                 );
+                self.timers
+                    .set(TimerKey::Handshake(conn), now + self.cfg.handshake_timeout);
                 if self.shut_down {
-                    self.close_conn(conn, DisconnectReason::Shutdown, true);
+                    self.close_conn(conn, DisconnectReason::Shutdown, true, now);
                     return;
                 }
                 if self.conns.len() > self.cfg.max_edges {
-                    self.close_conn(conn, DisconnectReason::TooManyConnections, true);
+                    self.close_conn(conn, DisconnectReason::TooManyConnections, true, now);
                     return;
                 }
             }
@@ -592,13 +674,12 @@ impl Node {
         // so a dialer never holds an edge the acceptor refused.
         if dir == Direction::Outbound {
             let hello = self.hello_for(conn);
-            self.send(conn, &Message::Hello(hello));
+            self.send(conn, &Message::Hello(hello), now);
         }
     }
 
     /// A dial the core asked for failed.
     pub fn handle_dial_failed(&mut self, conn: ConnId, error: &str, now: Instant) {
-        self.now = Some(now);
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -606,12 +687,11 @@ impl Node {
             return;
         }
         debug!(%conn, error, "dial failed");
-        self.fail_handshake(conn, ConnectError::DialFailed(error.to_string()));
+        self.fail_handshake(conn, ConnectError::DialFailed(error.to_string()), now);
     }
 
     /// Bytes arrived on a connection.
     pub fn handle_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
-        self.now = Some(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -624,7 +704,7 @@ impl Node {
                 Ok(Some(b)) => b,
                 Ok(None) => return,
                 Err(e) => {
-                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()));
+                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now);
                     return;
                 }
             };
@@ -632,7 +712,7 @@ impl Node {
             match decode_frame(&body) {
                 Ok(msg) => self.handle_message(conn, msg, now),
                 Err(e) => {
-                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()));
+                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now);
                     return;
                 }
             }
@@ -641,22 +721,14 @@ impl Node {
 
     /// The connection ended without our asking (EOF, reset, write error).
     pub fn handle_closed(&mut self, conn: ConnId, now: Instant) {
-        self.now = Some(now);
+        if self.closing.remove(&conn).is_some() {
+            self.timers.cancel(&TimerKey::Stall(conn));
+            return;
+        }
         if !self.conns.contains_key(&conn) {
             return;
         }
         self.drop_conn(conn, DisconnectReason::ConnectionLost, false, now);
-    }
-
-    /// The runtime holds more than `max_outbound` bytes it cannot write to this connection:
-    /// the peer is not reading. The connection is closed with a goodbye naming the reason (and
-    /// a [`Event::BadPeer`]); it is not redialed.
-    pub fn handle_stalled(&mut self, conn: ConnId, now: Instant) {
-        self.now = Some(now);
-        self.bad_peer(
-            conn,
-            DisconnectReason::LimitExceeded("peer is not reading (outbound limit)".into()),
-        );
     }
 
     fn handle_message(&mut self, conn: ConnId, msg: Message, now: Instant) {
@@ -666,7 +738,7 @@ impl Node {
         };
         let peer = match (state, msg) {
             (ConnState::Superseded(_), Message::Goodbye(_)) => {
-                return self.end_conn(conn, DisconnectReason::Duplicate, true, false);
+                return self.end_conn(conn, DisconnectReason::Duplicate, true, false, now);
             }
             (ConnState::Superseded(p), msg)
                 if self.edges.contains_key(&p) && !matches!(msg, Message::Hello(_)) =>
@@ -675,7 +747,11 @@ impl Node {
             }
             (ConnState::Superseded(_), _) => return,
             (ConnState::Established(_), Message::Hello(_)) => {
-                return self.bad_peer(conn, DisconnectReason::ProtocolError("second Hello".into()));
+                return self.bad_peer(
+                    conn,
+                    DisconnectReason::ProtocolError("second Hello".into()),
+                    now,
+                );
             }
             (ConnState::Established(p), msg) => (p, msg),
             (_, Message::Hello(h)) => return self.on_hello(conn, h, now),
@@ -686,6 +762,7 @@ impl Node {
                 return self.bad_peer(
                     conn,
                     DisconnectReason::ProtocolError("message before Hello".into()),
+                    now,
                 );
             }
         };
@@ -697,25 +774,25 @@ impl Node {
             Message::Hello(_) => unreachable!("handled above"),
             Message::Goodbye(reason) => self.drop_conn(conn, reason, true, now),
             Message::Topics(t) => self.on_topics(conn, peer, t, now),
-            Message::Paired(t) => self.on_paired(conn, peer, t),
-            Message::Services(s) => self.on_services(conn, peer, s),
-            Message::Ping { id, padding } => self.on_ping(conn, id, padding),
+            Message::Paired(t) => self.on_paired(conn, peer, t, now),
+            Message::Services(s) => self.on_services(conn, peer, s, now),
+            Message::Ping { id, padding } => self.on_ping(conn, id, padding, now),
             Message::Pong { id, .. } => self.on_pong(peer, id, now),
             Message::Discovery(d) => self.on_discovery(peer, d, now),
-            Message::Publish(p) => self.on_publish(peer, p),
+            Message::Publish(p) => self.on_publish(peer, p, now),
             Message::Request {
                 id,
                 service,
                 path,
                 kind,
                 args,
-            } => self.on_request(conn, peer, id, service, path, kind, args),
+            } => self.on_request(conn, peer, id, service, path, kind, args, now),
             Message::Response { id, result } => self.on_response(peer, id, result),
         }
     }
 
     /// Closes a connection for bad input: goodbye with the reason, then an event.
-    fn bad_peer(&mut self, conn: ConnId, reason: DisconnectReason) {
+    fn bad_peer(&mut self, conn: ConnId, reason: DisconnectReason, now: Instant) {
         let peer = match self.conns.get(&conn).map(|c| c.state) {
             Some(ConnState::Established(p)) => Some(p),
             Some(_) => None,
@@ -728,45 +805,66 @@ impl Node {
             peer,
             reason: reason.clone(),
         });
-        self.close_conn(conn, reason, true);
+        self.close_conn(conn, reason, true, now);
     }
 
     /// Locally closes `conn`: optional goodbye, then `Close`. No redial follows.
-    fn close_conn(&mut self, conn: ConnId, reason: DisconnectReason, goodbye: bool) {
+    fn close_conn(&mut self, conn: ConnId, reason: DisconnectReason, goodbye: bool, now: Instant) {
         if goodbye {
-            self.send(conn, &Message::Goodbye(reason.clone()));
+            self.send(conn, &Message::Goodbye(reason.clone()), now);
         }
-        self.end_conn(conn, reason, false, false);
+        self.end_conn(conn, reason, false, false, now);
     }
 
     /// The connection ended from the outside (EOF, reset, the peer's goodbye): forget it, and
     /// redial if the reason calls for it.
     fn drop_conn(&mut self, conn: ConnId, reason: DisconnectReason, by_peer: bool, now: Instant) {
-        self.now = Some(now);
         let redial = !by_peer && reason.should_reconnect();
-        self.end_conn(conn, reason, by_peer, redial);
+        self.end_conn(conn, reason, by_peer, redial, now);
     }
 
     /// Flushes what is buffered for `conn`, asks the runtime to close it, and forgets it.
-    fn end_conn(&mut self, conn: ConnId, reason: DisconnectReason, by_peer: bool, redial: bool) {
+    fn end_conn(
+        &mut self,
+        conn: ConnId,
+        reason: DisconnectReason,
+        by_peer: bool,
+        redial: bool,
+        now: Instant,
+    ) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if !c.out.is_empty() {
-            let data = c.out.split().freeze();
-            self.queue.push_back(Output::Transmit { conn, data });
+            // Written after the close, for at most `linger` without progress.
+            let out = c.out.split();
+            self.closing.insert(conn, Closing { out, since: now });
+            self.timers
+                .set(TimerKey::Stall(conn), now + self.cfg.linger);
         }
         self.queue.push_back(Output::Close { conn });
-        self.forget_conn(conn, reason, by_peer, redial);
+        self.forget_conn(conn, reason, by_peer, redial, now);
     }
 
     /// Removes the connection and, if it carried an edge, the edge (with its event).
-    fn forget_conn(&mut self, conn: ConnId, reason: DisconnectReason, by_peer: bool, redial: bool) {
+    fn forget_conn(
+        &mut self,
+        conn: ConnId,
+        reason: DisconnectReason,
+        by_peer: bool,
+        redial: bool,
+        now: Instant,
+    ) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.congested.remove(&conn);
+        self.timers.cancel(&TimerKey::Handshake(conn));
+        if !self.closing.contains_key(&conn) {
+            self.timers.cancel(&TimerKey::Stall(conn));
+        }
         match c.state {
-            ConnState::Established(peer) => self.remove_edge(peer, reason, by_peer, redial),
+            ConnState::Established(peer) => self.remove_edge(peer, reason, by_peer, redial, now),
             ConnState::Superseded(peer) => debug!(%peer, %conn, "superseded connection closed"),
             _ => {
                 let error = match reason {
@@ -777,27 +875,30 @@ impl Node {
                     DisconnectReason::Shutdown if !by_peer => ConnectError::ShutDown,
                     other => ConnectError::Refused(other),
                 };
-                self.handshake_failed(conn, c, error);
+                self.handshake_failed(conn, c, error, now);
             }
         }
     }
 
     /// A connection that never became an edge: report to whoever asked for it.
-    fn fail_handshake(&mut self, conn: ConnId, error: ConnectError) {
+    fn fail_handshake(&mut self, conn: ConnId, error: ConnectError, now: Instant) {
         if let Some(c) = self.conns.remove(&conn) {
+            self.congested.remove(&conn);
+            self.timers.cancel(&TimerKey::Handshake(conn));
+            self.timers.cancel(&TimerKey::Stall(conn));
             self.queue.push_back(Output::Close { conn });
-            self.handshake_failed(conn, c, error);
+            self.handshake_failed(conn, c, error, now);
         }
     }
 
-    fn handshake_failed(&mut self, conn: ConnId, c: Conn, error: ConnectError) {
+    fn handshake_failed(&mut self, conn: ConnId, c: Conn, error: ConnectError, now: Instant) {
         match c.purpose {
             Some(Purpose::User) => self.push_event(Event::ConnectFailed {
                 conn,
                 addr: c.remote,
                 error,
             }),
-            Some(Purpose::Reconnect(peer)) => self.redial_failed(peer, conn),
+            Some(Purpose::Reconnect(peer)) => self.redial_failed(peer, conn, now),
             Some(Purpose::Pair(intent, _)) => {
                 debug!(topic = %intent.topic, %error, "pairing attempt ended");
             }
@@ -805,10 +906,18 @@ impl Node {
         }
     }
 
-    fn remove_edge(&mut self, peer: NodeId, reason: DisconnectReason, by_peer: bool, redial: bool) {
+    fn remove_edge(
+        &mut self,
+        peer: NodeId,
+        reason: DisconnectReason,
+        by_peer: bool,
+        redial: bool,
+        now: Instant,
+    ) {
         let Some(e) = self.edges.remove(&peer) else {
             return;
         };
+        self.timers.cancel(&TimerKey::Edge(peer, e.conn));
         self.edge_order.retain(|p| *p != peer);
         self.fail_calls_to(peer);
         self.inbound.retain(|(p, _)| *p != peer);
@@ -816,7 +925,7 @@ impl Node {
             redial && !self.shut_down && self.cfg.reconnections > 0 && e.listen.is_some();
         if reconnecting {
             if let Some(addr) = e.listen {
-                self.start_redial(peer, addr);
+                self.start_redial(peer, addr, now);
             }
         }
         debug!(peer = %peer, name = %e.name, %reason, by_peer, reconnecting, "edge lost");
@@ -837,7 +946,7 @@ impl Node {
             .get(&peer)
             .ok_or(CommandError::NotConnected)?
             .conn;
-        self.close_conn(conn, DisconnectReason::Closed, true);
+        self.close_conn(conn, DisconnectReason::Closed, true, now);
         Ok(())
     }
 
@@ -847,13 +956,17 @@ impl Node {
         let _ = now;
         self.shut_down = true;
         self.redials.clear();
+        // Only the closing connections keep a timer (their `linger`).
+        let closing = &self.closing;
+        self.timers
+            .retain(|k| matches!(k, TimerKey::Stall(c) if closing.contains_key(c)));
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
             let dialing = self.conns.get(&conn).map(|c| c.state) == Some(ConnState::Dialing);
             if dialing {
-                self.fail_handshake(conn, ConnectError::ShutDown);
+                self.fail_handshake(conn, ConnectError::ShutDown, now);
             } else {
-                self.close_conn(conn, DisconnectReason::Shutdown, true);
+                self.close_conn(conn, DisconnectReason::Shutdown, true, now);
             }
         }
         for (id, _) in std::mem::take(&mut self.calls) {
@@ -876,34 +989,84 @@ impl Node {
         }
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now` (only those: the deadlines are kept in order).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
-        self.handshake_timeouts(now);
-        self.liveness_timeouts(now);
-        self.discovery_timeouts(now);
-        self.call_timeouts(now);
-        self.redial_timeouts(now);
-    }
-
-    fn handshake_timeouts(&mut self, now: Instant) {
-        let due: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !matches!(c.state, ConnState::Established(_)) && c.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in due {
-            match self.conns.get(&conn).map(|c| c.state) {
-                Some(ConnState::Dialing) => {
-                    self.fail_handshake(conn, ConnectError::HandshakeTimeout)
-                }
-                Some(ConnState::Superseded(_)) => {
-                    self.end_conn(conn, DisconnectReason::Duplicate, false, false)
-                }
-                _ => self.close_conn(conn, DisconnectReason::HandshakeTimeout, true),
+        let mut due = Vec::new();
+        while let Some(key) = self.timers.pop_due(now) {
+            due.push(key);
+        }
+        // Taken first: a handler that sets its key again runs at the next call, not in a loop.
+        for key in due {
+            match key {
+                TimerKey::Handshake(conn) => self.handshake_timeout(conn, now),
+                TimerKey::Stall(conn) => self.stall_timeout(conn, now),
+                TimerKey::Edge(peer, conn) => self.edge_timeout(peer, conn, now),
+                TimerKey::Discovery(topic) => self.discovery_timeout(&topic, now),
+                TimerKey::Call(id) => self.call_timeout(id, now),
+                TimerKey::Status(token) => self.status_timeout(token, now),
+                TimerKey::Redial(peer) => self.redial_timeout(peer, now),
             }
         }
+    }
+
+    fn handshake_timeout(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if matches!(c.state, ConnState::Established(_)) {
+            return;
+        }
+        if c.deadline > now {
+            let at = c.deadline;
+            return self.timers.set(TimerKey::Handshake(conn), at);
+        }
+        match c.state {
+            ConnState::Dialing => self.fail_handshake(conn, ConnectError::HandshakeTimeout, now),
+            ConnState::Superseded(_) => {
+                self.end_conn(conn, DisconnectReason::Duplicate, false, false, now)
+            }
+            _ => self.close_conn(conn, DisconnectReason::HandshakeTimeout, true, now),
+        }
+    }
+
+    /// A peer took none of its bytes for `stall_timeout` (a closed one: for `linger`).
+    fn stall_timeout(&mut self, conn: ConnId, now: Instant) {
+        if let Some(c) = self.closing.get(&conn) {
+            let at = c.since + self.cfg.linger;
+            if at > now {
+                return self.timers.set(TimerKey::Stall(conn), at);
+            }
+            debug!(%conn, "dropping what a closed connection did not take");
+            self.closing.remove(&conn);
+            // The runtime may wait for the socket: tell it again that the connection is done.
+            self.queue.push_back(Output::Close { conn });
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(since) = c.blocked_since.filter(|_| !c.out.is_empty()) else {
+            return;
+        };
+        let at = since + self.cfg.stall_timeout;
+        if at > now {
+            return self.timers.set(TimerKey::Stall(conn), at);
+        }
+        // What waits would never be written, and a goodbye behind it neither.
+        c.out.clear();
+        let peer = match c.state {
+            ConnState::Established(p) => Some(p),
+            _ => None,
+        };
+        let reason = DisconnectReason::LimitExceeded("peer is not reading".into());
+        warn!(%conn, "dropping a peer that takes none of its bytes");
+        self.counters.bad_peers += 1;
+        self.push_event(Event::BadPeer {
+            conn,
+            peer,
+            reason: reason.clone(),
+        });
+        self.end_conn(conn, reason, false, false, now);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Subscriptions and publishing: sent only to subscribed neighbours and roots, relayed with a
 //! TTL, de-duplicated by (origin, sequence) in a bounded pool that includes our own messages.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use super::{Event, Node, Received, TopicState};
@@ -32,9 +34,9 @@ impl Node {
                 e.pairing = true;
             }
         }
-        self.announce_topics();
+        self.announce_topics(now);
         if self.cfg.paired {
-            self.announce_paired();
+            self.announce_paired(now);
         }
         Ok(())
     }
@@ -51,9 +53,9 @@ impl Node {
             return Ok(());
         }
         if let Some(state) = self.topics.remove(topic) {
-            self.announce_topics();
+            self.announce_topics(now);
             if matches!(state, TopicState::Paired(_)) {
-                self.announce_paired();
+                self.announce_paired(now);
             }
         }
         Ok(())
@@ -100,12 +102,12 @@ impl Node {
             hops: 1,
             payload,
         };
-        self.relay(&p, None);
+        self.relay(&p, None, now);
         Ok(seq)
     }
 
     /// Sends `p` to every subscribed or root neighbour except `from` and the origin.
-    fn relay(&mut self, p: &Publish, from: Option<NodeId>) {
+    fn relay(&mut self, p: &Publish, from: Option<NodeId>, now: Instant) {
         let mut i = 0;
         while let Some(&peer) = self.edge_order.get(i) {
             i += 1;
@@ -120,7 +122,7 @@ impl Node {
             }
             let conn = e.conn;
             let before = self.edge_order.len();
-            if !self.send_publish(conn, p) {
+            if !self.send_publish(conn, p, now) {
                 return;
             }
             // Sending may close that peer (outbound limit): its place is taken by the next one.
@@ -130,7 +132,7 @@ impl Node {
         }
     }
 
-    pub(super) fn on_publish(&mut self, from: NodeId, mut p: Publish) {
+    pub(super) fn on_publish(&mut self, from: NodeId, mut p: Publish, now: Instant) {
         if !self.seen_publishes.insert((p.origin, p.seq)) {
             self.counters.duplicates += 1;
             return;
@@ -145,7 +147,7 @@ impl Node {
         if p.ttl > 1 {
             p.ttl -= 1;
             p.hops = p.hops.saturating_add(1);
-            self.relay(&p, Some(from));
+            self.relay(&p, Some(from), now);
             p.hops = p.hops.saturating_sub(1);
         }
         if subscribed {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::debug;
 
-use super::{Event, Node, Output, Received, TopicState};
+use super::{Event, Node, Output, Received, TimerKey, TopicState};
 use crate::codec::{decode_value, encode_value};
 use crate::error::{CommandError, RemoteError};
 use crate::id::{ConnId, NodeId, RequestId};
@@ -15,23 +15,23 @@ use crate::message::{CallKind, Datagram, DisconnectReason, Message, Status};
 
 impl Node {
     /// Offers a service by name to every neighbour (announced at once).
-    pub fn serve(&mut self, name: &str) -> Result<(), CommandError> {
+    pub fn serve(&mut self, name: &str, now: Instant) -> Result<(), CommandError> {
         self.check_live()?;
         self.check_name("service", name)?;
         if self.services.len() >= self.cfg.max_peer_services && !self.services.contains(name) {
             return Err(CommandError::Limit("max_peer_services"));
         }
         if self.services.insert(name.to_string()) {
-            self.announce_services();
+            self.announce_services(now);
         }
         Ok(())
     }
 
     /// Withdraws a service (announced at once).
-    pub fn unserve(&mut self, name: &str) -> Result<(), CommandError> {
+    pub fn unserve(&mut self, name: &str, now: Instant) -> Result<(), CommandError> {
         self.check_live()?;
         if self.services.remove(name) {
-            self.announce_services();
+            self.announce_services(now);
         }
         Ok(())
     }
@@ -83,6 +83,7 @@ impl Node {
         let id = self.next_request;
         let deadline = now + timeout.unwrap_or(self.cfg.rpc_timeout);
         self.calls.insert(id, (peer, deadline));
+        self.timers.set(TimerKey::Call(id), deadline);
         self.send_to_peer(
             peer,
             &Message::Request {
@@ -92,6 +93,7 @@ impl Node {
                 kind,
                 args,
             },
+            now,
         );
         Ok(RequestId(id))
     }
@@ -99,6 +101,7 @@ impl Node {
     /// Forgets a call whose caller gave up; a late answer is ignored. Returns whether it was
     /// still pending.
     pub fn cancel_call(&mut self, id: RequestId) -> bool {
+        self.timers.cancel(&TimerKey::Call(id.0));
         self.calls.remove(&id.0).is_some()
     }
 
@@ -109,6 +112,7 @@ impl Node {
         peer: NodeId,
         id: u64,
         result: Result<Bytes, RemoteError>,
+        now: Instant,
     ) -> Result<(), CommandError> {
         if !self.inbound.remove(&(peer, id)) {
             return Err(CommandError::UnknownRequest);
@@ -124,7 +128,7 @@ impl Node {
             ))),
             r => r,
         };
-        self.send_to_peer(peer, &Message::Response { id, result });
+        self.send_to_peer(peer, &Message::Response { id, result }, now);
         Ok(())
     }
 
@@ -138,10 +142,11 @@ impl Node {
         path: String,
         kind: CallKind,
         args: Bytes,
+        now: Instant,
     ) {
         // Answer on the edge's current connection (this one may be a superseded duplicate).
         let reply =
-            |me: &mut Self, result| me.send_to_peer(peer, &Message::Response { id, result });
+            |me: &mut Self, result| me.send_to_peer(peer, &Message::Response { id, result }, now);
         if !self.services.contains(&service) {
             return reply(self, Err(RemoteError::NotFound(service)));
         }
@@ -156,6 +161,7 @@ impl Node {
             return self.bad_peer(
                 conn,
                 DisconnectReason::ProtocolError(format!("request id {id} reused while pending")),
+                now,
             );
         }
         if let Some(e) = self.edges.get_mut(&peer) {
@@ -180,6 +186,7 @@ impl Node {
         match self.calls.get(&id) {
             Some((p, _)) if *p == peer => {
                 self.calls.remove(&id);
+                self.timers.cancel(&TimerKey::Call(id));
                 self.push_event(Event::Response {
                     id: RequestId(id),
                     result,
@@ -198,6 +205,7 @@ impl Node {
             .collect();
         for id in ids {
             self.calls.remove(&id);
+            self.timers.cancel(&TimerKey::Call(id));
             self.push_event(Event::Response {
                 id: RequestId(id),
                 result: Err(RemoteError::Disconnected),
@@ -205,35 +213,36 @@ impl Node {
         }
     }
 
-    pub(super) fn call_timeouts(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .calls
-            .iter()
-            .filter(|(_, (_, d))| *d <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            self.calls.remove(&id);
-            self.push_event(Event::Response {
-                id: RequestId(id),
-                result: Err(RemoteError::Timeout),
-            });
+    pub(super) fn call_timeout(&mut self, id: u64, now: Instant) {
+        let Some((_, deadline)) = self.calls.get(&id) else {
+            return;
+        };
+        if *deadline > now {
+            let at = *deadline;
+            return self.timers.set(TimerKey::Call(id), at);
         }
-        let due: Vec<u64> = self
-            .status_queries
-            .iter()
-            .filter(|(_, (_, d))| *d <= now)
-            .map(|(t, _)| *t)
-            .collect();
-        for token in due {
-            if let Some((addr, _)) = self.status_queries.remove(&token) {
-                self.push_event(Event::Status {
-                    token,
-                    addr,
-                    status: None,
-                });
-            }
+        self.calls.remove(&id);
+        self.push_event(Event::Response {
+            id: RequestId(id),
+            result: Err(RemoteError::Timeout),
+        });
+    }
+
+    pub(super) fn status_timeout(&mut self, token: u64, now: Instant) {
+        let Some((addr, deadline)) = self.status_queries.get(&token) else {
+            return;
+        };
+        if *deadline > now {
+            let at = *deadline;
+            return self.timers.set(TimerKey::Status(token), at);
         }
+        let addr = *addr;
+        self.status_queries.remove(&token);
+        self.push_event(Event::Status {
+            token,
+            addr,
+            status: None,
+        });
     }
 
     // ----- UDP -------------------------------------------------------------------------------
@@ -268,6 +277,8 @@ impl Node {
             .map_err(|_| CommandError::Limit("status request"))?;
         self.status_queries
             .insert(token, (addr, now + self.cfg.status_timeout));
+        self.timers
+            .set(TimerKey::Status(token), now + self.cfg.status_timeout);
         self.queue.push_back(Output::Datagram {
             to: addr,
             data: data.into(),
@@ -337,6 +348,7 @@ impl Node {
                     .is_some_and(|(a, _)| *a == from)
                 {
                     self.status_queries.remove(&token);
+                    self.timers.cancel(&TimerKey::Status(token));
                     self.push_event(Event::Status {
                         token,
                         addr: from,

@@ -34,8 +34,39 @@ fn frame(msg: &Message) -> Vec<u8> {
     b.to_vec()
 }
 
+/// The core's outputs with the bytes they stand for: every `Transmit` carries what the node
+/// had waiting (taken as if the socket took it all), and a `Close` comes after the last bytes.
+#[derive(Debug)]
+enum Output {
+    Transmit { conn: ConnId, data: Bytes },
+    Datagram { to: SocketAddr, data: Bytes },
+    Dial { conn: ConnId, addr: SocketAddr },
+    Close { conn: ConnId },
+    Event(Event),
+}
+
 fn drain(n: &mut Node) -> Vec<Output> {
-    std::iter::from_fn(|| n.poll_output()).collect()
+    let now = Instant::now();
+    let mut outs = Vec::new();
+    while let Some(o) = n.poll_output() {
+        match o {
+            super::Output::Transmit { conn } => outs.push(Output::Transmit {
+                conn,
+                data: n.take_outbound(conn, now),
+            }),
+            super::Output::Close { conn } => {
+                let data = n.take_outbound(conn, now);
+                if !data.is_empty() {
+                    outs.push(Output::Transmit { conn, data });
+                }
+                outs.push(Output::Close { conn });
+            }
+            super::Output::Datagram { to, data } => outs.push(Output::Datagram { to, data }),
+            super::Output::Dial { conn, addr } => outs.push(Output::Dial { conn, addr }),
+            super::Output::Event(e) => outs.push(Output::Event(e)),
+        }
+    }
+    outs
 }
 
 /// Frames written to `conn` among `outs`.
@@ -210,7 +241,7 @@ fn announcements_over_the_bounds_are_cut() {
 #[test]
 fn request_flood_is_bounded() {
     let (mut n, now) = node(Config::default().max_inbound_requests(3));
-    n.serve("svc").unwrap();
+    n.serve("svc", now).unwrap();
     peer(&mut n, 1, 7, &[], now);
     let mut buf = Vec::new();
     for id in 0..10 {
@@ -243,9 +274,9 @@ fn request_flood_is_bounded() {
         .count();
     assert_eq!(busy, 7);
     // Answering frees a slot; answering twice is refused.
-    n.respond(NodeId(7), 0, Ok(Bytes::new())).unwrap();
+    n.respond(NodeId(7), 0, Ok(Bytes::new()), now).unwrap();
     assert_eq!(
-        n.respond(NodeId(7), 0, Ok(Bytes::new())),
+        n.respond(NodeId(7), 0, Ok(Bytes::new()), now),
         Err(CommandError::UnknownRequest)
     );
 }

@@ -349,7 +349,7 @@ fn size_bounds_refuse_exactly_past_the_limit() {
         .publish_datagram(addr(5), "t", Bytes::from(vec![0; fits + 1]))
         .is_err());
     // respond: a result that cannot fit a frame becomes a remote failure.
-    n.serve("s").unwrap();
+    n.serve("s", now).unwrap();
     let request = |id| {
         frame(&Message::Request {
             id,
@@ -362,9 +362,9 @@ fn size_bounds_refuse_exactly_past_the_limit() {
     n.handle_bytes(ConnId(1), &request(1), now);
     n.handle_bytes(ConnId(1), &request(2), now);
     drain(&mut n);
-    n.respond(NodeId(7), 1, Ok(Bytes::from(vec![1; max - 512])))
+    n.respond(NodeId(7), 1, Ok(Bytes::from(vec![1; max - 512])), now)
         .unwrap();
-    n.respond(NodeId(7), 2, Ok(Bytes::from(vec![1; max - 511])))
+    n.respond(NodeId(7), 2, Ok(Bytes::from(vec![1; max - 511])), now)
         .unwrap();
     let answers: Vec<_> = sent(&drain(&mut n), ConnId(1))
         .into_iter()
@@ -475,7 +475,7 @@ fn calls_get_responses_timeouts_and_disconnects() {
 #[test]
 fn requests_for_unknown_services_are_answered_not_found_and_ids_are_not_reused() {
     let (mut n, now) = node(Config::default());
-    n.serve("s").unwrap();
+    n.serve("s", now).unwrap();
     peer(&mut n, 1, 7, &[], now);
     drain(&mut n);
     let request = |id, service: &str| {
@@ -515,10 +515,10 @@ fn requests_for_unknown_services_are_answered_not_found_and_ids_are_not_reused()
     ));
     // Withdrawn services are announced and then unknown.
     let (mut n, now) = node(Config::default());
-    n.serve("s").unwrap();
+    n.serve("s", now).unwrap();
     peer(&mut n, 1, 7, &[], now);
     drain(&mut n);
-    n.unserve("s").unwrap();
+    n.unserve("s", now).unwrap();
     assert!(sent(&drain(&mut n), ConnId(1)).contains(&Message::Services(vec![])));
     assert_eq!(n.services().count(), 0);
 }
@@ -1221,10 +1221,13 @@ fn services_paths_and_status_queries_are_bounded_and_tracked() {
             .max_frame_len(1000)
             .status_timeout(Duration::from_secs(3)),
     );
-    n.serve("a").unwrap();
-    n.serve("b").unwrap();
-    assert_eq!(n.serve("a"), Ok(()), "re-serving a name at the limit");
-    assert_eq!(n.serve("c"), Err(CommandError::Limit("max_peer_services")));
+    n.serve("a", now).unwrap();
+    n.serve("b", now).unwrap();
+    assert_eq!(n.serve("a", now), Ok(()), "re-serving a name at the limit");
+    assert_eq!(
+        n.serve("c", now),
+        Err(CommandError::Limit("max_peer_services"))
+    );
     peer(&mut n, 1, 7, &[], now);
     let call = |n: &mut Node, path: &str, len: usize| {
         n.call(
@@ -1270,7 +1273,7 @@ fn on_pair_disconnect_keeps_a_bootstrap_link_that_is_a_pairing_link() {
     let (mut n, now) = node(Config::default().on_pair(OnPair::Disconnect));
     n.subscribe("t", now).unwrap();
     n.subscribe("u", now).unwrap();
-    n.set_paired("u").unwrap();
+    n.set_paired("u", now).unwrap();
     peer(&mut n, 1, 7, &["u"], now);
     n.handle_bytes(ConnId(1), &frame(&Message::Topics(vec![])), now);
     n.discover(now).unwrap();

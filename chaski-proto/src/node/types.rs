@@ -21,12 +21,11 @@ pub enum Direction {
 /// One thing for the runtime to do, from [`Node::poll_output`](crate::Node::poll_output).
 #[derive(Debug)]
 pub enum Output {
-    /// Write these bytes (one or many whole frames) to the connection, in order.
+    /// The connection has bytes to write again: write what [`Node::outbound`](crate::Node::outbound)
+    /// gives when the socket can take it, and report it with [`Node::advance`](crate::Node::advance).
     Transmit {
         /// Connection.
         conn: ConnId,
-        /// Bytes to write.
-        data: Bytes,
     },
     /// Send one UDP datagram from the node's socket.
     Datagram {
@@ -43,7 +42,9 @@ pub enum Output {
         /// Where to dial.
         addr: SocketAddr,
     },
-    /// Flush what was transmitted on this connection, then close it. Report nothing back.
+    /// Close the connection once [`Node::outbound`](crate::Node::outbound) has nothing left for
+    /// it (it keeps giving what was queued before the close, for at most `linger` without
+    /// progress). May come again for a connection already closing: the bytes were dropped.
     Close {
         /// Connection.
         conn: ConnId,

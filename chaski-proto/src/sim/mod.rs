@@ -367,6 +367,45 @@ impl Sim {
         self.queue.insert((self.now + after, self.seq), ev);
     }
 
+    /// Puts `data`, written by node `i` on `conn`, on the wire.
+    fn transmit(&mut self, i: Idx, conn: ConnId, data: Bytes) {
+        let Some(&link) = self.nodes[i].links.get(&conn) else {
+            return;
+        };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let side = usize::from(l.ends[0] != (i, conn));
+        let to = l.ends[1 - side].0;
+        self.bytes += data.len() as u64;
+        let wire = Duration::from_nanos(
+            (data.len() as u64).saturating_mul(1_000_000_000) / self.bandwidth,
+        );
+        let at = (self.now + self.lat(i, to) + wire).max(l.busy[1 - side]);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.busy[1 - side] = at;
+        }
+        self.seq += 1;
+        let ev = SimEvent::Deliver {
+            link,
+            to,
+            side: 1 - side,
+            data,
+        };
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    /// Node `i` closes `conn`: what was queued before the close leaves first.
+    fn close_link(&mut self, i: Idx, conn: ConnId) -> Option<u64> {
+        if let Some(node) = self.nodes[i].node.as_mut() {
+            let data = node.take_outbound(conn, self.now);
+            if !data.is_empty() {
+                self.transmit(i, conn, data);
+            }
+        }
+        self.nodes[i].links.remove(&conn)
+    }
+
     /// Carries out node `i`'s outputs and re-arms its timer.
     fn drain(&mut self, i: Idx) {
         loop {
@@ -375,31 +414,9 @@ impl Sim {
             };
             let Some(out) = node.poll_output() else { break };
             match out {
-                Output::Transmit { conn, data } => {
-                    let Some(&link) = self.nodes[i].links.get(&conn) else {
-                        continue;
-                    };
-                    let Some(l) = self.links.get(&link) else {
-                        continue;
-                    };
-                    let side = usize::from(l.ends[0] != (i, conn));
-                    let to = l.ends[1 - side].0;
-                    self.bytes += data.len() as u64;
-                    let wire = Duration::from_nanos(
-                        (data.len() as u64).saturating_mul(1_000_000_000) / self.bandwidth,
-                    );
-                    let at = (self.now + self.lat(i, to) + wire).max(l.busy[1 - side]);
-                    if let Some(l) = self.links.get_mut(&link) {
-                        l.busy[1 - side] = at;
-                    }
-                    self.seq += 1;
-                    let ev = SimEvent::Deliver {
-                        link,
-                        to,
-                        side: 1 - side,
-                        data,
-                    };
-                    self.queue.insert((at, self.seq), ev);
+                Output::Transmit { conn } => {
+                    let data = node.take_outbound(conn, self.now);
+                    self.transmit(i, conn, data);
                 }
                 Output::Datagram { to, data } => {
                     let from = self.nodes[i].addr;
@@ -423,7 +440,7 @@ impl Sim {
                         },
                     );
                 }
-                Output::Close { conn } => match self.nodes[i].links.remove(&conn) {
+                Output::Close { conn } => match self.close_link(i, conn) {
                     Some(link) => {
                         let lat = self
                             .links

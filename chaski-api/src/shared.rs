@@ -1,0 +1,641 @@
+//! A node's state, shared by its handles and its tasks: the core and the hub behind one lock.
+//!
+//! Whoever has something for the node (a handle's command, a task's socket read, a timer)
+//! takes the lock, calls the core inline, and [`State::pump`]s its outputs: a connection with
+//! bytes to write has its task woken, received messages go to the application's queue, and
+//! dials and service calls are started once the lock is released. The pumps below (a
+//! connection, the UDP socket, accepting, timers) are the same on every runtime.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use chaski_proto::{Config, ConnId, Direction, Event, Node as Core, NodeId, Output, Received};
+
+use crate::handle::Handle;
+use crate::hub::{Hub, Invocation, Waiter};
+use crate::queue::Messages;
+use crate::runtime::{TcpIo, UdpIo};
+
+/// Datagrams waiting for the UDP socket before the oldest is dropped.
+const DATAGRAM_QUEUE: usize = 1024;
+/// Largest chunk read from, or written to, a socket at once.
+const CHUNK: usize = 64 * 1024;
+/// Socket operations one connection's task does before it lets others run.
+const BUDGET: usize = 32;
+
+thread_local! {
+    /// Every task reads into this thread's buffer (an idle connection holds none).
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+    /// And writes from this one: bytes are copied out of the core under the lock, and written
+    /// without it.
+    static WRITE_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+}
+
+/// What the runtime must start once the lock is released.
+pub(crate) enum Action {
+    Dial(ConnId, SocketAddr),
+    Call(Invocation),
+}
+
+/// The runtime's part in starting things: dials and service calls.
+pub trait Backend: Send + Sync + 'static {
+    /// Opens connection `conn` to `addr`, then reports it with [`Shared::dialed`] and drives
+    /// it with [`Shared::poll_conn`].
+    fn dial(&self, shared: &Arc<Shared>, conn: ConnId, addr: SocketAddr);
+    /// Runs a request for a local service off the lock, then answers it with
+    /// [`Shared::respond`].
+    fn call(&self, shared: &Arc<Shared>, call: Invocation);
+}
+
+/// The runtime's side of one connection.
+#[derive(Default)]
+struct Slot {
+    waker: Option<Waker>,
+    /// The core closed it: write what is left, then end.
+    closing: bool,
+}
+
+/// Everything behind the node's lock.
+pub struct State {
+    pub(crate) core: Core,
+    pub(crate) hub: Hub,
+    slots: HashMap<ConnId, Slot>,
+    datagrams: VecDeque<(SocketAddr, Bytes)>,
+    datagrams_dropped: u64,
+    udp: Option<Waker>,
+    listener: Option<Waker>,
+    timer: Option<Waker>,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Instant>,
+    /// Publishes waiting for a congested peer.
+    publishers: Vec<Waker>,
+    congested: usize,
+    shutdown: Vec<Waiter<()>>,
+    actions: Vec<Action>,
+    next_inbound: u64,
+    finished: bool,
+}
+
+fn wake(w: &Option<Waker>) {
+    if let Some(w) = w {
+        w.wake_by_ref();
+    }
+}
+
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+}
+
+impl State {
+    /// Carries out everything the core asked for.
+    fn pump(&mut self, now: Instant) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Transmit { conn } => {
+                    if let Some(s) = self.slots.get(&conn) {
+                        wake(&s.waker);
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(s) = self.slots.get_mut(&conn) {
+                        s.closing = true;
+                        wake(&s.waker);
+                    }
+                }
+                Output::Dial { conn, addr } => {
+                    self.slots.insert(conn, Slot::default());
+                    self.actions.push(Action::Dial(conn, addr));
+                }
+                Output::Datagram { to, data } => {
+                    if self.datagrams.len() >= DATAGRAM_QUEUE {
+                        self.datagrams.pop_front();
+                        self.datagrams_dropped += 1;
+                    }
+                    self.datagrams.push_back((to, data));
+                    wake(&self.udp);
+                }
+                Output::Event(ev) => {
+                    if let Some(call) = self.hub.route(&mut self.core, ev, now) {
+                        self.actions.push(Action::Call(call));
+                    }
+                }
+            }
+        }
+        self.hub.deliver();
+        self.hub.sweep(&mut self.core);
+        let congested = self.core.congested_count();
+        if !self.publishers.is_empty() && (congested < self.congested || self.core.is_shut_down()) {
+            for w in self.publishers.drain(..) {
+                w.wake();
+            }
+        }
+        self.congested = congested;
+        let next = self.core.poll_timeout();
+        if next.is_some() && (self.armed.is_none() || next < self.armed) {
+            wake(&self.timer);
+        }
+        if self.core.is_shut_down()
+            && !self.finished
+            && self.core.connection_count() == 0
+            && self.core.closing_count() == 0
+        {
+            self.finish();
+        }
+    }
+
+    /// Every connection is closed after a shutdown: answer everyone and end every task.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.hub.shutdown();
+        for w in self.shutdown.drain(..) {
+            let _ = w.send(Ok(()));
+        }
+        for s in self.slots.values() {
+            wake(&s.waker);
+        }
+        wake(&self.udp);
+        wake(&self.listener);
+        wake(&self.timer);
+        for w in self.publishers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Whether reading must wait for the application (back-pressure, queue full); registers
+    /// the task to be woken when it has room.
+    fn read_paused(&self, cx: &Context<'_>) -> bool {
+        self.hub.messages().poll_space(cx).is_pending()
+    }
+
+    /// Whether publishing on `topic` waits for a congested peer; registers the task if so.
+    pub(crate) fn publish_waits(&mut self, topic: &str, cx: &Context<'_>) -> bool {
+        if self.core.is_shut_down() || !self.core.publish_would_wait(topic) {
+            return false;
+        }
+        self.publishers.push(cx.waker().clone());
+        self.congested = self.core.congested_count();
+        true
+    }
+
+    /// Waits for the end of a shutdown (`None`: it is over already).
+    pub(crate) fn wait_finished(&mut self, w: Waiter<()>) -> Option<Waiter<()>> {
+        if self.finished {
+            Some(w)
+        } else {
+            self.shutdown.push(w);
+            None
+        }
+    }
+
+    /// The protocol core, for a runtime's direct commands (their outputs are carried out when
+    /// the lock is released).
+    pub fn core(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    /// Whether the node has shut down and closed every connection.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Datagrams dropped because the UDP socket could not keep up.
+    pub fn datagrams_dropped(&self) -> u64 {
+        self.datagrams_dropped
+    }
+}
+
+/// Fixed facts of a node, readable without the lock.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// The bound address.
+    pub local: SocketAddr,
+    /// Node id.
+    pub id: NodeId,
+    /// Node name.
+    pub name: String,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Received messages.
+    pub messages: Messages<Received>,
+    /// Lifecycle events.
+    pub events: Messages<Event>,
+}
+
+/// Shuts the node down when the last handle goes.
+pub(crate) struct Guard(Arc<Shared>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.turn(|s, now| s.core.shutdown(now));
+    }
+}
+
+/// One node's shared state and the pumps that drive it.
+pub struct Shared {
+    state: Mutex<State>,
+    backend: Box<dyn Backend>,
+    info: Info,
+    guard: Mutex<Weak<Guard>>,
+}
+
+/// What the next step of a connection's task is.
+enum Step {
+    /// Write this many bytes of the write buffer.
+    Write(usize),
+    /// Nothing to write now.
+    Idle,
+    /// Closed by the core and flushed: send FIN and end.
+    Close,
+    /// Forgotten (or the node finished): end.
+    Gone,
+}
+
+impl Shared {
+    /// A node over `core`, started by `backend`.
+    pub fn new(core: Core, backend: Box<dyn Backend>) -> Arc<Shared> {
+        let config = core.config().clone();
+        let (hub, messages, events) = Hub::new(&config);
+        let info = Info {
+            local: core
+                .listen_addr()
+                .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            id: core.id(),
+            name: core.name().to_string(),
+            config: Arc::new(config),
+            messages,
+            events,
+        };
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                core,
+                hub,
+                slots: HashMap::new(),
+                datagrams: VecDeque::new(),
+                datagrams_dropped: 0,
+                udp: None,
+                listener: None,
+                timer: None,
+                armed: None,
+                publishers: Vec::new(),
+                congested: 0,
+                shutdown: Vec::new(),
+                actions: Vec::new(),
+                next_inbound: 0,
+                finished: false,
+            }),
+            backend,
+            info,
+            guard: Mutex::new(Weak::new()),
+        })
+    }
+
+    /// Fixed facts of the node.
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    /// A handle. While any handle lives the node runs; when the last one is dropped, it
+    /// shuts down (a later handle finds it shut down).
+    pub fn handle(self: &Arc<Self>) -> Handle {
+        let mut g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = g.upgrade().unwrap_or_else(|| {
+            let guard = Arc::new(Guard(self.clone()));
+            *g = Arc::downgrade(&guard);
+            guard
+        });
+        Handle::new(self.clone(), guard)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic under the lock (a bug) must not turn every later call into a panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the state under the lock, carries out the core's outputs, then starts what
+    /// they asked for (dials, service calls) without the lock.
+    pub fn turn<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
+        let now = Instant::now();
+        let mut g = self.lock();
+        let r = f(&mut g, now);
+        g.pump(now);
+        let actions = std::mem::take(&mut g.actions);
+        drop(g);
+        for a in actions {
+            match a {
+                Action::Dial(conn, addr) => self.backend.dial(self, conn, addr),
+                Action::Call(call) => self.backend.call(self, call),
+            }
+        }
+        r
+    }
+
+    /// Whether the node has shut down and closed every connection.
+    pub fn is_finished(&self) -> bool {
+        self.lock().finished
+    }
+
+    /// The node's next deadline, for a runtime without a timer task (mio).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lock().core.poll_timeout()
+    }
+
+    /// A dial finished: `Ok` with the peer's address, or the error. `true` if the
+    /// connection should now be driven with [`Shared::poll_conn`].
+    pub fn dialed(self: &Arc<Self>, conn: ConnId, result: std::io::Result<SocketAddr>) -> bool {
+        self.turn(|s, now| match result {
+            Ok(peer) => {
+                s.core
+                    .handle_connected(conn, peer, Direction::Outbound, now);
+                s.slots.contains_key(&conn)
+            }
+            Err(e) => {
+                s.slots.remove(&conn);
+                s.core.handle_dial_failed(conn, &e.to_string(), now);
+                false
+            }
+        })
+    }
+
+    /// A connection was accepted from `peer`: its id, or `None` if the node refuses it (shut
+    /// down). Drive it with [`Shared::poll_conn`].
+    pub fn accepted(self: &Arc<Self>, peer: SocketAddr) -> Option<ConnId> {
+        self.turn(|s, now| {
+            if s.core.is_shut_down() {
+                return None;
+            }
+            s.next_inbound += 1;
+            let conn = ConnId(s.next_inbound);
+            s.slots.insert(conn, Slot::default());
+            s.core.handle_connected(conn, peer, Direction::Inbound, now);
+            Some(conn)
+        })
+    }
+
+    /// A local service finished a request.
+    pub fn respond(
+        self: &Arc<Self>,
+        peer: NodeId,
+        id: u64,
+        result: std::result::Result<Bytes, chaski_proto::RemoteError>,
+    ) {
+        self.turn(|s, now| {
+            let _ = s.core.respond(peer, id, result, now);
+        });
+    }
+
+    /// The connection ended (EOF, reset, failed write): forget it.
+    fn lost(self: &Arc<Self>, conn: ConnId) {
+        self.turn(|s, now| {
+            s.slots.remove(&conn);
+            s.core.handle_closed(conn, now);
+        });
+    }
+
+    /// Reports the last write (`written` bytes; `blocked` if the socket would take no more),
+    /// then copies the next chunk into `buf` (if given).
+    fn next_write(
+        self: &Arc<Self>,
+        cx: &Context<'_>,
+        conn: ConnId,
+        written: usize,
+        blocked: bool,
+        buf: Option<&mut [u8]>,
+    ) -> Step {
+        self.turn(|s, now| {
+            if written > 0 || blocked {
+                s.core.advance(conn, written, now);
+            }
+            if s.finished {
+                return Step::Gone;
+            }
+            let Some(slot) = s.slots.get_mut(&conn) else {
+                return Step::Gone;
+            };
+            register(&mut slot.waker, cx);
+            let Some(buf) = buf else {
+                return Step::Idle;
+            };
+            let data = s.core.outbound(conn);
+            if data.is_empty() {
+                return if slot.closing {
+                    s.slots.remove(&conn);
+                    Step::Close
+                } else {
+                    Step::Idle
+                };
+            }
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            Step::Write(n)
+        })
+    }
+
+    /// Drives one connection: writes what the core has for it as far as the socket takes
+    /// it, and hands what arrives to the core. `Ready` when the connection is over (drop the
+    /// socket then). Call again whenever the task is woken.
+    pub fn poll_conn<T: TcpIo + ?Sized>(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        io: &T,
+    ) -> Poll<()> {
+        let mut budget = BUDGET;
+        loop {
+            // Write first: what the core holds for this peer, while the socket takes it.
+            let step = WRITE_BUF.with_borrow_mut(|buf| {
+                let mut written = 0;
+                loop {
+                    if budget == 0 {
+                        let _ = self.next_write(cx, conn, written, false, None);
+                        return Flow::Yield;
+                    }
+                    budget -= 1;
+                    match self.next_write(cx, conn, written, false, Some(&mut buf[..])) {
+                        Step::Write(n) => match io.poll_write(cx, &buf[..n]) {
+                            Poll::Ready(Ok(k)) if k > 0 => written = k,
+                            Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                                written = 0
+                            }
+                            Poll::Ready(_) => return Flow::Lost,
+                            Poll::Pending => {
+                                return self.next_write(cx, conn, 0, true, None).into();
+                            }
+                        },
+                        other => return other.into(),
+                    }
+                }
+            });
+            match step {
+                Flow::Lost => {
+                    self.lost(conn);
+                    return Poll::Ready(());
+                }
+                Flow::Close => {
+                    io.shutdown_write();
+                    return Poll::Ready(());
+                }
+                Flow::Gone => return Poll::Ready(()),
+                Flow::Yield => {
+                    // Others get a turn; this task comes back at once.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Flow::Idle => {}
+            }
+            // Then read: one chunk, decoded and delivered by this task.
+            let read = READ_BUF.with_borrow_mut(|buf| {
+                let closing = {
+                    let s = self.lock();
+                    if s.read_paused(cx) {
+                        return Read::Paused;
+                    }
+                    s.slots.get(&conn).is_none_or(|slot| slot.closing)
+                };
+                if closing {
+                    return Read::Paused;
+                }
+                match io.poll_read(cx, buf) {
+                    Poll::Ready(Ok(0)) => Read::Lost,
+                    Poll::Ready(Ok(n)) => {
+                        self.turn(|s, now| s.core.handle_bytes(conn, &buf[..n], now));
+                        Read::Progress
+                    }
+                    Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        Read::Progress
+                    }
+                    Poll::Ready(Err(_)) => Read::Lost,
+                    Poll::Pending => Read::Paused,
+                }
+            });
+            match read {
+                Read::Lost => {
+                    self.lost(conn);
+                    return Poll::Ready(());
+                }
+                Read::Progress if budget > 0 => budget -= 1,
+                Read::Progress => {
+                    // Others get a turn; this task comes back at once.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Read::Paused => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Drives the UDP socket: sends queued datagrams, hands received ones to the core.
+    /// `Ready` once the node has finished.
+    pub fn poll_udp<U: UdpIo + ?Sized>(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        udp: &U,
+    ) -> Poll<()> {
+        loop {
+            let next = {
+                let mut s = self.lock();
+                if s.finished {
+                    return Poll::Ready(());
+                }
+                register(&mut s.udp, cx);
+                s.datagrams.front().cloned()
+            };
+            let Some((to, data)) = next else { break };
+            match udp.poll_send_to(cx, &data, to) {
+                Poll::Pending => break,
+                Poll::Ready(r) => {
+                    if let Err(e) = r {
+                        tracing::debug!(%to, error = %e, "datagram not sent");
+                    }
+                    self.lock().datagrams.pop_front();
+                }
+            }
+        }
+        for _ in 0..BUDGET {
+            let more = READ_BUF.with_borrow_mut(|buf| {
+                if self.lock().read_paused(cx) {
+                    return false;
+                }
+                match udp.poll_recv_from(cx, buf) {
+                    Poll::Ready(Ok((n, from))) => {
+                        self.turn(|s, now| s.core.handle_datagram(from, &buf[..n], now));
+                        true
+                    }
+                    // An ICMP error for an earlier send, for instance: go on.
+                    Poll::Ready(Err(_)) => true,
+                    Poll::Pending => false,
+                }
+            });
+            if !more {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Registers the listener's task; `true` once the node has shut down (stop accepting).
+    pub fn listener_done(&self, cx: &Context<'_>) -> bool {
+        let mut s = self.lock();
+        register(&mut s.listener, cx);
+        s.core.is_shut_down()
+    }
+
+    /// Runs the timers due now; gives the next deadline, or `Ready` once the node has
+    /// finished. Registers the task to be woken when an earlier deadline is set.
+    pub fn poll_timers(self: &Arc<Self>, cx: &Context<'_>) -> Timers {
+        self.turn(|s, now| {
+            if s.finished {
+                return Timers::Finished;
+            }
+            if s.core.poll_timeout().is_some_and(|t| t <= now) {
+                s.core.handle_timeout(now);
+            }
+            register(&mut s.timer, cx);
+            s.armed = s.core.poll_timeout();
+            Timers::Next(s.armed)
+        })
+    }
+}
+
+/// What [`Shared::poll_timers`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timers {
+    /// The node has finished: the timer task ends.
+    Finished,
+    /// Sleep until this deadline (`None`: until woken).
+    Next(Option<Instant>),
+}
+
+/// What a connection's write half ended on.
+enum Flow {
+    Idle,
+    Yield,
+    Close,
+    Gone,
+    Lost,
+}
+
+impl From<Step> for Flow {
+    fn from(s: Step) -> Flow {
+        match s {
+            Step::Write(_) | Step::Idle => Flow::Idle,
+            Step::Close => Flow::Close,
+            Step::Gone => Flow::Gone,
+        }
+    }
+}
+
+/// What a connection's read half ended on.
+enum Read {
+    Progress,
+    Paused,
+    Lost,
+}

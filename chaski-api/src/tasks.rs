@@ -1,0 +1,139 @@
+//! A node's tasks on an async runtime, written once over [`Runtime`]: one task per
+//! connection (it reads and writes), one for accepting, one for UDP and one for timers.
+
+use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use chaski_proto::{Config, ConnId, Node as Core};
+
+use crate::handle::Handle;
+use crate::hub::Invocation;
+use crate::runtime::{Runtime, TcpIo};
+use crate::shared::{Backend, Shared, Timers};
+
+/// Pause after a failed accept (out of descriptors, say) before trying again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Starts a node on runtime `R` over sockets bound at `local`: spawns its tasks, gives its
+/// handle.
+pub fn start<R: Runtime>(
+    config: Config,
+    local: SocketAddr,
+    listener: R::Listener,
+    udp: R::Udp,
+) -> Handle {
+    let core = Core::new(crate::seeded(config, local), Some(local));
+    let shared = Shared::new(core, Box::new(AsyncBackend::<R>(PhantomData)));
+    R::spawn(accept::<R>(shared.clone(), listener));
+    R::spawn(datagrams::<R>(shared.clone(), udp));
+    R::spawn(timers::<R>(shared.clone()));
+    shared.handle()
+}
+
+struct AsyncBackend<R>(PhantomData<fn() -> R>);
+
+impl<R: Runtime> Backend for AsyncBackend<R> {
+    fn dial(&self, shared: &Arc<Shared>, conn: ConnId, addr: SocketAddr) {
+        let shared = shared.clone();
+        let deadline = Instant::now() + shared.info().config.handshake_timeout;
+        R::spawn(async move {
+            let result = race(R::connect(addr), R::timer(deadline))
+                .await
+                .unwrap_or_else(|| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    ))
+                });
+            match result {
+                Ok((io, peer)) => {
+                    if shared.dialed(conn, Ok(peer)) {
+                        drive(shared, conn, io).await;
+                    }
+                }
+                Err(e) => {
+                    shared.dialed(conn, Err(e));
+                }
+            }
+        });
+    }
+
+    fn call(&self, shared: &Arc<Shared>, call: Invocation) {
+        let shared = shared.clone();
+        R::spawn(async move {
+            let Invocation { peer, id, future } = call;
+            let result = future.await;
+            shared.respond(peer, id, result);
+        });
+    }
+}
+
+/// Drives one connection until it is over; dropping `io` closes the socket.
+async fn drive<T: TcpIo>(shared: Arc<Shared>, conn: ConnId, io: T) {
+    poll_fn(|cx| shared.poll_conn(cx, conn, &io)).await;
+}
+
+async fn accept<R: Runtime>(shared: Arc<Shared>, listener: R::Listener) {
+    loop {
+        let accepted = poll_fn(|cx| {
+            if shared.listener_done(cx) {
+                return Poll::Ready(None);
+            }
+            R::poll_accept(&listener, cx).map(Some)
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok((io, peer))) => {
+                if let Some(conn) = shared.accepted(peer) {
+                    R::spawn(drive(shared.clone(), conn, io));
+                }
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "accept failed");
+                let _ = R::timer(Instant::now() + ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+async fn datagrams<R: Runtime>(shared: Arc<Shared>, udp: R::Udp) {
+    poll_fn(|cx| shared.poll_udp(cx, &udp)).await;
+}
+
+async fn timers<R: Runtime>(shared: Arc<Shared>) {
+    let mut timer = pin!(R::timer(Instant::now() + Duration::from_secs(3600)));
+    poll_fn(|cx| loop {
+        match shared.poll_timers(cx) {
+            Timers::Finished => return Poll::Ready(()),
+            Timers::Next(None) => return Poll::Pending,
+            Timers::Next(Some(at)) => {
+                R::reset(timer.as_mut(), at);
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// `a`'s output, or `None` if `b` finishes first.
+async fn race<A: Future, B: Future>(a: A, b: B) -> Option<A::Output> {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    poll_fn(|cx| {
+        if let Poll::Ready(x) = a.as_mut().poll(cx) {
+            return Poll::Ready(Some(x));
+        }
+        if b.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
