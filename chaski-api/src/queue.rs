@@ -199,8 +199,11 @@ impl<T> Messages<T> {
 
     /// Blocks up to `timeout` for the next item; `None` on timeout or once closed and empty.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
-        let deadline = Instant::now() + timeout;
         let mut g = lock(&self.shared);
+        if let Some(item) = Self::take(&mut g, self.shared.capacity) {
+            return Some(item);
+        }
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(item) = Self::take(&mut g, self.shared.capacity) {
                 return Some(item);

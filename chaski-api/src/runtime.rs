@@ -38,7 +38,7 @@ pub trait UdpIo: Send + Sync + 'static {
 
 /// An async runtime: tasks, timers and sockets. Everything else (the node's tasks, what they
 /// do with the core) is written once, in this crate, over this trait.
-pub trait Runtime: Send + Sync + Sized + 'static {
+pub trait Runtime: Clone + Send + Sync + Sized + 'static {
     /// A TCP stream.
     type Tcp: TcpIo;
     /// A TCP listener.
@@ -48,8 +48,9 @@ pub trait Runtime: Send + Sync + Sized + 'static {
     /// A timer that can be moved.
     type Timer: Future + Send + 'static;
 
-    /// Runs a task in the background.
-    fn spawn(task: impl Future<Output = ()> + Send + 'static);
+    /// Runs a task in the background (from any thread: a handle may be used outside the
+    /// runtime).
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
     /// Opens a TCP connection (with `TCP_NODELAY`) and gives its peer's address.
     fn connect(
         addr: SocketAddr,

@@ -2,7 +2,6 @@
 //! connection (it reads and writes), one for accepting, one for UDP and one for timers.
 
 use std::future::{poll_fn, Future};
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -22,26 +21,27 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Starts a node on runtime `R` over sockets bound at `local`: spawns its tasks, gives its
 /// handle.
 pub fn start<R: Runtime>(
+    rt: R,
     config: Config,
     local: SocketAddr,
     listener: R::Listener,
     udp: R::Udp,
 ) -> Handle {
     let core = Core::new(crate::seeded(config, local), Some(local));
-    let shared = Shared::new(core, Box::new(AsyncBackend::<R>(PhantomData)));
-    R::spawn(accept::<R>(shared.clone(), listener));
-    R::spawn(datagrams::<R>(shared.clone(), udp));
-    R::spawn(timers::<R>(shared.clone()));
+    let shared = Shared::new(core, Box::new(AsyncBackend(rt.clone())));
+    rt.spawn(accept(rt.clone(), shared.clone(), listener));
+    rt.spawn(datagrams::<R>(shared.clone(), udp));
+    rt.spawn(timers::<R>(shared.clone()));
     shared.handle()
 }
 
-struct AsyncBackend<R>(PhantomData<fn() -> R>);
+struct AsyncBackend<R>(R);
 
 impl<R: Runtime> Backend for AsyncBackend<R> {
     fn dial(&self, shared: &Arc<Shared>, conn: ConnId, addr: SocketAddr) {
         let shared = shared.clone();
         let deadline = Instant::now() + shared.info().config.handshake_timeout;
-        R::spawn(async move {
+        self.0.spawn(async move {
             let result = race(R::connect(addr), R::timer(deadline))
                 .await
                 .unwrap_or_else(|| {
@@ -65,7 +65,7 @@ impl<R: Runtime> Backend for AsyncBackend<R> {
 
     fn call(&self, shared: &Arc<Shared>, call: Invocation) {
         let shared = shared.clone();
-        R::spawn(async move {
+        self.0.spawn(async move {
             let Invocation { peer, id, future } = call;
             let result = future.await;
             shared.respond(peer, id, result);
@@ -78,7 +78,7 @@ async fn drive<T: TcpIo>(shared: Arc<Shared>, conn: ConnId, io: T) {
     poll_fn(|cx| shared.poll_conn(cx, conn, &io)).await;
 }
 
-async fn accept<R: Runtime>(shared: Arc<Shared>, listener: R::Listener) {
+async fn accept<R: Runtime>(rt: R, shared: Arc<Shared>, listener: R::Listener) {
     loop {
         let accepted = poll_fn(|cx| {
             if shared.listener_done(cx) {
@@ -91,7 +91,7 @@ async fn accept<R: Runtime>(shared: Arc<Shared>, listener: R::Listener) {
             None => return,
             Some(Ok((io, peer))) => {
                 if let Some(conn) = shared.accepted(peer) {
-                    R::spawn(drive(shared.clone(), conn, io));
+                    rt.spawn(drive(shared.clone(), conn, io));
                 }
             }
             Some(Err(e)) => {

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::CodecError;
 use crate::id::NodeId;
-use crate::message::{Message, Publish};
+use crate::message::{Message, Publish, PublishRef};
 
 /// Nesting depth allowed when decoding CBOR (our messages need fewer than 8 levels).
 pub const RECURSION_LIMIT: usize = 16;
@@ -84,6 +84,15 @@ pub fn encode_publish(
     out: &mut BytesMut,
     max_frame_len: usize,
 ) -> Result<(), CodecError> {
+    encode_publish_ref(&p.as_ref(), out, max_frame_len)
+}
+
+/// [`encode_publish`] from a borrowed publish.
+pub fn encode_publish_ref(
+    p: &PublishRef<'_>,
+    out: &mut BytesMut,
+    max_frame_len: usize,
+) -> Result<(), CodecError> {
     let topic = p.topic.as_bytes();
     let body_len = PUBLISH_FIXED + topic.len() + p.payload.len();
     if topic.len() > u16::MAX as usize {
@@ -107,13 +116,12 @@ pub fn encode_publish(
     out.put_u8(p.hops);
     out.put_u16(topic.len() as u16);
     out.put_slice(topic);
-    out.put_slice(&p.payload);
+    out.put_slice(p.payload);
     Ok(())
 }
 
-/// Decodes a compact publish body (starting with [`PUBLISH_MARK`]); the payload is a slice of
-/// `body`, not a copy.
-pub fn decode_publish(body: &Bytes) -> Result<Publish, CodecError> {
+/// Decodes a compact publish body (see [`encode_publish`]), borrowing topic and payload.
+pub fn decode_publish_ref(body: &[u8]) -> Result<PublishRef<'_>, CodecError> {
     let short = || CodecError::Decode(format!("publish body of {} bytes is too short", body.len()));
     if body.len() < PUBLISH_FIXED || body[0] != PUBLISH_MARK {
         return Err(short());
@@ -128,17 +136,50 @@ pub fn decode_publish(body: &Bytes) -> Result<Publish, CodecError> {
         return Err(short());
     }
     let topic = std::str::from_utf8(&b[..topic_len])
-        .map_err(|_| CodecError::Decode("publish topic is not UTF-8".into()))?
-        .to_string();
-    let payload = body.slice(PUBLISH_FIXED + topic_len..);
-    Ok(Publish {
+        .map_err(|_| CodecError::Decode("publish topic is not UTF-8".into()))?;
+    Ok(PublishRef {
         origin,
         seq,
         topic,
         ttl,
         hops,
-        payload,
+        payload: &b[topic_len..],
     })
+}
+
+/// Decodes a compact publish body (see [`encode_publish`]); the payload is a slice of `body`.
+pub fn decode_publish(body: &Bytes) -> Result<Publish, CodecError> {
+    let p = decode_publish_ref(body)?;
+    Ok(Publish {
+        origin: p.origin,
+        seq: p.seq,
+        topic: p.topic.to_string(),
+        ttl: p.ttl,
+        hops: p.hops,
+        payload: body.slice(body.len() - p.payload.len()..),
+    })
+}
+
+/// The first whole frame of `data`: its body and the bytes it takes (header included);
+/// `Ok(None)` if `data` holds only part of it; an error if its length is over `max_frame_len`.
+pub fn split_frame(
+    data: &[u8],
+    max_frame_len: usize,
+) -> Result<Option<(&[u8], usize)>, CodecError> {
+    if data.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    if len > max_frame_len {
+        return Err(CodecError::FrameTooLong {
+            len: len as u64,
+            max: max_frame_len,
+        });
+    }
+    match data.get(HEADER_LEN..HEADER_LEN + len) {
+        Some(body) => Ok(Some((body, HEADER_LEN + len))),
+        None => Ok(None),
+    }
 }
 
 /// Decodes a frame body (compact publish or CBOR) without copying a publish payload.
@@ -202,6 +243,11 @@ impl FrameDecoder {
         if !self.failed {
             self.buf.extend_from_slice(data);
         }
+    }
+
+    /// The longest body this decoder accepts.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
     }
 
     /// Bytes buffered and not yet returned as frames.

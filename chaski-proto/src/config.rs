@@ -79,7 +79,8 @@ pub struct Config {
     pub max_frame_len: usize,
     /// Largest UDP datagram accepted or sent (default 60 000 bytes).
     pub max_datagram_len: usize,
-    /// Entries in the publish de-duplication pool (default 65 536).
+    /// Publish sequence numbers remembered for de-duplication: the latest 256 of each origin,
+    /// for `dedup_pool / 256` origins (default 262 144: 1024 origins).
     pub dedup_pool: usize,
     /// Discovery ids remembered for de-duplication (default 4096).
     pub discovery_pool: usize,
@@ -138,7 +139,7 @@ impl Default for Config {
             status_timeout: Duration::from_secs(2),
             max_frame_len: 16 * 1024 * 1024,
             max_datagram_len: 60_000,
-            dedup_pool: 65_536,
+            dedup_pool: 262_144,
             discovery_pool: 4096,
             max_outbound: 64 * 1024 * 1024,
             stall_timeout: Duration::from_secs(15),

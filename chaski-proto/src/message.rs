@@ -77,6 +77,38 @@ pub struct Discovery {
     pub entry: Option<NodeId>,
 }
 
+/// A publish as it is encoded and relayed, borrowing its topic and payload (so publishing and
+/// relaying allocate nothing per message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishRef<'a> {
+    /// The node that published it.
+    pub origin: NodeId,
+    /// The origin's sequence number.
+    pub seq: u64,
+    /// Topic.
+    pub topic: &'a str,
+    /// Remaining hops.
+    pub ttl: u8,
+    /// Hops travelled so far.
+    pub hops: u8,
+    /// The user's bytes.
+    pub payload: &'a [u8],
+}
+
+impl Publish {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> PublishRef<'_> {
+        PublishRef {
+            origin: self.origin,
+            seq: self.seq,
+            topic: &self.topic,
+            ttl: self.ttl,
+            hops: self.hops,
+            payload: &self.payload,
+        }
+    }
+}
+
 /// A published message, relayed among subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publish {

@@ -58,7 +58,8 @@ impl Node {
         let (listener, udp) = chaski_api::bind_std(want)?;
         let local = listener.local_addr()?;
         let (listener, udp) = (Async::new(listener)?, Async::new(udp)?);
-        Ok(Node(chaski_api::start::<Smol>(
+        Ok(Node(chaski_api::start(
+            Smol,
             config,
             local,
             listener,

@@ -11,6 +11,7 @@ use chaski_api::{Runtime, TcpIo, UdpIo};
 use smol::{Async, Timer};
 
 /// smol's global executor.
+#[derive(Clone)]
 pub(crate) struct Smol;
 
 /// A TCP stream, read and written by one task.
@@ -82,7 +83,7 @@ impl Runtime for Smol {
     type Udp = Udp;
     type Timer = Timer;
 
-    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         smol::spawn(task).detach();
     }
 

@@ -29,7 +29,8 @@ impl Node {
         let (listener, udp) = chaski_api::bind_std(want)?;
         let (listener, udp) = (TcpListener::from_std(listener)?, UdpSocket::from_std(udp)?);
         let local = listener.local_addr()?;
-        Ok(Node(chaski_api::start::<Tokio>(
+        Ok(Node(chaski_api::start(
+            Tokio(tokio::runtime::Handle::current()),
             config,
             local,
             listener,

@@ -12,7 +12,8 @@ use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// The tokio runtime the node was bound on.
-pub(crate) struct Tokio;
+#[derive(Clone)]
+pub(crate) struct Tokio(pub(crate) tokio::runtime::Handle);
 
 /// A TCP stream, read and written by one task.
 pub(crate) struct Tcp(TcpStream);
@@ -74,8 +75,8 @@ impl Runtime for Tokio {
     type Udp = Udp;
     type Timer = tokio::time::Sleep;
 
-    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(task);
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.0.spawn(task);
     }
 
     async fn connect(addr: SocketAddr) -> io::Result<(Tcp, SocketAddr)> {

@@ -23,9 +23,11 @@ use tracing::{debug, warn};
 use timers::{TimerKey, Timers};
 pub use types::{Direction, EdgeInfo, Event, Output, Received};
 
-use crate::codec::{decode_frame, encode_frame, FrameDecoder};
+use crate::codec::{
+    decode_publish_ref, decode_value, encode_frame, split_frame, FrameDecoder, PUBLISH_MARK,
+};
 use crate::config::{Config, OnPair};
-use crate::dedup::SeenPool;
+use crate::dedup::{SeenPool, SeqWindows};
 use crate::error::{CommandError, ConnectError};
 use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
@@ -143,7 +145,7 @@ pub struct Node {
     seekers: BTreeMap<String, VecDeque<(NodeId, SocketAddr, u64)>>,
     seen_discoveries: SeenPool<(NodeId, u64)>,
     next_seq: u64,
-    seen_publishes: SeenPool<(NodeId, u64)>,
+    seen_publishes: SeqWindows<NodeId>,
     next_ping: u64,
 
     next_request: u64,
@@ -196,7 +198,7 @@ impl Node {
         }
         Node {
             seen_discoveries: SeenPool::new(cfg.discovery_pool),
-            seen_publishes: SeenPool::new(cfg.dedup_pool),
+            seen_publishes: SeqWindows::new(cfg.dedup_pool),
             cfg,
             id,
             name,
@@ -529,12 +531,17 @@ impl Node {
 
     /// Encodes a publish straight onto the connection's outbound buffer (no intermediate frame).
     /// `false` if it cannot be encoded at all (too large), for any connection.
-    fn send_publish(&mut self, conn: ConnId, p: &crate::message::Publish, now: Instant) -> bool {
+    fn send_publish(
+        &mut self,
+        conn: ConnId,
+        p: &crate::message::PublishRef<'_>,
+        now: Instant,
+    ) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return true;
         };
         let was_empty = c.out.is_empty();
-        if crate::codec::encode_publish(p, &mut c.out, self.cfg.max_frame_len).is_err() {
+        if crate::codec::encode_publish_ref(p, &mut c.out, self.cfg.max_frame_len).is_err() {
             return false;
         }
         if was_empty {
@@ -695,7 +702,30 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.decoder.extend(data);
+        let mut rest = data;
+        if c.decoder.buffered() == 0 {
+            // Whole frames are handled straight from `data`; only a partial one is kept.
+            while let Some(c) = self.conns.get(&conn) {
+                match split_frame(rest, c.decoder.max_frame_len()) {
+                    Ok(Some((body, used))) => {
+                        rest = &rest[used..];
+                        self.handle_body(conn, body, now);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return self.bad_peer(
+                            conn,
+                            DisconnectReason::ProtocolError(e.to_string()),
+                            now,
+                        );
+                    }
+                }
+            }
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.decoder.extend(rest);
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
@@ -708,15 +738,45 @@ impl Node {
                     return;
                 }
             };
-            self.counters.frames_received += 1;
-            match decode_frame(&body) {
-                Ok(msg) => self.handle_message(conn, msg, now),
-                Err(e) => {
-                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now);
-                    return;
-                }
-            }
+            self.handle_body(conn, &body, now);
         }
+    }
+
+    /// One frame body from a connection.
+    fn handle_body(&mut self, conn: ConnId, body: &[u8], now: Instant) {
+        self.counters.frames_received += 1;
+        if body.first() != Some(&PUBLISH_MARK) {
+            return match decode_value(body) {
+                Ok(msg) => self.handle_message(conn, msg, now),
+                Err(e) => self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now),
+            };
+        }
+        // A publish, the common case: handled without copying it into a message first.
+        let p = match decode_publish_ref(body) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now)
+            }
+        };
+        let peer = match self.conns.get(&conn).map(|c| c.state) {
+            Some(ConnState::Established(p)) => p,
+            Some(ConnState::Superseded(p)) if self.edges.contains_key(&p) => p,
+            _ => {
+                let owned = Message::Publish(crate::message::Publish {
+                    origin: p.origin,
+                    seq: p.seq,
+                    topic: p.topic.to_string(),
+                    ttl: p.ttl,
+                    hops: p.hops,
+                    payload: Bytes::copy_from_slice(p.payload),
+                });
+                return self.handle_message(conn, owned, now);
+            }
+        };
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.last_rx = now;
+        }
+        self.on_publish(peer, p, now);
     }
 
     /// The connection ended without our asking (EOF, reset, write error).
@@ -779,7 +839,7 @@ impl Node {
             Message::Ping { id, padding } => self.on_ping(conn, id, padding, now),
             Message::Pong { id, .. } => self.on_pong(peer, id, now),
             Message::Discovery(d) => self.on_discovery(peer, d, now),
-            Message::Publish(p) => self.on_publish(peer, p, now),
+            Message::Publish(p) => self.on_publish(peer, p.as_ref(), now),
             Message::Request {
                 id,
                 service,

@@ -1,5 +1,6 @@
 //! Subscriptions and publishing: sent only to subscribed neighbours and roots, relayed with a
-//! TTL, de-duplicated by (origin, sequence) in a bounded pool that includes our own messages.
+//! TTL, de-duplicated by (origin, sequence) in bounded per-origin windows (our own messages are
+//! recognised by their origin).
 
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use super::{Event, Node, Received, TopicState};
 use crate::config::Config;
 use crate::error::CommandError;
 use crate::id::NodeId;
-use crate::message::Publish;
+use crate::message::PublishRef;
 
 impl Node {
     /// Subscribes to `topic` and tells every neighbour at once.
@@ -93,21 +94,20 @@ impl Node {
         Node::check_publish(&self.cfg, topic, payload.len())?;
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.seen_publishes.insert((self.id, seq));
-        let p = Publish {
+        let p = PublishRef {
             origin: self.id,
             seq,
-            topic: topic.to_string(),
+            topic,
             ttl: self.cfg.ttl,
             hops: 1,
-            payload,
+            payload: &payload,
         };
         self.relay(&p, None, now);
         Ok(seq)
     }
 
     /// Sends `p` to every subscribed or root neighbour except `from` and the origin.
-    fn relay(&mut self, p: &Publish, from: Option<NodeId>, now: Instant) {
+    fn relay(&mut self, p: &PublishRef<'_>, from: Option<NodeId>, now: Instant) {
         let mut i = 0;
         while let Some(&peer) = self.edge_order.get(i) {
             i += 1;
@@ -117,7 +117,7 @@ impl Node {
             let Some(e) = self.edges.get(&peer) else {
                 continue;
             };
-            if !(e.root || e.topics.contains(&p.topic)) {
+            if !(e.root || e.topics.contains(p.topic)) {
                 continue;
             }
             let conn = e.conn;
@@ -132,15 +132,13 @@ impl Node {
         }
     }
 
-    pub(super) fn on_publish(&mut self, from: NodeId, mut p: Publish, now: Instant) {
-        if !self.seen_publishes.insert((p.origin, p.seq)) {
+    pub(super) fn on_publish(&mut self, from: NodeId, mut p: PublishRef<'_>, now: Instant) {
+        // Our own messages coming back are duplicates without a lookup.
+        if p.origin == self.id || !self.seen_publishes.insert(p.origin, p.seq) {
             self.counters.duplicates += 1;
             return;
         }
-        if p.origin == self.id {
-            return;
-        }
-        let subscribed = self.topics.contains_key(&p.topic);
+        let subscribed = self.topics.contains_key(p.topic);
         if !subscribed && !self.cfg.root {
             return;
         }
@@ -152,11 +150,11 @@ impl Node {
         }
         if subscribed {
             self.push_event(Event::Message(Received {
-                topic: p.topic,
+                topic: p.topic.to_string(),
                 // A copy: the received slice would pin its whole read buffer (many frames)
                 // for as long as the application holds the message, so a queue bounded in
                 // messages would not be bounded in bytes.
-                payload: Bytes::copy_from_slice(&p.payload),
+                payload: Bytes::copy_from_slice(p.payload),
                 origin: Some(p.origin),
                 seq: p.seq,
                 hops: p.hops,
