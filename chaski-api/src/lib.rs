@@ -32,7 +32,7 @@ pub use resolve::resolve;
 pub use runtime::{Runtime, TcpIo, UdpIo};
 pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 pub use shared::{Backend, Info, Shared, State, Timers};
-pub use tasks::start;
+pub use tasks::{start, TIMER_SLACK};
 
 pub use chaski_proto::{
     CallKind, Config, ConnId, ConnectError, DisconnectReason, EdgeInfo, Event, NodeId, OnPair,

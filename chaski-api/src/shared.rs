@@ -25,7 +25,7 @@ use crate::runtime::{TcpIo, UdpIo};
 /// Datagrams waiting for the UDP socket before the oldest is dropped.
 const DATAGRAM_QUEUE: usize = 1024;
 /// Largest chunk read from, or written to, a socket at once.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 /// Socket operations one connection's task does before it lets others run.
 const BUDGET: usize = 32;
 

@@ -15,6 +15,10 @@ use crate::hub::Invocation;
 use crate::runtime::{Runtime, TcpIo};
 use crate::shared::{Backend, Shared, Timers};
 
+/// Timers sleep this much past their deadline, so deadlines close together (keep-alives of
+/// many idle edges) are handled in one wake-up.
+pub const TIMER_SLACK: Duration = Duration::from_millis(10);
+
 /// Pause after a failed accept (out of descriptors, say) before trying again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
@@ -113,7 +117,7 @@ async fn timers<R: Runtime>(shared: Arc<Shared>) {
             Timers::Finished => return Poll::Ready(()),
             Timers::Next(None) => return Poll::Pending,
             Timers::Next(Some(at)) => {
-                R::reset(timer.as_mut(), at);
+                R::reset(timer.as_mut(), at + TIMER_SLACK);
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }

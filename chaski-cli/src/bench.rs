@@ -24,6 +24,9 @@ pub struct Options {
     pub edges: usize,
     /// Parts to run: `throughput`, `rtt`, `mesh`, `memory`.
     pub parts: Vec<String>,
+    /// The `zenoh-compare` program (`benches/zenoh-compare`): Zenoh on the same work, in the
+    /// same run, for a ratio on every row.
+    pub zenoh: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -302,6 +305,37 @@ fn chaski_rpc(p: &Pair, samples: usize) -> Option<Percentiles> {
     percentiles(times)
 }
 
+// ----- Zenoh, for comparison --------------------------------------------------------------------
+
+/// Runs `zenoh-compare ARGS` and gives the numbers of its one line of output.
+fn zenoh(bin: &std::path::Path, args: &[String]) -> Result<Vec<f64>, String> {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} {} failed: {}",
+            bin.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|w| {
+            w.parse::<f64>()
+                .map_err(|e| format!("zenoh-compare printed {w:?}: {e}"))
+        })
+        .collect()
+}
+
+/// A ratio column: `x / of`, or blank.
+fn ratio(x: f64, of: Option<f64>) -> String {
+    of.filter(|o| *o > 0.0)
+        .map_or_else(String::new, |o| format!("{:.2}", x / o))
+}
+
 // ----- memory -----------------------------------------------------------------------------------
 
 /// Resident memory of this process in bytes (Linux), if known.
@@ -313,8 +347,12 @@ fn rss() -> Option<u64> {
 }
 
 /// Resident bytes a tokio node spends per idle edge: `edges` plain sockets each complete a Hello
-/// with one node, and the growth of RSS is divided by the edges.
-fn idle_edge_memory(edges: usize) -> Result<Option<(usize, f64)>, String> {
+/// with one node, and the growth of RSS is divided by the edges. Then the share of a core the
+/// process uses while those edges stay idle for `idle_window`.
+fn idle_edge_memory(
+    edges: usize,
+    idle_window: Duration,
+) -> Result<Option<(usize, f64, Option<f64>)>, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -352,9 +390,33 @@ fn idle_edge_memory(edges: usize) -> Result<Option<(usize, f64)>, String> {
     }
     let Some(after) = rss() else { return Ok(None) };
     let per_thousand = after.saturating_sub(before) as f64 / edges as f64 * 1000.0;
+    // Idle: the node only runs its timers (keep-alive pings every 7 to 10.5 s per edge).
+    let cpu = cpu_time().map(|c0| {
+        let t0 = Instant::now();
+        thread::sleep(idle_window);
+        let used = cpu_time().unwrap_or(c0).saturating_sub(c0);
+        used.as_secs_f64() / t0.elapsed().as_secs_f64()
+    });
+    let still = block_on(hub.edges()).map(|e| e.len()).unwrap_or(0);
     let _ = block_on(hub.shutdown());
     drop(socks);
-    Ok(Some((edges, per_thousand)))
+    if still < edges {
+        return Err(format!(
+            "{still} of {edges} idle edges left during the idle window"
+        ));
+    }
+    Ok(Some((edges, per_thousand, cpu)))
+}
+
+/// CPU time (user and system) of this process so far (Linux), if known.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux ABI Rust supports.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// A plain socket that says Hello as a made-up node and then stays idle.
@@ -418,11 +480,22 @@ pub fn run(opts: Options) -> Result<(), String> {
         // hide the growth).
         println!();
         let edges = if q { opts.edges.min(100) } else { opts.edges };
-        match idle_edge_memory(edges)? {
-            Some((n, per)) => println!(
-                "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)",
-                per / 1024.0
-            ),
+        let window = Duration::from_secs(if q { 1 } else { 10 });
+        match idle_edge_memory(edges, window)? {
+            Some((n, per, cpu)) => {
+                println!(
+                    "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)",
+                    per / 1024.0
+                );
+                match cpu {
+                    Some(c) => println!(
+                        "idle: {:.2}% of a core with {n} idle edges, over {} s",
+                        c * 100.0,
+                        window.as_secs()
+                    ),
+                    None => println!("idle: unknown on this system (no /proc/self/stat)"),
+                }
+            }
             None => println!("memory: unknown on this system (no /proc/self/status)"),
         }
     }
@@ -457,8 +530,12 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
     let q = opts.quick;
     println!();
     println!(
-        "{:<34} {:>14} {:>12} {:>10}",
-        "pub/sub throughput", "msgs/s", "MB/s", "vs raw"
+        "{:<34} {:>14} {:>12} {:>10} {:>10}",
+        "pub/sub throughput",
+        "msgs/s",
+        "MB/s",
+        "vs raw",
+        if opts.zenoh.is_some() { "vs zenoh" } else { "" }
     );
     let mut raw = Vec::new();
     for size in SIZES {
@@ -472,6 +549,30 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
         );
         raw.push(r);
     }
+    let mut zen = vec![None; SIZES.len()];
+    if let Some(bin) = &opts.zenoh {
+        for (i, size) in SIZES.into_iter().enumerate() {
+            let count = count_for(size, q);
+            let v = zenoh(
+                bin,
+                &["throughput".into(), size.to_string(), count.to_string()],
+            )?;
+            let msgs = v.first().copied().unwrap_or(0.0);
+            let lost = match (v.get(1), v.get(2)) {
+                (Some(d), Some(s)) if d < s => format!("  ({d} of {s} delivered)"),
+                _ => String::new(),
+            };
+            println!(
+                "{:<34} {:>14.0} {:>12.1} {:>10.2} {:>10}{lost}",
+                format!("zenoh 1.x, {}", human_size(size)),
+                msgs,
+                msgs * size as f64 / 1e6,
+                msgs / raw[i].msgs,
+                "1.00"
+            );
+            zen[i] = Some(msgs);
+        }
+    }
     for runtime in &opts.runtimes {
         let pair = start_pair(runtime)?;
         for (i, size) in SIZES.into_iter().enumerate() {
@@ -482,11 +583,12 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
                 String::new()
             };
             println!(
-                "{:<34} {:>14.0} {:>12.1} {:>10.2}{lost}",
+                "{:<34} {:>14.0} {:>12.1} {:>10.2} {:>10}{lost}",
                 format!("chaski {runtime}, {}", human_size(size)),
                 r.msgs,
                 r.mb,
-                r.msgs / raw[i].msgs
+                r.msgs / raw[i].msgs,
+                ratio(r.msgs, zen[i])
             );
         }
         pair.shutdown();
@@ -498,8 +600,12 @@ fn rtt_table(opts: &Options) -> Result<(), String> {
     let samples = if opts.quick { 200 } else { 20_000 };
     println!();
     println!(
-        "{:<34} {:>14} {:>12} {:>10}",
-        "round trip", "p50", "p99", "p50/raw"
+        "{:<34} {:>14} {:>12} {:>10} {:>10}",
+        "round trip",
+        "p50",
+        "p99",
+        "p50/raw",
+        if opts.zenoh.is_some() { "/zenoh" } else { "" }
     );
     let echo = raw_echo(samples).map_err(|e| format!("raw echo: {e}"))?;
     if let Some(e) = echo {
@@ -510,6 +616,28 @@ fn rtt_table(opts: &Options) -> Result<(), String> {
             us(e.p99),
             "1.00"
         );
+    }
+    let mut zen = None;
+    if let Some(bin) = &opts.zenoh {
+        let v = zenoh(bin, &["get".into(), samples.to_string()])?;
+        if let (Some(p50), Some(p99)) = (v.first(), v.get(1)) {
+            let (p50, p99) = (
+                Duration::from_secs_f64(p50 / 1e6),
+                Duration::from_secs_f64(p99 / 1e6),
+            );
+            println!(
+                "{:<34} {:>14} {:>12} {:>10} {:>10}",
+                "zenoh 1.x get (queryable)",
+                us(p50),
+                us(p99),
+                echo.map_or_else(String::new, |e| format!(
+                    "{:.2}",
+                    p50.as_secs_f64() / e.p50.as_secs_f64()
+                )),
+                "1.00"
+            );
+            zen = Some(p50.as_secs_f64());
+        }
     }
     for runtime in &opts.runtimes {
         let pair = start_pair(runtime)?;
@@ -527,11 +655,12 @@ fn rtt_table(opts: &Options) -> Result<(), String> {
         for (name, p) in rows {
             match (p, echo) {
                 (Some(p), Some(e)) => println!(
-                    "{:<34} {:>14} {:>12} {:>10.2}",
+                    "{:<34} {:>14} {:>12} {:>10.2} {:>10}",
                     name,
                     us(p.p50),
                     us(p.p99),
-                    p.p50.as_secs_f64() / e.p50.as_secs_f64()
+                    p.p50.as_secs_f64() / e.p50.as_secs_f64(),
+                    ratio(p.p50.as_secs_f64(), zen)
                 ),
                 _ => println!("{name:<34} {:>14}", "failed"),
             }

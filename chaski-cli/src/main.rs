@@ -111,6 +111,10 @@ enum Command {
             value_delimiter = ','
         )]
         only: Vec<String>,
+        /// The `zenoh-compare` program (build it in `benches/zenoh-compare`): Zenoh on the same
+        /// work in the same run, and a ratio to it on every row.
+        #[arg(long, value_name = "PATH")]
+        zenoh: Option<std::path::PathBuf>,
     },
     /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute version).
     Serve {
@@ -312,6 +316,7 @@ fn main() {
         runtime,
         edges,
         only,
+        zenoh,
     } = cli.command
     {
         let opts = bench::Options {
@@ -319,6 +324,7 @@ fn main() {
             runtimes: runtime,
             edges,
             parts: only,
+            zenoh,
         };
         if let Err(msg) = bench::run(opts) {
             eprintln!("chaski bench: {msg}");

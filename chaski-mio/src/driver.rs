@@ -332,7 +332,7 @@ impl Driver {
         let cx = Context::from_waker(&self.timer_waker);
         self.deadline = match self.shared.poll_timers(&cx) {
             Timers::Finished => None,
-            Timers::Next(at) => at,
+            Timers::Next(at) => at.map(|t| t + chaski_api::TIMER_SLACK),
         };
     }
 
