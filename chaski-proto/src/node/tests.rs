@@ -438,3 +438,5 @@ fn frames_are_coalesced_per_connection() {
 #[cfg(test)]
 #[path = "tests_behaviour.rs"]
 mod behaviour;
+#[path = "tests_transmit.rs"]
+mod transmit;

@@ -1,0 +1,274 @@
+//! Sending: bytes stay in the core until the runtime writes them, congestion is decided per
+//! peer, a peer that takes nothing is dropped, a closed connection lingers; timers.
+
+use super::*;
+use crate::id::RequestId;
+
+const KIB: usize = 1024;
+
+/// Established inbound edges: conn 1 to peer 7 (subscribes "a"), conn 2 to peer 8 ("b"),
+/// with their Hellos written.
+fn two_peers(cfg: Config) -> (Node, Instant) {
+    let (mut n, now) = node(cfg);
+    peer(&mut n, 1, 7, &["a"], now);
+    peer(&mut n, 2, 8, &["b"], now);
+    (n, now)
+}
+
+/// Raw outputs of the core (without taking any bytes).
+fn raw_outputs(n: &mut Node) -> Vec<crate::Output> {
+    std::iter::from_fn(|| n.poll_output()).collect()
+}
+
+#[test]
+fn bytes_wait_in_the_core_until_written() {
+    let (mut n, now) = two_peers(Config::default());
+    assert!(n.outbound(ConnId(1)).is_empty());
+    n.publish("a", Bytes::from_static(b"xyz"), now).unwrap();
+    // One notification for the connection that has bytes again; none for the other.
+    let outs = raw_outputs(&mut n);
+    assert!(matches!(
+        outs.as_slice(),
+        [crate::Output::Transmit { conn }] if *conn == ConnId(1)
+    ));
+    let waiting = n.outbound(ConnId(1)).to_vec();
+    assert!(waiting.ends_with(b"xyz"));
+    assert!(n.outbound(ConnId(2)).is_empty());
+    // Writing part of it leaves the rest, in order.
+    n.advance(ConnId(1), 5, now);
+    assert_eq!(n.outbound(ConnId(1)), &waiting[5..]);
+    // More bytes while some wait: no second notification.
+    n.publish("a", Bytes::from_static(b"more"), now).unwrap();
+    assert!(raw_outputs(&mut n).is_empty());
+    // Writing more than waits takes everything (and no more).
+    n.advance(ConnId(1), 1 << 20, now);
+    assert!(n.outbound(ConnId(1)).is_empty());
+    n.publish("a", Bytes::from_static(b"again"), now).unwrap();
+    assert_eq!(raw_outputs(&mut n).len(), 1);
+    // Unknown connections have nothing, and advancing them does nothing.
+    assert!(n.outbound(ConnId(99)).is_empty());
+    n.advance(ConnId(99), 10, now);
+}
+
+#[test]
+fn publishing_waits_only_for_congested_subscribers() {
+    // Congestion limit: 64 KiB.
+    let (mut n, now) = two_peers(Config::default().max_outbound(512 * KIB));
+    assert_eq!(n.config().congestion_limit(), 64 * KIB);
+    let chunk = Bytes::from(vec![1u8; 16 * KIB]);
+    for _ in 0..4 {
+        n.publish("a", chunk.clone(), now).unwrap();
+    }
+    // 4 x 16 KiB plus headers: just over the limit.
+    assert!(n.outbound(ConnId(1)).len() > 64 * KIB);
+    assert_eq!(n.congested_count(), 1);
+    assert!(n.publish_would_wait("a"));
+    assert!(
+        !n.publish_would_wait("b"),
+        "another peer's topic is not held"
+    );
+    assert!(!n.publish_would_wait("nobody"));
+    // Writing it down to the limit releases publishers.
+    let over = n.outbound(ConnId(1)).len() - 64 * KIB;
+    n.advance(ConnId(1), over - 1, now);
+    assert!(n.publish_would_wait("a"));
+    n.advance(ConnId(1), 1, now);
+    assert!(!n.publish_would_wait("a"));
+    assert_eq!(n.congested_count(), 0);
+    // A root gets every topic, so it holds every publish while congested.
+    let (mut r, now) = node(Config::default().max_outbound(512 * KIB));
+    r.handle_connected(ConnId(3), addr(3), Direction::Inbound, now);
+    let mut h = hello(9, &[]);
+    h.root = true;
+    r.handle_bytes(ConnId(3), &frame(&Message::Hello(h)), now);
+    for _ in 0..5 {
+        r.publish("x", chunk.clone(), now).unwrap();
+    }
+    assert!(r.publish_would_wait("anything"));
+    // A congested connection that closes holds nothing any more.
+    r.close(NodeId(9), now).unwrap();
+    assert!(!r.publish_would_wait("anything"));
+    assert_eq!(r.congested_count(), 0);
+}
+
+#[test]
+fn over_max_outbound_the_connection_is_closed() {
+    let (mut n, now) = two_peers(Config::default().max_outbound(64 * KIB));
+    drain(&mut n);
+    let chunk = Bytes::from(vec![1u8; 16 * KIB]);
+    for _ in 0..5 {
+        // Publishing does not check the wait: relays and replies do not either.
+        let _ = n.publish("a", chunk.clone(), now);
+    }
+    assert!(!n.is_connected_to(NodeId(7)));
+    assert!(n.is_connected_to(NodeId(8)));
+    let outs = drain(&mut n);
+    assert!(closed(&outs, ConnId(1)));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::PeerLost {
+            reason: DisconnectReason::LimitExceeded(_),
+            ..
+        })
+    )));
+}
+
+#[test]
+fn a_peer_that_takes_nothing_is_dropped_after_the_stall_timeout() {
+    let stall = Duration::from_secs(10);
+    let quiet = Duration::from_secs(3600);
+    let cfg = Config::default()
+        .stall_timeout(stall)
+        .idle_timeout(quiet)
+        .keepalive_interval(quiet);
+    let (mut n, t0) = two_peers(cfg);
+    drain(&mut n);
+    n.publish("a", Bytes::from(vec![1u8; 1000]), t0).unwrap();
+    // Waiting bytes alone start no clock: the runtime has not tried to write them.
+    n.handle_timeout(t0 + stall * 2);
+    raw_outputs(&mut n);
+    assert!(n.is_connected_to(NodeId(7)));
+    let t1 = t0 + stall * 2;
+    // The socket takes nothing: the clock starts.
+    n.advance(ConnId(1), 0, t1);
+    assert!(n.poll_timeout().is_some_and(|t| t <= t1 + stall));
+    n.handle_timeout(t1 + stall - Duration::from_millis(1));
+    assert!(n.is_connected_to(NodeId(7)));
+    // Progress restarts it.
+    let t2 = t1 + Duration::from_secs(9);
+    n.advance(ConnId(1), 10, t2);
+    n.handle_timeout(t1 + stall);
+    assert!(
+        n.is_connected_to(NodeId(7)),
+        "a slow peer that takes bytes is kept"
+    );
+    raw_outputs(&mut n);
+    n.handle_timeout(t2 + stall);
+    assert!(!n.is_connected_to(NodeId(7)));
+    assert!(n.is_connected_to(NodeId(8)), "the other peer is kept");
+    let outs = drain(&mut n);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::BadPeer {
+            peer: Some(NodeId(7)),
+            reason: DisconnectReason::LimitExceeded(_),
+            ..
+        })
+    )));
+    assert!(closed(&outs, ConnId(1)));
+    // What it did not take is dropped (no goodbye behind it either): the close is at once.
+    assert!(n.outbound(ConnId(1)).is_empty());
+    assert_eq!(n.closing_count(), 0);
+    assert_eq!(n.counters().bad_peers, 1);
+    // A peer whose bytes were all written is never dropped, however long ago it blocked.
+    n.publish("b", Bytes::from(vec![1u8; 100]), t2).unwrap();
+    n.advance(ConnId(2), 0, t2);
+    let all = n.outbound(ConnId(2)).len();
+    n.advance(ConnId(2), all, t2);
+    n.handle_timeout(t2 + stall * 3);
+    assert!(n.is_connected_to(NodeId(8)));
+}
+
+#[test]
+fn a_closed_connection_lingers_with_what_it_has_not_written() {
+    let linger = Duration::from_secs(2);
+    let (mut n, t0) = two_peers(Config::default().linger(linger));
+    drain(&mut n);
+    n.publish("a", Bytes::from(vec![1u8; 500]), t0).unwrap();
+    n.close(NodeId(7), t0).unwrap();
+    let outs = raw_outputs(&mut n);
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, crate::Output::Close { conn } if *conn == ConnId(1))));
+    // The publish and the goodbye are still there to write.
+    let left = n.outbound(ConnId(1)).to_vec();
+    assert!(left.len() > 500);
+    assert_eq!(n.closing_count(), 1);
+    assert_eq!(n.connection_count(), 1);
+    // Progress keeps it.
+    n.advance(ConnId(1), 100, t0 + Duration::from_secs(1));
+    assert_eq!(n.outbound(ConnId(1)), &left[100..]);
+    n.handle_timeout(t0 + linger);
+    assert_eq!(n.closing_count(), 1);
+    // Without progress for `linger`, it is dropped and the runtime is told again.
+    n.handle_timeout(t0 + Duration::from_secs(1) + linger);
+    assert_eq!(n.closing_count(), 0);
+    assert!(n.outbound(ConnId(1)).is_empty());
+    assert!(raw_outputs(&mut n)
+        .iter()
+        .any(|o| matches!(o, crate::Output::Close { conn } if *conn == ConnId(1))));
+    // Written in full: gone at once; a runtime's EOF forgets one too.
+    n.publish("b", Bytes::from(vec![1u8; 10]), t0).unwrap();
+    n.close(NodeId(8), t0).unwrap();
+    assert_eq!(n.closing_count(), 1);
+    let all = n.outbound(ConnId(2)).len();
+    n.advance(ConnId(2), all, t0);
+    assert_eq!(n.closing_count(), 0);
+    let (mut m, t0) = two_peers(Config::default());
+    m.publish("a", Bytes::from(vec![1u8; 10]), t0).unwrap();
+    m.close(NodeId(7), t0).unwrap();
+    m.handle_closed(ConnId(1), t0);
+    assert_eq!(m.closing_count(), 0);
+    assert!(m.outbound(ConnId(1)).is_empty());
+}
+
+#[test]
+fn shutdown_keeps_only_the_timers_of_what_still_flushes() {
+    let (mut n, now) = two_peers(Config::default());
+    drain(&mut n);
+    n.subscribe("t", now).unwrap();
+    n.discover(now).unwrap();
+    n.call(NodeId(7), "s", "f", CallKind::Call, Bytes::new(), None, now)
+        .unwrap();
+    assert!(n.timer_count() >= 4, "edges, discovery and the call");
+    n.shutdown(now);
+    // Two closing connections with their goodbyes: their `linger` is all that is left.
+    assert_eq!(n.closing_count(), 2);
+    assert_eq!(n.timer_count(), 2);
+    for c in [1, 2] {
+        let all = n.outbound(ConnId(c)).len();
+        n.advance(ConnId(c), all, now);
+    }
+    assert_eq!(
+        (n.closing_count(), n.timer_count(), n.poll_timeout()),
+        (0, 0, None)
+    );
+}
+
+#[test]
+fn timers_follow_what_they_guard() {
+    let (mut n, now) = two_peers(Config::default());
+    drain(&mut n);
+    let base = n.timer_count();
+    assert_eq!(base, 2, "one keep-alive per edge");
+    let ids: Vec<RequestId> = (0..10)
+        .map(|_| {
+            n.call(NodeId(7), "s", "f", CallKind::Call, Bytes::new(), None, now)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(n.timer_count(), base + 10);
+    for id in ids {
+        assert!(n.cancel_call(id));
+    }
+    assert_eq!(n.timer_count(), base);
+    // A dial has a handshake deadline until its edge exists; the edge then has a keep-alive.
+    let conn = n.connect(addr(9100), now).unwrap();
+    assert_eq!(n.timer_count(), base + 1);
+    n.handle_connected(conn, addr(9100), Direction::Outbound, now);
+    n.handle_bytes(conn, &frame(&Message::Hello(hello(11, &[]))), now);
+    assert!(n.is_connected_to(NodeId(11)));
+    assert_eq!(n.timer_count(), base + 1);
+    // The edge goes: its timer too (its goodbye lingers until written).
+    n.close(NodeId(11), now).unwrap();
+    assert_eq!(n.timer_count(), base + 1);
+    let all = n.outbound(conn).len();
+    n.advance(conn, all, now);
+    assert_eq!(n.timer_count(), base);
+    // Status queries: answered or not, their timers go.
+    let token = n.query_status(addr(9200), now).unwrap();
+    assert_eq!(n.timer_count(), base + 1);
+    n.handle_timeout(now + n.config().status_timeout);
+    assert_eq!(n.timer_count(), base);
+    let _ = token;
+}
