@@ -26,6 +26,9 @@ use crate::runtime::{TcpIo, UdpIo};
 const DATAGRAM_QUEUE: usize = 1024;
 /// Largest chunk read from, or written to, a socket at once.
 const CHUNK: usize = 256 * 1024;
+/// Below this many waiting bytes, a connection's task lets others run once before writing,
+/// so that a burst of small publishes leaves in one write.
+const SMALL_WRITE: usize = 16 * 1024;
 /// Socket operations one connection's task does before it lets others run.
 const BUDGET: usize = 32;
 
@@ -59,6 +62,8 @@ struct Slot {
     waker: Option<Waker>,
     /// The core closed it: write what is left, then end.
     closing: bool,
+    /// A small write was put off once, so that more bytes join it.
+    deferred: bool,
 }
 
 /// Everything behind the node's lock.
@@ -250,6 +255,8 @@ pub struct Shared {
 enum Step {
     /// Write this many bytes of the write buffer.
     Write(usize),
+    /// Let others run first (more bytes may join a small write).
+    Defer,
     /// Nothing to write now.
     Idle,
     /// Closed by the core and flushed: send FIN and end.
@@ -432,6 +439,11 @@ impl Shared {
                     Step::Idle
                 };
             }
+            if data.len() < SMALL_WRITE && !slot.deferred && !slot.closing {
+                slot.deferred = true;
+                return Step::Defer;
+            }
+            slot.deferred = false;
             let n = data.len().min(buf.len());
             buf[..n].copy_from_slice(&data[..n]);
             Step::Write(n)
@@ -627,6 +639,7 @@ impl From<Step> for Flow {
     fn from(s: Step) -> Flow {
         match s {
             Step::Write(_) | Step::Idle => Flow::Idle,
+            Step::Defer => Flow::Yield,
             Step::Close => Flow::Close,
             Step::Gone => Flow::Gone,
         }

@@ -250,6 +250,20 @@ impl FrameDecoder {
         self.max_frame_len
     }
 
+    /// Bytes still needed to finish the frame begun in the buffer (its header first): 0 if
+    /// nothing is buffered or a whole frame is.
+    pub fn needed(&self) -> usize {
+        let have = self.buf.len();
+        if have == 0 || self.failed {
+            return 0;
+        }
+        if have < HEADER_LEN {
+            return HEADER_LEN - have;
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        (HEADER_LEN + len.min(self.max_frame_len)).saturating_sub(have)
+    }
+
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()

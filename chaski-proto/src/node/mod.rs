@@ -699,19 +699,21 @@ impl Node {
 
     /// Bytes arrived on a connection.
     pub fn handle_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
         let mut rest = data;
-        if c.decoder.buffered() == 0 {
-            // Whole frames are handled straight from `data`; only a partial one is kept.
-            while let Some(c) = self.conns.get(&conn) {
-                match split_frame(rest, c.decoder.max_frame_len()) {
-                    Ok(Some((body, used))) => {
-                        rest = &rest[used..];
-                        self.handle_body(conn, body, now);
-                    }
-                    Ok(None) => break,
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.decoder.buffered() > 0 {
+                // Finish the frame begun earlier: only its missing bytes are copied.
+                let take = c.decoder.needed().min(rest.len());
+                c.decoder.extend(&rest[..take]);
+                rest = &rest[take..];
+                match c.decoder.next_frame() {
+                    Ok(Some(body)) => self.handle_body(conn, &body, now),
+                    Ok(None) if rest.is_empty() => return,
+                    // The header is complete now: the body's length is known.
+                    Ok(None) => {}
                     Err(e) => {
                         return self.bad_peer(
                             conn,
@@ -720,25 +722,26 @@ impl Node {
                         );
                     }
                 }
+                continue;
             }
-        }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.decoder.extend(rest);
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            let body: Bytes = match c.decoder.next_frame() {
-                Ok(Some(b)) => b,
-                Ok(None) => return,
-                Err(e) => {
-                    self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now);
+            // Whole frames are handled straight from `data`; only a partial one is kept.
+            match split_frame(rest, c.decoder.max_frame_len()) {
+                Ok(Some((body, used))) => {
+                    rest = &rest[used..];
+                    self.handle_body(conn, body, now);
+                }
+                Ok(None) => {
+                    c.decoder.extend(rest);
                     return;
                 }
-            };
-            self.handle_body(conn, &body, now);
+                Err(e) => {
+                    return self.bad_peer(
+                        conn,
+                        DisconnectReason::ProtocolError(e.to_string()),
+                        now,
+                    );
+                }
+            }
         }
     }
 
