@@ -35,8 +35,8 @@ pub use shared::{Backend, Info, Shared, State, Timers};
 pub use tasks::{start, TIMER_SLACK};
 
 pub use chaski_proto::{
-    CallKind, Config, ConnId, ConnectError, DisconnectReason, EdgeInfo, Event, NodeId, OnPair,
-    Received, RemoteError, SlowConsumer, Status,
+    CallKind, Config, ConnId, ConnectError, DisconnectReason, EdgeInfo, Event, NodeId,
+    OnCongestion, OnPair, Received, RemoteError, SlowConsumer, Status,
 };
 
 /// Gives a configuration without a seed one from the clock and the bound port, so that nodes

@@ -29,6 +29,9 @@ const CHUNK: usize = 256 * 1024;
 /// Below this many waiting bytes, a connection's task lets others run once before writing,
 /// so that a burst of small publishes leaves in one write.
 const SMALL_WRITE: usize = 16 * 1024;
+/// From this many waiting bytes on, a write goes straight from the core's buffer under the lock
+/// (no copy): the copy would cost more than the publishers wait.
+const DIRECT_WRITE: usize = 128 * 1024;
 /// Socket operations one connection's task does before it lets others run.
 const BUDGET: usize = 32;
 
@@ -257,6 +260,10 @@ enum Step {
     Write(usize),
     /// Let others run first (more bytes may join a small write).
     Defer,
+    /// Written straight from the core's buffer.
+    Wrote,
+    /// The socket failed.
+    Lost,
     /// Nothing to write now.
     Idle,
     /// Closed by the core and flushed: send FIN and end.
@@ -408,13 +415,14 @@ impl Shared {
 
     /// Reports the last write (`written` bytes; `blocked` if the socket would take no more),
     /// then copies the next chunk into `buf` (if given).
-    fn next_write(
+    fn next_write<T: TcpIo + ?Sized>(
         self: &Arc<Self>,
-        cx: &Context<'_>,
+        cx: &mut Context<'_>,
         conn: ConnId,
         written: usize,
         blocked: bool,
         buf: Option<&mut [u8]>,
+        io: &T,
     ) -> Step {
         self.turn(|s, now| {
             if written > 0 || blocked {
@@ -444,6 +452,23 @@ impl Shared {
                 return Step::Defer;
             }
             slot.deferred = false;
+            if data.len() >= DIRECT_WRITE {
+                // Large: written straight from the core's buffer (no copy), under the lock.
+                return match io.poll_write(cx, data) {
+                    Poll::Ready(Ok(k)) if k > 0 => {
+                        s.core.advance(conn, k, now);
+                        Step::Wrote
+                    }
+                    Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        Step::Wrote
+                    }
+                    Poll::Ready(_) => Step::Lost,
+                    Poll::Pending => {
+                        s.core.advance(conn, 0, now);
+                        Step::Idle
+                    }
+                };
+            }
             let n = data.len().min(buf.len());
             buf[..n].copy_from_slice(&data[..n]);
             Step::Write(n)
@@ -466,11 +491,11 @@ impl Shared {
                 let mut written = 0;
                 loop {
                     if budget == 0 {
-                        let _ = self.next_write(cx, conn, written, false, None);
+                        let _ = self.next_write(cx, conn, written, false, None, io);
                         return Flow::Yield;
                     }
                     budget -= 1;
-                    match self.next_write(cx, conn, written, false, Some(&mut buf[..])) {
+                    match self.next_write(cx, conn, written, false, Some(&mut buf[..]), io) {
                         Step::Write(n) => match io.poll_write(cx, &buf[..n]) {
                             Poll::Ready(Ok(k)) if k > 0 => written = k,
                             Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
@@ -478,9 +503,10 @@ impl Shared {
                             }
                             Poll::Ready(_) => return Flow::Lost,
                             Poll::Pending => {
-                                return self.next_write(cx, conn, 0, true, None).into();
+                                return self.next_write(cx, conn, 0, true, None, io).into();
                             }
                         },
+                        Step::Wrote => written = 0,
                         other => return other.into(),
                     }
                 }
@@ -638,7 +664,8 @@ enum Flow {
 impl From<Step> for Flow {
     fn from(s: Step) -> Flow {
         match s {
-            Step::Write(_) | Step::Idle => Flow::Idle,
+            Step::Write(_) | Step::Wrote | Step::Idle => Flow::Idle,
+            Step::Lost => Flow::Lost,
             Step::Defer => Flow::Yield,
             Step::Close => Flow::Close,
             Step::Gone => Flow::Gone,

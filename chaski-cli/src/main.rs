@@ -319,6 +319,11 @@ fn main() {
         zenoh,
     } = cli.command
     {
+        // smol's global executor runs one thread unless told otherwise; the tokio nodes get two
+        // workers, so the smol ones get two threads too (set before smol starts any).
+        if std::env::var_os("SMOL_THREADS").is_none() {
+            std::env::set_var("SMOL_THREADS", "2");
+        }
         let opts = bench::Options {
             quick,
             runtimes: runtime,

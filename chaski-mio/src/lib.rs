@@ -33,7 +33,7 @@ mod driver;
 pub use blocking::{Node, Proxy};
 pub use chaski_api::{
     decode, encode, BlockingIter, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo,
-    Error, Event, Handle, Messages, NodeId, OnPair, Received, RemoteError, Result, Service,
-    ServiceError, SlowConsumer, Status,
+    Error, Event, Handle, Messages, NodeId, OnCongestion, OnPair, Received, RemoteError, Result,
+    Service, ServiceError, SlowConsumer, Status,
 };
 pub use driver::Driver;

@@ -26,6 +26,19 @@ pub enum OnPair {
     Disconnect,
 }
 
+/// What publishing does while a peer it goes to has more than
+/// [`Config::congestion_limit`] bytes it has not taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnCongestion {
+    /// The publish waits until that peer takes its bytes, or is dropped for taking none for
+    /// `stall_timeout`. Nothing is lost; publishes to other peers' topics never wait.
+    #[default]
+    Wait,
+    /// The message is not sent to that peer (counted in `Counters::congestion_skipped`);
+    /// publishing never waits. Relays skip it too.
+    Skip,
+}
+
 /// What a runtime does when the application reads messages more slowly than they arrive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SlowConsumer {
@@ -94,6 +107,8 @@ pub struct Config {
     /// How long a closed connection may go without taking any of what was queued before its
     /// close (its goodbye included) before it is dropped unflushed (default 2 s).
     pub linger: Duration,
+    /// What publishing does while a peer it goes to is congested (default `Wait`).
+    pub on_congestion: OnCongestion,
     /// Application events held before the oldest is dropped (default 65 536).
     pub max_events: usize,
     /// Messages the runtime queues for a slow application (default 16 384).
@@ -144,6 +159,7 @@ impl Default for Config {
             max_outbound: 64 * 1024 * 1024,
             stall_timeout: Duration::from_secs(15),
             linger: Duration::from_secs(2),
+            on_congestion: OnCongestion::Wait,
             max_events: 65_536,
             message_queue: 16_384,
             slow_consumer: SlowConsumer::BackPressure,
@@ -222,6 +238,8 @@ setters! {
     stall_timeout: Duration,
     /// Sets [`Config::linger`].
     linger: Duration,
+    /// Sets [`Config::on_congestion`].
+    on_congestion: OnCongestion,
     /// Sets [`Config::max_events`].
     max_events: usize,
     /// Sets [`Config::message_queue`].

@@ -41,7 +41,7 @@ pub mod sim;
 
 pub use addr::{parse_addr, Host, PeerAddr};
 pub use codec::{encode_frame, FrameDecoder};
-pub use config::{Config, OnPair, SlowConsumer};
+pub use config::{Config, OnCongestion, OnPair, SlowConsumer};
 pub use error::{CodecError, CommandError, ConnectError, RemoteError};
 pub use id::{ConnId, NodeId, RequestId};
 pub use message::{CallKind, DisconnectReason, Message, Status, PROTOCOL_VERSION};

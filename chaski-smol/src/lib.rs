@@ -32,8 +32,8 @@ use smol::Async;
 use chaski_api::resolve;
 pub use chaski_api::{
     decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,
-    Handle, Messages, NodeId, OnPair, Proxy, Received, RemoteError, Result, Service, ServiceError,
-    SlowConsumer, Status,
+    Handle, Messages, NodeId, OnCongestion, OnPair, Proxy, Received, RemoteError, Result, Service,
+    ServiceError, SlowConsumer, Status,
 };
 
 use runtime::{Smol, Udp};

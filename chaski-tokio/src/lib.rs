@@ -27,7 +27,7 @@ mod runtime;
 
 pub use chaski_api::{
     decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,
-    Handle, Messages, NodeId, OnPair, Proxy, Received, RemoteError, Result, Service, ServiceError,
-    SlowConsumer, Status,
+    Handle, Messages, NodeId, OnCongestion, OnPair, Proxy, Received, RemoteError, Result, Service,
+    ServiceError, SlowConsumer, Status,
 };
 pub use node::Node;

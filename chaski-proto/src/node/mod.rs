@@ -184,6 +184,8 @@ pub struct Counters {
     pub events_dropped: u64,
     /// Connections closed for bad input.
     pub bad_peers: u64,
+    /// Messages not sent to a congested peer ([`OnCongestion::Skip`](crate::OnCongestion)).
+    pub congestion_skipped: u64,
 }
 
 impl Node {
@@ -463,6 +465,9 @@ impl Node {
     /// bytes, or is dropped for not taking any for `stall_timeout`; other peers are never
     /// held by it.
     pub fn publish_would_wait(&self, topic: &str) -> bool {
+        if self.cfg.on_congestion == crate::OnCongestion::Skip {
+            return false;
+        }
         self.congested
             .iter()
             .any(|conn| match self.conns.get(conn).map(|c| c.state) {

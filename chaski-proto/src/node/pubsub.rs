@@ -121,6 +121,11 @@ impl Node {
                 continue;
             }
             let conn = e.conn;
+            if self.cfg.on_congestion == crate::OnCongestion::Skip && self.congested.contains(&conn)
+            {
+                self.counters.congestion_skipped += 1;
+                continue;
+            }
             let before = self.edge_order.len();
             if !self.send_publish(conn, p, now) {
                 return;

@@ -272,3 +272,31 @@ fn timers_follow_what_they_guard() {
     assert_eq!(n.timer_count(), base);
     let _ = token;
 }
+
+#[test]
+fn with_skip_a_congested_peer_misses_messages_and_nobody_waits() {
+    let cfg = Config::default()
+        .max_outbound(512 * KIB)
+        .on_congestion(crate::OnCongestion::Skip);
+    let (mut n, now) = two_peers(cfg);
+    let chunk = Bytes::from(vec![1u8; 16 * KIB]);
+    for _ in 0..5 {
+        n.publish("a", chunk.clone(), now).unwrap();
+    }
+    // The fifth found the peer congested: skipped, and counted.
+    let held = n.outbound(ConnId(1)).len();
+    assert!(held > 64 * KIB && held < 5 * 16 * KIB);
+    assert_eq!(n.counters().congestion_skipped, 1);
+    assert!(!n.publish_would_wait("a"));
+    n.publish("a", chunk.clone(), now).unwrap();
+    assert_eq!(n.outbound(ConnId(1)).len(), held);
+    assert_eq!(n.counters().congestion_skipped, 2);
+    // The other peer gets everything.
+    n.publish("b", chunk.clone(), now).unwrap();
+    assert!(n.outbound(ConnId(2)).len() > 16 * KIB);
+    // Once the peer takes its bytes, it gets messages again.
+    n.advance(ConnId(1), held, now);
+    n.publish("a", chunk, now).unwrap();
+    assert!(n.outbound(ConnId(1)).len() > 16 * KIB);
+    assert_eq!(n.counters().congestion_skipped, 2);
+}
