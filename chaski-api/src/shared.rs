@@ -83,7 +83,8 @@ pub struct State {
     armed: Option<Instant>,
     /// Publishes waiting for a congested peer.
     publishers: Vec<Waker>,
-    congested: usize,
+    /// The core's congestion releases when the publishers last looked.
+    released: u64,
     shutdown: Vec<Waiter<()>>,
     actions: Vec<Action>,
     next_inbound: u64,
@@ -139,13 +140,13 @@ impl State {
         }
         self.hub.deliver();
         self.hub.sweep(&mut self.core);
-        let congested = self.core.congested_count();
-        if !self.publishers.is_empty() && (congested < self.congested || self.core.is_shut_down()) {
+        let released = self.core.congestion_released();
+        if !self.publishers.is_empty() && (released != self.released || self.core.is_shut_down()) {
             for w in self.publishers.drain(..) {
                 w.wake();
             }
         }
-        self.congested = congested;
+        self.released = released;
         let next = self.core.poll_timeout();
         if next.is_some() && (self.armed.is_none() || next < self.armed) {
             wake(&self.timer);
@@ -189,7 +190,7 @@ impl State {
             return false;
         }
         self.publishers.push(cx.waker().clone());
-        self.congested = self.core.congested_count();
+        self.released = self.core.congestion_released();
         true
     }
 
@@ -299,7 +300,7 @@ impl Shared {
                 timer: None,
                 armed: None,
                 publishers: Vec::new(),
-                congested: 0,
+                released: 0,
                 shutdown: Vec::new(),
                 actions: Vec::new(),
                 next_inbound: 0,

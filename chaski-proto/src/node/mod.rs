@@ -162,6 +162,8 @@ pub struct Node {
     closing: BTreeMap<ConnId, Closing>,
     /// Connections with more than the congestion limit waiting.
     congested: BTreeSet<ConnId>,
+    /// How many times a connection left `congested` (a runtime wakes waiting publishers then).
+    released: u64,
 
     dirty: VecDeque<ConnId>,
     queue: VecDeque<Output>,
@@ -226,6 +228,7 @@ impl Node {
             timers: Timers::default(),
             closing: BTreeMap::new(),
             congested: BTreeSet::new(),
+            released: 0,
             dirty: VecDeque::new(),
             queue: VecDeque::new(),
             queued_events: 0,
@@ -438,7 +441,7 @@ impl Node {
                 c.blocked_since = Some(now);
             }
             if c.out.len() <= limit {
-                self.congested.remove(&conn);
+                self.uncongest(conn);
             }
         } else if let Some(c) = self.closing.get_mut(&conn) {
             let n = n.min(c.out.len());
@@ -477,6 +480,18 @@ impl Node {
                     .is_some_and(|e| e.root || e.topics.contains(topic)),
                 _ => false,
             })
+    }
+
+    /// Counts every time a congested connection stopped being congested (took its bytes, or
+    /// closed): a runtime wakes publishers that wait whenever it changes.
+    pub fn congestion_released(&self) -> u64 {
+        self.released
+    }
+
+    fn uncongest(&mut self, conn: ConnId) {
+        if self.congested.remove(&conn) {
+            self.released += 1;
+        }
     }
 
     /// Connections with more than [`Config::congestion_limit`] bytes waiting.
@@ -926,7 +941,7 @@ impl Node {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        self.congested.remove(&conn);
+        self.uncongest(conn);
         self.timers.cancel(&TimerKey::Handshake(conn));
         if !self.closing.contains_key(&conn) {
             self.timers.cancel(&TimerKey::Stall(conn));
@@ -951,7 +966,7 @@ impl Node {
     /// A connection that never became an edge: report to whoever asked for it.
     fn fail_handshake(&mut self, conn: ConnId, error: ConnectError, now: Instant) {
         if let Some(c) = self.conns.remove(&conn) {
-            self.congested.remove(&conn);
+            self.uncongest(conn);
             self.timers.cancel(&TimerKey::Handshake(conn));
             self.timers.cancel(&TimerKey::Stall(conn));
             self.queue.push_back(Output::Close { conn });
