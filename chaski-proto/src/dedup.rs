@@ -203,6 +203,8 @@ mod tests {
         }
         assert_eq!(small.origins(), 2);
         assert!(small.insert(0u8, 1), "a forgotten origin starts afresh");
+        // An origin costs a few words, whatever the window.
+        assert!(std::mem::size_of::<Window>() <= 8 + WINDOW as usize / 8);
     }
 
     #[test]
@@ -214,5 +216,7 @@ mod tests {
         }
         assert!(p.contains(&9999));
         assert!(!p.contains(&(9999 - 128)));
+        assert!(!p.is_empty());
+        assert!(SeenPool::<u8>::new(4).is_empty());
     }
 }

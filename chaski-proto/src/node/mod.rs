@@ -384,11 +384,6 @@ impl Node {
         }
     }
 
-    /// Bytes buffered for the connection and not yet taken by the runtime.
-    pub fn outbound_len(&self, conn: ConnId) -> usize {
-        self.conns.get(&conn).map_or(0, |c| c.out.len())
-    }
-
     // ----- outputs ---------------------------------------------------------------------------
 
     /// The next thing for the runtime to do. Call until `None` after every input.

@@ -24,7 +24,9 @@ fn raw_outputs(n: &mut Node) -> Vec<crate::Output> {
 fn bytes_wait_in_the_core_until_written() {
     let (mut n, now) = two_peers(Config::default());
     assert!(n.outbound(ConnId(1)).is_empty());
+    let sent = n.counters().frames_sent;
     n.publish("a", Bytes::from_static(b"xyz"), now).unwrap();
+    assert_eq!(n.counters().frames_sent, sent + 1);
     // One notification for the connection that has bytes again; none for the other.
     let outs = raw_outputs(&mut n);
     assert!(matches!(
@@ -131,9 +133,10 @@ fn a_peer_that_takes_nothing_is_dropped_after_the_stall_timeout() {
     raw_outputs(&mut n);
     assert!(n.is_connected_to(NodeId(7)));
     let t1 = t0 + stall * 2;
-    // The socket takes nothing: the clock starts.
+    // The socket takes nothing: the clock starts, and more reports of nothing do not move it.
     n.advance(ConnId(1), 0, t1);
-    assert!(n.poll_timeout().is_some_and(|t| t <= t1 + stall));
+    assert_eq!(n.poll_timeout(), Some(t1 + stall));
+    n.advance(ConnId(1), 0, t1 + Duration::from_secs(5));
     n.handle_timeout(t1 + stall - Duration::from_millis(1));
     assert!(n.is_connected_to(NodeId(7)));
     // Progress restarts it.
@@ -178,6 +181,7 @@ fn a_closed_connection_lingers_with_what_it_has_not_written() {
     drain(&mut n);
     n.publish("a", Bytes::from(vec![1u8; 500]), t0).unwrap();
     n.close(NodeId(7), t0).unwrap();
+    assert_eq!(n.poll_timeout(), Some(t0 + linger));
     let outs = raw_outputs(&mut n);
     assert!(outs
         .iter()
@@ -187,8 +191,10 @@ fn a_closed_connection_lingers_with_what_it_has_not_written() {
     assert!(left.len() > 500);
     assert_eq!(n.closing_count(), 1);
     assert_eq!(n.connection_count(), 1);
-    // Progress keeps it.
+    // Reports of nothing written do not keep it; progress does.
+    n.advance(ConnId(1), 0, t0 + Duration::from_millis(500));
     n.advance(ConnId(1), 100, t0 + Duration::from_secs(1));
+    n.advance(ConnId(1), 0, t0 + Duration::from_secs(2));
     assert_eq!(n.outbound(ConnId(1)), &left[100..]);
     n.handle_timeout(t0 + linger);
     assert_eq!(n.closing_count(), 1);
@@ -301,4 +307,138 @@ fn with_skip_a_congested_peer_misses_messages_and_nobody_waits() {
     n.publish("a", chunk, now).unwrap();
     assert!(n.outbound(ConnId(1)).len() > 16 * KIB);
     assert_eq!(n.counters().congestion_skipped, 2);
+}
+
+#[test]
+fn any_frame_can_congest_a_connection() {
+    // A ping's padding comes back in the pong: a large one congests our side too.
+    let (mut n, now) = two_peers(Config::default().max_outbound(512 * KIB));
+    let sent = n.counters().frames_sent;
+    let padding = Bytes::from(vec![0u8; 70 * KIB]);
+    n.handle_bytes(ConnId(1), &frame(&Message::Ping { id: 1, padding }), now);
+    assert_eq!(n.counters().frames_sent, sent + 1);
+    assert_eq!(n.congested_count(), 1);
+    assert!(n.publish_would_wait("a"));
+}
+
+#[test]
+fn events_past_the_bound_drop_the_oldest_and_are_counted() {
+    let (mut n, now) = node(Config::default().max_events(3));
+    for c in 1..=5u64 {
+        n.handle_connected(ConnId(c), addr(c as u16), Direction::Inbound, now);
+        n.handle_bytes(
+            ConnId(c),
+            &frame(&Message::Hello(hello(100 + c as u128, &[]))),
+            now,
+        );
+    }
+    assert_eq!(n.counters().events_dropped, 2);
+    let events: Vec<NodeId> = drain(&mut n)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::PeerConnected { info, .. }) => Some(info.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, vec![NodeId(103), NodeId(104), NodeId(105)]);
+}
+
+#[test]
+fn congestion_and_the_outbound_bound_start_past_their_limits() {
+    // A publish frame on topic "a" is 34 bytes plus its payload.
+    let frame_of = |payload: usize| 34 + payload;
+    let (mut n, now) = two_peers(Config::default().max_outbound(512 * KIB));
+    let limit = n.config().congestion_limit();
+    n.publish("a", Bytes::from(vec![0u8; limit - frame_of(0)]), now)
+        .unwrap();
+    assert_eq!(n.outbound(ConnId(1)).len(), limit);
+    assert_eq!(n.congested_count(), 0, "at the limit is not over it");
+    n.publish("a", Bytes::new(), now).unwrap();
+    assert_eq!(n.congested_count(), 1);
+    // The hard bound: exactly `max_outbound` waiting keeps the connection.
+    let (mut n, now) = two_peers(Config::default().max_outbound(128 * KIB));
+    n.publish("a", Bytes::from(vec![0u8; 128 * KIB - 34]), now)
+        .unwrap();
+    assert_eq!(n.outbound(ConnId(1)).len(), 128 * KIB);
+    assert!(n.is_connected_to(NodeId(7)));
+    n.publish("a", Bytes::new(), now).unwrap();
+    assert!(!n.is_connected_to(NodeId(7)));
+    // Any frame past it closes the connection: a pong carrying a large padding back.
+    let (mut n, now) = two_peers(Config::default().max_outbound(128 * KIB));
+    let padding = Bytes::from(vec![0u8; 130 * KIB]);
+    n.handle_bytes(ConnId(2), &frame(&Message::Ping { id: 1, padding }), now);
+    assert!(!n.is_connected_to(NodeId(8)));
+    assert!(n.is_connected_to(NodeId(7)));
+}
+
+#[test]
+fn frames_split_anywhere_are_handled_as_whole_ones() {
+    // Hello, then publishes of several sizes, delivered in chunks of every size from 1 byte.
+    let mut stream = frame(&Message::Hello(hello(7, &["a"])));
+    for size in [0usize, 1, 100, 5000] {
+        stream.extend(frame(&Message::Publish(crate::message::Publish {
+            origin: NodeId(7),
+            seq: size as u64 + 1,
+            topic: "t".into(),
+            ttl: 1,
+            hops: 1,
+            payload: Bytes::from(vec![size as u8; size]),
+        })));
+    }
+    for chunk in [1, 2, 3, 5, 64, 1000, stream.len()] {
+        let (mut n, now) = node(Config::default());
+        n.subscribe("t", now).unwrap();
+        n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
+        for piece in stream.chunks(chunk) {
+            n.handle_bytes(ConnId(1), piece, now);
+        }
+        assert!(n.is_connected_to(NodeId(7)), "chunks of {chunk}");
+        assert_eq!(n.counters().frames_received, 5, "chunks of {chunk}");
+        let got: Vec<usize> = drain(&mut n)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Event(Event::Message(m)) => Some(m.payload.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![0, 1, 100, 5000], "chunks of {chunk}");
+    }
+}
+
+/// Timers run when their time has come, however late the runtime calls: a handshake, a dial,
+/// a redial, each handled once, at any `now` past its deadline.
+#[test]
+fn late_timeouts_still_fire() {
+    let late = Duration::from_secs(60);
+    // An inbound connection that never says Hello.
+    let (mut n, now) = node(Config::default().idle_timeout(late * 10));
+    n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
+    assert_eq!(n.poll_timeout(), Some(now + n.config().handshake_timeout));
+    n.handle_timeout(now + late);
+    assert_eq!(n.connection_count(), 0);
+    // A dial that never completes: refused to its caller, and nothing is written on it.
+    let conn = n.connect(addr(9300), now).unwrap();
+    drain(&mut n);
+    n.handle_timeout(now + late);
+    let outs = drain(&mut n);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::ConnectFailed { conn: c, error: ConnectError::HandshakeTimeout, .. }) if *c == conn
+    )));
+    assert!(closed(&outs, conn));
+    assert!(
+        sent(&outs, conn).is_empty(),
+        "no goodbye on a socket that never opened"
+    );
+    assert_eq!(n.closing_count(), 0);
+    // A lost peer is redialed, however late the timer runs.
+    peer(&mut n, 2, 7, &[], now);
+    n.handle_closed(ConnId(2), now);
+    drain(&mut n);
+    let next = n.poll_timeout().unwrap();
+    n.handle_timeout(next + late);
+    let outs = drain(&mut n);
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Dial { addr: a, .. } if *a == addr(9007))));
 }
