@@ -125,7 +125,7 @@ fn a_peer_that_takes_nothing_is_dropped_after_the_stall_timeout() {
         .stall_timeout(stall)
         .idle_timeout(quiet)
         .keepalive_interval(quiet);
-    let (mut n, t0) = two_peers(cfg);
+    let (mut n, t0) = two_peers(cfg.clone());
     drain(&mut n);
     n.publish("a", Bytes::from(vec![1u8; 1000]), t0).unwrap();
     // Waiting bytes alone start no clock: the runtime has not tried to write them.
@@ -134,9 +134,14 @@ fn a_peer_that_takes_nothing_is_dropped_after_the_stall_timeout() {
     assert!(n.is_connected_to(NodeId(7)));
     let t1 = t0 + stall * 2;
     // The socket takes nothing: the clock starts, and more reports of nothing do not move it.
+    let (mut m, _) = two_peers(cfg.clone());
+    m.publish("a", Bytes::from(vec![1u8; 1000]), t1).unwrap();
+    m.advance(ConnId(1), 0, t1);
+    m.advance(ConnId(1), 0, t1 + Duration::from_secs(5));
+    m.handle_timeout(t1 + stall);
+    assert!(!m.is_connected_to(NodeId(7)));
     n.advance(ConnId(1), 0, t1);
     assert_eq!(n.poll_timeout(), Some(t1 + stall));
-    n.advance(ConnId(1), 0, t1 + Duration::from_secs(5));
     n.handle_timeout(t1 + stall - Duration::from_millis(1));
     assert!(n.is_connected_to(NodeId(7)));
     // Progress restarts it.
