@@ -11,6 +11,9 @@ use futures_core::Stream;
 
 use chaski_proto::SlowConsumer;
 
+/// Items a receiver takes from the queue at once.
+const BATCH: usize = 256;
+
 /// Counters of a queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -51,15 +54,43 @@ pub struct MessageQueue<T> {
 
 /// The consumer side: a `Stream`, or blocking with [`Messages::recv_timeout`]. Clones share
 /// one queue (each item goes to one of them).
+///
+/// A receiver takes up to 256 queued items at once into its own batch (one lock of the shared
+/// queue per batch, not per item); a dropped receiver gives what it did not read back to the
+/// front of the queue.
 #[derive(Debug)]
 pub struct Messages<T> {
     shared: Arc<Shared<T>>,
+    batch: Mutex<VecDeque<T>>,
 }
 
 impl<T> Clone for Messages<T> {
     fn clone(&self) -> Self {
         Messages {
             shared: self.shared.clone(),
+            batch: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl<T> Drop for Messages<T> {
+    fn drop(&mut self) {
+        let batch = self.batch.get_mut().unwrap_or_else(|p| p.into_inner());
+        if batch.is_empty() {
+            return;
+        }
+        let mut g = lock(&self.shared);
+        g.delivered -= batch.len() as u64;
+        while let Some(item) = batch.pop_back() {
+            g.items.push_front(item);
+        }
+        if let Some(w) = g.reader.take() {
+            w.wake();
+        }
+        let waiting = g.waiting > 0;
+        drop(g);
+        if waiting {
+            self.shared.cond.notify_all();
         }
     }
 }
@@ -101,7 +132,10 @@ impl<T> MessageQueue<T> {
             MessageQueue {
                 shared: shared.clone(),
             },
-            Messages { shared },
+            Messages {
+                shared,
+                batch: Mutex::new(VecDeque::new()),
+            },
         )
     }
 
@@ -181,31 +215,53 @@ impl<T> Drop for MessageQueue<T> {
 }
 
 impl<T> Messages<T> {
-    fn take(g: &mut Inner<T>, capacity: usize) -> Option<T> {
-        let item = g.items.pop_front()?;
-        g.delivered += 1;
-        if g.items.len() < capacity {
-            for w in g.space.drain(..) {
-                w.wake();
-            }
+    /// The next item of this receiver's batch, or of the queue (then taken whole as the
+    /// batch); `g` is the queue, locked.
+    fn take(g: &mut Inner<T>, batch: &mut VecDeque<T>) -> Option<T> {
+        if let Some(item) = batch.pop_front() {
+            return Some(item);
         }
-        Some(item)
+        if g.items.is_empty() {
+            return None;
+        }
+        if g.items.len() <= BATCH {
+            std::mem::swap(&mut g.items, batch);
+        } else {
+            batch.extend(g.items.drain(..BATCH));
+        }
+        g.delivered += batch.len() as u64;
+        for w in g.space.drain(..) {
+            w.wake();
+        }
+        batch.pop_front()
+    }
+
+    fn batch(&self) -> MutexGuard<'_, VecDeque<T>> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The next item if one is queued.
     pub fn try_recv(&self) -> Option<T> {
-        Self::take(&mut lock(&self.shared), self.shared.capacity)
+        let mut batch = self.batch();
+        if let Some(item) = batch.pop_front() {
+            return Some(item);
+        }
+        Self::take(&mut lock(&self.shared), &mut batch)
     }
 
     /// Blocks up to `timeout` for the next item; `None` on timeout or once closed and empty.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
+        let mut batch = self.batch();
+        if let Some(item) = batch.pop_front() {
+            return Some(item);
+        }
         let mut g = lock(&self.shared);
-        if let Some(item) = Self::take(&mut g, self.shared.capacity) {
+        if let Some(item) = Self::take(&mut g, &mut batch) {
             return Some(item);
         }
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(item) = Self::take(&mut g, self.shared.capacity) {
+            if let Some(item) = Self::take(&mut g, &mut batch) {
                 return Some(item);
             }
             if g.closed {
@@ -233,8 +289,12 @@ impl<T> Stream for Messages<T> {
     type Item = T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut batch = self.batch();
+        if let Some(item) = batch.pop_front() {
+            return Poll::Ready(Some(item));
+        }
         let mut g = lock(&self.shared);
-        if let Some(item) = Self::take(&mut g, self.shared.capacity) {
+        if let Some(item) = Self::take(&mut g, &mut batch) {
             return Poll::Ready(Some(item));
         }
         if g.closed {
@@ -286,6 +346,29 @@ mod tests {
         assert_eq!(q.stats().dropped, 7);
         assert!(!q.is_full());
         assert_eq!(m.try_recv(), Some(7));
+    }
+
+    #[test]
+    fn a_receiver_takes_a_batch_and_gives_back_what_it_did_not_read() {
+        let (q, m) = MessageQueue::new(10_000, SlowConsumer::BackPressure);
+        q.push_many(0..1000);
+        let other = m.clone();
+        assert_eq!(other.try_recv(), Some(0));
+        // The rest of its batch is its own; the queue keeps what was not taken.
+        assert_eq!(q.stats().len, 1000 - BATCH);
+        assert_eq!(m.try_recv(), Some(BATCH as i32));
+        assert_eq!(q.stats().len, 1000 - 2 * BATCH);
+        // Dropped: what it did not read goes back to the front of the queue, in order.
+        drop(other);
+        assert_eq!(q.stats().len, 1000 - 2 * BATCH + (BATCH - 1));
+        let rest: Vec<i32> = std::iter::from_fn(|| m.try_recv()).collect();
+        // m's own batch first, then the queue: the given-back items, then the rest.
+        let b = BATCH as i32;
+        let mut expect: Vec<i32> = (b + 1..2 * b).collect();
+        expect.extend(1..b);
+        expect.extend(2 * b..1000);
+        assert_eq!(rest, expect);
+        assert_eq!(m.stats().delivered, 1000);
     }
 
     #[test]
