@@ -49,6 +49,9 @@ pub enum CommandError {
         /// Limit.
         max: usize,
     },
+    /// The topic is reserved for the protocol (`@`, a root's own topic).
+    #[error("the topic {0:?} is reserved")]
+    Reserved(&'static str),
     /// No edge to that peer.
     #[error("not connected to that peer")]
     NotConnected,

@@ -45,4 +45,4 @@ pub use config::{Config, OnCongestion, OnPair, SlowConsumer};
 pub use error::{CodecError, CommandError, ConnectError, RemoteError};
 pub use id::{ConnId, NodeId, RequestId};
 pub use message::{CallKind, DisconnectReason, Message, Status, PROTOCOL_VERSION};
-pub use node::{Direction, EdgeInfo, Event, Node, Output, Received};
+pub use node::{Direction, EdgeInfo, Event, Node, Output, Received, ROOT_TOPIC};

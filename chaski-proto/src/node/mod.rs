@@ -33,6 +33,10 @@ use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
 use crate::message::{DisconnectReason, Message, PairIntent};
 
+/// A root's own topic (it marks the node as a root to peers): reserved, never published on,
+/// never delivered.
+pub const ROOT_TOPIC: &str = "@";
+
 /// Why the core dialed a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Purpose {
@@ -186,6 +190,8 @@ pub struct Counters {
     pub events_dropped: u64,
     /// Connections closed for bad input.
     pub bad_peers: u64,
+    /// Publishes from peers on the reserved topic `@`, dropped.
+    pub reserved_dropped: u64,
     /// Messages not sent to a congested peer ([`OnCongestion::Skip`](crate::OnCongestion)).
     pub congestion_skipped: u64,
 }
@@ -198,7 +204,7 @@ impl Node {
         let name = cfg.name.clone().unwrap_or_else(|| format!("node-{id}"));
         let mut topics = BTreeMap::new();
         if cfg.root {
-            topics.insert("@".to_string(), TopicState::Paired(id));
+            topics.insert(ROOT_TOPIC.to_string(), TopicState::Paired(id));
         }
         Node {
             seen_discoveries: SeenPool::new(cfg.discovery_pool),

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Event, Node, Received, TopicState};
+use super::{Event, Node, Received, TopicState, ROOT_TOPIC};
 use crate::config::Config;
 use crate::error::CommandError;
 use crate::id::NodeId;
@@ -18,6 +18,9 @@ impl Node {
         let _ = now;
         self.check_live()?;
         self.check_name("topic", topic)?;
+        if topic == ROOT_TOPIC {
+            return Err(CommandError::Reserved(ROOT_TOPIC));
+        }
         if self.topics.contains_key(topic) {
             return Ok(());
         }
@@ -72,6 +75,9 @@ impl Node {
     /// ```
     pub fn check_publish(cfg: &Config, topic: &str, len: usize) -> Result<(), CommandError> {
         super::check_name(cfg, "topic", topic)?;
+        if topic == ROOT_TOPIC {
+            return Err(CommandError::Reserved(ROOT_TOPIC));
+        }
         if len + topic.len() + 64 > cfg.max_frame_len {
             return Err(CommandError::PayloadTooLarge {
                 len,
@@ -141,6 +147,11 @@ impl Node {
         // Our own messages coming back are duplicates without a lookup.
         if p.origin == self.id || !self.seen_publishes.insert(p.origin, p.seq) {
             self.counters.duplicates += 1;
+            return;
+        }
+        if p.topic == ROOT_TOPIC {
+            // A root's own topic is not for peers: neither delivered nor relayed.
+            self.counters.reserved_dropped += 1;
             return;
         }
         let subscribed = self.topics.contains_key(p.topic);

@@ -296,6 +296,9 @@ impl Node {
     ) -> Result<(), CommandError> {
         self.check_live()?;
         self.check_name("topic", topic)?;
+        if topic == super::ROOT_TOPIC {
+            return Err(CommandError::Reserved(super::ROOT_TOPIC));
+        }
         let len = payload.len();
         let data = encode_value(&Datagram::Publish {
             topic: topic.to_string(),
@@ -357,7 +360,9 @@ impl Node {
                 }
             }
             Datagram::Publish { topic, payload } => {
-                if self.topics.contains_key(&topic) {
+                if topic == super::ROOT_TOPIC {
+                    self.counters.reserved_dropped += 1;
+                } else if self.topics.contains_key(&topic) {
                     self.push_event(Event::Message(Received {
                         topic,
                         payload,

@@ -662,9 +662,46 @@ fn a_root_unsubscribes_ordinary_topics_and_others_may_not_keep_at() {
     r.unsubscribe("t", now).unwrap();
     assert!(!r.is_subscribed("t"));
     let (mut n, now) = node(Config::default());
-    n.subscribe("@", now).unwrap();
+    assert_eq!(n.subscribe("@", now), Err(CommandError::Reserved("@")));
     n.unsubscribe("@", now).unwrap();
     assert!(!n.is_subscribed("@"));
+}
+
+/// `@` is a root's own topic: nobody may publish on it, and what peers publish on it (over TCP
+/// or UDP) is neither delivered nor relayed, so it cannot fill a root's queue.
+#[test]
+fn the_reserved_topic_is_refused_locally_and_dropped_from_peers() {
+    let (mut r, now) = node(Config::default().root(true));
+    assert_eq!(
+        r.publish("@", Bytes::new(), now),
+        Err(CommandError::Reserved("@"))
+    );
+    assert_eq!(
+        r.publish_datagram(addr(1), "@", Bytes::new()),
+        Err(CommandError::Reserved("@"))
+    );
+    assert!(Node::check_publish(r.config(), "@", 0).is_err());
+    peer(&mut r, 1, 7, &[], now);
+    peer(&mut r, 2, 8, &["@"], now);
+    r.handle_bytes(ConnId(1), &publish_frame(7, 1, "@", 8, 1, b"x"), now);
+    let outs = drain(&mut r);
+    assert!(messages(&outs).is_empty(), "not delivered");
+    assert!(publishes(&outs, ConnId(2)).is_empty(), "not relayed");
+    assert_eq!(r.counters().reserved_dropped, 1);
+    // The same over UDP, from anyone.
+    let d = crate::codec::encode_value(&Datagram::Publish {
+        topic: "@".into(),
+        payload: Bytes::from_static(b"x"),
+    })
+    .unwrap();
+    r.handle_datagram(addr(5), &d, now);
+    assert!(messages(&drain(&mut r)).is_empty());
+    assert_eq!(r.counters().reserved_dropped, 2);
+    // An ordinary topic the root subscribes to still arrives.
+    r.subscribe("t", now).unwrap();
+    drain(&mut r);
+    r.handle_bytes(ConnId(1), &publish_frame(7, 2, "t", 8, 1, b"y"), now);
+    assert_eq!(messages(&drain(&mut r)).len(), 1);
 }
 
 #[test]
