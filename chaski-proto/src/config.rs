@@ -64,8 +64,11 @@ pub struct Config {
     pub ttl: u8,
     /// Pairing links per topic a cluster member accepts before it forwards instead (default 5).
     pub max_connections: usize,
-    /// Hard bound on the edge table and on connections in handshake (default 256).
+    /// Hard bound on the edge table (default 256).
     pub max_edges: usize,
+    /// Inbound connections waiting for their Hello (default 64); a new one past it drops the
+    /// oldest. They never take an edge's place.
+    pub max_handshakes: usize,
     /// Redial attempts after an edge is lost (default 32; 0 disables).
     pub reconnections: u32,
     /// First redial delay; doubles each attempt, with jitter (default 500 ms).
@@ -141,6 +144,7 @@ impl Default for Config {
             ttl: 64,
             max_connections: 5,
             max_edges: 256,
+            max_handshakes: 64,
             reconnections: 32,
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
@@ -202,6 +206,8 @@ setters! {
     max_connections: usize,
     /// Sets [`Config::max_edges`].
     max_edges: usize,
+    /// Sets [`Config::max_handshakes`].
+    max_handshakes: usize,
     /// Sets [`Config::reconnections`].
     reconnections: u32,
     /// Sets [`Config::reconnect_initial`].

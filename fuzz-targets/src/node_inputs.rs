@@ -194,6 +194,7 @@ pub fn run(data: &[u8]) {
     let cfg = Config::default()
         .seed(7)
         .max_edges(LIMITS)
+        .max_handshakes(LIMITS)
         .max_peer_topics(LIMITS)
         .max_peer_services(LIMITS)
         .max_pending_calls(LIMITS)
@@ -346,7 +347,7 @@ pub fn run(data: &[u8]) {
         }
         assert!(node.edge_count() <= LIMITS);
         assert!(node.timer_count() <= 8 * LIMITS + 64, "timers are bounded");
-        assert!(node.connection_count() <= LIMITS);
+        assert!(node.connection_count() <= 2 * LIMITS);
         for e in node.edges() {
             assert!(e.topics.len() <= LIMITS);
             assert!(e.services.len() <= LIMITS);

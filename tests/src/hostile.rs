@@ -495,6 +495,49 @@ where
     healthy.shutdown();
 }
 
+/// Idle sockets that never say Hello, opened again as fast as they are dropped, cannot keep a
+/// real peer out: they have their own slots, and the oldest goes first.
+pub fn idle_sockets_cannot_lock_out_peers<H: Harness>(h: &H, host: &str) {
+    let node = start_on(h, host, cfg("target").max_handshakes(8));
+    let peer = start_on(h, host, cfg("peer"));
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(std::net::TcpStream::connect(node.addr()).expect("connect"));
+    }
+    // A real peer gets in while all of them are still open.
+    let e = peer
+        .connect(&node.addr().to_string())
+        .expect("a real peer was locked out by idle sockets");
+    assert_eq!(e.id, node.id());
+    assert_eq!(node.edges().len(), 1);
+    // The node dropped the oldest idle sockets (they see the goodbye, then EOF).
+    let mut dropped = 0;
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        loop {
+            match std::io::Read::read(s, &mut buf) {
+                Ok(0) => {
+                    dropped += 1;
+                    break;
+                }
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(
+        dropped >= 40 - 8,
+        "only {dropped} of 40 idle sockets were dropped"
+    );
+    drop(idle);
+    still_serves(&node, &peer);
+    node.shutdown();
+    peer.shutdown();
+}
+
 fn open_fds() -> Option<usize> {
     std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
 }

@@ -223,6 +223,7 @@ macro_rules! for_each_scenario {
             hostile::slow_consumer_back_pressure,
             hostile::peer_that_stops_reading,
             hostile::stalled_peer_holds_nothing_else,
+            hostile::idle_sockets_cannot_lock_out_peers,
             hostile::connection_churn
         ] }
     };

@@ -692,7 +692,21 @@ impl Node {
                     self.close_conn(conn, DisconnectReason::Shutdown, true, now);
                     return;
                 }
-                if self.conns.len() > self.cfg.max_edges {
+                // Connections that have not said Hello yet have their own slots: when they are
+                // all taken, the oldest goes (a real peer says Hello at once; idle sockets
+                // opened again and again cannot keep it out), and they never take an edge's.
+                let waiting: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(c, s)| !c.is_outbound() && s.state == ConnState::Handshaking)
+                    .map(|(c, _)| *c)
+                    .collect();
+                if waiting.len() > self.cfg.max_handshakes {
+                    let oldest = waiting[0];
+                    debug!(conn = %oldest, "handshake slots full: dropping the oldest");
+                    self.close_conn(oldest, DisconnectReason::TooManyConnections, true, now);
+                }
+                if self.conns.len() > self.cfg.max_edges + self.cfg.max_handshakes {
                     self.close_conn(conn, DisconnectReason::TooManyConnections, true, now);
                     return;
                 }

@@ -447,3 +447,38 @@ fn late_timeouts_still_fire() {
         .iter()
         .any(|o| matches!(o, Output::Dial { addr: a, .. } if *a == addr(9007))));
 }
+
+/// Sockets that never say Hello have their own slots, the oldest going first: they can neither
+/// keep a real peer out nor take an edge's place.
+#[test]
+fn idle_sockets_cannot_lock_peers_out() {
+    let (mut n, now) = node(Config::default().max_edges(2).max_handshakes(3));
+    for c in 1..=10u64 {
+        n.handle_connected(ConnId(c), addr(c as u16), Direction::Inbound, now);
+        assert!(n.connection_count() <= 3);
+    }
+    let outs = drain(&mut n);
+    for c in 1..=7u64 {
+        assert!(
+            closed(&outs, ConnId(c)),
+            "the oldest idle socket {c} is dropped"
+        );
+        assert!(matches!(
+            sent(&outs, ConnId(c)).last(),
+            Some(Message::Goodbye(DisconnectReason::TooManyConnections))
+        ));
+    }
+    // A real peer arriving now gets in, and completes its edge.
+    peer(&mut n, 11, 7, &[], now);
+    assert!(n.is_connected_to(NodeId(7)));
+    peer(&mut n, 12, 8, &[], now);
+    assert!(n.is_connected_to(NodeId(8)));
+    // Edges keep their own bound: a third is refused at its Hello.
+    let outs = peer(&mut n, 13, 9, &[], now);
+    assert!(!n.is_connected_to(NodeId(9)));
+    assert!(matches!(
+        sent(&outs, ConnId(13)).last(),
+        Some(Message::Goodbye(DisconnectReason::TooManyConnections))
+    ));
+    assert_eq!(n.edge_count(), 2);
+}
