@@ -163,6 +163,36 @@ fn pub_reaches_sub_through_a_root() {
     drop(root);
 }
 
+/// A `pub` process that exits has delivered its message: its shutdown writes what it queued
+/// (and its goodbye) before the process ends. One `pub` per message, as a script does it.
+#[test]
+fn every_pub_process_delivers_before_it_exits() {
+    const N: usize = 30;
+    let (root, addr) = spawn(&["root", "--bind", "127.0.0.1:0"]);
+    let mut sub = Guard(
+        chaski()
+            .args(["sub", &addr, "news", "--count", &N.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let line = first_line("sub", sub.0.stderr.take().unwrap());
+    assert!(line.contains("subscribed to news"), "{line}");
+    for i in 0..N {
+        let (ok, _, err) = run(&["pub", &addr, "news", &format!("m{i}")]);
+        assert!(ok, "{err}");
+    }
+    let out = read_all("sub's output", sub.0.stdout.take().unwrap());
+    assert!(wait(&mut sub.0).success());
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), N, "{out}");
+    for (i, l) in got.iter().enumerate() {
+        assert_eq!(*l, format!("[news] m{i} (hops 2)"));
+    }
+    drop(root);
+}
+
 #[test]
 fn bad_arguments_get_clear_errors() {
     let (ok, _, err) = run(&["call", "127.0.0.1", "demo.add"]);
