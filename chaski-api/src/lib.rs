@@ -29,7 +29,7 @@ pub use handle::{Handle, Proxy};
 pub use hub::{Hub, Invocation, Waiter};
 pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
 pub use resolve::resolve;
-pub use runtime::{Runtime, TcpIo, UdpIo};
+pub use runtime::{retry_until_ready, Runtime, TcpIo, UdpIo};
 pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 pub use shared::{Backend, Info, Shared, State, Timers};
 pub use tasks::{start, TIMER_SLACK};

@@ -9,6 +9,23 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+/// Tries `op` until it stops failing with `WouldBlock`, waiting with `ready` in between: the
+/// loop every readiness-based socket operation needs (`ready` registers the task when it is
+/// `Pending`).
+pub fn retry_until_ready<T>(
+    cx: &mut Context<'_>,
+    mut op: impl FnMut() -> io::Result<T>,
+    mut ready: impl FnMut(&mut Context<'_>) -> Poll<io::Result<()>>,
+) -> Poll<io::Result<T>> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return Poll::Ready(r),
+        }
+        std::task::ready!(ready(cx))?;
+    }
+}
+
 /// A connected TCP stream, read and written through `&self` (one task does both).
 pub trait TcpIo: Send + Sync + 'static {
     /// Reads into `buf`; `Pending` registers the task for readability.

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use chaski_api::{Runtime, TcpIo, UdpIo};
+use chaski_api::{retry_until_ready, Runtime, TcpIo, UdpIo};
 use smol::{Async, Timer};
 
 /// smol's global executor.
@@ -19,23 +19,19 @@ pub(crate) struct Tcp(Async<TcpStream>);
 
 impl TcpIo for Tcp {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        loop {
-            match self.0.get_ref().read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-            ready!(self.0.poll_readable(cx))?;
-        }
+        retry_until_ready(
+            cx,
+            || self.0.get_ref().read(buf),
+            |cx| self.0.poll_readable(cx),
+        )
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            match self.0.get_ref().write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-            ready!(self.0.poll_writable(cx))?;
-        }
+        retry_until_ready(
+            cx,
+            || self.0.get_ref().write(buf),
+            |cx| self.0.poll_writable(cx),
+        )
     }
 
     fn shutdown_write(&self) {
@@ -52,13 +48,11 @@ impl UdpIo for Udp {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
-        loop {
-            match self.0.get_ref().recv_from(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-            ready!(self.0.poll_readable(cx))?;
-        }
+        retry_until_ready(
+            cx,
+            || self.0.get_ref().recv_from(buf),
+            |cx| self.0.poll_readable(cx),
+        )
     }
 
     fn poll_send_to(
@@ -67,13 +61,11 @@ impl UdpIo for Udp {
         buf: &[u8],
         to: SocketAddr,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            match self.0.get_ref().send_to(buf, to) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-            ready!(self.0.poll_writable(cx))?;
-        }
+        retry_until_ready(
+            cx,
+            || self.0.get_ref().send_to(buf, to),
+            |cx| self.0.poll_writable(cx),
+        )
     }
 }
 
@@ -98,17 +90,13 @@ impl Runtime for Smol {
         listener: &Async<TcpListener>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(Tcp, SocketAddr)>> {
-        loop {
-            match listener.get_ref().accept() {
-                Ok((s, peer)) => {
-                    let _ = s.set_nodelay(true);
-                    return Poll::Ready(Async::new(s).map(|s| (Tcp(s), peer)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            ready!(listener.poll_readable(cx))?;
-        }
+        let (s, peer) = ready!(retry_until_ready(
+            cx,
+            || listener.get_ref().accept(),
+            |cx| listener.poll_readable(cx)
+        ))?;
+        let _ = s.set_nodelay(true);
+        Poll::Ready(Async::new(s).map(|s| (Tcp(s), peer)))
     }
 
     fn timer(at: Instant) -> Timer {

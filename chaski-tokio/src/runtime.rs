@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use chaski_api::{Runtime, TcpIo, UdpIo};
+use chaski_api::{retry_until_ready, Runtime, TcpIo, UdpIo};
 use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -20,23 +20,15 @@ pub(crate) struct Tcp(TcpStream);
 
 impl TcpIo for Tcp {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        loop {
-            match self.0.try_read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-            ready!(self.0.poll_read_ready(cx))?;
-        }
+        retry_until_ready(cx, || self.0.try_read(buf), |cx| self.0.poll_read_ready(cx))
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            match self.0.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-            ready!(self.0.poll_write_ready(cx))?;
-        }
+        retry_until_ready(
+            cx,
+            || self.0.try_write(buf),
+            |cx| self.0.poll_write_ready(cx),
+        )
     }
 
     fn shutdown_write(&self) {

@@ -1,6 +1,7 @@
 //! Sending: bytes stay in the core until the runtime writes them, congestion is decided per
 //! peer, a peer that takes nothing is dropped, a closed connection lingers; timers.
 
+use super::super::timers::{TimerKey, Timers};
 use super::*;
 use crate::id::RequestId;
 
@@ -481,4 +482,26 @@ fn idle_sockets_cannot_lock_peers_out() {
         Some(Message::Goodbye(DisconnectReason::TooManyConnections))
     ));
     assert_eq!(n.edge_count(), 2);
+}
+
+/// The timer set itself: one deadline per key, in order.
+#[test]
+fn timers_keep_one_deadline_per_key_in_order() {
+    let t0 = Instant::now();
+    let mut t = Timers::default();
+    t.set(TimerKey::Call(1), t0 + Duration::from_secs(3));
+    t.set(TimerKey::Call(2), t0 + Duration::from_secs(1));
+    t.set(TimerKey::Call(1), t0 + Duration::from_secs(2));
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.next(), Some(t0 + Duration::from_secs(1)));
+    assert_eq!(t.pop_due(t0), None);
+    let late = t0 + Duration::from_secs(5);
+    assert_eq!(t.pop_due(late), Some(TimerKey::Call(2)));
+    t.cancel(&TimerKey::Call(1));
+    assert_eq!(t.pop_due(late), None);
+    assert_eq!((t.len(), t.next()), (0, None));
+    t.set(TimerKey::Status(1), t0);
+    t.set(TimerKey::Call(3), t0);
+    t.retain(|k| matches!(k, TimerKey::Call(_)));
+    assert_eq!((t.len(), t.pop_due(t0)), (1, Some(TimerKey::Call(3))));
 }

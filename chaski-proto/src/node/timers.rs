@@ -83,30 +83,3 @@ impl Timers {
         self.at.retain(|k, t| order.contains(&(*t, k.clone())));
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn one_deadline_per_key_in_order() {
-        let t0 = Instant::now();
-        let mut t = Timers::default();
-        t.set(TimerKey::Call(1), t0 + Duration::from_secs(3));
-        t.set(TimerKey::Call(2), t0 + Duration::from_secs(1));
-        t.set(TimerKey::Call(1), t0 + Duration::from_secs(2));
-        assert_eq!(t.len(), 2);
-        assert_eq!(t.next(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(t.pop_due(t0), None);
-        let late = t0 + Duration::from_secs(5);
-        assert_eq!(t.pop_due(late), Some(TimerKey::Call(2)));
-        t.cancel(&TimerKey::Call(1));
-        assert_eq!(t.pop_due(late), None);
-        assert_eq!((t.len(), t.next()), (0, None));
-        t.set(TimerKey::Status(1), t0);
-        t.set(TimerKey::Call(3), t0);
-        t.retain(|k| matches!(k, TimerKey::Call(_)));
-        assert_eq!((t.len(), t.pop_due(t0)), (1, Some(TimerKey::Call(3))));
-    }
-}
