@@ -84,14 +84,7 @@ impl<T> Drop for Messages<T> {
         while let Some(item) = batch.pop_back() {
             g.items.push_front(item);
         }
-        if let Some(w) = g.reader.take() {
-            w.wake();
-        }
-        let waiting = g.waiting > 0;
-        drop(g);
-        if waiting {
-            self.shared.cond.notify_all();
-        }
+        self.shared.readable(g);
     }
 }
 
@@ -102,6 +95,20 @@ impl<T> Shared<T> {
             len: g.items.len(),
             dropped: g.dropped,
             delivered: g.delivered,
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    /// Tells readers (a stream's task, blocked threads) that items arrived; releases the lock.
+    fn readable(&self, mut g: MutexGuard<'_, Inner<T>>) {
+        if let Some(w) = g.reader.take() {
+            w.wake();
+        }
+        let waiting = g.waiting > 0;
+        drop(g);
+        if waiting {
+            self.cond.notify_all();
         }
     }
 }
@@ -158,14 +165,7 @@ impl<T> MessageQueue<T> {
             }
             g.items.push_back(item);
         }
-        if let Some(w) = g.reader.take() {
-            w.wake();
-        }
-        let waiting = g.waiting > 0;
-        drop(g);
-        if waiting {
-            self.shared.cond.notify_all();
-        }
+        self.shared.readable(g);
     }
 
     /// Whether the driver should stop reading sockets (back-pressure only).

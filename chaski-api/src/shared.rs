@@ -189,7 +189,10 @@ impl State {
         if self.core.is_shut_down() || !self.core.publish_would_wait(topic) {
             return false;
         }
-        self.publishers.push(cx.waker().clone());
+        // A publish polled again while it waits registers once (bounded by the waiting tasks).
+        if !self.publishers.iter().any(|w| w.will_wake(cx.waker())) {
+            self.publishers.push(cx.waker().clone());
+        }
         self.released = self.core.congestion_released();
         true
     }
