@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use chaski_proto::addr::AddrError;
-use chaski_proto::{CommandError, ConnectError, RemoteError};
+use chaski_proto::{CommandError, ConfigError, ConnectError, RemoteError};
 
 /// What a Chaski operation can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -11,6 +11,9 @@ pub enum Error {
     /// An address string could not be parsed.
     #[error(transparent)]
     Addr(#[from] AddrError),
+    /// A configuration setting is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A host name did not resolve.
     #[error("cannot resolve {0}")]
     Resolve(String),

@@ -23,20 +23,20 @@ pub const TIMER_SLACK: Duration = Duration::from_millis(10);
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Starts a node on runtime `R` over sockets bound at `local`: spawns its tasks, gives its
-/// handle.
+/// handle. Fails if the configuration is not valid.
 pub fn start<R: Runtime>(
     rt: R,
     config: Config,
     local: SocketAddr,
     listener: R::Listener,
     udp: R::Udp,
-) -> Handle {
-    let core = Core::new(crate::seeded(config, local), Some(local));
+) -> crate::Result<Handle> {
+    let core = Core::new(crate::seeded(config, local), Some(local))?;
     let shared = Shared::new(core, Box::new(AsyncBackend(rt.clone())));
     rt.spawn(accept(rt.clone(), shared.clone(), listener));
     rt.spawn(datagrams::<R>(shared.clone(), udp));
     rt.spawn(timers::<R>(shared.clone()));
-    shared.handle()
+    Ok(shared.handle())
 }
 
 struct AsyncBackend<R>(R);

@@ -193,6 +193,7 @@ impl Driver {
         registry: &Registry,
         first_token: Token,
     ) -> Result<Driver> {
+        config.validate()?;
         let want = resolve(addr)?;
         let (listener, udp) = chaski_api::bind_std(want)?;
         let (mut listener, mut udp) = (TcpListener::from_std(listener), UdpSocket::from_std(udp));
@@ -212,7 +213,7 @@ impl Driver {
             wakes: wakes.clone(),
             calls: Mutex::new(Calls::default()),
         };
-        let core = Core::new(chaski_api::seeded(config, local), Some(local));
+        let core = Core::new(chaski_api::seeded(config, local), Some(local))?;
         let shared = Shared::new(core, Box::new(backend));
         Ok(Driver {
             udp_waker: waker(&wakes, What::Udp),

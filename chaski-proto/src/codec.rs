@@ -245,6 +245,12 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the longest body accepted from now on (a connection's limit rises once its
+    /// peer has said Hello).
+    pub fn set_max_frame_len(&mut self, max: usize) {
+        self.max_frame_len = max;
+    }
+
     /// The longest body this decoder accepts.
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len

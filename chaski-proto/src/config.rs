@@ -12,6 +12,7 @@
 //! assert_eq!(cfg.ttl, 16);
 //! ```
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,20 @@ pub enum OnPair {
     None,
     /// Drop the link the discovery entered through, unless it shares a topic or is a pairing link.
     Disconnect,
+}
+
+/// The longest duration a setting may have (one year): later instants overflow on some
+/// platforms.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A [`Config`] setting that is not valid, from [`Config::validate`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {why}")]
+pub struct ConfigError {
+    /// The setting's name (the field of [`Config`]).
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub why: String,
 }
 
 /// What publishing does while a peer it goes to has more than
@@ -132,6 +147,23 @@ pub struct Config {
     pub max_pending_status: usize,
     /// Largest ping padding accepted from a peer (default 1 MiB).
     pub max_ping_padding: usize,
+    /// The node-wide memory budget, in bytes (default 256 MiB). Three quarters of it bound what
+    /// the node holds for all its connections together ([`Config::buffer_budget`]: unfinished
+    /// frames received, bytes waiting to be written, closed connections' unwritten bytes);
+    /// past that, the connection holding the most is dropped. Publishing waits from half of
+    /// it. The last quarter bounds the payloads the runtime queues for the application
+    /// ([`Config::queue_budget`]).
+    pub max_memory: usize,
+    /// Largest frame accepted from a connection before its Hello (default 1 MiB).
+    pub max_hello_len: usize,
+    /// Shortest time between two dials the node makes by itself (redials, pairing) to one
+    /// address (default 500 ms): addresses learned from peers cannot make it dial anywhere
+    /// repeatedly. The application's own `connect` is not limited.
+    pub dial_interval: Duration,
+    /// The address told to peers, when the bound one is not reachable from them (a wildcard
+    /// like `0.0.0.0`, a NAT, a container). Default: the bound address; a peer that sees a
+    /// wildcard address uses the address the connection came from instead.
+    pub advertise: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -174,6 +206,10 @@ impl Default for Config {
             max_inbound_requests: 256,
             max_pending_status: 64,
             max_ping_padding: 1024 * 1024,
+            max_memory: 256 * 1024 * 1024,
+            max_hello_len: 1024 * 1024,
+            dial_interval: Duration::from_millis(500),
+            advertise: None,
         }
     }
 }
@@ -266,6 +302,14 @@ setters! {
     max_pending_status: usize,
     /// Sets [`Config::max_ping_padding`].
     max_ping_padding: usize,
+    /// Sets [`Config::max_memory`].
+    max_memory: usize,
+    /// Sets [`Config::max_hello_len`].
+    max_hello_len: usize,
+    /// Sets [`Config::dial_interval`].
+    dial_interval: Duration,
+    /// Sets [`Config::advertise`].
+    advertise: Option<SocketAddr>,
 }
 
 impl Config {
@@ -280,6 +324,134 @@ impl Config {
         (self.max_outbound / 8)
             .max(64 * 1024)
             .min(self.max_outbound)
+    }
+
+    /// Bytes the node may hold for its connections together: three quarters of
+    /// [`Config::max_memory`].
+    pub fn buffer_budget(&self) -> usize {
+        self.max_memory - self.queue_budget()
+    }
+
+    /// Bytes of payload the runtime may queue for the application: a quarter of
+    /// [`Config::max_memory`].
+    pub fn queue_budget(&self) -> usize {
+        self.max_memory / 4
+    }
+
+    /// Checks every setting once; the error names the first that is wrong and why.
+    ///
+    /// ```
+    /// use chaski_proto::Config;
+    /// assert!(Config::default().validate().is_ok());
+    /// let err = Config::default().keepalive_jitter(f64::NAN).validate().unwrap_err();
+    /// assert_eq!(err.setting, "keepalive_jitter");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting: &'static str, why: String| Err(ConfigError { setting, why });
+        let positive = [
+            ("max_edges", self.max_edges),
+            ("max_handshakes", self.max_handshakes),
+            ("max_connections", self.max_connections),
+            ("max_frame_len", self.max_frame_len),
+            ("max_datagram_len", self.max_datagram_len),
+            ("dedup_pool", self.dedup_pool),
+            ("discovery_pool", self.discovery_pool),
+            ("max_outbound", self.max_outbound),
+            ("max_events", self.max_events),
+            ("message_queue", self.message_queue),
+            ("max_name_len", self.max_name_len),
+            ("max_pending_calls", self.max_pending_calls),
+            ("max_inbound_requests", self.max_inbound_requests),
+            ("max_pending_status", self.max_pending_status),
+            ("max_hello_len", self.max_hello_len),
+        ];
+        for (setting, v) in positive {
+            if v == 0 {
+                return bad(setting, "must be at least 1".into());
+            }
+        }
+        let durations = [
+            ("reconnect_initial", self.reconnect_initial),
+            ("reconnect_max", self.reconnect_max),
+            ("keepalive_interval", self.keepalive_interval),
+            ("idle_timeout", self.idle_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("discovery_timeout", self.discovery_timeout),
+            ("rpc_timeout", self.rpc_timeout),
+            ("status_timeout", self.status_timeout),
+            ("stall_timeout", self.stall_timeout),
+        ];
+        for (setting, v) in durations {
+            if v.is_zero() {
+                return bad(setting, "must be longer than zero".into());
+            }
+            if v > MAX_DURATION {
+                return bad(setting, format!("{v:?} is over the limit of one year"));
+            }
+        }
+        if self.linger > MAX_DURATION || self.dial_interval > MAX_DURATION {
+            let setting = if self.linger > MAX_DURATION {
+                "linger"
+            } else {
+                "dial_interval"
+            };
+            return bad(setting, "is over the limit of one year".into());
+        }
+        if !(0.0..=10.0).contains(&self.keepalive_jitter) {
+            return bad(
+                "keepalive_jitter",
+                format!("{} is not a fraction from 0 to 10", self.keepalive_jitter),
+            );
+        }
+        if self.reconnect_max < self.reconnect_initial {
+            return bad(
+                "reconnect_max",
+                "must not be shorter than reconnect_initial".into(),
+            );
+        }
+        if self.idle_timeout < self.keepalive_interval {
+            return bad(
+                "idle_timeout",
+                "must not be shorter than keepalive_interval (an idle edge is pinged first)".into(),
+            );
+        }
+        if self.max_frame_len > u32::MAX as usize {
+            return bad("max_frame_len", "must fit the 32-bit length prefix".into());
+        }
+        if self.max_datagram_len > 65_507 {
+            return bad(
+                "max_datagram_len",
+                "must fit one UDP datagram (65 507 bytes)".into(),
+            );
+        }
+        if self.buffer_budget() < 2 * self.max_frame_len.max(self.congestion_limit()) {
+            return bad(
+                "max_memory",
+                format!(
+                    "{} bytes leave {} for connections: at least two frames of max_frame_len \
+                     (and two congestion limits) must fit",
+                    self.max_memory,
+                    self.buffer_budget()
+                ),
+            );
+        }
+        if let Some(name) = &self.name {
+            if name.is_empty() || name.len() > self.max_name_len {
+                return bad(
+                    "name",
+                    format!("must be 1 to max_name_len ({}) bytes", self.max_name_len),
+                );
+            }
+        }
+        if let Some(a) = self.advertise {
+            if a.ip().is_unspecified() || a.port() == 0 {
+                return bad(
+                    "advertise",
+                    format!("{a} is not an address a peer can dial"),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Sets [`Config::name`].

@@ -12,7 +12,7 @@
 //!
 //! let now = Instant::now();
 //! let listen = "127.0.0.1:8511".parse().unwrap();
-//! let mut node = Node::new(Config::default().name("a").seed(7), Some(listen));
+//! let mut node = Node::new(Config::default().name("a").seed(7), Some(listen)).unwrap();
 //! node.subscribe("news", now).unwrap();
 //! let conn = node.connect("127.0.0.1:8512".parse().unwrap(), now).unwrap();
 //! // The core asks its runtime to dial.
@@ -41,7 +41,7 @@ pub mod sim;
 
 pub use addr::{parse_addr, Host, PeerAddr};
 pub use codec::{encode_frame, FrameDecoder};
-pub use config::{Config, OnCongestion, OnPair, SlowConsumer};
+pub use config::{Config, ConfigError, OnCongestion, OnPair, SlowConsumer};
 pub use error::{CodecError, CommandError, ConnectError, RemoteError};
 pub use id::{ConnId, NodeId, RequestId};
 pub use message::{CallKind, DisconnectReason, Message, Status, PROTOCOL_VERSION};

@@ -282,7 +282,16 @@ pub struct Status {
     pub root: bool,
     /// Whether a reconnection is under way.
     pub reconnecting: bool,
+    /// Whether topics and services were left out because the whole status would have been
+    /// larger than the query (a reply is never larger than its query).
+    #[serde(default)]
+    pub truncated: bool,
 }
+
+/// A status query is padded to this many bytes: a reply is never larger than its query, so
+/// a forged source gains nothing by asking. A reply that would not fit comes back
+/// truncated, and the asker repeats the query once, padded to `max_datagram_len`.
+pub const STATUS_QUERY_LEN: usize = 1200;
 
 /// One UDP datagram.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +300,9 @@ pub enum Datagram {
     StatusRequest {
         /// Echoed in the reply.
         token: u64,
+        /// Zeros that make the query as large as the reply it may get back.
+        #[serde(default)]
+        padding: Bytes,
     },
     /// A status reply.
     StatusReply {

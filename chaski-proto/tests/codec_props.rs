@@ -107,9 +107,10 @@ fn status() -> impl Strategy<Value = Status> {
         any::<u32>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(name, id, paired, services, edges, root, reconnecting)| Status {
+            |(name, id, paired, services, edges, root, reconnecting, truncated)| Status {
                 name,
                 id: NodeId(id),
                 paired,
@@ -117,13 +118,14 @@ fn status() -> impl Strategy<Value = Status> {
                 edges: edges as usize,
                 root,
                 reconnecting,
+                truncated,
             },
         )
 }
 
 fn datagram() -> impl Strategy<Value = Datagram> {
     prop_oneof![
-        any::<u64>().prop_map(|token| Datagram::StatusRequest { token }),
+        (any::<u64>(), bytes()).prop_map(|(token, padding)| Datagram::StatusRequest { token, padding }),
         (any::<u64>(), status())
             .prop_map(|(token, status)| Datagram::StatusReply { token, status }),
         (name(), bytes()).prop_map(|(topic, payload)| Datagram::Publish { topic, payload }),
@@ -321,7 +323,7 @@ proptest! {
     ) {
         let now = std::time::Instant::now();
         let cfg = Config::default().seed(3).max_frame_len(1 << 16).max_edges(4);
-        let mut n = Node::new(cfg, Some(SocketAddr::from(([127, 0, 0, 1], 1))));
+        let mut n = Node::new(cfg, Some(SocketAddr::from(([127, 0, 0, 1], 1)))).unwrap();
         n.handle_connected(ConnId(1), SocketAddr::from(([127, 0, 0, 1], 2)), Direction::Inbound, now);
         let mut stream = BytesMut::new();
         let first = match first {
@@ -357,7 +359,7 @@ proptest! {
     #[test]
     fn node_survives_arbitrary_input(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..20)) {
         let now = std::time::Instant::now();
-        let mut n = Node::new(Config::default().seed(3).max_frame_len(4096), Some(SocketAddr::from(([127, 0, 0, 1], 1))));
+        let mut n = Node::new(Config::default().seed(3).max_frame_len(4096), Some(SocketAddr::from(([127, 0, 0, 1], 1)))).unwrap();
         n.handle_connected(ConnId(1), SocketAddr::from(([127, 0, 0, 1], 2)), Direction::Inbound, now);
         for c in &chunks {
             n.handle_bytes(ConnId(1), c, now);

@@ -126,7 +126,9 @@ fn a_crash_and_restart_mid_stream_loses_only_what_had_no_path_and_duplicates_not
     sim.run_for(Duration::from_secs(2));
     sim.restart(2, None);
     sim.with(2, |node, now| node.subscribe("t", now)).unwrap();
-    // b and d redial the restarted c by their back-off.
+    // b redials the restarted c by its back-off (b had dialed c); c dials d again, as a
+    // restarted program does from its own configuration (only the side that dialed redials).
+    sim.connect(2, 3);
     assert!(
         sim.run_until(REDIAL_BOUND, |s| s.connected(1, 2) && s.connected(2, 3)),
         "c's edges did not come back"

@@ -54,6 +54,7 @@ impl Node {
     /// Binds TCP and UDP on the same address (port 0 picks a free port, the same for both)
     /// and starts the node's tasks on smol's global executor.
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
+        config.validate()?;
         let want = resolve(addr)?;
         let (listener, udp) = chaski_api::bind_std(want)?;
         let local = listener.local_addr()?;
@@ -64,7 +65,7 @@ impl Node {
             local,
             listener,
             Udp(udp),
-        )))
+        )?))
     }
 
     /// The shared handle.

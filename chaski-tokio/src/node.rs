@@ -25,6 +25,7 @@ impl Node {
     /// Binds TCP and UDP on the same address (`host:port`; port 0 picks a free port, the same
     /// for both) and starts the node's tasks on the current tokio runtime.
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
+        config.validate()?;
         let want = resolve(addr)?;
         let (listener, udp) = chaski_api::bind_std(want)?;
         let (listener, udp) = (TcpListener::from_std(listener)?, UdpSocket::from_std(udp)?);
@@ -35,7 +36,7 @@ impl Node {
             local,
             listener,
             Udp(udp),
-        )))
+        )?))
     }
 
     /// The shared handle.

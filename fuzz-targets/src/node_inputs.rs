@@ -202,9 +202,11 @@ pub fn run(data: &[u8]) {
         .max_events(64)
         .dedup_pool(16)
         .discovery_pool(16)
-        .max_frame_len(4096);
+        .max_frame_len(4096)
+        .max_outbound(16 * 1024)
+        .max_memory(64 * 1024);
     let listen: SocketAddr = ([127, 0, 0, 1], 8999).into();
-    let mut node = Node::new(cfg, Some(listen));
+    let mut node = Node::new(cfg, Some(listen)).expect("the fuzz configuration is valid");
     let me = node.id();
     let mut now = Instant::now();
     let mut next_conn = 1u64;
@@ -347,6 +349,9 @@ pub fn run(data: &[u8]) {
         }
         assert!(node.edge_count() <= LIMITS);
         assert!(node.timer_count() <= 8 * LIMITS + 64, "timers are bounded");
+        let memory = node.memory();
+        assert_eq!(memory, node.memory_recounted(), "memory totals drifted");
+        assert!(memory.inbound + memory.outbound <= memory.budget, "over the memory budget");
         assert!(node.connection_count() <= 2 * LIMITS);
         for e in node.edges() {
             assert!(e.topics.len() <= LIMITS);

@@ -50,7 +50,7 @@ impl Node {
         if self.edges.is_empty() {
             return Err(CommandError::NoEdges);
         }
-        let Some(origin_addr) = self.listen else {
+        let Some(origin_addr) = self.listen_addr() else {
             return Err(CommandError::Limit("discovery needs a listening address"));
         };
         for topic in pending {
@@ -89,7 +89,10 @@ impl Node {
             debug!(%topic, id, "discovery started");
             // Seekers heard earlier (all with larger ids) may still be seeking: answer them.
             for (origin, addr, disc) in self.seekers.remove(&topic).unwrap_or_default() {
-                if !self.edges.contains_key(&origin) && !self.pairing_to(origin) {
+                if !self.edges.contains_key(&origin)
+                    && !self.pairing_to(origin)
+                    && self.may_dial(addr, now)
+                {
                     let intent = PairIntent {
                         discovery: disc,
                         topic: topic.clone(),
@@ -126,6 +129,13 @@ impl Node {
         if self.shut_down {
             return;
         }
+        // An origin that listens on a wildcard address is reached at the address its
+        // connection to us comes from: the first hop makes that explicit for the others.
+        if d.origin == from {
+            if let Some(e) = self.edges.get(&from) {
+                d.origin_addr = super::handshake::reachable(d.origin_addr, e.addr);
+            }
+        }
         // Two nodes seeking the same topic would each anchor alone: the smaller id answers the
         // larger like a member (only one side dials, so they never race), and a node that is
         // not seeking yet remembers the seeker for when it starts.
@@ -154,7 +164,10 @@ impl Node {
                 .values()
                 .filter(|e| e.topics.contains(&d.topic))
                 .count();
-            if members < self.cfg.max_connections && self.conns.len() < self.cfg.max_edges {
+            if members < self.cfg.max_connections
+                && self.conns.len() < self.cfg.max_edges
+                && self.may_dial(d.origin_addr, now)
+            {
                 debug!(topic = %d.topic, origin = %d.origin, "pairing with a discovery origin");
                 let intent = PairIntent {
                     cluster: self.cluster_of(&d.topic),

@@ -22,7 +22,7 @@ impl Node {
             version: PROTOCOL_VERSION,
             id: self.id,
             name: self.name.clone(),
-            listen: self.listen,
+            listen: self.listen_addr(),
             topics: self.topics.keys().cloned().collect(),
             paired: self.paired_topics(),
             services: self.services.iter().cloned().collect(),
@@ -181,6 +181,7 @@ impl Node {
     ) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::Established(h.id);
+            c.decoder.set_max_frame_len(self.cfg.max_frame_len);
         }
         let topics: BTreeSet<String> = h.topics.into_iter().collect();
         let shares = topics
@@ -194,7 +195,7 @@ impl Node {
                 conn,
                 name: h.name,
                 addr: remote,
-                listen: h.listen,
+                listen: h.listen.map(|l| reachable(l, remote)),
                 topics,
                 paired: h.paired.into_iter().collect(),
                 services: h.services.into_iter().collect(),
@@ -417,5 +418,19 @@ impl Node {
         for peer in self.edge_order.clone() {
             self.send_to_peer(peer, &msg, now);
         }
+    }
+}
+
+/// The address to reach a peer that listens on `listen`, seen connecting from `remote`: a
+/// wildcard IP (`0.0.0.0`, `::`) means "every address of mine", and the one the connection
+/// came from is one of them.
+pub(super) fn reachable(
+    listen: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    if listen.ip().is_unspecified() {
+        std::net::SocketAddr::new(remote.ip(), listen.port())
+    } else {
+        listen
     }
 }

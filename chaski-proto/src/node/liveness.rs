@@ -34,7 +34,9 @@ impl Node {
         if !self.edges.contains_key(&peer) {
             return Err(CommandError::NotConnected);
         }
-        Ok(self.send_ping(peer, Bytes::from(vec![0u8; padding]), now))
+        let id = self.send_ping(peer, Bytes::from(vec![0u8; padding]), now);
+        self.enforce_budget(now);
+        Ok(id)
     }
 
     fn send_ping(&mut self, peer: NodeId, padding: Bytes, now: Instant) -> u64 {
@@ -206,6 +208,14 @@ impl Node {
             self.redials.remove(&peer);
             return;
         }
+        if let Some(at) = self.dial_allowed_at(addr, now) {
+            // Dialed a moment ago (by another redial, or a pairing): not sooner than allowed.
+            if let Some(r) = self.redials.get_mut(&peer) {
+                r.next = Some(at);
+            }
+            self.timers.set(TimerKey::Redial(peer), at);
+            return;
+        }
         if self.conns.len() >= self.cfg.max_edges {
             let next = now + self.backoff(0);
             if let Some(r) = self.redials.get_mut(&peer) {
@@ -214,6 +224,7 @@ impl Node {
             self.timers.set(TimerKey::Redial(peer), next);
             return;
         }
+        self.note_dial(addr, now);
         let conn = self.dial(addr, Purpose::Reconnect(peer), now);
         if let Some(r) = self.redials.get_mut(&peer) {
             r.attempt += 1;
@@ -221,4 +232,42 @@ impl Node {
             r.next = None;
         }
     }
+
+    /// When a dial of our own to `addr` would be allowed, if not now ([`Config::dial_interval`]
+    /// since the last one).
+    pub(super) fn dial_allowed_at(&self, addr: SocketAddr, now: Instant) -> Option<Instant> {
+        let at = *self.recent_dials.get(&addr)? + self.cfg.dial_interval;
+        (at > now).then_some(at)
+    }
+
+    /// Records a dial of our own to `addr`. The table forgets dials older than the interval,
+    /// and holds at most [`MAX_RECENT_DIALS`].
+    pub(super) fn note_dial(&mut self, addr: SocketAddr, now: Instant) {
+        if self.recent_dials.len() >= MAX_RECENT_DIALS {
+            let interval = self.cfg.dial_interval;
+            self.recent_dials.retain(|_, t| *t + interval > now);
+        }
+        self.recent_dials.insert(addr, now);
+    }
+
+    /// Whether the node may dial `addr` by itself now; if so, the dial is recorded. Refused
+    /// when it dialed it less than [`Config::dial_interval`] ago, or when
+    /// [`MAX_RECENT_DIALS`] other addresses were dialed within it.
+    pub(super) fn may_dial(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        if self.dial_allowed_at(addr, now).is_some() {
+            debug!(%addr, "not dialing: dialed it a moment ago");
+            return false;
+        }
+        self.note_dial(addr, now);
+        if self.recent_dials.len() > MAX_RECENT_DIALS {
+            self.recent_dials.remove(&addr);
+            debug!(%addr, "not dialing: too many addresses dialed a moment ago");
+            return false;
+        }
+        true
+    }
 }
+
+/// Addresses a node remembers having dialed by itself within [`Config::dial_interval`]
+/// (pairing and redials beyond it wait).
+pub const MAX_RECENT_DIALS: usize = 1024;

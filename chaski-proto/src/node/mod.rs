@@ -5,6 +5,7 @@
 //! Collections whose order is observable are `BTreeMap`s or ordered lists, so a run is
 //! reproducible from its inputs.
 
+mod budget;
 mod discovery;
 mod handshake;
 mod liveness;
@@ -21,12 +22,13 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
 use timers::{TimerKey, Timers};
+pub use budget::MemoryUse;
 pub use types::{Direction, EdgeInfo, Event, Output, Received};
 
 use crate::codec::{
     decode_publish_ref, decode_value, encode_frame, split_frame, FrameDecoder, PUBLISH_MARK,
 };
-use crate::config::{Config, OnPair};
+use crate::config::{Config, ConfigError, OnPair};
 use crate::dedup::{SeenPool, SeqWindows};
 use crate::error::{CommandError, ConnectError};
 use crate::id::{ConnId, NodeId};
@@ -158,16 +160,26 @@ pub struct Node {
     /// Requests from peers the application has not answered.
     inbound: HashSet<(NodeId, u64)>,
     next_status: u64,
-    status_queries: BTreeMap<u64, (SocketAddr, Instant)>,
+    /// Our status queries: token → (address asked, deadline, whether asked again padded).
+    status_queries: BTreeMap<u64, (SocketAddr, Instant, bool)>,
 
     redials: BTreeMap<NodeId, Redial>,
+    /// When the node last dialed an address by itself (pairing, redial).
+    recent_dials: BTreeMap<SocketAddr, Instant>,
     timers: Timers,
     /// Closed connections with bytes still to write.
     closing: BTreeMap<ConnId, Closing>,
     /// Connections with more than the congestion limit waiting.
     congested: BTreeSet<ConnId>,
-    /// How many times a connection left `congested` (a runtime wakes waiting publishers then).
+    /// How many times a connection left `congested`, or the node's outbound bytes fell back
+    /// under a quarter of the budget (a runtime wakes waiting publishers then).
     released: u64,
+    /// Bytes of unfinished frames received, on every connection.
+    held_in: usize,
+    /// Bytes waiting to be written, on every open and closing connection.
+    held_out: usize,
+    /// Outbound bytes went over half the budget and have not fallen under a quarter yet.
+    memory_waiting: bool,
 
     dirty: VecDeque<ConnId>,
     queue: VecDeque<Output>,
@@ -194,11 +206,17 @@ pub struct Counters {
     pub reserved_dropped: u64,
     /// Messages not sent to a congested peer ([`OnCongestion::Skip`](crate::OnCongestion)).
     pub congestion_skipped: u64,
+    /// Connections dropped (or closed connections' bytes dropped) to stay within the memory
+    /// budget.
+    pub memory_shed: u64,
 }
 
 impl Node {
-    /// A node that listens on `listen` (what it tells peers; `None` if it accepts nothing).
-    pub fn new(cfg: Config, listen: Option<SocketAddr>) -> Self {
+    /// A node that listens on `listen` (what it tells peers unless [`Config::advertise`] says
+    /// otherwise; `None` if it accepts nothing). Fails if a setting is not valid
+    /// ([`Config::validate`]).
+    pub fn new(cfg: Config, listen: Option<SocketAddr>) -> Result<Self, ConfigError> {
+        cfg.validate()?;
         let mut rng = fastrand::Rng::with_seed(cfg.seed);
         let id = NodeId(rng.u128(..).max(1));
         let name = cfg.name.clone().unwrap_or_else(|| format!("node-{id}"));
@@ -206,7 +224,7 @@ impl Node {
         if cfg.root {
             topics.insert(ROOT_TOPIC.to_string(), TopicState::Paired(id));
         }
-        Node {
+        Ok(Node {
             seen_discoveries: SeenPool::new(cfg.discovery_pool),
             seen_publishes: SeqWindows::new(cfg.dedup_pool),
             cfg,
@@ -231,16 +249,20 @@ impl Node {
             next_status: 0,
             status_queries: BTreeMap::new(),
             redials: BTreeMap::new(),
+            recent_dials: BTreeMap::new(),
             timers: Timers::default(),
             closing: BTreeMap::new(),
             congested: BTreeSet::new(),
             released: 0,
+            held_in: 0,
+            held_out: 0,
+            memory_waiting: false,
             dirty: VecDeque::new(),
             queue: VecDeque::new(),
             queued_events: 0,
             dropped_events: 0,
             counters: Counters::default(),
-        }
+        })
     }
 
     // ----- accessors -------------------------------------------------------------------------
@@ -260,12 +282,12 @@ impl Node {
         &self.cfg
     }
 
-    /// The address announced to peers.
+    /// The address announced to peers: [`Config::advertise`], or the one the node listens on.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.listen
+        self.cfg.advertise.or(self.listen)
     }
 
-    /// Sets the address announced to peers (e.g. once the runtime knows its bound port).
+    /// Sets the address the node listens on (e.g. once the runtime knows its bound port).
     pub fn set_listen_addr(&mut self, addr: Option<SocketAddr>) {
         self.listen = addr;
     }
@@ -444,6 +466,7 @@ impl Node {
             if c.out.len() <= limit {
                 self.uncongest(conn);
             }
+            self.shrank_out(n);
         } else if let Some(c) = self.closing.get_mut(&conn) {
             let n = n.min(c.out.len());
             bytes::Buf::advance(&mut c.out, n);
@@ -453,6 +476,7 @@ impl Node {
             } else if n > 0 {
                 c.since = now;
             }
+            self.shrank_out(n);
         }
     }
 
@@ -465,12 +489,16 @@ impl Node {
     }
 
     /// Whether publishing on `topic` should wait: a neighbour it goes to has more than
-    /// [`Config::congestion_limit`] bytes waiting. The wait ends when that peer takes its
+    /// [`Config::congestion_limit`] bytes waiting, or all the node's connections together have
+    /// more than half of [`Config::buffer_budget`] (until they fall under a quarter). The wait ends when that peer takes its
     /// bytes, or is dropped for not taking any for `stall_timeout`; other peers are never
     /// held by it.
     pub fn publish_would_wait(&self, topic: &str) -> bool {
         if self.cfg.on_congestion == crate::OnCongestion::Skip {
             return false;
+        }
+        if self.memory_congested() {
+            return true;
         }
         self.congested
             .iter()
@@ -528,19 +556,21 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let was_empty = c.out.is_empty();
+        let before = c.out.len();
         if let Err(e) = encode_frame(msg, &mut c.out, max) {
             warn!(%conn, error = %e, "dropping a frame that cannot be encoded");
             return;
         }
+        let (was_empty, len) = (before == 0, c.out.len());
+        self.grew_out(len - before);
         self.counters.frames_sent += 1;
         if was_empty {
             self.dirty.push_back(conn);
         }
-        if c.out.len() > self.cfg.congestion_limit() {
+        if len > self.cfg.congestion_limit() {
             self.congested.insert(conn);
         }
-        if c.out.len() > self.cfg.max_outbound {
+        if len > self.cfg.max_outbound {
             self.close_conn(
                 conn,
                 DisconnectReason::LimitExceeded("outbound buffer full".into()),
@@ -561,18 +591,20 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else {
             return true;
         };
-        let was_empty = c.out.is_empty();
+        let before = c.out.len();
         if crate::codec::encode_publish_ref(p, &mut c.out, self.cfg.max_frame_len).is_err() {
             return false;
         }
-        if was_empty {
+        let len = c.out.len();
+        if before == 0 {
             self.dirty.push_back(conn);
         }
+        self.grew_out(len - before);
         self.counters.frames_sent += 1;
-        if c.out.len() > self.cfg.congestion_limit() {
+        if len > self.cfg.congestion_limit() {
             self.congested.insert(conn);
         }
-        if c.out.len() > self.cfg.max_outbound {
+        if len > self.cfg.max_outbound {
             self.close_conn(
                 conn,
                 DisconnectReason::LimitExceeded("outbound buffer full".into()),
@@ -606,7 +638,7 @@ impl Node {
                 purpose: Some(purpose),
                 nonce,
                 deadline: now + self.cfg.handshake_timeout,
-                decoder: FrameDecoder::new(self.cfg.max_frame_len),
+                decoder: FrameDecoder::new(self.cfg.max_hello_len.min(self.cfg.max_frame_len)),
                 out: BytesMut::new(),
                 blocked_since: None,
             },
@@ -681,7 +713,7 @@ impl Node {
                         purpose: None,
                         nonce: 0,
                         deadline: now + self.cfg.handshake_timeout,
-                        decoder: FrameDecoder::new(self.cfg.max_frame_len),
+                        decoder: FrameDecoder::new(self.cfg.max_hello_len.min(self.cfg.max_frame_len)),
                         out: BytesMut::new(),
                         blocked_since: None,
                     },
@@ -734,17 +766,25 @@ impl Node {
 
     /// Bytes arrived on a connection.
     pub fn handle_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
+        self.read_frames(conn, data, now);
+        self.enforce_budget(now);
+    }
+
+    fn read_frames(&mut self, conn: ConnId, data: &[u8], now: Instant) {
         let mut rest = data;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.decoder.buffered() > 0 {
+            let before = c.decoder.buffered();
+            if before > 0 {
                 // Finish the frame begun earlier: only its missing bytes are copied.
                 let take = c.decoder.needed().min(rest.len());
                 c.decoder.extend(&rest[..take]);
                 rest = &rest[take..];
-                match c.decoder.next_frame() {
+                let frame = c.decoder.next_frame();
+                self.held_in = (self.held_in + c.decoder.buffered()).saturating_sub(before);
+                match frame {
                     Ok(Some(body)) => self.handle_body(conn, &body, now),
                     Ok(None) if rest.is_empty() => return,
                     // The header is complete now: the body's length is known.
@@ -767,6 +807,7 @@ impl Node {
                 }
                 Ok(None) => {
                     c.decoder.extend(rest);
+                    self.held_in += c.decoder.buffered();
                     return;
                 }
                 Err(e) => {
@@ -819,8 +860,9 @@ impl Node {
 
     /// The connection ended without our asking (EOF, reset, write error).
     pub fn handle_closed(&mut self, conn: ConnId, now: Instant) {
-        if self.closing.remove(&conn).is_some() {
+        if let Some(c) = self.closing.remove(&conn) {
             self.timers.cancel(&TimerKey::Stall(conn));
+            self.shrank_out(c.out.len());
             return;
         }
         if !self.conns.contains_key(&conn) {
@@ -956,6 +998,7 @@ impl Node {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.release(&c);
         self.uncongest(conn);
         self.timers.cancel(&TimerKey::Handshake(conn));
         if !self.closing.contains_key(&conn) {
@@ -981,6 +1024,7 @@ impl Node {
     /// A connection that never became an edge: report to whoever asked for it.
     fn fail_handshake(&mut self, conn: ConnId, error: ConnectError, now: Instant) {
         if let Some(c) = self.conns.remove(&conn) {
+            self.release(&c);
             self.uncongest(conn);
             self.timers.cancel(&TimerKey::Handshake(conn));
             self.timers.cancel(&TimerKey::Stall(conn));
@@ -1019,12 +1063,14 @@ impl Node {
         self.edge_order.retain(|p| *p != peer);
         self.fail_calls_to(peer);
         self.inbound.retain(|(p, _)| *p != peer);
-        let reconnecting =
-            redial && !self.shut_down && self.cfg.reconnections > 0 && e.listen.is_some();
+        // The side that dialed redials, at the address it dialed: the acceptor may not reach
+        // the dialer at all (a client behind a NAT, or one that has exited).
+        let reconnecting = redial
+            && !self.shut_down
+            && self.cfg.reconnections > 0
+            && e.dir == Direction::Outbound;
         if reconnecting {
-            if let Some(addr) = e.listen {
-                self.start_redial(peer, addr, now);
-            }
+            self.start_redial(peer, e.addr, now);
         }
         debug!(peer = %peer, name = %e.name, %reason, by_peer, reconnecting, "edge lost");
         self.push_event(Event::PeerLost {
@@ -1073,7 +1119,7 @@ impl Node {
                 result: Err(crate::error::RemoteError::Disconnected),
             });
         }
-        for (token, (addr, _)) in std::mem::take(&mut self.status_queries) {
+        for (token, (addr, ..)) in std::mem::take(&mut self.status_queries) {
             self.push_event(Event::Status {
                 token,
                 addr,
@@ -1135,7 +1181,9 @@ impl Node {
                 return self.timers.set(TimerKey::Stall(conn), at);
             }
             debug!(%conn, "dropping what a closed connection did not take");
+            let left = c.out.len();
             self.closing.remove(&conn);
+            self.shrank_out(left);
             // The runtime may wait for the socket: tell it again that the connection is done.
             self.queue.push_back(Output::Close { conn });
             return;
@@ -1151,11 +1199,13 @@ impl Node {
             return self.timers.set(TimerKey::Stall(conn), at);
         }
         // What waits would never be written, and a goodbye behind it neither.
+        let left = c.out.len();
         c.out.clear();
         let peer = match c.state {
             ConnState::Established(p) => Some(p),
             _ => None,
         };
+        self.shrank_out(left);
         let reason = DisconnectReason::LimitExceeded("peer is not reading".into());
         warn!(%conn, "dropping a peer that takes none of its bytes");
         self.counters.bad_peers += 1;

@@ -95,7 +95,6 @@ impl Node {
         payload: Bytes,
         now: std::time::Instant,
     ) -> Result<u64, CommandError> {
-        let _ = now;
         self.check_live()?;
         Node::check_publish(&self.cfg, topic, payload.len())?;
         self.next_seq += 1;
@@ -109,6 +108,7 @@ impl Node {
             payload: &payload,
         };
         self.relay(&p, None, now);
+        self.enforce_budget(now);
         Ok(seq)
     }
 

@@ -95,6 +95,7 @@ impl Node {
             },
             now,
         );
+        self.enforce_budget(now);
         Ok(RequestId(id))
     }
 
@@ -129,6 +130,7 @@ impl Node {
             r => r,
         };
         self.send_to_peer(peer, &Message::Response { id, result }, now);
+        self.enforce_budget(now);
         Ok(())
     }
 
@@ -229,7 +231,7 @@ impl Node {
     }
 
     pub(super) fn status_timeout(&mut self, token: u64, now: Instant) {
-        let Some((addr, deadline)) = self.status_queries.get(&token) else {
+        let Some((addr, deadline, _)) = self.status_queries.get(&token) else {
             return;
         };
         if *deadline > now {
@@ -261,7 +263,47 @@ impl Node {
             edges: self.edges.len(),
             root: self.cfg.root,
             reconnecting: !self.redials.is_empty(),
+            truncated: false,
         }
+    }
+
+    /// A status query of `len` bytes, `len` at least the unpadded query's size.
+    fn status_query(token: u64, len: usize) -> Result<Vec<u8>, CommandError> {
+        let encode = |pad: usize| {
+            encode_value(&Datagram::StatusRequest {
+                token,
+                padding: Bytes::from(vec![0u8; pad]),
+            })
+            .map_err(|_| CommandError::Limit("status request"))
+        };
+        // The padding's own length prefix grows with it: correct once for that.
+        let base = encode(0)?.len();
+        let data = encode(len.saturating_sub(base))?;
+        let over = data.len().saturating_sub(len);
+        if over == 0 {
+            return Ok(data);
+        }
+        encode(len.saturating_sub(base + over))
+    }
+
+    /// The reply to a status query of `limit` bytes: whole if it fits, else without topics and
+    /// services (`truncated`), else nothing.
+    fn status_reply(&self, token: u64, limit: usize) -> Option<Vec<u8>> {
+        let mut status = self.status();
+        let data = encode_value(&Datagram::StatusReply {
+            token,
+            status: status.clone(),
+        })
+        .ok()?;
+        if data.len() <= limit {
+            return Some(data);
+        }
+        status.paired.clear();
+        status.services.clear();
+        status.truncated = true;
+        encode_value(&Datagram::StatusReply { token, status })
+            .ok()
+            .filter(|d| d.len() <= limit)
     }
 
     /// Asks the node at `addr` for its status over UDP. The answer (or `None` after
@@ -273,10 +315,10 @@ impl Node {
         }
         self.next_status += 1;
         let token = self.next_status;
-        let data = encode_value(&Datagram::StatusRequest { token })
-            .map_err(|_| CommandError::Limit("status request"))?;
+        let len = crate::message::STATUS_QUERY_LEN.min(self.cfg.max_datagram_len);
+        let data = Self::status_query(token, len)?;
         self.status_queries
-            .insert(token, (addr, now + self.cfg.status_timeout));
+            .insert(token, (addr, now + self.cfg.status_timeout, false));
         self.timers
             .set(TimerKey::Status(token), now + self.cfg.status_timeout);
         self.queue.push_back(Output::Datagram {
@@ -329,35 +371,44 @@ impl Node {
             return;
         };
         match dg {
-            Datagram::StatusRequest { token } => {
-                let reply = Datagram::StatusReply {
-                    token,
-                    status: self.status(),
-                };
-                if let Ok(data) = encode_value(&reply) {
-                    if data.len() <= self.cfg.max_datagram_len {
-                        self.queue.push_back(Output::Datagram {
-                            to: from,
-                            data: data.into(),
-                        });
-                    }
+            Datagram::StatusRequest { token, .. } => {
+                // Never more bytes back than came in: a forged source cannot amplify.
+                let limit = data.len().min(self.cfg.max_datagram_len);
+                match self.status_reply(token, limit) {
+                    Some(data) => self.queue.push_back(Output::Datagram {
+                        to: from,
+                        data: data.into(),
+                    }),
+                    None => debug!(%from, "status query too short for any reply"),
                 }
             }
             Datagram::StatusReply { token, status } => {
                 // Only the address we asked may answer.
-                if self
+                let Some((_, _, retried)) = self
                     .status_queries
-                    .get(&token)
-                    .is_some_and(|(a, _)| *a == from)
-                {
-                    self.status_queries.remove(&token);
-                    self.timers.cancel(&TimerKey::Status(token));
-                    self.push_event(Event::Status {
-                        token,
-                        addr: from,
-                        status: Some(status),
-                    });
+                    .get_mut(&token)
+                    .filter(|(a, _, _)| *a == from)
+                else {
+                    return;
+                };
+                // Truncated to fit our query: ask once more, as large as a datagram may be.
+                if status.truncated && !*retried {
+                    *retried = true;
+                    if let Ok(data) = Self::status_query(token, self.cfg.max_datagram_len) {
+                        self.queue.push_back(Output::Datagram {
+                            to: from,
+                            data: data.into(),
+                        });
+                        return;
+                    }
                 }
+                self.status_queries.remove(&token);
+                self.timers.cancel(&TimerKey::Status(token));
+                self.push_event(Event::Status {
+                    token,
+                    addr: from,
+                    status: Some(status),
+                });
             }
             Datagram::Publish { topic, payload } => {
                 if topic == super::ROOT_TOPIC {

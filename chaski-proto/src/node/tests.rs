@@ -90,7 +90,20 @@ fn closed(outs: &[Output], conn: ConnId) -> bool {
 }
 
 fn node(cfg: Config) -> (Node, Instant) {
-    (Node::new(cfg.seed(1), Some(addr(8000))), Instant::now())
+    (Node::new(cfg.seed(1), Some(addr(8000))).expect("valid config"), Instant::now())
+}
+
+/// Dials peer `id` at `addr(9000 + id)` (the address its Hello announces) and completes the
+/// handshake: an edge this node redials when it is lost. Returns the connection.
+fn dialed(n: &mut Node, id: u128, topics: &[&str], now: Instant) -> ConnId {
+    let at = addr(9000 + (id % 1000) as u16);
+    let conn = n.connect(at, now).expect("room to dial");
+    drain(n);
+    n.handle_connected(conn, at, Direction::Outbound, now);
+    n.handle_bytes(conn, &frame(&Message::Hello(hello(id, topics))), now);
+    drain(n);
+    assert!(n.is_connected_to(NodeId(id)), "no edge to peer {id}");
+    conn
 }
 
 /// Opens inbound connection `c` and completes the handshake as peer `id`.
@@ -284,17 +297,17 @@ fn request_flood_is_bounded() {
 #[test]
 fn keepalive_pings_then_idle_timeout_drops_and_redials() {
     let (mut n, now) = node(Config::default());
-    peer(&mut n, 1, 7, &[], now);
+    let c = dialed(&mut n, 7, &[], now);
     let t = n.poll_timeout().unwrap();
     assert!(t >= now + Duration::from_secs(7) && t <= now + Duration::from_millis(10_500));
     n.handle_timeout(t);
     let outs = drain(&mut n);
-    assert!(sent(&outs, ConnId(1))
+    assert!(sent(&outs, c)
         .iter()
         .any(|m| matches!(m, Message::Ping { .. })));
     n.handle_timeout(now + Duration::from_secs(25));
     let outs = drain(&mut n);
-    assert!(closed(&outs, ConnId(1)));
+    assert!(closed(&outs, c));
     assert!(outs.iter().any(|o| matches!(
         o,
         Output::Event(Event::PeerLost {
@@ -314,9 +327,9 @@ fn keepalive_pings_then_idle_timeout_drops_and_redials() {
 
 #[test]
 fn redial_gives_up_after_the_configured_attempts() {
-    let (mut n, mut now) = node(Config::default().reconnections(3));
-    peer(&mut n, 1, 7, &[], now);
-    n.handle_closed(ConnId(1), now);
+    let (mut n, mut now) = node(Config::default().reconnections(3).dial_interval(Duration::ZERO));
+    let c = dialed(&mut n, 7, &[], now);
+    n.handle_closed(c, now);
     drain(&mut n);
     let mut dials = 0;
     let mut gave_up = Vec::new();
@@ -391,8 +404,11 @@ fn shutdown_says_goodbye_and_refuses_newcomers() {
 fn status_over_udp_answers_and_times_out() {
     let (mut n, now) = node(Config::default());
     n.subscribe("t", now).unwrap();
-    let q =
-        crate::codec::encode_value(&crate::message::Datagram::StatusRequest { token: 5 }).unwrap();
+    let q = crate::codec::encode_value(&crate::message::Datagram::StatusRequest {
+        token: 5,
+        padding: vec![0; 200].into(),
+    })
+    .unwrap();
     n.handle_datagram(addr(1), &q, now);
     let outs = drain(&mut n);
     let Some(Output::Datagram { to, data }) = outs.first() else {
@@ -440,3 +456,5 @@ fn frames_are_coalesced_per_connection() {
 mod behaviour;
 #[path = "tests_transmit.rs"]
 mod transmit;
+#[path = "tests_hardening.rs"]
+mod hardening;

@@ -129,10 +129,11 @@ fn redial_back_off_doubles_with_jitter_up_to_the_cap() {
         Config::default()
             .reconnections(6)
             .reconnect_initial(initial)
-            .reconnect_max(cap),
+            .reconnect_max(cap)
+            .dial_interval(Duration::ZERO),
     );
-    peer(&mut n, 1, 7, &[], now);
-    n.handle_closed(ConnId(1), now);
+    let c = dialed(&mut n, 7, &[], now);
+    n.handle_closed(c, now);
     drain(&mut n);
     let mut delays = Vec::new();
     for _ in 0..6 {
@@ -555,8 +556,8 @@ fn goodbyes_from_peers_are_not_redialed() {
     assert_eq!(n.reconnecting(), 0);
     assert_eq!(n.close(NodeId(8), now), Err(CommandError::NotConnected));
     // A lost connection is.
-    peer(&mut n, 3, 9, &[], now);
-    n.handle_closed(ConnId(3), now);
+    let c = dialed(&mut n, 9, &[], now);
+    n.handle_closed(c, now);
     assert_eq!(n.reconnecting(), 1);
 }
 
@@ -629,8 +630,8 @@ fn a_redial_waits_for_its_back_off_and_for_room_in_the_table() {
             .reconnect_initial(Duration::from_millis(100))
             .reconnect_max(Duration::from_millis(100)),
     );
-    peer(&mut n, 1, 7, &[], now);
-    n.handle_closed(ConnId(1), now);
+    let c = dialed(&mut n, 7, &[], now);
+    n.handle_closed(c, now);
     drain(&mut n);
     let due = n.poll_timeout().unwrap();
     assert!(due > now);
@@ -732,7 +733,7 @@ fn a_peer_closed_in_the_middle_of_a_relay_does_not_cost_the_others_the_message()
     assert_eq!(n.edge_count(), 2);
 }
 
-fn discovery_frame(origin: u128, id: u64, topic: &str, ttl: u8, origin_port: u16) -> Vec<u8> {
+pub(super) fn discovery_frame(origin: u128, id: u64, topic: &str, ttl: u8, origin_port: u16) -> Vec<u8> {
     frame(&Message::Discovery(crate::message::Discovery {
         id,
         origin: NodeId(origin),
@@ -745,7 +746,7 @@ fn discovery_frame(origin: u128, id: u64, topic: &str, ttl: u8, origin_port: u16
     }))
 }
 
-fn dials(outs: &[Output]) -> Vec<SocketAddr> {
+pub(super) fn dials(outs: &[Output]) -> Vec<SocketAddr> {
     outs.iter()
         .filter_map(|o| match o {
             Output::Dial { addr, .. } => Some(*addr),
@@ -1265,7 +1266,7 @@ fn services_paths_and_status_queries_are_bounded_and_tracked() {
         n.serve("c", now),
         Err(CommandError::Limit("max_peer_services"))
     );
-    peer(&mut n, 1, 7, &[], now);
+    let c = dialed(&mut n, 7, &[], now);
     let call = |n: &mut Node, path: &str, len: usize| {
         n.call(
             NodeId(7),
@@ -1300,7 +1301,7 @@ fn services_paths_and_status_queries_are_bounded_and_tracked() {
         .iter()
         .any(|o| matches!(o, Output::Event(Event::Status { .. }))));
     assert!(!n.status().reconnecting);
-    n.handle_closed(ConnId(1), now);
+    n.handle_closed(c, now);
     assert!(n.status().reconnecting);
 }
 

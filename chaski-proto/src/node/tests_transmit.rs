@@ -438,8 +438,8 @@ fn late_timeouts_still_fire() {
     );
     assert_eq!(n.closing_count(), 0);
     // A lost peer is redialed, however late the timer runs.
-    peer(&mut n, 2, 7, &[], now);
-    n.handle_closed(ConnId(2), now);
+    let c = dialed(&mut n, 7, &[], now);
+    n.handle_closed(c, now);
     drain(&mut n);
     let next = n.poll_timeout().unwrap();
     n.handle_timeout(next + late);
