@@ -16,7 +16,7 @@ use chaski_proto::{CallKind, EdgeInfo, Event, Node as Core, NodeId, Received, St
 use crate::error::{Error, Result};
 use crate::hub::Waiter;
 use crate::queue::Messages;
-use crate::resolve::resolve;
+use crate::resolve::{first_success, resolve_all};
 use crate::service::{decode, encode, Service};
 use crate::shared::{Guard, Shared, State};
 
@@ -88,12 +88,17 @@ impl Handle {
     }
 
     /// Connects to a peer; returns once the edge exists (both Hellos crossed).
+    ///
+    /// A host name is resolved without blocking, and each of its addresses is tried in turn
+    /// until one gives an edge.
     pub async fn connect(&self, addr: &str) -> Result<EdgeInfo> {
-        let addr = resolve(addr)?;
-        self.ask(|s, now, w| {
-            let conn = s.core.connect(addr, now)?;
-            s.hub.wait_connect(conn, w);
-            Ok(())
+        let addrs = resolve_all(addr).await?;
+        first_success(addrs, |addr| {
+            self.ask(move |s, now, w| {
+                let conn = s.core.connect(addr, now)?;
+                s.hub.wait_connect(conn, w);
+                Ok(())
+            })
         })
         .await
     }
@@ -145,7 +150,7 @@ impl Handle {
         topic: &str,
         payload: impl Into<Bytes>,
     ) -> Result<()> {
-        let addr = resolve(addr)?;
+        let addr = resolve_all(addr).await?[0];
         let payload = payload.into();
         Ok(self.with(|s, _| s.core.publish_datagram(addr, topic, payload))?)
     }
@@ -184,7 +189,7 @@ impl Handle {
 
     /// Asks a node for its status over UDP.
     pub async fn status(&self, addr: &str) -> Result<Status> {
-        let addr = resolve(addr)?;
+        let addr = resolve_all(addr).await?[0];
         self.ask(|s, now, w| {
             let token = s.core.query_status(addr, now)?;
             s.hub.wait_status(token, w);

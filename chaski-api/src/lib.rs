@@ -28,7 +28,7 @@ pub use error::{Error, Result};
 pub use handle::{Handle, Proxy};
 pub use hub::{Hub, Invocation, Waiter};
 pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
-pub use resolve::resolve;
+pub use resolve::{resolve, resolve_all};
 pub use runtime::{retry_until_ready, Runtime, TcpIo, UdpIo};
 pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 pub use shared::{Backend, Info, Shared, State, Timers};

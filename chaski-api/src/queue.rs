@@ -11,14 +11,37 @@ use futures_core::Stream;
 
 use chaski_proto::SlowConsumer;
 
-/// Items a receiver takes from the queue at once.
+/// Items a receiver takes from the queue at once (at most).
 const BATCH: usize = 256;
+
+/// Bytes a receiver takes from the queue at once (past the first item).
+const BATCH_BYTES: usize = 1 << 20;
+
+/// The bytes an item holds, for a queue's byte bound.
+pub trait Weigh {
+    /// Bytes held (the payload's, roughly; not the item's fixed size).
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for chaski_proto::Received {
+    fn weight(&self) -> usize {
+        self.payload.len() + self.topic.len()
+    }
+}
+
+impl Weigh for chaski_proto::Event {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
 
 /// Counters of a queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// Items queued now.
     pub len: usize,
+    /// Bytes they hold ([`Weigh`]).
+    pub bytes: usize,
     /// Items dropped by the drop-oldest policy.
     pub dropped: u64,
     /// Items delivered to the application.
@@ -28,10 +51,15 @@ pub struct QueueStats {
 #[derive(Debug)]
 struct Inner<T> {
     items: VecDeque<T>,
+    /// What `items` weigh.
+    bytes: usize,
     closed: bool,
     dropped: u64,
     delivered: u64,
-    reader: Option<Waker>,
+    /// The task of each receiver waiting for items, by receiver id (a receiver's clone has
+    /// its own, so two tasks reading one stream are both woken).
+    readers: Vec<(u64, Waker)>,
+    next_reader: u64,
     /// Tasks waiting for room (one per connection at most).
     space: Vec<Waker>,
     /// Threads blocked in `recv_timeout` (the condvar is signalled only if some are).
@@ -43,12 +71,13 @@ struct Shared<T> {
     inner: Mutex<Inner<T>>,
     cond: Condvar,
     capacity: usize,
+    max_bytes: usize,
     policy: SlowConsumer,
 }
 
 /// The producer side, held by the driver.
 #[derive(Debug)]
-pub struct MessageQueue<T> {
+pub struct MessageQueue<T: Weigh> {
     shared: Arc<Shared<T>>,
 }
 
@@ -59,29 +88,31 @@ pub struct MessageQueue<T> {
 /// queue per batch, not per item); a dropped receiver gives what it did not read back to the
 /// front of the queue.
 #[derive(Debug)]
-pub struct Messages<T> {
+pub struct Messages<T: Weigh> {
     shared: Arc<Shared<T>>,
     batch: Mutex<VecDeque<T>>,
+    /// This receiver's id among its clones.
+    id: u64,
 }
 
-impl<T> Clone for Messages<T> {
+impl<T: Weigh> Clone for Messages<T> {
     fn clone(&self) -> Self {
-        Messages {
-            shared: self.shared.clone(),
-            batch: Mutex::new(VecDeque::new()),
-        }
+        Messages::attach(self.shared.clone())
     }
 }
 
-impl<T> Drop for Messages<T> {
+impl<T: Weigh> Drop for Messages<T> {
     fn drop(&mut self) {
+        let id = self.id;
         let batch = self.batch.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut g = lock(&self.shared);
+        g.readers.retain(|(r, _)| *r != id);
         if batch.is_empty() {
             return;
         }
-        let mut g = lock(&self.shared);
         g.delivered -= batch.len() as u64;
         while let Some(item) = batch.pop_back() {
+            g.bytes += item.weight();
             g.items.push_front(item);
         }
         self.shared.readable(g);
@@ -93,16 +124,23 @@ impl<T> Shared<T> {
         let g = lock(self);
         QueueStats {
             len: g.items.len(),
+            bytes: g.bytes,
             dropped: g.dropped,
             delivered: g.delivered,
         }
     }
+
+    /// Whether the queue holds as many items, or bytes, as it may.
+    fn at_bound(&self, g: &Inner<T>) -> bool {
+        g.items.len() >= self.capacity || g.bytes >= self.max_bytes
+    }
 }
 
 impl<T> Shared<T> {
-    /// Tells readers (a stream's task, blocked threads) that items arrived; releases the lock.
+    /// Tells readers (every waiting receiver's task, blocked threads) that items arrived;
+    /// releases the lock.
     fn readable(&self, mut g: MutexGuard<'_, Inner<T>>) {
-        if let Some(w) = g.reader.take() {
+        for (_, w) in g.readers.drain(..) {
             w.wake();
         }
         let waiting = g.waiting > 0;
@@ -118,31 +156,32 @@ fn lock<T>(s: &Shared<T>) -> MutexGuard<'_, Inner<T>> {
     s.inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<T> MessageQueue<T> {
-    /// A queue of `capacity` items with the given policy, and its consumer side.
-    pub fn new(capacity: usize, policy: SlowConsumer) -> (Self, Messages<T>) {
+impl<T: Weigh> MessageQueue<T> {
+    /// A queue of at most `capacity` items and `max_bytes` bytes ([`Weigh`]) with the given
+    /// policy, and its consumer side.
+    pub fn new(capacity: usize, max_bytes: usize, policy: SlowConsumer) -> (Self, Messages<T>) {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 items: VecDeque::new(),
+                bytes: 0,
                 closed: false,
                 dropped: 0,
                 delivered: 0,
-                reader: None,
+                readers: Vec::new(),
+                next_reader: 0,
                 space: Vec::new(),
                 waiting: 0,
             }),
             cond: Condvar::new(),
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
             policy,
         });
         (
             MessageQueue {
                 shared: shared.clone(),
             },
-            Messages {
-                shared,
-                batch: Mutex::new(VecDeque::new()),
-            },
+            Messages::attach(shared),
         )
     }
 
@@ -157,21 +196,31 @@ impl<T> MessageQueue<T> {
     pub fn push_many(&self, items: impl IntoIterator<Item = T>) {
         let mut g = lock(&self.shared);
         for item in items {
-            if self.shared.policy == SlowConsumer::DropOldest
-                && g.items.len() >= self.shared.capacity
-            {
-                g.items.pop_front();
-                g.dropped += 1;
+            let w = item.weight();
+            if self.shared.policy == SlowConsumer::DropOldest {
+                while !g.items.is_empty()
+                    && (g.items.len() >= self.shared.capacity
+                        || g.bytes + w > self.shared.max_bytes)
+                {
+                    if let Some(old) = g.items.pop_front() {
+                        g.bytes -= old.weight();
+                        g.dropped += 1;
+                    }
+                }
             }
+            g.bytes += w;
             g.items.push_back(item);
         }
         self.shared.readable(g);
     }
 
-    /// Whether the driver should stop reading sockets (back-pressure only).
+    /// Whether the driver should stop reading sockets (back-pressure only): the queue holds
+    /// as many items, or bytes, as it may.
     pub fn is_full(&self) -> bool {
-        self.shared.policy == SlowConsumer::BackPressure
-            && lock(&self.shared).items.len() >= self.shared.capacity
+        self.shared.policy == SlowConsumer::BackPressure && {
+            let g = lock(&self.shared);
+            self.shared.at_bound(&g)
+        }
     }
 
     /// Ready once the queue has room; registers the task otherwise (every waiting task is
@@ -181,7 +230,7 @@ impl<T> MessageQueue<T> {
             return Poll::Ready(());
         }
         let mut g = lock(&self.shared);
-        if g.items.len() < self.shared.capacity {
+        if !self.shared.at_bound(&g) {
             Poll::Ready(())
         } else {
             if !g.space.iter().any(|w| w.will_wake(cx.waker())) {
@@ -195,7 +244,7 @@ impl<T> MessageQueue<T> {
     pub fn close(&self) {
         let mut g = lock(&self.shared);
         g.closed = true;
-        if let Some(w) = g.reader.take() {
+        for (_, w) in g.readers.drain(..) {
             w.wake();
         }
         drop(g);
@@ -208,15 +257,29 @@ impl<T> MessageQueue<T> {
     }
 }
 
-impl<T> Drop for MessageQueue<T> {
+impl<T: Weigh> Drop for MessageQueue<T> {
     fn drop(&mut self) {
         self.close();
     }
 }
 
-impl<T> Messages<T> {
-    /// The next item of this receiver's batch, or of the queue (then taken whole as the
-    /// batch); `g` is the queue, locked.
+impl<T: Weigh> Messages<T> {
+    /// A new receiver of `shared`, with its own id.
+    fn attach(shared: Arc<Shared<T>>) -> Self {
+        let id = {
+            let mut g = lock(&shared);
+            g.next_reader += 1;
+            g.next_reader
+        };
+        Messages {
+            shared,
+            batch: Mutex::new(VecDeque::new()),
+            id,
+        }
+    }
+
+    /// The next item of this receiver's batch, or of the queue (then up to [`BATCH`] items
+    /// and about [`BATCH_BYTES`] bytes are taken as the batch); `g` is the queue, locked.
     fn take(g: &mut Inner<T>, batch: &mut VecDeque<T>) -> Option<T> {
         if let Some(item) = batch.pop_front() {
             return Some(item);
@@ -224,10 +287,19 @@ impl<T> Messages<T> {
         if g.items.is_empty() {
             return None;
         }
-        if g.items.len() <= BATCH {
+        if g.items.len() <= BATCH && g.bytes <= BATCH_BYTES {
             std::mem::swap(&mut g.items, batch);
+            g.bytes = 0;
         } else {
-            batch.extend(g.items.drain(..BATCH));
+            let mut bytes = 0;
+            while batch.len() < BATCH && bytes < BATCH_BYTES {
+                let Some(item) = g.items.pop_front() else {
+                    break;
+                };
+                bytes += item.weight();
+                batch.push_back(item);
+            }
+            g.bytes -= bytes.min(g.bytes);
         }
         g.delivered += batch.len() as u64;
         for w in g.space.drain(..) {
@@ -285,7 +357,7 @@ impl<T> Messages<T> {
     }
 }
 
-impl<T> Stream for Messages<T> {
+impl<T: Weigh> Stream for Messages<T> {
     type Item = T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
@@ -300,16 +372,20 @@ impl<T> Stream for Messages<T> {
         if g.closed {
             return Poll::Ready(None);
         }
-        g.reader = Some(cx.waker().clone());
+        let id = self.id;
+        match g.readers.iter_mut().find(|(r, _)| *r == id) {
+            Some((_, w)) => w.clone_from(cx.waker()),
+            None => g.readers.push((id, cx.waker().clone())),
+        }
         Poll::Pending
     }
 }
 
 /// A blocking iterator over a queue, from [`Messages::blocking_iter`].
 #[derive(Debug)]
-pub struct BlockingIter<T>(Messages<T>);
+pub struct BlockingIter<T: Weigh>(Messages<T>);
 
-impl<T> Messages<T> {
+impl<T: Weigh> Messages<T> {
     /// Iterates, blocking for each item, until the node has shut down and the queue is empty
     /// (for programs without an async runtime).
     pub fn blocking_iter(&self) -> BlockingIter<T> {
@@ -317,7 +393,7 @@ impl<T> Messages<T> {
     }
 }
 
-impl<T> Iterator for BlockingIter<T> {
+impl<T: Weigh> Iterator for BlockingIter<T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
@@ -336,9 +412,85 @@ impl<T> Iterator for BlockingIter<T> {
 mod tests {
     use super::*;
 
+    impl Weigh for i32 {
+        fn weight(&self) -> usize {
+            4
+        }
+    }
+
+    impl Weigh for Vec<u8> {
+        fn weight(&self) -> usize {
+            self.len()
+        }
+    }
+
+    #[test]
+    fn the_byte_bound_holds_under_both_policies() {
+        // Drop-oldest: the oldest go until the new item fits.
+        let (q, m) = MessageQueue::new(100, 10_000, SlowConsumer::DropOldest);
+        for i in 0..10u8 {
+            q.push(vec![i; 3000]);
+        }
+        assert_eq!((q.stats().len, q.stats().bytes, q.stats().dropped), (3, 9000, 7));
+        assert_eq!(m.try_recv().map(|v| v[0]), Some(7));
+        // Back-pressure: full at the byte bound, whatever the count.
+        let (q, m) = MessageQueue::new(100, 10_000, SlowConsumer::BackPressure);
+        q.push(vec![0; 6000]);
+        assert!(!q.is_full());
+        q.push(vec![1; 6000]);
+        assert!(q.is_full());
+        assert_eq!(m.try_recv().map(|v| v[0]), Some(0));
+        assert!(!q.is_full());
+        assert_eq!(q.stats().bytes, 0, "the receiver's batch is not the queue's");
+    }
+
+    #[test]
+    fn a_batch_takes_about_a_mebibyte_at_most() {
+        let (q, m) = MessageQueue::new(100, usize::MAX, SlowConsumer::BackPressure);
+        for _ in 0..8 {
+            q.push(vec![0u8; 300_000]);
+        }
+        assert!(m.try_recv().is_some());
+        // 4 × 300 KB reach 1 MiB: the other 4 stay in the queue.
+        assert_eq!(q.stats().len, 4);
+        assert_eq!(q.stats().bytes, 1_200_000);
+    }
+
+    #[test]
+    fn every_task_reading_a_clone_is_woken() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::Wake;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (q, m) = MessageQueue::<i32>::new(10, usize::MAX, SlowConsumer::BackPressure);
+        let other = m.clone();
+        let (a, b) = (Arc::new(Count(AtomicUsize::new(0))), Arc::new(Count(AtomicUsize::new(0))));
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let mut m = Box::pin(m);
+        let mut other = Box::pin(other);
+        // Both tasks wait, each on its own clone; polling again does not add a second entry.
+        for _ in 0..3 {
+            assert!(m.as_mut().poll_next(&mut Context::from_waker(&wa)).is_pending());
+        }
+        assert!(other.as_mut().poll_next(&mut Context::from_waker(&wb)).is_pending());
+        q.push(1);
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 1, "the second reader was never woken");
+        // A dropped receiver leaves no waker behind.
+        assert!(other.as_mut().poll_next(&mut Context::from_waker(&wb)).is_ready());
+        assert!(other.as_mut().poll_next(&mut Context::from_waker(&wb)).is_pending());
+        drop(other);
+        q.push(2);
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn drop_oldest_keeps_the_bound_and_counts() {
-        let (q, m) = MessageQueue::new(3, SlowConsumer::DropOldest);
+        let (q, m) = MessageQueue::new(3, usize::MAX, SlowConsumer::DropOldest);
         for i in 0..10 {
             q.push(i);
         }
@@ -350,7 +502,7 @@ mod tests {
 
     #[test]
     fn a_receiver_takes_a_batch_and_gives_back_what_it_did_not_read() {
-        let (q, m) = MessageQueue::new(10_000, SlowConsumer::BackPressure);
+        let (q, m) = MessageQueue::new(10_000, usize::MAX, SlowConsumer::BackPressure);
         q.push_many(0..1000);
         let other = m.clone();
         assert_eq!(other.try_recv(), Some(0));
@@ -373,7 +525,7 @@ mod tests {
 
     #[test]
     fn back_pressure_reports_full_until_read() {
-        let (q, m) = MessageQueue::new(2, SlowConsumer::BackPressure);
+        let (q, m) = MessageQueue::new(2, usize::MAX, SlowConsumer::BackPressure);
         q.push(1);
         assert!(!q.is_full());
         q.push(2);

@@ -24,6 +24,8 @@ use crate::runtime::{TcpIo, UdpIo};
 
 /// Datagrams waiting for the UDP socket before the oldest is dropped.
 const DATAGRAM_QUEUE: usize = 1024;
+/// Bytes of datagrams waiting for the UDP socket before the oldest is dropped.
+const DATAGRAM_BYTES: usize = 4 << 20;
 /// Largest chunk read from, or written to, a socket at once.
 const CHUNK: usize = 256 * 1024;
 /// Below this many waiting bytes, a connection's task lets others run once before writing,
@@ -75,6 +77,8 @@ pub struct State {
     pub(crate) hub: Hub,
     slots: HashMap<ConnId, Slot>,
     datagrams: VecDeque<(SocketAddr, Bytes)>,
+    /// What `datagrams` hold.
+    datagram_bytes: usize,
     datagrams_dropped: u64,
     udp: Option<Waker>,
     listener: Option<Waker>,
@@ -124,10 +128,16 @@ impl State {
                     self.actions.push(Action::Dial(conn, addr));
                 }
                 Output::Datagram { to, data } => {
-                    if self.datagrams.len() >= DATAGRAM_QUEUE {
-                        self.datagrams.pop_front();
+                    while self.datagrams.len() >= DATAGRAM_QUEUE
+                        || (self.datagram_bytes + data.len() > DATAGRAM_BYTES
+                            && !self.datagrams.is_empty())
+                    {
+                        if let Some((_, old)) = self.datagrams.pop_front() {
+                            self.datagram_bytes -= old.len();
+                        }
                         self.datagrams_dropped += 1;
                     }
+                    self.datagram_bytes += data.len();
                     self.datagrams.push_back((to, data));
                     wake(&self.udp);
                 }
@@ -297,6 +307,7 @@ impl Shared {
                 hub,
                 slots: HashMap::new(),
                 datagrams: VecDeque::new(),
+                datagram_bytes: 0,
                 datagrams_dropped: 0,
                 udp: None,
                 listener: None,
@@ -596,7 +607,10 @@ impl Shared {
                     if let Err(e) = r {
                         tracing::debug!(%to, error = %e, "datagram not sent");
                     }
-                    self.lock().datagrams.pop_front();
+                    let mut s = self.lock();
+                    if let Some((_, sent)) = s.datagrams.pop_front() {
+                        s.datagram_bytes -= sent.len();
+                    }
                 }
             }
         }

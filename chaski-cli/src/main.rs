@@ -235,7 +235,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Status { addr, timeout } => {
             let node = Node::bind(
-                "127.0.0.1:0",
+                client_bind(&addr).await?,
                 Config::default().status_timeout(secs(timeout)?),
             )
             .await
@@ -267,7 +267,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (service, path) = target.split_once('.').unwrap_or((target.as_str(), ""));
             let args: serde_json::Value = serde_json::from_str(&args)
                 .map_err(|err| format!("JSON_ARGS is not valid JSON: {err}"))?;
-            let node = Node::bind("127.0.0.1:0", Config::default())
+            let node = Node::bind(client_bind(&addr).await?, Config::default())
                 .await
                 .map_err(e)?;
             node.connect(&addr).await.map_err(e)?;
@@ -352,4 +352,13 @@ fn main() {
         eprintln!("chaski: {msg}");
         std::process::exit(1);
     }
+}
+
+/// Where a short-lived client node binds to reach `target`: every local address of the
+/// target's family (a loopback-only or IPv4-only socket cannot reach another host, or `[::1]`).
+async fn client_bind(target: &str) -> Result<&'static str, String> {
+    let to = chaski_api::resolve_all(target)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(if to[0].is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })
 }

@@ -86,7 +86,7 @@ fn spawn(args: &[&str]) -> (Guard, String) {
             w.split('@')
                 .nth(1)
                 .or(Some(w))
-                .filter(|a| a.starts_with("127.0.0.1:"))
+                .filter(|a| a.starts_with("127.0.0.1:") || a.starts_with("[::1]:"))
                 .map(|a| a.trim_end_matches(';').to_string())
         })
         .unwrap_or_else(|| panic!("no address in {line:?}"));
@@ -136,6 +136,20 @@ fn serve_call_status() {
         out.contains("name:         ChaskiRemote") && out.contains("service:      demo"),
         "{out}"
     );
+    drop(server);
+}
+
+/// `status` and `call` reach a node on IPv6 too (their own socket takes the target's family).
+#[test]
+fn status_and_call_reach_an_ipv6_node() {
+    let (server, addr) = spawn(&["serve", "--bind", "[::1]:0"]);
+    assert!(addr.starts_with("[::1]:"), "{addr}");
+    let (ok, out, err) = run(&["status", &addr, "--timeout", "5"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("service:      demo"), "{out}");
+    let (ok, out, err) = run(&["call", &addr, "demo.add", "[2, 3]"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "5.0");
     drop(server);
 }
 
