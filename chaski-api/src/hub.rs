@@ -50,7 +50,8 @@ impl Hub {
     /// A hub with the configured message queue, and the consumer sides of the message and
     /// event queues.
     pub fn new(cfg: &chaski_proto::Config) -> (Hub, Messages<Received>, Messages<Event>) {
-        let (messages, m) = MessageQueue::new(cfg.message_queue, cfg.queue_budget(), cfg.slow_consumer);
+        let (messages, m) =
+            MessageQueue::new(cfg.message_queue, cfg.queue_budget(), cfg.slow_consumer);
         let (events, e) = MessageQueue::new(EVENT_QUEUE, usize::MAX, SlowConsumer::DropOldest);
         let hub = Hub {
             inbox: Vec::new(),

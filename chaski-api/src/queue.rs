@@ -431,7 +431,10 @@ mod tests {
         for i in 0..10u8 {
             q.push(vec![i; 3000]);
         }
-        assert_eq!((q.stats().len, q.stats().bytes, q.stats().dropped), (3, 9000, 7));
+        assert_eq!(
+            (q.stats().len, q.stats().bytes, q.stats().dropped),
+            (3, 9000, 7)
+        );
         assert_eq!(m.try_recv().map(|v| v[0]), Some(7));
         // Back-pressure: full at the byte bound, whatever the count.
         let (q, m) = MessageQueue::new(100, 10_000, SlowConsumer::BackPressure);
@@ -441,7 +444,11 @@ mod tests {
         assert!(q.is_full());
         assert_eq!(m.try_recv().map(|v| v[0]), Some(0));
         assert!(!q.is_full());
-        assert_eq!(q.stats().bytes, 0, "the receiver's batch is not the queue's");
+        assert_eq!(
+            q.stats().bytes,
+            0,
+            "the receiver's batch is not the queue's"
+        );
     }
 
     #[test]
@@ -468,21 +475,40 @@ mod tests {
         }
         let (q, m) = MessageQueue::<i32>::new(10, usize::MAX, SlowConsumer::BackPressure);
         let other = m.clone();
-        let (a, b) = (Arc::new(Count(AtomicUsize::new(0))), Arc::new(Count(AtomicUsize::new(0))));
+        let (a, b) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
         let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
         let mut m = Box::pin(m);
         let mut other = Box::pin(other);
         // Both tasks wait, each on its own clone; polling again does not add a second entry.
         for _ in 0..3 {
-            assert!(m.as_mut().poll_next(&mut Context::from_waker(&wa)).is_pending());
+            assert!(m
+                .as_mut()
+                .poll_next(&mut Context::from_waker(&wa))
+                .is_pending());
         }
-        assert!(other.as_mut().poll_next(&mut Context::from_waker(&wb)).is_pending());
+        assert!(other
+            .as_mut()
+            .poll_next(&mut Context::from_waker(&wb))
+            .is_pending());
         q.push(1);
         assert_eq!(a.0.load(Ordering::SeqCst), 1);
-        assert_eq!(b.0.load(Ordering::SeqCst), 1, "the second reader was never woken");
+        assert_eq!(
+            b.0.load(Ordering::SeqCst),
+            1,
+            "the second reader was never woken"
+        );
         // A dropped receiver leaves no waker behind.
-        assert!(other.as_mut().poll_next(&mut Context::from_waker(&wb)).is_ready());
-        assert!(other.as_mut().poll_next(&mut Context::from_waker(&wb)).is_pending());
+        assert!(other
+            .as_mut()
+            .poll_next(&mut Context::from_waker(&wb))
+            .is_ready());
+        assert!(other
+            .as_mut()
+            .poll_next(&mut Context::from_waker(&wb))
+            .is_pending());
         drop(other);
         q.push(2);
         assert_eq!(b.0.load(Ordering::SeqCst), 1);

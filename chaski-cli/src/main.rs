@@ -360,5 +360,9 @@ async fn client_bind(target: &str) -> Result<&'static str, String> {
     let to = chaski_api::resolve_all(target)
         .await
         .map_err(|err| err.to_string())?;
-    Ok(if to[0].is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })
+    Ok(if to[0].is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    })
 }

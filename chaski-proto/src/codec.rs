@@ -238,11 +238,32 @@ impl FrameDecoder {
         }
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes. The buffer grows by doubling, but never past the frame its
+    /// header announces (within the limit), so what it holds is what [`FrameDecoder::held`]
+    /// says.
     pub fn extend(&mut self, data: &[u8]) {
-        if !self.failed {
-            self.buf.extend_from_slice(data);
+        if self.failed {
+            return;
         }
+        let len = self.buf.len();
+        if self.buf.capacity() - len < data.len() {
+            let frame = if len >= HEADER_LEN {
+                let n = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                HEADER_LEN + (n as usize).min(self.max_frame_len)
+            } else {
+                len + data.len()
+            };
+            let cap = (2 * self.buf.capacity()).min(frame).max(len + data.len());
+            let mut grown = BytesMut::with_capacity(cap);
+            grown.extend_from_slice(&self.buf);
+            self.buf = grown;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes of memory the buffer holds (its capacity: what is buffered, and room for more).
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Changes the longest body accepted from now on (a connection's limit rises once its
@@ -297,7 +318,12 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let body = self.buf.split_to(len).freeze();
+        if self.buf.is_empty() {
+            // The memory goes with the frame's body (the next frame gets its own).
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(body))
     }
 }
 

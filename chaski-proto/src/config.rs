@@ -84,6 +84,9 @@ pub struct Config {
     /// Inbound connections waiting for their Hello (default 64); a new one past it drops the
     /// oldest. They never take an edge's place.
     pub max_handshakes: usize,
+    /// Of those, how many may come from one IP address (default 8); a new one past it drops
+    /// that address's oldest, so one host cannot take every slot.
+    pub max_handshakes_per_ip: usize,
     /// Redial attempts after an edge is lost (default 32; 0 disables).
     pub reconnections: u32,
     /// First redial delay; doubles each attempt, with jitter (default 500 ms).
@@ -177,6 +180,7 @@ impl Default for Config {
             max_connections: 5,
             max_edges: 256,
             max_handshakes: 64,
+            max_handshakes_per_ip: 8,
             reconnections: 32,
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
@@ -244,6 +248,8 @@ setters! {
     max_edges: usize,
     /// Sets [`Config::max_handshakes`].
     max_handshakes: usize,
+    /// Sets [`Config::max_handshakes_per_ip`].
+    max_handshakes_per_ip: usize,
     /// Sets [`Config::reconnections`].
     reconnections: u32,
     /// Sets [`Config::reconnect_initial`].
@@ -351,6 +357,7 @@ impl Config {
         let positive = [
             ("max_edges", self.max_edges),
             ("max_handshakes", self.max_handshakes),
+            ("max_handshakes_per_ip", self.max_handshakes_per_ip),
             ("max_connections", self.max_connections),
             ("max_frame_len", self.max_frame_len),
             ("max_datagram_len", self.max_datagram_len),

@@ -125,7 +125,8 @@ fn status() -> impl Strategy<Value = Status> {
 
 fn datagram() -> impl Strategy<Value = Datagram> {
     prop_oneof![
-        (any::<u64>(), bytes()).prop_map(|(token, padding)| Datagram::StatusRequest { token, padding }),
+        (any::<u64>(), bytes())
+            .prop_map(|(token, padding)| Datagram::StatusRequest { token, padding }),
         (any::<u64>(), status())
             .prop_map(|(token, status)| Datagram::StatusReply { token, status }),
         (name(), bytes()).prop_map(|(topic, payload)| Datagram::Publish { topic, payload }),

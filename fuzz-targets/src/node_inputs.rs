@@ -351,7 +351,10 @@ pub fn run(data: &[u8]) {
         assert!(node.timer_count() <= 8 * LIMITS + 64, "timers are bounded");
         let memory = node.memory();
         assert_eq!(memory, node.memory_recounted(), "memory totals drifted");
-        assert!(memory.inbound + memory.outbound <= memory.budget, "over the memory budget");
+        assert!(
+            memory.inbound + memory.outbound <= memory.budget,
+            "over the memory budget"
+        );
         assert!(node.connection_count() <= 2 * LIMITS);
         for e in node.edges() {
             assert!(e.topics.len() <= LIMITS);

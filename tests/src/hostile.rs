@@ -538,6 +538,79 @@ pub fn idle_sockets_cannot_lock_out_peers<H: Harness>(h: &H, host: &str) {
     peer.shutdown();
 }
 
+/// Connections pushing most of a large frame and never finishing it, before and after their
+/// Hello: the node's heap grows by less than its memory budget (the connections holding the
+/// most are dropped, with a goodbye naming the budget), and it keeps serving its other peers.
+pub fn hostile_peers_stay_within_the_memory_budget<H: Harness>(h: &H, host: &str) {
+    let budget = 32 * MIB;
+    let node = start_on(
+        h,
+        host,
+        cfg("target")
+            .max_memory(budget)
+            .max_frame_len(8 * MIB)
+            .max_hello_len(64 * 1024),
+    );
+    let witness = start_on(h, host, cfg("witness"));
+    witness.connect(&node.addr().to_string()).unwrap();
+    let frame_header = (8 * MIB as u32).to_be_bytes();
+    let chunk = vec![0xA5u8; 256 * 1024];
+    let _measuring = alloc::measure();
+    let (before, _) = alloc::usage();
+    alloc::reset_peak();
+    // 16 connections before any Hello: a frame over max_hello_len is refused at its header.
+    let mut early = Vec::new();
+    for _ in 0..16 {
+        let mut raw = RawConn::connect(node.addr());
+        raw.try_send_bytes(&frame_header);
+        raw.try_send_bytes(&chunk);
+        early.push(raw);
+    }
+    // 12 edges, each sending 6 MiB of an 8 MiB frame: 72 MiB against a 24 MiB share.
+    let mut edges = Vec::new();
+    for i in 0..12u128 {
+        let mut raw = RawConn::edge(node.addr(), &hello(100 + i, None, &[]));
+        let mut open = raw.try_send_bytes(&frame_header);
+        for _ in 0..24 {
+            open = open && raw.try_send_bytes(&chunk);
+        }
+        edges.push(raw);
+    }
+    let mut refused = 0;
+    for raw in &mut early {
+        match raw.recv(WAIT) {
+            Some(Message::Goodbye(DisconnectReason::ProtocolError(m))) if m.contains("exceeds") => {
+                refused += 1
+            }
+            other => panic!("expected a goodbye for a big frame before Hello, got {other:?}"),
+        }
+    }
+    assert_eq!(refused, 16);
+    // Those that got the goodbye are closed; the others still hold their part of the budget.
+    let mut shed = 0;
+    for raw in &mut edges {
+        if let Some(Message::Goodbye(DisconnectReason::LimitExceeded(m))) =
+            raw.recv(Duration::from_millis(200))
+        {
+            assert_eq!(m, "node memory budget");
+            shed += 1;
+        }
+    }
+    let (_, peak) = alloc::usage();
+    let grew = peak.saturating_sub(before);
+    assert!(
+        grew < budget,
+        "the heap grew by {} MiB under a budget of {} MiB",
+        grew / MIB,
+        budget / MIB
+    );
+    assert!(shed >= 8, "only {shed} of 12 were dropped");
+    drop(_measuring);
+    still_serves(&node, &witness);
+    node.shutdown();
+    witness.shutdown();
+}
+
 fn open_fds() -> Option<usize> {
     std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
 }

@@ -205,6 +205,7 @@ macro_rules! for_each_scenario {
             scenarios::redial_while_the_peer_is_down,
             scenarios::redial_gives_up,
             scenarios::no_redial_after_goodbye_or_close,
+            scenarios::the_accepting_side_does_not_redial,
             scenarios::garbage_frame,
             scenarios::remote_calls,
             scenarios::crash_mid_call,
@@ -224,6 +225,7 @@ macro_rules! for_each_scenario {
             hostile::peer_that_stops_reading,
             hostile::stalled_peer_holds_nothing_else,
             hostile::idle_sockets_cannot_lock_out_peers,
+            hostile::hostile_peers_stay_within_the_memory_budget,
             hostile::connection_churn
         ] }
     };

@@ -94,6 +94,11 @@ impl RawConn {
         self.stream.write_all(bytes).expect("raw write");
     }
 
+    /// Sends raw bytes; false once the node has closed the connection.
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
     /// The next message within `limit`; `None` on timeout or EOF. Bytes from the node that do
     /// not decode fail the test: a node must never send them.
     pub fn recv(&mut self, limit: Duration) -> Option<Message> {

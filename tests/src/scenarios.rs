@@ -371,13 +371,8 @@ pub fn abrupt_death_and_redial<H: Harness>(h: &H, host: &str) {
             .reconnections(10)
             .reconnect_initial(Duration::from_millis(100)),
     );
-    let listener = TcpListener::bind(format!("{host}:0")).unwrap();
+    let (raw, listener) = listening_peer(&node, host, 77);
     let listen = listener.local_addr().unwrap();
-    let mut raw = RawConn::connect(node.addr());
-    raw.send(&hello(77, Some(listen), &[]));
-    assert!(matches!(raw.recv(WAIT), Some(Message::Hello(_))));
-    assert!(wait_until(WAIT, || node.edges().len() == 1));
-    while node.next_event(Duration::from_millis(10)).is_some() {}
     drop(raw);
     let t = Instant::now();
     let lost = wait_until(Duration::from_secs(1), || {
@@ -812,16 +807,56 @@ fn redial_cfg(name: &str, attempts: u32) -> Config {
         .reconnect_max(Duration::from_millis(160))
 }
 
-/// A raw peer with a listening address, connected to `node`; returns it and its listener.
+/// A raw peer listening on `host` that `node` dialed (so the node redials it when it is
+/// lost); returns it and its listener.
 fn listening_peer<N: TestNode>(node: &N, host: &str, id: u128) -> (RawConn, TcpListener) {
     let listener = TcpListener::bind(format!("{host}:0")).unwrap();
-    let raw = RawConn::edge(
-        node.addr(),
-        &hello(id, Some(listener.local_addr().unwrap()), &[]),
-    );
+    let listen = listener.local_addr().unwrap();
+    let raw = std::thread::scope(|s| {
+        let peer = s.spawn(|| {
+            let mut raw = RawConn::accept(&listener, WAIT).expect("the node did not dial");
+            match raw.recv(WAIT) {
+                Some(Message::Hello(_)) => {}
+                other => panic!("the dial did not start with a Hello: {other:?}"),
+            }
+            raw.send(&hello(id, Some(listen), &[]));
+            raw
+        });
+        node.connect(&listen.to_string())
+            .expect("connect to a raw peer");
+        peer.join().expect("the raw peer's thread")
+    });
     assert!(wait_until(WAIT, || node.edges().len() == 1));
     while node.next_event(Duration::ZERO).is_some() {}
     (raw, listener)
+}
+
+/// A peer that dialed the node and is lost is not redialed by it (it may be a client that
+/// exited); the side that dialed redials.
+pub fn the_accepting_side_does_not_redial<H: Harness>(h: &H, host: &str) {
+    let node = start_on(h, host, redial_cfg("acceptor", 30));
+    let listener = TcpListener::bind(format!("{host}:0")).unwrap();
+    let raw = RawConn::edge(
+        node.addr(),
+        &hello(94, Some(listener.local_addr().unwrap()), &[]),
+    );
+    assert!(wait_until(WAIT, || node.edges().len() == 1));
+    drop(raw);
+    let lost = wait_event(&node, WAIT, |e| matches!(e, Event::PeerLost { .. }));
+    assert!(
+        matches!(
+            lost,
+            Some(Event::PeerLost {
+                reconnecting: false,
+                ..
+            })
+        ),
+        "{lost:?}"
+    );
+    assert!(!node.local_status().reconnecting);
+    // Several back-offs later, still nothing dialed the peer's announced address.
+    assert!(RawConn::accept(&listener, Duration::from_millis(500)).is_none());
+    node.shutdown();
 }
 
 /// A lost peer is redialed while its address refuses connections (the back-off keeps trying),

@@ -18,7 +18,8 @@ use crate::message::DisconnectReason;
 /// Memory the node holds for its connections, from [`Node::memory`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryUse {
-    /// Bytes of frames received and not finished yet.
+    /// Bytes held for frames received and not finished yet (buffer capacity: at most twice
+    /// what arrived, and never more than the frame).
     pub inbound: usize,
     /// Bytes waiting to be written (open and closing connections).
     pub outbound: usize,
@@ -39,7 +40,7 @@ impl Node {
     /// The same as [`Node::memory`], counted again from every buffer (O(connections); for
     /// tests and fuzzing, which check that the running totals never drift).
     pub fn memory_recounted(&self) -> MemoryUse {
-        let inbound = self.conns.values().map(|c| c.decoder.buffered()).sum();
+        let inbound = self.conns.values().map(|c| c.decoder.held()).sum();
         let outbound = self.conns.values().map(|c| c.out.len()).sum::<usize>()
             + self.closing.values().map(|c| c.out.len()).sum::<usize>();
         MemoryUse {
@@ -74,7 +75,7 @@ impl Node {
 
     /// A connection leaves the table: what it held is no longer counted.
     pub(super) fn release(&mut self, c: &Conn) {
-        self.held_in -= c.decoder.buffered().min(self.held_in);
+        self.held_in -= c.decoder.held().min(self.held_in);
         self.shrank_out(c.out.len());
     }
 
@@ -86,13 +87,9 @@ impl Node {
             let open = self
                 .conns
                 .iter()
-                .map(|(id, c)| (c.decoder.buffered() + c.out.len(), *id))
+                .map(|(id, c)| (c.decoder.held() + c.out.len(), *id))
                 .max();
-            let closed = self
-                .closing
-                .iter()
-                .map(|(id, c)| (c.out.len(), *id))
-                .max();
+            let closed = self.closing.iter().map(|(id, c)| (c.out.len(), *id)).max();
             match (open, closed) {
                 (_, Some((n, conn))) if n > 0 && open.is_none_or(|(m, _)| n >= m) => {
                     warn!(%conn, bytes = n, "memory budget: dropping what a closed connection did not take");

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
-use timers::{TimerKey, Timers};
 pub use budget::MemoryUse;
+use timers::{TimerKey, Timers};
 pub use types::{Direction, EdgeInfo, Event, Output, Received};
 
 use crate::codec::{
@@ -713,7 +713,9 @@ impl Node {
                         purpose: None,
                         nonce: 0,
                         deadline: now + self.cfg.handshake_timeout,
-                        decoder: FrameDecoder::new(self.cfg.max_hello_len.min(self.cfg.max_frame_len)),
+                        decoder: FrameDecoder::new(
+                            self.cfg.max_hello_len.min(self.cfg.max_frame_len),
+                        ),
                         out: BytesMut::new(),
                         blocked_since: None,
                     },
@@ -727,14 +729,23 @@ impl Node {
                 // Connections that have not said Hello yet have their own slots: when they are
                 // all taken, the oldest goes (a real peer says Hello at once; idle sockets
                 // opened again and again cannot keep it out), and they never take an edge's.
-                let waiting: Vec<ConnId> = self
+                // One address may hold only `max_handshakes_per_ip` of them: its own oldest
+                // goes first, so one host cannot take the slots of every other.
+                let waiting: Vec<(ConnId, bool)> = self
                     .conns
                     .iter()
                     .filter(|(c, s)| !c.is_outbound() && s.state == ConnState::Handshaking)
-                    .map(|(c, _)| *c)
+                    .map(|(c, s)| (*c, s.remote.ip() == remote.ip()))
                     .collect();
-                if waiting.len() > self.cfg.max_handshakes {
-                    let oldest = waiting[0];
+                let same_ip = waiting.iter().filter(|(_, same)| *same).count();
+                let oldest = if same_ip > self.cfg.max_handshakes_per_ip {
+                    waiting.iter().find(|(_, same)| *same).map(|(c, _)| *c)
+                } else if waiting.len() > self.cfg.max_handshakes {
+                    waiting.first().map(|(c, _)| *c)
+                } else {
+                    None
+                };
+                if let Some(oldest) = oldest {
                     debug!(conn = %oldest, "handshake slots full: dropping the oldest");
                     self.close_conn(oldest, DisconnectReason::TooManyConnections, true, now);
                 }
@@ -776,14 +787,14 @@ impl Node {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            let before = c.decoder.buffered();
-            if before > 0 {
+            if c.decoder.buffered() > 0 {
                 // Finish the frame begun earlier: only its missing bytes are copied.
+                let before = c.decoder.held();
                 let take = c.decoder.needed().min(rest.len());
                 c.decoder.extend(&rest[..take]);
                 rest = &rest[take..];
                 let frame = c.decoder.next_frame();
-                self.held_in = (self.held_in + c.decoder.buffered()).saturating_sub(before);
+                self.held_in = (self.held_in + c.decoder.held()).saturating_sub(before);
                 match frame {
                     Ok(Some(body)) => self.handle_body(conn, &body, now),
                     Ok(None) if rest.is_empty() => return,
@@ -806,8 +817,9 @@ impl Node {
                     self.handle_body(conn, body, now);
                 }
                 Ok(None) => {
+                    let before = c.decoder.held();
                     c.decoder.extend(rest);
-                    self.held_in += c.decoder.buffered();
+                    self.held_in += c.decoder.held() - before;
                     return;
                 }
                 Err(e) => {
@@ -1065,10 +1077,8 @@ impl Node {
         self.inbound.retain(|(p, _)| *p != peer);
         // The side that dialed redials, at the address it dialed: the acceptor may not reach
         // the dialer at all (a client behind a NAT, or one that has exited).
-        let reconnecting = redial
-            && !self.shut_down
-            && self.cfg.reconnections > 0
-            && e.dir == Direction::Outbound;
+        let reconnecting =
+            redial && !self.shut_down && self.cfg.reconnections > 0 && e.dir == Direction::Outbound;
         if reconnecting {
             self.start_redial(peer, e.addr, now);
         }

@@ -90,7 +90,10 @@ fn closed(outs: &[Output], conn: ConnId) -> bool {
 }
 
 fn node(cfg: Config) -> (Node, Instant) {
-    (Node::new(cfg.seed(1), Some(addr(8000))).expect("valid config"), Instant::now())
+    (
+        Node::new(cfg.seed(1), Some(addr(8000))).expect("valid config"),
+        Instant::now(),
+    )
 }
 
 /// Dials peer `id` at `addr(9000 + id)` (the address its Hello announces) and completes the
@@ -327,7 +330,11 @@ fn keepalive_pings_then_idle_timeout_drops_and_redials() {
 
 #[test]
 fn redial_gives_up_after_the_configured_attempts() {
-    let (mut n, mut now) = node(Config::default().reconnections(3).dial_interval(Duration::ZERO));
+    let (mut n, mut now) = node(
+        Config::default()
+            .reconnections(3)
+            .dial_interval(Duration::ZERO),
+    );
     let c = dialed(&mut n, 7, &[], now);
     n.handle_closed(c, now);
     drain(&mut n);
@@ -454,7 +461,7 @@ fn frames_are_coalesced_per_connection() {
 #[cfg(test)]
 #[path = "tests_behaviour.rs"]
 mod behaviour;
-#[path = "tests_transmit.rs"]
-mod transmit;
 #[path = "tests_hardening.rs"]
 mod hardening;
+#[path = "tests_transmit.rs"]
+mod transmit;

@@ -733,7 +733,13 @@ fn a_peer_closed_in_the_middle_of_a_relay_does_not_cost_the_others_the_message()
     assert_eq!(n.edge_count(), 2);
 }
 
-pub(super) fn discovery_frame(origin: u128, id: u64, topic: &str, ttl: u8, origin_port: u16) -> Vec<u8> {
+pub(super) fn discovery_frame(
+    origin: u128,
+    id: u64,
+    topic: &str,
+    ttl: u8,
+    origin_port: u16,
+) -> Vec<u8> {
     frame(&Message::Discovery(crate::message::Discovery {
         id,
         origin: NodeId(origin),

@@ -27,10 +27,7 @@ fn shed_events(outs: &[Output]) -> usize {
 fn check_memory(n: &Node) {
     let m = n.memory();
     assert_eq!(m, n.memory_recounted(), "running totals drifted");
-    assert!(
-        m.inbound + m.outbound <= m.budget,
-        "over the budget: {m:?}"
-    );
+    assert!(m.inbound + m.outbound <= m.budget, "over the budget: {m:?}");
 }
 
 #[test]
@@ -39,7 +36,10 @@ fn frames_before_the_hello_are_held_to_max_hello_len() {
     n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
     n.handle_bytes(ConnId(1), &unfinished_frame(100_000, 10), now);
     let outs = drain(&mut n);
-    assert!(closed(&outs, ConnId(1)), "a big frame before the Hello was kept");
+    assert!(
+        closed(&outs, ConnId(1)),
+        "a big frame before the Hello was kept"
+    );
     assert!(matches!(
         sent(&outs, ConnId(1)).last(),
         Some(Message::Goodbye(DisconnectReason::ProtocolError(_)))
@@ -133,7 +133,10 @@ fn outbound_bytes_hold_publishers_from_half_the_budget_and_relays_shed_the_bigge
     assert_eq!(n.congestion_released(), released);
     // Peer 8 reads one message: under a quarter, publishers go on.
     n.advance(ConnId(2), MIB, now);
-    assert!(n.congestion_released() > released, "waiting publishers not woken");
+    assert!(
+        n.congestion_released() > released,
+        "waiting publishers not woken"
+    );
     assert!(!n.publish_would_wait("a"));
     // Relays do not wait: peer 9 publishes on "a" through this node to 7 and 8, who stop
     // reading. The node drops the peer that holds the most, and stays within its budget.
@@ -182,7 +185,10 @@ fn closed_connections_bytes_count_and_are_dropped_first_when_biggest() {
     n.close(NodeId(7), now).unwrap();
     raw_events(&mut n);
     assert_eq!(n.closing_count(), 1);
-    assert!(n.memory().outbound > 10 * MIB, "a closing connection's bytes are not counted");
+    assert!(
+        n.memory().outbound > 10 * MIB,
+        "a closing connection's bytes are not counted"
+    );
     check_memory(&n);
     // Peer 8 gets more than the closed one holds: the budget drops the biggest, the closed
     // connection's bytes first only when they are the most.
@@ -222,7 +228,10 @@ fn a_status_reply_is_never_larger_than_its_query() {
     // An unpadded query (a forged source's cheapest) gets nothing: not even the brief status
     // fits in it.
     let tiny = query(0);
-    assert!(reply(&mut n, &tiny).is_none(), "a reply larger than a bare query");
+    assert!(
+        reply(&mut n, &tiny).is_none(),
+        "a reply larger than a bare query"
+    );
     // A query of 1200 bytes gets the brief status: no topics, marked truncated.
     let q = query(1180);
     let r = reply(&mut n, &q).expect("a brief reply");
@@ -247,7 +256,10 @@ fn a_truncated_status_is_asked_again_once_with_a_full_size_query() {
     let [Output::Datagram { to, data }] = outs.as_slice() else {
         panic!("expected one query: {outs:?}")
     };
-    assert_eq!((*to, data.len()), (addr(5), crate::message::STATUS_QUERY_LEN));
+    assert_eq!(
+        (*to, data.len()),
+        (addr(5), crate::message::STATUS_QUERY_LEN)
+    );
     let reply = |truncated: bool| {
         crate::codec::encode_value(&crate::message::Datagram::StatusReply {
             token,
@@ -283,7 +295,11 @@ fn addresses_named_by_peers_are_dialed_at_a_bounded_rate() {
     // A peer names one address under 100 made-up origins: it is dialed once.
     let mut dialed = 0;
     for origin in 0..100u128 {
-        n.handle_bytes(ConnId(1), &discovery_frame(1000 + origin, 1, "t", 1, 6050), now);
+        n.handle_bytes(
+            ConnId(1),
+            &discovery_frame(1000 + origin, 1, "t", 1, 6050),
+            now,
+        );
         let outs = drain(&mut n);
         for o in &outs {
             if let Output::Dial { conn, .. } = o {
@@ -327,7 +343,10 @@ fn a_redial_waits_for_the_dial_interval() {
     }
     // The first comes after its back-off; each next one an interval after the one before.
     assert!(at[0] - now <= Duration::from_millis(100));
-    assert!(at[1] - at[0] >= interval && at[2] - at[1] >= interval, "{at:?}");
+    assert!(
+        at[1] - at[0] >= interval && at[2] - at[1] >= interval,
+        "{at:?}"
+    );
     let _ = t;
 }
 
@@ -339,7 +358,10 @@ fn only_the_side_that_dialed_redials_and_at_the_address_it_dialed() {
     n.handle_closed(ConnId(1), now);
     assert!(drain(&mut n).iter().any(|o| matches!(
         o,
-        Output::Event(Event::PeerLost { reconnecting: false, .. })
+        Output::Event(Event::PeerLost {
+            reconnecting: false,
+            ..
+        })
     )));
     assert_eq!(n.reconnecting(), 0);
     // We dialed peer 8 at 10.0.0.8:4000; its Hello announces another address: the redial
@@ -414,12 +436,18 @@ fn settings_are_checked_once_with_the_setting_named() {
     assert_eq!(err.setting, "keepalive_jitter");
     let cases = [
         (Config::default().max_edges(0), "max_edges"),
-        (Config::default().idle_timeout(Duration::ZERO), "idle_timeout"),
+        (
+            Config::default().idle_timeout(Duration::ZERO),
+            "idle_timeout",
+        ),
         (
             Config::default().reconnect_max(Duration::from_millis(1)),
             "reconnect_max",
         ),
-        (Config::default().max_datagram_len(70_000), "max_datagram_len"),
+        (
+            Config::default().max_datagram_len(70_000),
+            "max_datagram_len",
+        ),
         (Config::default().max_memory(MIB), "max_memory"),
         (
             Config::default().advertise(Some(SocketAddr::from(([0, 0, 0, 0], 1)))),
@@ -436,4 +464,41 @@ fn settings_are_checked_once_with_the_setting_named() {
         assert_eq!(err.setting, setting, "{err}");
         assert!(err.to_string().contains(setting));
     }
+}
+
+#[test]
+fn one_host_cannot_take_every_handshake_slot() {
+    let (mut n, now) = node(
+        Config::default()
+            .max_handshakes(16)
+            .max_handshakes_per_ip(4),
+    );
+    let from = |host: u8, port: u16| SocketAddr::from(([10, 0, 0, host], port));
+    // A flood from one host keeps only its newest four.
+    for c in 1..=10u64 {
+        n.handle_connected(ConnId(c), from(1, c as u16), Direction::Inbound, now);
+    }
+    assert_eq!(n.connection_count(), 4);
+    let outs = drain(&mut n);
+    for c in 1..=6u64 {
+        assert!(
+            closed(&outs, ConnId(c)),
+            "socket {c} of the flooding host kept"
+        );
+    }
+    // Another host's sockets are not dropped for it.
+    for c in 11..=14u64 {
+        n.handle_connected(ConnId(c), from(2, c as u16), Direction::Inbound, now);
+    }
+    for c in 15..=20u64 {
+        n.handle_connected(ConnId(c), from(1, c as u16), Direction::Inbound, now);
+    }
+    let outs = drain(&mut n);
+    for c in 11..=14u64 {
+        assert!(
+            !closed(&outs, ConnId(c)),
+            "another host's socket {c} was dropped"
+        );
+    }
+    assert_eq!(n.connection_count(), 8);
 }

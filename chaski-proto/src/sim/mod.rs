@@ -176,7 +176,8 @@ impl Sim {
             IpAddr::V4(Ipv4Addr::new(127, 1, (idx >> 8) as u8, idx as u8)),
             7000 + (idx >> 16) as u16,
         );
-        let node = Node::new(cfg.clone(), Some(addr)).expect("a simulated node needs a valid Config");
+        let node =
+            Node::new(cfg.clone(), Some(addr)).expect("a simulated node needs a valid Config");
         self.by_addr.insert(addr, idx);
         self.nodes.push(SimNode {
             node: Some(node),
@@ -357,7 +358,9 @@ impl Sim {
         }
         let n = &mut self.nodes[i];
         n.gen += 1;
-        n.node = Some(Node::new(n.cfg.clone(), Some(n.addr)).expect("a simulated node needs a valid Config"));
+        n.node = Some(
+            Node::new(n.cfg.clone(), Some(n.addr)).expect("a simulated node needs a valid Config"),
+        );
         n.links.clear();
         self.drain(i);
     }
