@@ -576,16 +576,16 @@ pub fn hostile_peers_stay_within_the_memory_budget<H: Harness>(h: &H, host: &str
         }
         edges.push(raw);
     }
-    let mut refused = 0;
+    // Each is refused: for its frame, or (from one address, past max_handshakes_per_ip) as the
+    // oldest of its address's handshakes.
     for raw in &mut early {
         match raw.recv(WAIT) {
             Some(Message::Goodbye(DisconnectReason::ProtocolError(m))) if m.contains("exceeds") => {
-                refused += 1
             }
+            Some(Message::Goodbye(DisconnectReason::TooManyConnections)) => {}
             other => panic!("expected a goodbye for a big frame before Hello, got {other:?}"),
         }
     }
-    assert_eq!(refused, 16);
     // Those that got the goodbye are closed; the others still hold their part of the budget.
     let mut shed = 0;
     for raw in &mut edges {
