@@ -3,6 +3,8 @@
 
 mod bench;
 mod demo;
+mod node_cmd;
+mod stay;
 
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ use chaski_tokio::{Config, Error, Node, Service, ServiceError};
 )]
 struct Cli {
     /// Log level (error, warn, info, debug, trace), or a tracing filter.
-    #[arg(long, global = true, default_value = "warn")]
+    #[arg(long, global = true, env = "CHASKI_LOG", default_value = "warn")]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -30,15 +32,24 @@ enum Command {
     /// Start a root and six nodes on loopback; show discovery, pairing, latencies, routing and a
     /// remote call; exit.
     Demo,
-    /// Run a root node (accepts every topic, relays, never pairs) until interrupted.
+    /// Run a root node (accepts every topic, relays, never pairs) until SIGINT or SIGTERM.
     Root {
-        /// Address to bind.
-        #[arg(long, default_value = "127.0.0.1:8511")]
+        /// Address to bind (TCP and UDP).
+        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8511")]
         bind: String,
         /// Node name.
-        #[arg(long, default_value = "ChaskiRoot")]
+        #[arg(long, env = "CHASKI_NAME", default_value = "ChaskiRoot")]
         name: String,
+        /// The address peers should dial, when the bound one is not reachable from them.
+        #[arg(long, env = "CHASKI_ADVERTISE")]
+        advertise: Option<String>,
+        /// Other roots (or nodes) to join and stay connected to (repeat, or comma-separated).
+        #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
+        connect: Vec<String>,
     },
+    /// A long-running node for scripts and containers: connect, subscribe, print what arrives,
+    /// publish periodically, serve the example service; until SIGINT or SIGTERM.
+    Node(node_cmd::NodeArgs),
     /// Connect to ADDR, subscribe to the topics, and print every message received.
     Sub {
         /// A node to connect to (host:port, [v6]:port, Name@host:port).
@@ -52,9 +63,12 @@ enum Command {
         /// Run discovery after connecting, to pair with the topics' clusters.
         #[arg(long)]
         discover: bool,
-        /// Address to bind.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        /// Address to bind (peers that pair with it dial it here).
+        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:0")]
         bind: String,
+        /// The address peers should dial, when the bound one is not reachable from them.
+        #[arg(long, env = "CHASKI_ADVERTISE")]
+        advertise: Option<String>,
     },
     /// Connect to ADDR and publish MESSAGE on TOPIC.
     Pub {
@@ -65,7 +79,7 @@ enum Command {
         /// The message (sent as UTF-8 bytes).
         message: String,
         /// Address to bind.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:0")]
         bind: String,
     },
     /// Ask a node for its status over UDP.
@@ -88,7 +102,7 @@ enum Command {
         /// Read an attribute instead of calling a method.
         #[arg(long)]
         get: bool,
-        /// Seconds to wait for the answer.
+        /// Seconds the whole call may take (dial, handshake and answer).
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
@@ -116,14 +130,21 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         zenoh: Option<std::path::PathBuf>,
     },
-    /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute version).
+    /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute
+    /// version) until SIGINT or SIGTERM.
     Serve {
         /// Address to bind.
-        #[arg(long, default_value = "127.0.0.1:8514")]
+        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8514")]
         bind: String,
         /// Node name.
-        #[arg(long, default_value = "ChaskiRemote")]
+        #[arg(long, env = "CHASKI_NAME", default_value = "ChaskiRemote")]
         name: String,
+        /// The address peers should dial, when the bound one is not reachable from them.
+        #[arg(long, env = "CHASKI_ADVERTISE")]
+        advertise: Option<String>,
+        /// Peers to connect to and stay connected to (repeat, or comma-separated).
+        #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
+        connect: Vec<String>,
     },
 }
 
@@ -159,7 +180,7 @@ pub fn example_service() -> Service {
         .build()
 }
 
-fn secs(s: f64) -> Result<Duration, String> {
+pub(crate) fn secs(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("invalid duration: {s}"))
 }
 
@@ -167,30 +188,40 @@ async fn run(cli: Cli) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     match cli.command {
         Command::Demo => demo::run().await.map_err(e),
-        Command::Root { bind, name } => {
-            let node = Node::bind(&bind, Config::default().name(name).root(true))
-                .await
-                .map_err(e)?;
+        Command::Root {
+            bind,
+            name,
+            advertise,
+            connect,
+        } => {
+            let cfg = Config::default()
+                .name(name)
+                .root(true)
+                .advertise(advertised(advertise.as_deref())?);
+            let node = Node::bind(&bind, cfg).await.map_err(e)?;
             println!(
-                "root {} listening on {} (TCP and UDP); Ctrl-C to stop",
+                "root {} listening on {} (TCP and UDP); SIGINT or SIGTERM to stop",
                 node.name(),
                 node.local_addr()
             );
-            let _ = tokio::signal::ctrl_c().await;
-            node.shutdown().await.map_err(e)
+            run_until_stopped(&node, connect).await
         }
+        Command::Node(args) => node_cmd::run(args).await,
         Command::Sub {
             addr,
             topics,
             count,
             discover,
             bind,
+            advertise,
         } => {
-            let node = Node::bind(&bind, Config::default()).await.map_err(e)?;
+            let cfg = Config::default().advertise(advertised(advertise.as_deref())?);
+            let node = Node::bind(&bind, cfg).await.map_err(e)?;
             for t in &topics {
                 node.subscribe(t).await.map_err(e)?;
             }
-            let edge = node.connect(&addr).await.map_err(e)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let edge = stay::connect_retrying(&node, &addr, Some(deadline)).await?;
             eprintln!(
                 "connected to {} at {}; subscribed to {}",
                 edge.name,
@@ -200,9 +231,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             if discover {
                 node.discover().await.map_err(e)?;
             }
+            // Stays connected to ADDR: dials it again if it says goodbye (a restart).
+            let keeper = tokio::spawn(stay::keep_connected(
+                node.clone(),
+                vec![(addr.clone(), Some(edge.id))],
+            ));
             let mut messages = node.messages();
             let mut n = 0;
-            while let Some(m) = messages.next().await {
+            let stop = stay::stop_signal();
+            tokio::pin!(stop);
+            loop {
+                let m = tokio::select! {
+                    m = messages.next() => m,
+                    _ = &mut stop => break,
+                };
+                let Some(m) = m else { break };
                 println!(
                     "[{}] {} (hops {})",
                     m.topic,
@@ -214,6 +257,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     break;
                 }
             }
+            keeper.abort();
             node.shutdown().await.map_err(e)
         }
         Command::Pub {
@@ -267,40 +311,73 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (service, path) = target.split_once('.').unwrap_or((target.as_str(), ""));
             let args: serde_json::Value = serde_json::from_str(&args)
                 .map_err(|err| format!("JSON_ARGS is not valid JSON: {err}"))?;
+            let limit = secs(timeout)?;
             let node = Node::bind(client_bind(&addr).await?, Config::default())
                 .await
                 .map_err(e)?;
-            node.connect(&addr).await.map_err(e)?;
-            let proxy = node
-                .proxy(service)
-                .await
-                .map_err(e)?
-                .with_timeout(secs(timeout)?);
-            let out: Result<serde_json::Value, Error> = if get {
-                proxy.get(path).await
-            } else {
-                proxy.call(path, &args).await
+            // The timeout covers the whole call: dial, handshake and answer.
+            let call = async {
+                node.connect(&addr).await?;
+                let proxy = node.proxy(service).await?.with_timeout(limit);
+                if get {
+                    proxy.get::<serde_json::Value>(path).await
+                } else {
+                    proxy.call::<_, serde_json::Value>(path, &args).await
+                }
             };
+            let out = tokio::time::timeout(limit, call)
+                .await
+                .unwrap_or(Err(Error::Timeout));
             let _ = node.shutdown().await;
             println!("{}", out.map_err(e)?);
             Ok(())
         }
         // Handled in `main`: the benchmark starts its own runtimes.
         Command::Bench { .. } => Err("the benchmark does not run inside a runtime".into()),
-        Command::Serve { bind, name } => {
-            let node = Node::bind(&bind, Config::default().name(name))
-                .await
-                .map_err(e)?;
+        Command::Serve {
+            bind,
+            name,
+            advertise,
+            connect,
+        } => {
+            let cfg = Config::default()
+                .name(name)
+                .advertise(advertised(advertise.as_deref())?);
+            let node = Node::bind(&bind, cfg).await.map_err(e)?;
             node.serve("demo", example_service()).await.map_err(e)?;
             println!(
                 "serving `demo` at {}; try: chaski call {} demo.add '[2, 3]'",
                 node.address(),
                 node.local_addr()
             );
-            let _ = tokio::signal::ctrl_c().await;
-            node.shutdown().await.map_err(e)
+            run_until_stopped(&node, connect).await
         }
     }
+}
+
+/// Stays connected to `connect` (see [`stay`]) until SIGINT or SIGTERM, then says goodbye to
+/// every peer and returns.
+async fn run_until_stopped(node: &Node, connect: Vec<String>) -> Result<(), String> {
+    let mut tasks = vec![tokio::spawn(node_cmd::report_events(node.clone()))];
+    if !connect.is_empty() {
+        tasks.push(tokio::spawn(stay::keep_connected(
+            node.clone(),
+            connect.into_iter().map(|a| (a, None)).collect(),
+        )));
+    }
+    let signal = stay::stop_signal().await;
+    for t in tasks {
+        t.abort();
+    }
+    let peers = node.edges().await.map(|e| e.len()).unwrap_or(0);
+    eprintln!("{signal}: saying goodbye to {peers} peers");
+    node.shutdown().await.map_err(|e| e.to_string())
+}
+
+/// The advertised address of `--advertise`, resolved.
+fn advertised(addr: Option<&str>) -> Result<Option<std::net::SocketAddr>, String> {
+    addr.map(|a| chaski_api::resolve(a).map_err(|e| format!("--advertise {a}: {e}")))
+        .transpose()
 }
 
 fn main() {
@@ -310,6 +387,7 @@ fn main() {
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Command::Bench {
         quick,

@@ -423,12 +423,14 @@ impl Node {
 
 /// The address to reach a peer that listens on `listen`, seen connecting from `remote`: a
 /// wildcard IP (`0.0.0.0`, `::`) means "every address of mine", and the one the connection
-/// came from is one of them.
+/// came from is one of them; a loopback IP from a peer on another host is its own loopback,
+/// not ours, so the address it came from is the better guess.
 pub(super) fn reachable(
     listen: std::net::SocketAddr,
     remote: std::net::SocketAddr,
 ) -> std::net::SocketAddr {
-    if listen.ip().is_unspecified() {
+    let ip = listen.ip();
+    if ip.is_unspecified() || (ip.is_loopback() && !remote.ip().is_loopback()) {
         std::net::SocketAddr::new(remote.ip(), listen.port())
     } else {
         listen

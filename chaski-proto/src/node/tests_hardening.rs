@@ -413,6 +413,21 @@ fn a_wildcard_listen_address_is_read_as_the_address_the_peer_came_from() {
         })
         .collect();
     assert_eq!(fwd, vec![SocketAddr::from(([10, 1, 2, 3], 7777))]);
+    // A loopback address from another host means that host; from this one, it is kept.
+    let far = SocketAddr::from(([10, 1, 2, 4], 5555));
+    n.handle_connected(ConnId(3), far, Direction::Inbound, now);
+    let mut h = hello(9, &[]);
+    h.listen = Some(SocketAddr::from(([127, 0, 0, 1], 7778)));
+    n.handle_bytes(ConnId(3), &frame(&Message::Hello(h)), now);
+    assert_eq!(
+        n.edge_info(NodeId(9)).unwrap().listen,
+        Some(SocketAddr::from(([10, 1, 2, 4], 7778)))
+    );
+    assert_eq!(
+        n.edge_info(NodeId(8)).unwrap().listen,
+        Some(addr(9008)),
+        "a loopback peer's loopback address was changed"
+    );
 }
 
 #[test]

@@ -1,0 +1,207 @@
+//! `chaski node`: a long-running node for scripts and containers, configured by flags or
+//! `CHASKI_*` environment variables, so a compose file needs no code of its own.
+
+use std::time::Duration;
+
+use clap::Args;
+use futures_util::StreamExt;
+
+use chaski_tokio::{Config, Event, Node};
+
+use crate::stay;
+
+/// The options of `chaski node` (each also read from the environment variable named).
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Address to bind (TCP and UDP).
+    #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8511")]
+    bind: String,
+    /// Node name.
+    #[arg(long, env = "CHASKI_NAME")]
+    name: Option<String>,
+    /// The address peers should dial, when the bound one is not reachable from them.
+    #[arg(long, env = "CHASKI_ADVERTISE")]
+    advertise: Option<String>,
+    /// Peers to connect to and stay connected to (repeat, or comma-separated).
+    #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
+    connect: Vec<String>,
+    /// Topics to subscribe to; what arrives is printed, one line each (repeat, or
+    /// comma-separated).
+    #[arg(long = "sub", env = "CHASKI_SUB", value_delimiter = ',')]
+    sub: Vec<String>,
+    /// A topic to publish on every `--every` seconds.
+    #[arg(long = "pub", env = "CHASKI_PUB")]
+    publish: Option<String>,
+    /// Seconds between two publishes.
+    #[arg(long, env = "CHASKI_EVERY", default_value_t = 1.0)]
+    every: f64,
+    /// The text published (`{n}` becomes the message's number, `{name}` the node's name).
+    #[arg(long, env = "CHASKI_MESSAGE", default_value = "{name} #{n}")]
+    message: String,
+    /// Serve the example service `demo` (see `chaski serve`).
+    #[arg(long, env = "CHASKI_SERVE")]
+    serve: bool,
+    /// Call `demo.add` on the mesh every `--every` seconds and print the answers.
+    #[arg(long, env = "CHASKI_CALL")]
+    call: bool,
+    /// Run discovery once connected, to pair with the topics' clusters.
+    #[arg(long, env = "CHASKI_DISCOVER")]
+    discover: bool,
+    /// Run as a root (accepts every topic, relays, never pairs).
+    #[arg(long, env = "CHASKI_ROOT")]
+    root: bool,
+}
+
+/// Runs the node until SIGINT or SIGTERM; then says goodbye to every peer.
+pub async fn run(args: NodeArgs) -> Result<(), String> {
+    let e = |e: chaski_tokio::Error| e.to_string();
+    let mut cfg = Config::default()
+        .root(args.root)
+        .advertise(crate::advertised(args.advertise.as_deref())?);
+    if let Some(name) = &args.name {
+        cfg = cfg.name(name.clone());
+    }
+    let every = crate::secs(args.every)?;
+    if every.is_zero() {
+        return Err("--every must be more than 0 seconds".into());
+    }
+    let node = Node::bind(&args.bind, cfg).await.map_err(e)?;
+    for t in &args.sub {
+        node.subscribe(t).await.map_err(e)?;
+    }
+    if args.serve {
+        node.serve("demo", crate::example_service())
+            .await
+            .map_err(e)?;
+    }
+    println!(
+        "node {} listening on {} (TCP and UDP); subscribed to [{}]{}",
+        node.name(),
+        node.local_addr(),
+        args.sub.join(", "),
+        if args.serve { "; serving demo" } else { "" }
+    );
+    let mut tasks = Vec::new();
+    if !args.connect.is_empty() {
+        tasks.push(tokio::spawn(stay::keep_connected(
+            node.clone(),
+            args.connect.iter().map(|a| (a.clone(), None)).collect(),
+        )));
+    }
+    tasks.push(tokio::spawn(report_events(node.clone())));
+    if args.discover && !args.sub.is_empty() {
+        let n = node.clone();
+        tasks.push(tokio::spawn(
+            async move { discover_when_connected(n).await },
+        ));
+    }
+    if let Some(topic) = args.publish.clone() {
+        let (n, text) = (node.clone(), args.message.clone());
+        tasks.push(tokio::spawn(async move {
+            publish_every(n, topic, text, every).await
+        }));
+    }
+    if args.call {
+        let n = node.clone();
+        tasks.push(tokio::spawn(async move { call_every(n, every).await }));
+    }
+    if !args.sub.is_empty() {
+        let mut messages = node.messages();
+        tasks.push(tokio::spawn(async move {
+            while let Some(m) = messages.next().await {
+                println!(
+                    "[{}] {} (hops {})",
+                    m.topic,
+                    String::from_utf8_lossy(&m.payload),
+                    m.hops
+                );
+            }
+        }));
+    }
+    let signal = stay::stop_signal().await;
+    for t in &tasks {
+        t.abort();
+    }
+    let peers = node.edges().await.map(|e| e.len()).unwrap_or(0);
+    eprintln!("{signal}: saying goodbye to {peers} peers");
+    node.shutdown().await.map_err(e)
+}
+
+/// Prints peers found and lost, and bad peers, on stderr.
+pub async fn report_events(node: Node) {
+    let mut events = node.events();
+    while let Some(ev) = events.next().await {
+        match ev {
+            Event::PeerConnected { info, .. } => {
+                eprintln!("peer {} connected from {}", info.name, info.addr)
+            }
+            Event::PeerLost {
+                name,
+                reason,
+                by_peer,
+                reconnecting,
+                ..
+            } => eprintln!(
+                "peer {name} lost: {reason}{}{}",
+                if by_peer { " (its goodbye)" } else { "" },
+                if reconnecting { "; redialing" } else { "" }
+            ),
+            Event::Paired { topic, with } => eprintln!(
+                "paired for {topic}{}",
+                if with.is_none() {
+                    " (as its anchor)"
+                } else {
+                    ""
+                }
+            ),
+            Event::BadPeer { reason, .. } => eprintln!("dropped a bad peer: {reason}"),
+            _ => {}
+        }
+    }
+}
+
+/// Runs discovery once the node has an edge.
+async fn discover_when_connected(node: Node) {
+    while node.edges().await.is_ok_and(|e| e.is_empty()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Err(err) = node.discover().await {
+        eprintln!("discovery failed: {err}");
+    }
+}
+
+/// Publishes on `topic` every `every`, numbering the messages from 1.
+async fn publish_every(node: Node, topic: String, text: String, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 1u64.. {
+        tick.tick().await;
+        let msg = text
+            .replace("{n}", &n.to_string())
+            .replace("{name}", node.name());
+        if let Err(err) = node.publish(&topic, msg.into_bytes()).await {
+            eprintln!("publish on {topic} failed: {err}");
+            return;
+        }
+    }
+}
+
+/// Calls `demo.add(n, n)` every `every` on whichever peer serves `demo`; prints each answer.
+async fn call_every(node: Node, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 1u64.. {
+        tick.tick().await;
+        let answer = match node.proxy("demo").await {
+            Ok(p) => p
+                .call::<_, serde_json::Value>("add", &(n, n))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match answer {
+            Ok(v) => println!("call demo.add({n}, {n}) = {v}"),
+            Err(err) => eprintln!("call demo.add({n}, {n}) failed: {err}"),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What long-running subcommands share: staying connected to configured peers, and stopping on
+//! SIGINT or SIGTERM.
+//!
+//! The rule for configured peers (`--connect`, and `sub`'s ADDR): the command dials each until
+//! it answers (back-off from 250 ms to 5 s, forever), and dials it again whenever its edge is
+//! gone and the node is not redialing it itself: after the peer said goodbye (a restart), or
+//! after the node's own redials gave up. A peer lost without a goodbye is redialed by the node
+//! (it dialed it), with its own back-off.
+
+use std::time::{Duration, Instant};
+
+use chaski_tokio::{Node, NodeId};
+
+/// First and longest pause between two dials of one configured peer.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+/// How often the edges are checked.
+const CHECK: Duration = Duration::from_millis(250);
+/// The longest a single dial (with its handshake) may take.
+const DIAL: Duration = Duration::from_secs(10);
+
+/// One configured peer.
+struct Target {
+    addr: String,
+    peer: Option<NodeId>,
+    delay: Duration,
+    next: Instant,
+    /// Whether the last attempt failed (a failure streak is reported once).
+    failing: bool,
+}
+
+/// Dials `addr` until it answers (back-off as in the module docs) or `deadline` passes.
+pub async fn connect_retrying(
+    node: &Node,
+    addr: &str,
+    deadline: Option<Instant>,
+) -> Result<chaski_tokio::EdgeInfo, String> {
+    let mut delay = FIRST_RETRY;
+    loop {
+        let err = match tokio::time::timeout(DIAL, node.connect(addr)).await {
+            Ok(Ok(edge)) => return Ok(edge),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        let next = Instant::now() + delay;
+        if deadline.is_some_and(|d| next > d) {
+            return Err(format!("cannot connect to {addr}: {err}"));
+        }
+        if delay == FIRST_RETRY {
+            eprintln!("cannot connect to {addr} yet ({err}); retrying");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(LAST_RETRY);
+    }
+}
+
+/// Keeps `node` connected to every one of `targets` (address, and the peer already connected
+/// there if any), by the rule in the module docs. Runs until the node shuts down.
+pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) {
+    let mut targets: Vec<Target> = targets
+        .into_iter()
+        .map(|(addr, peer)| Target {
+            addr,
+            peer,
+            delay: FIRST_RETRY,
+            next: Instant::now(),
+            failing: false,
+        })
+        .collect();
+    loop {
+        let (Ok(edges), Ok(status)) = (node.edges().await, node.local_status().await) else {
+            return; // shut down
+        };
+        for t in &mut targets {
+            if t.peer.is_some_and(|p| edges.iter().any(|e| e.id == p)) {
+                continue;
+            }
+            // Lost without a goodbye: the node redials it itself, by its own back-off.
+            if t.peer.is_some() && status.reconnecting {
+                continue;
+            }
+            if let Some(p) = t.peer.take() {
+                eprintln!("lost {} ({p}); dialing it again", t.addr);
+            }
+            if Instant::now() < t.next {
+                continue;
+            }
+            match tokio::time::timeout(DIAL, node.connect(&t.addr)).await {
+                Ok(Ok(edge)) => {
+                    eprintln!("connected to {} at {}", edge.name, t.addr);
+                    t.peer = Some(edge.id);
+                    t.delay = FIRST_RETRY;
+                    t.failing = false;
+                }
+                failed => {
+                    if !t.failing {
+                        let why = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".into(),
+                        };
+                        eprintln!("cannot connect to {} ({why}); retrying", t.addr);
+                    }
+                    t.failing = true;
+                    t.next = Instant::now() + t.delay;
+                    t.delay = (t.delay * 2).min(LAST_RETRY);
+                }
+            }
+        }
+        tokio::time::sleep(CHECK).await;
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (`docker stop`); gives the signal's name.
+pub async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
