@@ -46,6 +46,8 @@ enum Command {
         /// Other roots (or nodes) to join and stay connected to (repeat, or comma-separated).
         #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
         connect: Vec<String>,
+        #[command(flatten)]
+        liveness: stay::Liveness,
     },
     /// A long-running node for scripts and containers: connect, subscribe, print what arrives,
     /// publish periodically, serve the example service; until SIGINT or SIGTERM.
@@ -145,6 +147,8 @@ enum Command {
         /// Peers to connect to and stay connected to (repeat, or comma-separated).
         #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
         connect: Vec<String>,
+        #[command(flatten)]
+        liveness: stay::Liveness,
     },
 }
 
@@ -193,11 +197,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             name,
             advertise,
             connect,
+            liveness,
         } => {
-            let cfg = Config::default()
-                .name(name)
-                .root(true)
-                .advertise(advertised(advertise.as_deref())?);
+            let cfg = liveness.apply(
+                Config::default()
+                    .name(name)
+                    .root(true)
+                    .advertise(advertised(advertise.as_deref())?),
+            )?;
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             println!(
                 "root {} listening on {} (TCP and UDP); SIGINT or SIGTERM to stop",
@@ -339,10 +346,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             name,
             advertise,
             connect,
+            liveness,
         } => {
-            let cfg = Config::default()
-                .name(name)
-                .advertise(advertised(advertise.as_deref())?);
+            let cfg = liveness.apply(
+                Config::default()
+                    .name(name)
+                    .advertise(advertised(advertise.as_deref())?),
+            )?;
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             node.serve("demo", example_service()).await.map_err(e)?;
             println!(

@@ -50,14 +50,18 @@ pub struct NodeArgs {
     /// Run as a root (accepts every topic, relays, never pairs).
     #[arg(long, env = "CHASKI_ROOT")]
     root: bool,
+    #[command(flatten)]
+    liveness: stay::Liveness,
 }
 
 /// Runs the node until SIGINT or SIGTERM; then says goodbye to every peer.
 pub async fn run(args: NodeArgs) -> Result<(), String> {
     let e = |e: chaski_tokio::Error| e.to_string();
-    let mut cfg = Config::default()
-        .root(args.root)
-        .advertise(crate::advertised(args.advertise.as_deref())?);
+    let mut cfg = args.liveness.apply(
+        Config::default()
+            .root(args.root)
+            .advertise(crate::advertised(args.advertise.as_deref())?),
+    )?;
     if let Some(name) = &args.name {
         cfg = cfg.name(name.clone());
     }

@@ -9,7 +9,31 @@
 
 use std::time::{Duration, Instant};
 
-use chaski_tokio::{Node, NodeId};
+use clap::Args;
+
+use chaski_tokio::{Config, Node, NodeId};
+
+/// Liveness settings of a long-running node (each also read from the environment variable
+/// named).
+#[derive(Args, Debug, Clone)]
+pub struct Liveness {
+    /// Seconds between keep-alive pings on an idle edge.
+    #[arg(long, env = "CHASKI_KEEPALIVE", default_value_t = 7.0)]
+    keepalive: f64,
+    /// Seconds of silence after which an edge is dropped (and, if this node dialed it,
+    /// redialed).
+    #[arg(long, env = "CHASKI_IDLE_TIMEOUT", default_value_t = 25.0)]
+    idle_timeout: f64,
+}
+
+impl Liveness {
+    /// `cfg` with these settings.
+    pub fn apply(&self, cfg: Config) -> Result<Config, String> {
+        Ok(cfg
+            .keepalive_interval(crate::secs(self.keepalive)?)
+            .idle_timeout(crate::secs(self.idle_timeout)?))
+    }
+}
 
 /// First and longest pause between two dials of one configured peer.
 const FIRST_RETRY: Duration = Duration::from_millis(250);

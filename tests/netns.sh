@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Chaski across separate network hosts: Linux network namespaces joined by veth pairs on a
+# bridge (needs root and iproute2; skipped with a message otherwise). Runs the `chaski` binary
+# given (default target/release/chaski) on each host and asserts: delivery through a root,
+# discovery and pairing across hosts, a remote call; a host that vanishes (its link down) is
+# noticed; a link brought down and up while traffic flows is noticed and heals, and what is
+# published after the heal arrives (times printed); SIGTERM gives a goodbye. Every wait is
+# bounded; hosts, links and processes are removed however the test ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "${1:-target/release/chaski}")
+if [[ $(id -u) != 0 ]] || ! command -v ip >/dev/null; then
+    echo "SKIP: the network-namespace test needs root and iproute2"
+    exit 0
+fi
+p="chx$$"
+if ! ip netns add "${p}probe" 2>/dev/null; then
+    echo "SKIP: network namespaces are not available here"
+    exit 0
+fi
+ip netns del "${p}probe"
+logs=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for i in 1 2 3 4 5 6; do ip netns del "${p}h$i" 2>/dev/null || true; done
+    ip link del "${p}br" 2>/dev/null || true
+    iptables -D FORWARD -i "${p}br" -o "${p}br" -j ACCEPT 2>/dev/null || true
+    rm -rf "$logs"
+}
+trap cleanup EXIT
+
+fail() {
+    exec >&2
+    echo "FAIL: $*"
+    for f in "$logs"/*.log; do echo "--- $(basename "$f")"; tail -15 "$f"; done
+    exit 1
+}
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+count() { grep -cE -- "$2" "$logs/$1.log" || true; }
+# wait_log HOST PATTERN SECONDS: waits for the pattern in the host's log; prints the wait (s).
+wait_log() {
+    local start end=$((SECONDS + $3))
+    start=$(date +%s.%N)
+    until grep -qE -- "$2" "$logs/$1.log"; do
+        ((SECONDS < end)) || fail "no '$2' in $1's log within $3 s"
+        sleep 0.05
+    done
+    since "$start"
+}
+last_n() { grep -oE -- "$2 [0-9]+" "$logs/$1.log" | tail -1 | grep -oE '[0-9]+$' || echo 0; }
+
+ip link add "${p}br" type bridge
+ip link set "${p}br" up
+# Bridged frames may pass the host's firewall (Docker's FORWARD policy is DROP).
+iptables -I FORWARD -i "${p}br" -o "${p}br" -j ACCEPT 2>/dev/null || true
+for i in 1 2 3 4 5 6; do
+    ip netns add "${p}h$i"
+    ip link add "${p}v$i" type veth peer name eth0 netns "${p}h$i"
+    ip link set "${p}v$i" master "${p}br" up
+    ip -n "${p}h$i" addr add "10.77.0.$i/24" dev eth0
+    ip -n "${p}h$i" link set eth0 up
+    ip -n "${p}h$i" link set lo up
+done
+# run HOST NAME ARGS...: the node NAME on host HOST, its output in NAME.log.
+run() {
+    local host=$1 name=$2
+    shift 2
+    CHASKI_KEEPALIVE=1 CHASKI_IDLE_TIMEOUT=3 \
+        ip netns exec "${p}h$host" "$bin" "$@" >"$logs/$name.log" 2>&1 &
+    pids+=($!)
+    eval "pid_$name=$!"
+}
+root=10.77.0.1:8511
+run 1 root root --name root
+run 2 sensor node --name sensor --connect "$root" --pub sensors --every 0.2 --message "temperature {n}"
+run 3 display node --name display --connect "$root" --sub sensors --discover
+run 4 service node --name service --connect "$root" --serve
+run 5 client node --name client --connect 10.77.0.4:8511 --call --every 0.5
+run 6 display2 node --name display2 --connect "$root" --sub sensors --discover
+
+echo "== netns: six hosts on a bridge (10.77.0.1-6)"
+wait_log display '^\[sensors\] temperature' 30 >/dev/null
+echo "   display receives sensors through the root"
+wait_log display 'paired for sensors' 30 >/dev/null
+wait_log display2 'paired for sensors' 30 >/dev/null
+end=$((SECONDS + 30))
+until (($(count display 'peer display2 connected') + $(count display2 'peer display connected') > 0)); do
+    ((SECONDS < end)) || fail "display and display2 have no edge to each other"
+    sleep 0.05
+done
+echo "   display and display2 discovered each other and paired across hosts"
+wait_log client '^call demo.add\([0-9]+, [0-9]+\) = ' 30 >/dev/null
+echo "   client's calls to service answered across hosts"
+
+echo "== host 6 vanishes (its link goes down)"
+ip link set "${p}v6" down
+took=$(wait_log root 'peer display2 lost' 20)
+echo "   the root noticed the lost host after $took s"
+
+echo "== display's link down for 3 s while sensor publishes, then up"
+ups=$(count display 'peer root connected')
+ip link set "${p}v3" down
+took=$(wait_log display 'peer root lost' 20)
+echo "   display noticed the cut after $took s"
+before=$(last_n display temperature)
+sleep 3
+ip link set "${p}v3" up
+start=$(date +%s.%N)
+end=$((SECONDS + 40))
+until (($(count display 'peer root connected') > ups)); do
+    ((SECONDS < end)) || fail "display did not reconnect within 40 s of the heal"
+    sleep 0.05
+done
+echo "   edge back $(since "$start") s after the link came up"
+end=$((SECONDS + 20))
+until (($(last_n display temperature) > before + 2)); do
+    ((SECONDS < end)) || fail "nothing published after the heal reached display"
+    sleep 0.05
+done
+echo "   display receives what is published after the heal (temperature $(last_n display temperature), cut at $before)"
+
+echo "== SIGTERM to sensor: a goodbye"
+kill -TERM "$pid_sensor"
+wait_log root 'peer sensor lost: peer shut down \(its goodbye\)' 10 >/dev/null
+wait_log sensor 'SIGTERM: saying goodbye' 5 >/dev/null
+echo "   the root got sensor's goodbye"
+echo "== netns: all checks passed"
