@@ -24,7 +24,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for i in 1 2 3 4 5 6; do ip netns del "${p}h$i" 2>/dev/null || true; done
+    for i in 1 2 3 4 5 6 7 8 9; do ip netns del "${p}h$i" 2>/dev/null || true; done
     ip link del "${p}br" 2>/dev/null || true
     iptables -D FORWARD -i "${p}br" -o "${p}br" -j ACCEPT 2>/dev/null || true
     rm -rf "$logs"
@@ -55,7 +55,7 @@ ip link add "${p}br" type bridge
 ip link set "${p}br" up
 # Bridged frames may pass the host's firewall (Docker's FORWARD policy is DROP).
 iptables -I FORWARD -i "${p}br" -o "${p}br" -j ACCEPT 2>/dev/null || true
-for i in 1 2 3 4 5 6; do
+for i in 1 2 3 4 5 6 7 8 9; do
     ip netns add "${p}h$i"
     ip link add "${p}v$i" type veth peer name eth0 netns "${p}h$i"
     ip link set "${p}v$i" master "${p}br" up
@@ -79,8 +79,12 @@ run 3 display node --name display --connect "$root" --sub sensors --discover
 run 4 service node --name service --connect "$root" --serve
 run 5 client node --name client --connect 10.77.0.4:8511 --call --every 0.5
 run 6 display2 node --name display2 --connect "$root" --sub sensors --discover
+# A second root joined to the first; a publisher and a subscriber that use both roots.
+run 7 root2 root --name root2 --connect "$root"
+run 8 logger node --name logger --connect "$root,10.77.0.7:8511" --sub alerts
+run 9 alerts node --name alerts --connect "$root,10.77.0.7:8511" --pub alerts --every 0.2 --message "alert {n}"
 
-echo "== netns: six hosts on a bridge (10.77.0.1-6)"
+echo "== netns: nine hosts on a bridge (10.77.0.1-9)"
 wait_log display '^\[sensors\] temperature' 30 >/dev/null
 echo "   display receives sensors through the root"
 wait_log display 'paired for sensors' 30 >/dev/null
@@ -126,4 +130,20 @@ kill -TERM "$pid_sensor"
 wait_log root 'peer sensor lost: peer shut down \(its goodbye\)' 10 >/dev/null
 wait_log sensor 'SIGTERM: saying goodbye' 5 >/dev/null
 echo "   the root got sensor's goodbye"
+echo "== the first root is killed: the mesh goes on through the second"
+wait_log logger '^\[alerts\] alert' 10 >/dev/null
+kill -9 "$pid_root"
+wait "$pid_root" 2>/dev/null || true
+start=$(date +%s.%N)
+wait_log logger 'peer root lost' 10 >/dev/null
+before=$(last_n logger alert)
+end=$((SECONDS + 20))
+until (($(last_n logger alert) > before + 5)); do
+    ((SECONDS < end)) || fail "logger stopped receiving alerts when one of its two roots died"
+    sleep 0.05
+done
+echo "   logger still receives alerts $(since "$start") s after the kill (alert $(last_n logger alert))"
+dups=$(grep -oE '^\[alerts\] alert [0-9]+' "$logs/logger.log" | sort | uniq -d | wc -l)
+((dups == 0)) || fail "logger got $dups alerts twice (two roots, one copy each)"
+echo "   no alert delivered twice through the two roots"
 echo "== netns: all checks passed"

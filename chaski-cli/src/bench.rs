@@ -361,7 +361,11 @@ fn idle_edge_memory(
     let hub = rt
         .block_on(chaski_tokio::Node::bind(
             "127.0.0.1:0",
-            bench_config("hub").max_edges(edges + 16),
+            // Every raw peer comes from 127.0.0.1, all at once: room for all of them.
+            bench_config("hub")
+                .max_edges(edges + 16)
+                .max_handshakes(edges + 16)
+                .max_handshakes_per_ip(edges + 16),
         ))
         .map_err(|e| e.to_string())?;
     let addr = hub.local_addr();
