@@ -34,7 +34,10 @@ trap cleanup EXIT
 fail() {
     exec >&2
     echo "FAIL: $*"
-    for f in "$logs"/*.log; do echo "--- $(basename "$f")"; tail -15 "$f"; done
+    for f in "$logs"/*.log; do
+        echo "--- $(basename "$f") (without its message lines)"
+        grep -vE '^(\[|call demo)' "$f" | tail -15
+    done
     exit 1
 }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }

@@ -234,3 +234,33 @@ proptest! {
         }
     }
 }
+
+/// Two nodes seek one topic through a root, the second joining only after the first's
+/// discovery went out: they still end in one cluster (whichever has the smaller id), where
+/// both used to anchor apart for good.
+#[test]
+fn a_seeker_that_missed_an_earlier_discovery_still_pairs() {
+    for (first_seed, second_seed) in [(11, 12), (12, 11)] {
+        let mut sim = Sim::new(7);
+        let root = sim.add_node(Config::default().name("root").root(true));
+        let a = sim.add_node(cfg("a").seed(first_seed));
+        let b = sim.add_node(cfg("b").seed(second_seed));
+        for i in [a, b] {
+            sim.with(i, |node, now| node.subscribe("t", now)).unwrap();
+        }
+        sim.connect(a, root);
+        assert!(sim.run_until(Duration::from_secs(1), |s| s.connected(a, root)));
+        sim.with(a, |node, now| node.discover(now)).unwrap();
+        // b connects while a's discovery is under way: it never hears it.
+        sim.run_for(Duration::from_millis(500));
+        sim.connect(b, root);
+        assert!(sim.run_until(Duration::from_secs(1), |s| s.connected(b, root)));
+        sim.with(b, |node, now| node.discover(now)).unwrap();
+        assert!(
+            sim.run_until(Duration::from_secs(10), |s| s.connected(a, b)),
+            "a and b never paired (seeds {first_seed}, {second_seed})"
+        );
+        let (ca, cb) = (sim.node(a).cluster_of("t"), sim.node(b).cluster_of("t"));
+        assert!(ca.is_some() && ca == cb, "two clusters: {ca:?} and {cb:?}");
+    }
+}

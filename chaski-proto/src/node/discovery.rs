@@ -88,20 +88,7 @@ impl Node {
             );
             debug!(%topic, id, "discovery started");
             // Seekers heard earlier (all with larger ids) may still be seeking: answer them.
-            for (origin, addr, disc) in self.seekers.remove(&topic).unwrap_or_default() {
-                if !self.edges.contains_key(&origin)
-                    && !self.pairing_to(origin)
-                    && self.may_dial(addr, now)
-                {
-                    let intent = PairIntent {
-                        discovery: disc,
-                        topic: topic.clone(),
-                        entry: None,
-                        cluster: None,
-                    };
-                    self.dial(addr, Purpose::Pair(intent, origin), now);
-                }
-            }
+            self.answer_seekers(&topic, now);
             for peer in self.edge_order.clone() {
                 let msg = Message::Discovery(Discovery {
                     id,
@@ -145,7 +132,13 @@ impl Node {
             self.topics.get(&d.topic)
         };
         let seeking = matches!(state, Some(TopicState::Discovering { .. }));
-        if state == Some(&TopicState::Unpaired) && self.id < d.origin {
+        // Remembered, to answer later: a larger seeker heard before this node seeks (answered
+        // when its own discovery starts), and a smaller seeker heard while it seeks (that one
+        // answers only if it hears our discovery, which may have gone out before it was
+        // connected; answered once this node is paired, as an anchor or a member).
+        if (state == Some(&TopicState::Unpaired) && self.id < d.origin)
+            || (seeking && self.id > d.origin)
+        {
             let heard = self.seekers.entry(d.topic.clone()).or_default();
             if heard.len() >= 8 {
                 heard.pop_front();
@@ -200,6 +193,25 @@ impl Node {
                 continue;
             }
             self.send_to_peer(peer, &msg, now);
+        }
+    }
+
+    /// Answers the seekers of `topic` remembered earlier, now that this node seeks or is
+    /// paired itself: each gets a pairing dial, unless it is connected or already dialed.
+    pub(super) fn answer_seekers(&mut self, topic: &str, now: Instant) {
+        for (origin, addr, disc) in self.seekers.remove(topic).unwrap_or_default() {
+            if !self.edges.contains_key(&origin)
+                && !self.pairing_to(origin)
+                && self.may_dial(addr, now)
+            {
+                let intent = PairIntent {
+                    discovery: disc,
+                    topic: topic.to_string(),
+                    entry: None,
+                    cluster: self.cluster_of(topic),
+                };
+                self.dial(addr, Purpose::Pair(intent, origin), now);
+            }
         }
     }
 

@@ -399,6 +399,9 @@ impl Node {
                     topic: topic.to_string(),
                     with,
                 });
+                // Seekers that may never hear a discovery of ours get an answer now.
+                self.announce_paired(now);
+                return self.answer_seekers(topic, now);
             }
         }
         self.announce_paired(now);

@@ -180,6 +180,8 @@ pub struct Node {
     held_out: usize,
     /// Outbound bytes went over half the budget and have not fallen under a quarter yet.
     memory_waiting: bool,
+    /// Whether the log already said that peers on other hosts cannot dial this node back.
+    said_unreachable: bool,
 
     dirty: VecDeque<ConnId>,
     queue: VecDeque<Output>,
@@ -257,6 +259,7 @@ impl Node {
             held_in: 0,
             held_out: 0,
             memory_waiting: false,
+            said_unreachable: false,
             dirty: VecDeque::new(),
             queue: VecDeque::new(),
             queued_events: 0,
@@ -697,6 +700,19 @@ impl Node {
                 c.remote = remote;
                 c.deadline = now + self.cfg.handshake_timeout;
                 self.timers.set(TimerKey::Handshake(conn), c.deadline);
+                let told = self.listen_addr();
+                if !self.said_unreachable
+                    && !remote.ip().is_loopback()
+                    && told.is_some_and(|l| l.ip().is_loopback())
+                {
+                    self.said_unreachable = true;
+                    warn!(
+                        ?told,
+                        %remote,
+                        "this node tells peers a loopback address: peers on other hosts cannot \
+                         dial it back (bind a reachable address, or set Config::advertise)"
+                    );
+                }
             }
             Direction::Inbound => {
                 if conn.is_outbound() || self.conns.contains_key(&conn) {
