@@ -28,5 +28,5 @@ pub fn bind_std(want: SocketAddr) -> Result<(TcpListener, UdpSocket)> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(last.map_or_else(|| Error::Io("no free port".into()), Error::from))
+    Err(last.map_or_else(|| Error::io("no free port"), Error::from))
 }

@@ -7,6 +7,7 @@ use chaski_proto::{CommandError, ConfigError, ConnectError, RemoteError};
 
 /// What a Chaski operation can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An address string could not be parsed.
     #[error(transparent)]
@@ -32,9 +33,14 @@ pub enum Error {
     /// An argument or result could not be (de)serialized.
     #[error("serialization: {0}")]
     Codec(String),
-    /// A socket operation failed.
-    #[error("i/o: {0}")]
-    Io(String),
+    /// A socket operation failed: its kind (to match on) and the system's message.
+    #[error("i/o: {message}")]
+    Io {
+        /// What kind of failure.
+        kind: std::io::ErrorKind,
+        /// The system's message.
+        message: String,
+    },
     /// The wait had a deadline and it passed.
     #[error("timed out")]
     Timeout,
@@ -54,7 +60,20 @@ impl From<CommandError> for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Io(e.to_string())
+        Error::Io {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] of kind `Other` with this message.
+    pub fn io(message: impl Into<String>) -> Self {
+        Error::Io {
+            kind: std::io::ErrorKind::Other,
+            message: message.into(),
+        }
     }
 }
 

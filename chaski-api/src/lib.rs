@@ -34,20 +34,48 @@ pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 pub use shared::{Backend, Info, Shared, State, Timers};
 pub use tasks::{start, TIMER_SLACK};
 
+pub use chaski_proto::addr::AddrError;
 pub use chaski_proto::{
-    CallKind, Config, ConnId, ConnectError, DisconnectReason, EdgeInfo, Event, NodeId,
-    OnCongestion, OnPair, Received, RemoteError, SlowConsumer, Status,
+    CallKind, CommandError, Config, ConfigError, ConnId, ConnectError, Direction, DisconnectReason,
+    EdgeInfo, Event, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError,
+    RequestId, SlowConsumer, Status,
 };
 
-/// Gives a configuration without a seed one from the clock and the bound port, so that nodes
-/// started together get different ids. A configured seed is kept (reproducible ids).
+/// Everything a program on any runtime names, re-exported by each runtime crate (`chaski-tokio`,
+/// `chaski-smol`, `chaski-mio`) from this one list, so the three expose the same types under
+/// the same names. (Each adds its own `Node`; tokio and smol add [`Proxy`], mio its blocking
+/// one.)
+pub mod prelude {
+    pub use crate::{
+        decode, encode, AddrError, BlockingIter, CallKind, CommandError, Config, ConfigError,
+        ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, Error, Event, Handle,
+        Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats, Received,
+        RemoteError, RequestId, Result, Service, ServiceBuilder, ServiceError, SlowConsumer,
+        Status,
+    };
+}
+
+/// Gives a configuration without a seed one drawn from the operating system's randomness
+/// (through the standard library's hash keys), so that node ids are neither guessable nor
+/// repeated. A configured seed is kept (reproducible ids).
 pub fn seeded(config: Config, local: std::net::SocketAddr) -> Config {
+    use std::hash::BuildHasher;
     if config.seed != 0 {
         return config;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    config.seed(nanos ^ (u64::from(local.port()) << 48) ^ u64::from(std::process::id()) << 32)
+    let random = std::collections::hash_map::RandomState::new().hash_one(local);
+    config.seed(random.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unseeded_configs_get_distinct_random_seeds_and_a_seed_is_kept() {
+        let at: std::net::SocketAddr = "127.0.0.1:8511".parse().unwrap();
+        let seeds: std::collections::BTreeSet<u64> = (0..100)
+            .map(|_| crate::seeded(crate::Config::default(), at).seed)
+            .collect();
+        assert_eq!(seeds.len(), 100, "the same address gave the same seed twice");
+        assert_eq!(crate::seeded(crate::Config::default().seed(7), at).seed, 7);
+    }
 }

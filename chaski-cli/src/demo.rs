@@ -167,9 +167,7 @@ pub async fn run() -> Result<(), Error> {
         complete &= msgs.len() == expected[name];
     }
     if !complete {
-        return Err(Error::Io(
-            "some subscriber did not receive its messages".into(),
-        ));
+        return Err(Error::io("some subscriber did not receive its messages"));
     }
 
     println!("\n5. A remote service: Display serves `demo`; Thermo-1 connects to it and calls it:");
@@ -210,11 +208,11 @@ pub async fn run() -> Result<(), Error> {
     show("demo.version (attribute)", format!("= {version:?}"));
     match proxy.call::<_, ()>("fail", &"on purpose").await {
         Err(e) => show("demo.fail(\"on purpose\")", format!("-> error: {e}")),
-        Ok(()) => return Err(Error::Io("demo.fail did not fail".into())),
+        Ok(()) => return Err(Error::io("demo.fail did not fail")),
     }
     match proxy.call::<_, f64>("nope", &()).await {
         Err(e) => show("demo.nope()", format!("-> error: {e}")),
-        Ok(_) => return Err(Error::Io("demo.nope answered".into())),
+        Ok(_) => return Err(Error::io("demo.nope answered")),
     }
 
     println!("\n6. Everyone says goodbye.");

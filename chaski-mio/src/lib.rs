@@ -31,9 +31,5 @@ mod calls;
 mod driver;
 
 pub use blocking::{Node, Proxy};
-pub use chaski_api::{
-    decode, encode, BlockingIter, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo,
-    Error, Event, Handle, Messages, NodeId, OnCongestion, OnPair, Received, RemoteError, Result,
-    Service, ServiceError, SlowConsumer, Status,
-};
+pub use chaski_api::prelude::*;
 pub use driver::Driver;

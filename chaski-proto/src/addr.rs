@@ -69,6 +69,7 @@ impl fmt::Display for PeerAddr {
 
 /// Why an address string was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum AddrError {
     /// No `:port` at the end.
     #[error("address {0:?} has no port (expected host:port, [v6]:port or Name@host:port)")]

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the origin of a discovery does with its bootstrap link once it has paired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum OnPair {
     /// Keep every link.
     #[default]
@@ -44,6 +45,7 @@ pub struct ConfigError {
 /// What publishing does while a peer it goes to has more than
 /// [`Config::congestion_limit`] bytes it has not taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OnCongestion {
     /// The publish waits until that peer takes its bytes, or is dropped for taking none for
     /// `stall_timeout`. Nothing is lost; publishes to other peers' topics never wait.
@@ -56,6 +58,7 @@ pub enum OnCongestion {
 
 /// What a runtime does when the application reads messages more slowly than they arrive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SlowConsumer {
     /// Stop reading the sockets until the application catches up.
     #[default]

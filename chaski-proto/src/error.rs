@@ -8,6 +8,7 @@ use crate::message::DisconnectReason;
 
 /// A frame or datagram that could not be decoded or encoded.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The length prefix exceeds the configured maximum.
     #[error("frame of {len} bytes exceeds the limit of {max}")]
@@ -27,6 +28,7 @@ pub enum CodecError {
 
 /// A user command the core refused.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CommandError {
     /// A topic, service, path or name was empty.
     #[error("{0} must not be empty")]
@@ -74,6 +76,7 @@ pub enum CommandError {
 
 /// Why a `connect` did not produce an edge.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The runtime could not open the socket.
     #[error("dial failed: {0}")]
@@ -100,6 +103,7 @@ pub enum ConnectError {
 
 /// Why a remote call failed. Travels on the wire inside a response.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum RemoteError {
     /// No connected peer (or not that peer) offers the service.
     #[error("service {0:?} not found")]

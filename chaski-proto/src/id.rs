@@ -16,11 +16,41 @@ impl fmt::Debug for NodeId {
 }
 
 impl fmt::Display for NodeId {
-    /// The first 8 hex digits, enough to tell nodes apart in logs.
+    /// All 32 hex digits; with `{:#}`, the first 8 (enough to tell nodes apart in logs).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", (self.0 >> 96) as u32)
+        if f.alternate() {
+            write!(f, "{:08x}", (self.0 >> 96) as u32)
+        } else {
+            write!(f, "{:032x}", self.0)
+        }
     }
 }
+
+impl std::str::FromStr for NodeId {
+    type Err = ParseNodeIdError;
+
+    /// Parses 1 to 32 hex digits (what `Display` prints).
+    ///
+    /// ```
+    /// use chaski_proto::NodeId;
+    /// let id = NodeId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+    /// assert_eq!(id.to_string().parse::<NodeId>(), Ok(id));
+    /// assert!("not hex".parse::<NodeId>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ParseNodeIdError(s.chars().take(40).collect()));
+        }
+        u128::from_str_radix(s, 16)
+            .map(NodeId)
+            .map_err(|_| ParseNodeIdError(s.to_string()))
+    }
+}
+
+/// A string that is not a node id (1 to 32 hex digits).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a node id (1 to 32 hex digits): {0:?}")]
+pub struct ParseNodeIdError(String);
 
 /// A connection handle, chosen by the core (outbound) or given by the runtime (inbound).
 ///
@@ -67,7 +97,14 @@ mod tests {
     }
 
     #[test]
-    fn node_id_display_is_short() {
-        assert_eq!(NodeId(0xdead_beef_u128 << 96).to_string(), "deadbeef");
+    fn node_ids_print_whole_and_parse_back() {
+        let id = NodeId((0xdead_beef_u128 << 96) | 7);
+        assert_eq!(id.to_string(), "deadbeef000000000000000000000007");
+        assert_eq!(format!("{id:#}"), "deadbeef");
+        assert_eq!(id.to_string().parse(), Ok(id));
+        assert_eq!("7".parse(), Ok(NodeId(7)));
+        assert!("".parse::<NodeId>().is_err());
+        assert!("g".parse::<NodeId>().is_err());
+        assert!("1".repeat(33).parse::<NodeId>().is_err());
     }
 }

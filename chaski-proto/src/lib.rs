@@ -43,6 +43,6 @@ pub use addr::{parse_addr, Host, PeerAddr};
 pub use codec::{encode_frame, FrameDecoder};
 pub use config::{Config, ConfigError, OnCongestion, OnPair, SlowConsumer};
 pub use error::{CodecError, CommandError, ConnectError, RemoteError};
-pub use id::{ConnId, NodeId, RequestId};
+pub use id::{ConnId, NodeId, ParseNodeIdError, RequestId};
 pub use message::{CallKind, DisconnectReason, Message, Status, PROTOCOL_VERSION};
-pub use node::{Direction, EdgeInfo, Event, Node, Output, Received, ROOT_TOPIC};
+pub use node::{Direction, EdgeInfo, Event, MemoryUse, Node, Output, Received, ROOT_TOPIC};

@@ -143,6 +143,7 @@ pub enum CallKind {
 
 /// Why a connection ended, sent in a goodbye and reported to the application.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The node is shutting down.
     Shutdown,
@@ -318,4 +319,91 @@ pub enum Datagram {
         /// The user's bytes.
         payload: Bytes,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode_message, encode_frame, FrameDecoder};
+    use crate::error::RemoteError;
+
+    /// Every reason and remote error crosses the wire unchanged. The matches are exhaustive
+    /// (here, inside the crate, `#[non_exhaustive]` does not apply): adding a variant fails to
+    /// compile until it is listed, and so round-tripped.
+    #[test]
+    fn every_variant_round_trips() {
+        fn reason_listed(r: &DisconnectReason) {
+            match r {
+                DisconnectReason::Shutdown
+                | DisconnectReason::Closed
+                | DisconnectReason::Duplicate
+                | DisconnectReason::SelfConnection
+                | DisconnectReason::AlreadyPaired
+                | DisconnectReason::Unneeded
+                | DisconnectReason::VersionMismatch { .. }
+                | DisconnectReason::ProtocolError(_)
+                | DisconnectReason::LimitExceeded(_)
+                | DisconnectReason::HandshakeTimeout
+                | DisconnectReason::IdleTimeout
+                | DisconnectReason::TooManyConnections
+                | DisconnectReason::ConnectionLost => {}
+            }
+        }
+        fn error_listed(e: &RemoteError) {
+            match e {
+                RemoteError::NotFound(_)
+                | RemoteError::NoSuchMethod(_)
+                | RemoteError::BadArguments(_)
+                | RemoteError::Failed(_)
+                | RemoteError::Timeout
+                | RemoteError::Disconnected
+                | RemoteError::Busy
+                | RemoteError::Cancelled => {}
+            }
+        }
+        let reasons = [
+            DisconnectReason::Shutdown,
+            DisconnectReason::Closed,
+            DisconnectReason::Duplicate,
+            DisconnectReason::SelfConnection,
+            DisconnectReason::AlreadyPaired,
+            DisconnectReason::Unneeded,
+            DisconnectReason::VersionMismatch { ours: 1, theirs: 2 },
+            DisconnectReason::ProtocolError("p".into()),
+            DisconnectReason::LimitExceeded("l".into()),
+            DisconnectReason::HandshakeTimeout,
+            DisconnectReason::IdleTimeout,
+            DisconnectReason::TooManyConnections,
+            DisconnectReason::ConnectionLost,
+        ];
+        let errors = [
+            RemoteError::NotFound("n".into()),
+            RemoteError::NoSuchMethod("m".into()),
+            RemoteError::BadArguments("b".into()),
+            RemoteError::Failed("f".into()),
+            RemoteError::Timeout,
+            RemoteError::Disconnected,
+            RemoteError::Busy,
+            RemoteError::Cancelled,
+        ];
+        let round_trip = |m: Message| {
+            let mut buf = bytes::BytesMut::new();
+            encode_frame(&m, &mut buf, 1 << 20).unwrap();
+            let mut d = FrameDecoder::new(1 << 20);
+            d.extend(&buf);
+            let body = d.next_frame().unwrap().unwrap();
+            assert_eq!(decode_message(&body).unwrap(), m);
+        };
+        for r in reasons {
+            reason_listed(&r);
+            round_trip(Message::Goodbye(r));
+        }
+        for e in errors {
+            error_listed(&e);
+            round_trip(Message::Response {
+                id: 1,
+                result: Err(e),
+            });
+        }
+    }
 }

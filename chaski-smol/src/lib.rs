@@ -29,12 +29,9 @@ use std::ops::Deref;
 
 use smol::Async;
 
+pub use chaski_api::prelude::*;
 use chaski_api::resolve;
-pub use chaski_api::{
-    decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,
-    Handle, Messages, NodeId, OnCongestion, OnPair, Proxy, Received, RemoteError, Result, Service,
-    ServiceError, SlowConsumer, Status,
-};
+pub use chaski_api::Proxy;
 
 use runtime::{Smol, Udp};
 

@@ -25,9 +25,6 @@
 mod node;
 mod runtime;
 
-pub use chaski_api::{
-    decode, encode, CallKind, Config, ConnectError, DisconnectReason, EdgeInfo, Error, Event,
-    Handle, Messages, NodeId, OnCongestion, OnPair, Proxy, Received, RemoteError, Result, Service,
-    ServiceError, SlowConsumer, Status,
-};
+pub use chaski_api::prelude::*;
+pub use chaski_api::Proxy;
 pub use node::Node;

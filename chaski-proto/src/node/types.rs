@@ -72,6 +72,7 @@ pub struct Received {
 
 /// An application event.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// An edge exists: both Hellos have crossed.
     PeerConnected {
