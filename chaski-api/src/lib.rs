@@ -75,7 +75,11 @@ mod tests {
         let seeds: std::collections::BTreeSet<u64> = (0..100)
             .map(|_| crate::seeded(crate::Config::default(), at).seed)
             .collect();
-        assert_eq!(seeds.len(), 100, "the same address gave the same seed twice");
+        assert_eq!(
+            seeds.len(),
+            100,
+            "the same address gave the same seed twice"
+        );
         assert_eq!(crate::seeded(crate::Config::default().seed(7), at).seed, 7);
     }
 }

@@ -170,7 +170,7 @@ fn raw_events(n: &mut Node) -> Vec<Output> {
 }
 
 #[test]
-fn closed_connections_bytes_count_and_are_dropped_first_when_biggest() {
+fn closed_connections_bytes_count_and_the_biggest_holder_goes_first() {
     let cfg = Config::default()
         .max_memory(32 * MIB)
         .max_frame_len(2 * MIB)
@@ -179,25 +179,69 @@ fn closed_connections_bytes_count_and_are_dropped_first_when_biggest() {
     peer(&mut n, 1, 7, &["a"], now);
     peer(&mut n, 2, 8, &["b"], now);
     drain(&mut n);
-    for _ in 0..10 {
-        n.publish("a", Bytes::from(vec![1u8; MIB]), now).unwrap();
+    let mib = Bytes::from(vec![1u8; MIB]);
+    for _ in 0..20 {
+        n.publish("a", mib.clone(), now).unwrap();
     }
+    // Peer 7 is closed with 20 MiB it has not taken: they still count.
     n.close(NodeId(7), now).unwrap();
     raw_events(&mut n);
     assert_eq!(n.closing_count(), 1);
     assert!(
-        n.memory().outbound > 10 * MIB,
+        n.memory().outbound > 20 * MIB,
         "a closing connection's bytes are not counted"
     );
     check_memory(&n);
-    // Peer 8 gets more than the closed one holds: the budget drops the biggest, the closed
-    // connection's bytes first only when they are the most.
-    for _ in 0..14 {
-        n.publish("b", Bytes::from(vec![2u8; MIB]), now).unwrap();
+    let bad = n.counters().bad_peers;
+    // 5 MiB for peer 8 takes the node over 24 MiB: the closed connection holds the most, so
+    // its bytes go (not peer 8), and the runtime is told again to close it.
+    let mut outs = Vec::new();
+    for _ in 0..5 {
+        n.publish("b", mib.clone(), now).unwrap();
+        outs.extend(std::iter::from_fn(|| n.poll_output()));
         check_memory(&n);
     }
-    assert!(n.counters().memory_shed >= 1);
-    check_memory(&n);
+    assert_eq!(n.closing_count(), 0);
+    assert!(n.is_connected_to(NodeId(8)));
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, crate::Output::Close { conn } if *conn == ConnId(1))));
+    assert_eq!(n.counters().memory_shed, 1);
+    assert_eq!(
+        n.counters().bad_peers,
+        bad,
+        "dropping a closed connection's bytes is no bad peer"
+    );
+    assert!(n.memory().outbound < 6 * MIB);
+    // A small closed connection (peer 9, 2 MiB) stays when an open one holds more.
+    peer(&mut n, 3, 9, &["c"], now);
+    raw_events(&mut n);
+    for _ in 0..2 {
+        n.publish("c", mib.clone(), now).unwrap();
+    }
+    n.close(NodeId(9), now).unwrap();
+    raw_events(&mut n);
+    assert_eq!(n.closing_count(), 1);
+    // Peer 8 past the budget: it goes, as a bad peer named in the event.
+    let mut events = Vec::new();
+    for _ in 0..20 {
+        n.publish("b", mib.clone(), now).unwrap();
+        events.extend(raw_events(&mut n));
+        check_memory(&n);
+    }
+    assert!(!n.is_connected_to(NodeId(8)));
+    assert!(events.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::BadPeer { peer: Some(p), reason: DisconnectReason::LimitExceeded(r), .. })
+            if *p == NodeId(8) && r == "node memory budget"
+    )));
+    assert_eq!(n.counters().memory_shed, 2);
+    assert_eq!(n.counters().bad_peers, bad + 1);
+    assert_eq!(
+        n.closing_count(),
+        1,
+        "the smaller closed connection was dropped first"
+    );
 }
 
 #[test]
