@@ -44,9 +44,26 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
     Ok(Bytes::from(v))
 }
 
-/// Deserializes a CBOR value.
+/// Deserializes a CBOR value. Numbers mean what a user means: where a float is expected, an
+/// integer is taken too (a caller writing `[0, 1]` for two floats, from JSON or a language
+/// without the distinction).
+///
+/// ```
+/// let args = chaski_api::encode(&(0, 1)).unwrap();
+/// let (lo, hi): (f64, f64) = chaski_api::decode(&args).unwrap();
+/// assert_eq!((lo, hi), (0.0, 1.0));
+/// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    chaski_proto::codec::decode_value(bytes).map_err(|e| Error::Codec(e.to_string()))
+    match chaski_proto::codec::decode_value::<T>(bytes) {
+        Ok(v) => Ok(v),
+        // CBOR keeps integers and floats apart and serde's CBOR reader will not widen one
+        // into the other; read the value once more through JSON's data model, which does.
+        Err(e) => chaski_proto::codec::decode_value::<ciborium::Value>(bytes)
+            .ok()
+            .and_then(|v| serde_json::to_value(v).ok())
+            .and_then(|j| serde_json::from_value::<T>(j).ok())
+            .ok_or_else(|| Error::Codec(e.to_string())),
+    }
 }
 
 /// What a method returns on failure; travels to the caller as a typed [`RemoteError`].

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod failure;
 mod node_cmd;
 mod stay;
 
@@ -12,12 +13,14 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 
 use chaski_tokio::{Config, Error, Node, Service, ServiceError};
+use failure::Failure;
 
 #[derive(Parser)]
 #[command(
     name = "chaski",
     version,
-    about = "Chaski: nodes that discover, pair, publish and call each other"
+    about = "Chaski: nodes that discover, pair, publish and call each other",
+    after_help = failure::EXIT_CODES
 )]
 struct Cli {
     /// Log level (error, warn, info, debug, trace), or a tracing filter.
@@ -71,6 +74,9 @@ enum Command {
         /// The address peers should dial, when the bound one is not reachable from them.
         #[arg(long, env = "CHASKI_ADVERTISE")]
         advertise: Option<String>,
+        /// One JSON object per message: topic, payload (UTF-8, lossy), hops, origin.
+        #[arg(long)]
+        json: bool,
     },
     /// Connect to ADDR and publish MESSAGE on TOPIC.
     Pub {
@@ -91,6 +97,24 @@ enum Command {
         /// Seconds to wait for the reply.
         #[arg(long, default_value_t = 2.0)]
         timeout: f64,
+        /// Print the status as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect to a node and measure round trips, like `ping`: one line per ping, then the
+    /// minimum, median, 99th percentile and maximum.
+    Ping {
+        /// The node.
+        addr: String,
+        /// How many pings.
+        #[arg(long, short = 'c', default_value_t = 5)]
+        count: usize,
+        /// Seconds between two pings.
+        #[arg(long, short = 'i', default_value_t = 0.2)]
+        interval: f64,
+        /// One JSON object per ping, then one for the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Call SERVICE.PATH on a node with JSON arguments (an array for several, null for none).
     Call {
@@ -188,10 +212,16 @@ pub(crate) fn secs(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("invalid duration: {s}"))
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
-    let e = |e: Error| e.to_string();
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let e = Failure::from;
     match cli.command {
         Command::Demo => demo::run().await.map_err(e),
+        Command::Ping {
+            addr,
+            count,
+            interval,
+            json,
+        } => ping(&addr, count, secs(interval)?, json).await,
         Command::Root {
             bind,
             name,
@@ -211,9 +241,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 node.name(),
                 node.local_addr()
             );
-            run_until_stopped(&node, connect).await
+            Ok(run_until_stopped(&node, connect).await?)
         }
-        Command::Node(args) => node_cmd::run(args).await,
+        Command::Node(args) => Ok(node_cmd::run(args).await?),
         Command::Sub {
             addr,
             topics,
@@ -221,6 +251,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             discover,
             bind,
             advertise,
+            json,
         } => {
             let cfg = Config::default().advertise(advertised(advertise.as_deref())?);
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
@@ -253,12 +284,22 @@ async fn run(cli: Cli) -> Result<(), String> {
                     _ = &mut stop => break,
                 };
                 let Some(m) = m else { break };
-                println!(
-                    "[{}] {} (hops {})",
-                    m.topic,
-                    String::from_utf8_lossy(&m.payload),
-                    m.hops
-                );
+                if json {
+                    let line = serde_json::json!({
+                        "topic": m.topic,
+                        "payload": String::from_utf8_lossy(&m.payload),
+                        "hops": m.hops,
+                        "origin": m.origin.map(|o| o.to_string()),
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "[{}] {} (hops {})",
+                        m.topic,
+                        String::from_utf8_lossy(&m.payload),
+                        m.hops
+                    );
+                }
                 n += 1;
                 if count.is_some_and(|c| n >= c) {
                     break;
@@ -284,7 +325,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             eprintln!("published on {topic:?} to {}", edge.name);
             node.shutdown().await.map_err(e)
         }
-        Command::Status { addr, timeout } => {
+        Command::Status {
+            addr,
+            timeout,
+            json,
+        } => {
             let node = Node::bind(
                 client_bind(&addr).await?,
                 Config::default().status_timeout(secs(timeout)?),
@@ -292,6 +337,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             .await
             .map_err(e)?;
             let s = node.status(&addr).await.map_err(e)?;
+            if json {
+                let line = serde_json::json!({
+                    "name": s.name,
+                    "id": s.id.to_string(),
+                    "root": s.root,
+                    "edges": s.edges,
+                    "reconnecting": s.reconnecting,
+                    "topics": s.paired,
+                    "services": s.services,
+                    "truncated": s.truncated,
+                });
+                println!("{line}");
+                return node.shutdown().await.map_err(e);
+            }
             println!("name:         {}", s.name);
             println!("id:           {}", s.id);
             println!("root:         {}", s.root);
@@ -340,7 +399,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         // Handled in `main`: the benchmark starts its own runtimes.
-        Command::Bench { .. } => Err("the benchmark does not run inside a runtime".into()),
+        Command::Bench { .. } => Err("the benchmark does not run inside a runtime"
+            .to_string()
+            .into()),
         Command::Serve {
             bind,
             name,
@@ -360,9 +421,61 @@ async fn run(cli: Cli) -> Result<(), String> {
                 node.address(),
                 node.local_addr()
             );
-            run_until_stopped(&node, connect).await
+            Ok(run_until_stopped(&node, connect).await?)
         }
     }
+}
+
+/// `chaski ping`: round trips to the node at `addr`.
+async fn ping(addr: &str, count: usize, interval: Duration, json: bool) -> Result<(), Failure> {
+    if count == 0 {
+        return Err(Failure {
+            code: failure::USAGE,
+            message: "--count must be at least 1".into(),
+        });
+    }
+    let node = Node::bind(client_bind(addr).await?, Config::default()).await?;
+    let edge = node.connect(addr).await?;
+    if !json {
+        println!("PING {} ({})", edge.name, edge.addr);
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut rtts = Vec::with_capacity(count);
+    for seq in 1..=count {
+        let rtt = node.ping(edge.id, 0).await?;
+        rtts.push(rtt);
+        if json {
+            println!("{}", serde_json::json!({ "seq": seq, "rtt_ms": ms(rtt) }));
+        } else {
+            println!("seq={seq} rtt={:.3} ms", ms(rtt));
+        }
+        if seq < count {
+            tokio::time::sleep(interval).await;
+        }
+    }
+    rtts.sort();
+    let at = |q: f64| rtts[((rtts.len() as f64 * q).ceil() as usize).clamp(1, rtts.len()) - 1];
+    let (min, p50, p99, max) = (rtts[0], at(0.5), at(0.99), rtts[rtts.len() - 1]);
+    if json {
+        let summary = serde_json::json!({
+            "peer": edge.name,
+            "count": count,
+            "min_ms": ms(min),
+            "p50_ms": ms(p50),
+            "p99_ms": ms(p99),
+            "max_ms": ms(max),
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "{count} pings: min {:.3} / p50 {:.3} / p99 {:.3} / max {:.3} ms",
+            ms(min),
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
+    }
+    Ok(node.shutdown().await?)
 }
 
 /// Stays connected to `connect` (see [`stay`]) until SIGINT or SIGTERM, then says goodbye to
@@ -436,9 +549,9 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(msg) = rt.block_on(run(cli)) {
-        eprintln!("chaski: {msg}");
-        std::process::exit(1);
+    if let Err(f) = rt.block_on(run(cli)) {
+        eprintln!("chaski: {f}");
+        std::process::exit(f.code);
     }
 }
 

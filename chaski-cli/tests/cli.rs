@@ -95,6 +95,12 @@ fn spawn(args: &[&str]) -> (Guard, String) {
 
 /// Runs a command to completion (within the deadline): success, stdout, stderr.
 fn run(args: &[&str]) -> (bool, String, String) {
+    let (code, out, err) = run_code(args);
+    (code == Some(0), out, err)
+}
+
+/// Runs a command to completion (within the deadline): exit code, stdout, stderr.
+fn run_code(args: &[&str]) -> (Option<i32>, String, String) {
     let mut child = Guard(
         chaski()
             .args(args)
@@ -109,7 +115,7 @@ fn run(args: &[&str]) -> (bool, String, String) {
     let out = std::thread::spawn(move || read_all("stdout", out));
     let err = std::thread::spawn(move || read_all("stderr", err));
     let status = wait(&mut child.0);
-    (status.success(), out.join().unwrap(), err.join().unwrap())
+    (status.code(), out.join().unwrap(), err.join().unwrap())
 }
 
 #[test]
@@ -139,6 +145,57 @@ fn serve_call_status() {
     drop(server);
 }
 
+/// What a script needs: JSON output, and exit codes that tell failures apart (documented in
+/// `--help`); numbers as a user writes them.
+#[test]
+fn scripts_get_json_exit_codes_and_plain_numbers() {
+    let (server, addr) = spawn(&["serve", "--bind", "127.0.0.1:0"]);
+    let (code, out, err) = run_code(&["status", &addr, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let status: serde_json::Value = serde_json::from_str(out.trim()).expect("status --json");
+    assert_eq!(status["name"], "ChaskiRemote");
+    assert_eq!(status["services"][0], "demo");
+    assert_eq!(status["id"].as_str().map(str::len), Some(32));
+    let (code, out, err) = run_code(&["ping", &addr, "-c", "3", "-i", "0.01", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[3]["count"], 3);
+    assert!(lines[3]["p50_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    // Integers where the method takes floats.
+    let (code, out, err) = run_code(&["call", &addr, "demo.random.uniform", "[0, 1]"]);
+    assert_eq!(code, Some(0), "{err}");
+    let x: f64 = out.trim().parse().expect("a number");
+    assert!((0.0..=1.0).contains(&x), "{x}");
+    // Exit codes: remote error 5, unreachable 3, timeout 4, usage 2.
+    assert_eq!(
+        run_code(&["call", &addr, "demo.fail", "\"boom\""]).0,
+        Some(5)
+    );
+    assert_eq!(run_code(&["call", &addr, "nosuch.thing"]).0, Some(5));
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    assert_eq!(
+        run_code(&["call", &closed, "demo.add", "[1, 2]"]).0,
+        Some(3)
+    );
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    assert_eq!(
+        run_code(&["status", &silent_addr, "--timeout", "0.3"]).0,
+        Some(4)
+    );
+    assert_eq!(run_code(&["ping", &addr, "--count", "nope"]).0, Some(2));
+    let (_, help, _) = run_code(&["--help"]);
+    assert!(help.contains("Exit codes:"), "{help}");
+    drop(server);
+}
+
 /// `status` and `call` reach a node on IPv6 too (their own socket takes the target's family).
 #[test]
 fn status_and_call_reach_an_ipv6_node() {
@@ -164,15 +221,34 @@ fn pub_reaches_sub_through_a_root() {
             .spawn()
             .unwrap(),
     );
-    // Wait until the subscriber announced itself (its stderr line), then publish.
-    let line = first_line("sub", sub.0.stderr.take().unwrap());
-    assert!(line.contains("subscribed to news"), "{line}");
+    let mut json_sub = Guard(
+        chaski()
+            .args(["sub", &addr, "news", "--count", "1", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait until the subscribers announced themselves (a stderr line each), then publish.
+    for s in [&mut sub, &mut json_sub] {
+        let line = first_line("sub", s.0.stderr.take().unwrap());
+        assert!(line.contains("subscribed to news"), "{line}");
+    }
     let start = Instant::now();
     let (ok, _, err) = run(&["pub", &addr, "news", "hello there"]);
     assert!(ok, "{err}");
     let out = read_all("sub's output", sub.0.stdout.take().unwrap());
     assert!(wait(&mut sub.0).success());
     assert_eq!(out.trim(), "[news] hello there (hops 2)");
+    let out = read_all("sub's output", json_sub.0.stdout.take().unwrap());
+    assert!(wait(&mut json_sub.0).success());
+    let m: serde_json::Value = serde_json::from_str(out.trim()).expect("sub --json");
+    assert_eq!(
+        (m["topic"].as_str(), m["payload"].as_str()),
+        (Some("news"), Some("hello there"))
+    );
+    assert_eq!(m["hops"], 2);
+    assert_eq!(m["origin"].as_str().map(str::len), Some(32));
     assert!(start.elapsed() < Duration::from_secs(10));
     drop(root);
 }
