@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod failure;
 mod node_cmd;
+mod settings;
 mod stay;
 
 use std::time::Duration;
@@ -23,9 +24,14 @@ use failure::Failure;
     after_help = failure::EXIT_CODES
 )]
 struct Cli {
-    /// Log level (error, warn, info, debug, trace), or a tracing filter.
-    #[arg(long, global = true, env = "CHASKI_LOG", default_value = "warn")]
-    log: String,
+    /// Log level (error, warn, info, debug, trace), or a tracing filter (default: RUST_LOG,
+    /// else warn).
+    #[arg(long, global = true, env = "CHASKI_LOG")]
+    log: Option<String>,
+    /// A TOML file of node settings (the fields of `Config`, durations in seconds), under the
+    /// environment's `CHASKI_<SETTING>` variables and the subcommand's flags.
+    #[arg(long, global = true, env = "CHASKI_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,8 +47,8 @@ enum Command {
         #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8511")]
         bind: String,
         /// Node name.
-        #[arg(long, env = "CHASKI_NAME", default_value = "ChaskiRoot")]
-        name: String,
+        #[arg(long, env = "CHASKI_NAME")]
+        name: Option<String>,
         /// The address peers should dial, when the bound one is not reachable from them.
         #[arg(long, env = "CHASKI_ADVERTISE")]
         advertise: Option<String>,
@@ -163,8 +169,8 @@ enum Command {
         #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8514")]
         bind: String,
         /// Node name.
-        #[arg(long, env = "CHASKI_NAME", default_value = "ChaskiRemote")]
-        name: String,
+        #[arg(long, env = "CHASKI_NAME")]
+        name: Option<String>,
         /// The address peers should dial, when the bound one is not reachable from them.
         #[arg(long, env = "CHASKI_ADVERTISE")]
         advertise: Option<String>,
@@ -214,6 +220,7 @@ pub(crate) fn secs(s: f64) -> Result<Duration, String> {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let e = Failure::from;
+    let base = settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Demo => demo::run().await.map_err(e),
         Command::Ping {
@@ -221,7 +228,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             count,
             interval,
             json,
-        } => ping(&addr, count, secs(interval)?, json).await,
+        } => ping(base, &addr, count, secs(interval)?, json).await,
         Command::Root {
             bind,
             name,
@@ -230,8 +237,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             liveness,
         } => {
             let cfg = liveness.apply(
-                Config::default()
-                    .name(name)
+                named(base, name, "ChaskiRoot")
                     .root(true)
                     .advertise(advertised(advertise.as_deref())?),
             )?;
@@ -243,7 +249,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(run_until_stopped(&node, connect).await?)
         }
-        Command::Node(args) => Ok(node_cmd::run(args).await?),
+        Command::Node(args) => Ok(node_cmd::run(args, base).await?),
         Command::Sub {
             addr,
             topics,
@@ -253,7 +259,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             advertise,
             json,
         } => {
-            let cfg = Config::default().advertise(advertised(advertise.as_deref())?);
+            let cfg = base.advertise(advertised(advertise.as_deref())?);
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             for t in &topics {
                 node.subscribe(t).await.map_err(e)?;
@@ -314,7 +320,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             message,
             bind,
         } => {
-            let node = Node::bind(&bind, Config::default()).await.map_err(e)?;
+            let node = Node::bind(&bind, base).await.map_err(e)?;
             let edge = node.connect(&addr).await.map_err(e)?;
             if !edge.root && !edge.topics.contains(&topic) {
                 eprintln!("note: {} neither subscribes to {topic:?} nor is a root: it will not receive this", edge.name);
@@ -332,7 +338,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let node = Node::bind(
                 client_bind(&addr).await?,
-                Config::default().status_timeout(secs(timeout)?),
+                base.status_timeout(secs(timeout)?),
             )
             .await
             .map_err(e)?;
@@ -378,7 +384,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let args: serde_json::Value = serde_json::from_str(&args)
                 .map_err(|err| format!("JSON_ARGS is not valid JSON: {err}"))?;
             let limit = secs(timeout)?;
-            let node = Node::bind(client_bind(&addr).await?, Config::default())
+            let node = Node::bind(client_bind(&addr).await?, base)
                 .await
                 .map_err(e)?;
             // The timeout covers the whole call: dial, handshake and answer.
@@ -410,9 +416,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             liveness,
         } => {
             let cfg = liveness.apply(
-                Config::default()
-                    .name(name)
-                    .advertise(advertised(advertise.as_deref())?),
+                named(base, name, "ChaskiRemote").advertise(advertised(advertise.as_deref())?),
             )?;
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             node.serve("demo", example_service()).await.map_err(e)?;
@@ -427,14 +431,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// `chaski ping`: round trips to the node at `addr`.
-async fn ping(addr: &str, count: usize, interval: Duration, json: bool) -> Result<(), Failure> {
+async fn ping(
+    base: Config,
+    addr: &str,
+    count: usize,
+    interval: Duration,
+    json: bool,
+) -> Result<(), Failure> {
     if count == 0 {
         return Err(Failure {
             code: failure::USAGE,
             message: "--count must be at least 1".into(),
         });
     }
-    let node = Node::bind(client_bind(addr).await?, Config::default()).await?;
+    let node = Node::bind(client_bind(addr).await?, base).await?;
     let edge = node.connect(addr).await?;
     if !json {
         println!("PING {} ({})", edge.name, edge.addr);
@@ -497,6 +507,15 @@ async fn run_until_stopped(node: &Node, connect: Vec<String>) -> Result<(), Stri
     node.shutdown().await.map_err(|e| e.to_string())
 }
 
+/// `cfg` with the name given, else the configured one, else `default`.
+fn named(cfg: Config, name: Option<String>, default: &str) -> Config {
+    match (name, &cfg.name) {
+        (Some(n), _) => cfg.name(n),
+        (None, Some(_)) => cfg,
+        (None, None) => cfg.name(default),
+    }
+}
+
 /// The advertised address of `--advertise`, resolved.
 fn advertised(addr: Option<&str>) -> Result<Option<std::net::SocketAddr>, String> {
     addr.map(|a| chaski_api::resolve(a).map_err(|e| format!("--advertise {a}: {e}")))
@@ -505,10 +524,20 @@ fn advertised(addr: Option<&str>) -> Result<Option<std::net::SocketAddr>, String
 
 fn main() {
     let cli = Cli::parse();
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "warn".into());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("chaski: --log {filter:?} is not a log level or filter: {err}");
+            std::process::exit(failure::USAGE);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

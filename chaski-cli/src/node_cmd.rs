@@ -55,11 +55,11 @@ pub struct NodeArgs {
 }
 
 /// Runs the node until SIGINT or SIGTERM; then says goodbye to every peer.
-pub async fn run(args: NodeArgs) -> Result<(), String> {
+pub async fn run(args: NodeArgs, base: Config) -> Result<(), String> {
     let e = |e: chaski_tokio::Error| e.to_string();
+    let root = base.root || args.root;
     let mut cfg = args.liveness.apply(
-        Config::default()
-            .root(args.root)
+        base.root(root)
             .advertise(crate::advertised(args.advertise.as_deref())?),
     )?;
     if let Some(name) = &args.name {

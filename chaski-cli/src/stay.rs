@@ -17,21 +17,26 @@ use chaski_tokio::{Config, Node, NodeId};
 /// named).
 #[derive(Args, Debug, Clone)]
 pub struct Liveness {
-    /// Seconds between keep-alive pings on an idle edge.
-    #[arg(long, env = "CHASKI_KEEPALIVE", default_value_t = 7.0)]
-    keepalive: f64,
+    /// Seconds between keep-alive pings on an idle edge (default: the configuration's, 7).
+    #[arg(long, env = "CHASKI_KEEPALIVE")]
+    keepalive: Option<f64>,
     /// Seconds of silence after which an edge is dropped (and, if this node dialed it,
-    /// redialed).
-    #[arg(long, env = "CHASKI_IDLE_TIMEOUT", default_value_t = 25.0)]
-    idle_timeout: f64,
+    /// redialed; default: the configuration's, 25).
+    #[arg(long, env = "CHASKI_IDLE_TIMEOUT")]
+    idle_timeout: Option<f64>,
 }
 
 impl Liveness {
-    /// `cfg` with these settings.
-    pub fn apply(&self, cfg: Config) -> Result<Config, String> {
-        Ok(cfg
-            .keepalive_interval(crate::secs(self.keepalive)?)
-            .idle_timeout(crate::secs(self.idle_timeout)?))
+    /// `cfg` with the settings given, validated again.
+    pub fn apply(&self, mut cfg: Config) -> Result<Config, String> {
+        if let Some(s) = self.keepalive {
+            cfg = cfg.keepalive_interval(crate::secs(s)?);
+        }
+        if let Some(s) = self.idle_timeout {
+            cfg = cfg.idle_timeout(crate::secs(s)?);
+        }
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
     }
 }
 

@@ -196,6 +196,31 @@ fn scripts_get_json_exit_codes_and_plain_numbers() {
     drop(server);
 }
 
+/// One configuration: a TOML file under the environment under flags; a wrong setting is named
+/// and exits with the usage code.
+#[test]
+fn settings_come_from_a_file_the_environment_and_flags() {
+    let dir = std::env::temp_dir().join(format!("chaski-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("node.toml");
+    std::fs::write(&file, "name = \"from-file\"\nmax_edges = 3\n").unwrap();
+    let file = file.to_str().unwrap();
+    let (server, addr) = spawn(&["serve", "--bind", "127.0.0.1:0", "--config", file]);
+    let (code, out, err) = run_code(&["status", &addr, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"name\":\"from-file\""), "{out}");
+    drop(server);
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "max_edgez = 3\n").unwrap();
+    let (code, _, err) = run_code(&["status", &addr, "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("max_edgez"), "{err}");
+    let (code, _, err) = run_code(&["status", &addr, "--log", "[[["]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--log"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `status` and `call` reach a node on IPv6 too (their own socket takes the target's family).
 #[test]
 fn status_and_call_reach_an_ipv6_node() {

@@ -28,6 +28,23 @@ pub enum OnPair {
     Disconnect,
 }
 
+/// Durations as seconds (a number, fractions allowed) in serialized configurations.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| serde::de::Error::custom(format!("{secs} is not a duration in seconds")))
+    }
+}
+
 /// The longest duration a setting may have (one year): later instants overflow on some
 /// platforms.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -44,7 +61,8 @@ pub struct ConfigError {
 
 /// What publishing does while a peer it goes to has more than
 /// [`Config::congestion_limit`] bytes it has not taken.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OnCongestion {
     /// The publish waits until that peer takes its bytes, or is dropped for taking none for
@@ -57,7 +75,8 @@ pub enum OnCongestion {
 }
 
 /// What a runtime does when the application reads messages more slowly than they arrive.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SlowConsumer {
     /// Stop reading the sockets until the application catches up.
@@ -68,7 +87,21 @@ pub enum SlowConsumer {
 }
 
 /// Every tunable of a node. Defaults are those of the Python original where it had one.
-#[derive(Clone, Debug)]
+///
+/// (De)serializable with serde: field names as here, durations in seconds (a number), every
+/// field optional (missing ones take their defaults), unknown fields refused. So a TOML file
+/// like this configures a node:
+///
+/// ```
+/// let cfg: chaski_proto::Config = serde_json::from_str(
+///     r#"{ "name": "sensor-1", "max_edges": 64, "keepalive_interval": 2.5 }"#,
+/// ).unwrap();
+/// assert_eq!(cfg.max_edges, 64);
+/// assert_eq!(cfg.keepalive_interval, std::time::Duration::from_millis(2500));
+/// assert_eq!(cfg.ttl, 64, "the rest are defaults");
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Human-readable node name (default: derived from the node id).
     pub name: Option<String>,
@@ -93,24 +126,32 @@ pub struct Config {
     /// Redial attempts after an edge is lost (default 32; 0 disables).
     pub reconnections: u32,
     /// First redial delay; doubles each attempt, with jitter (default 500 ms).
+    #[serde(with = "seconds")]
     pub reconnect_initial: Duration,
     /// Upper bound of the redial delay (default 30 s).
+    #[serde(with = "seconds")]
     pub reconnect_max: Duration,
     /// Keep-alive ping period of an idle edge (default 7 s).
+    #[serde(with = "seconds")]
     pub keepalive_interval: Duration,
     /// Extra random share of the keep-alive period, from 0 to this fraction (default 0.5).
     pub keepalive_jitter: f64,
     /// An edge that has received nothing for this long is dropped (default 25 s).
+    #[serde(with = "seconds")]
     pub idle_timeout: Duration,
     /// A connection whose Hello exchange is not done within this is closed (default 5 s).
+    #[serde(with = "seconds")]
     pub handshake_timeout: Duration,
     /// A discovery that nothing answers within this makes the node the topic's anchor (default 2 s).
+    #[serde(with = "seconds")]
     pub discovery_timeout: Duration,
     /// What the origin of a discovery does with its bootstrap link (default `None`).
     pub on_pair: OnPair,
     /// Default timeout of a remote call (default 10 s).
+    #[serde(with = "seconds")]
     pub rpc_timeout: Duration,
     /// Timeout of a UDP status query (default 2 s).
+    #[serde(with = "seconds")]
     pub status_timeout: Duration,
     /// Largest frame body accepted or sent (default 16 MiB).
     pub max_frame_len: usize,
@@ -127,9 +168,11 @@ pub struct Config {
     pub max_outbound: usize,
     /// A connection whose peer takes none of the bytes waiting for it for this long is dropped
     /// as not reading (default 15 s). A slow peer that keeps taking bytes is kept.
+    #[serde(with = "seconds")]
     pub stall_timeout: Duration,
     /// How long a closed connection may go without taking any of what was queued before its
     /// close (its goodbye included) before it is dropped unflushed (default 2 s).
+    #[serde(with = "seconds")]
     pub linger: Duration,
     /// What publishing does while a peer it goes to is congested (default `Wait`).
     pub on_congestion: OnCongestion,
@@ -165,6 +208,7 @@ pub struct Config {
     /// Shortest time between two dials the node makes by itself (redials, pairing) to one
     /// address (default 500 ms): addresses learned from peers cannot make it dial anywhere
     /// repeatedly. The application's own `connect` is not limited.
+    #[serde(with = "seconds")]
     pub dial_interval: Duration,
     /// The address told to peers, when the bound one is not reachable from them (a wildcard
     /// like `0.0.0.0`, a NAT, a container). Default: the bound address; a peer that sees a
