@@ -459,7 +459,8 @@ fn human_size(size: usize) -> String {
 }
 
 /// Runs everything asked for and prints the table.
-pub fn run(opts: Options) -> Result<(), String> {
+/// Checks every option before anything is measured.
+pub fn check(opts: &Options) -> Result<(), String> {
     for part in &opts.parts {
         if !["throughput", "rtt", "mesh", "memory"].contains(&part.as_str()) {
             return Err(format!(
@@ -467,6 +468,20 @@ pub fn run(opts: Options) -> Result<(), String> {
             ));
         }
     }
+    for runtime in &opts.runtimes {
+        if !["tokio", "smol", "mio"].contains(&runtime.as_str()) {
+            return Err(format!("unknown runtime {runtime:?} (tokio, smol, mio)"));
+        }
+    }
+    if opts.edges == 0 && opts.runs("memory") {
+        return Err("--edges must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Runs the parts asked for and prints the table.
+pub fn run(opts: Options) -> Result<(), String> {
+    check(&opts)?;
     let q = opts.quick;
     println!(
         "chaski bench{} ({} cores; loopback TCP; raw = plain length-prefixed frames, buffered)",

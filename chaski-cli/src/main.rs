@@ -561,6 +561,10 @@ fn main() {
             parts: only,
             zenoh,
         };
+        if let Err(msg) = bench::check(&opts) {
+            eprintln!("chaski bench: {msg}");
+            std::process::exit(failure::USAGE);
+        }
         if let Err(msg) = bench::run(opts) {
             eprintln!("chaski bench: {msg}");
             std::process::exit(1);

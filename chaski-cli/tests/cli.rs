@@ -191,6 +191,17 @@ fn scripts_get_json_exit_codes_and_plain_numbers() {
         Some(4)
     );
     assert_eq!(run_code(&["ping", &addr, "--count", "nope"]).0, Some(2));
+    // The benchmark checks its options before measuring anything.
+    let start = Instant::now();
+    assert_eq!(run_code(&["bench", "--runtime", "foo"]).0, Some(2));
+    assert_eq!(
+        run_code(&["bench", "--only", "memory", "--edges", "0"]).0,
+        Some(2)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "measured before refusing"
+    );
     let (_, help, _) = run_code(&["--help"]);
     assert!(help.contains("Exit codes:"), "{help}");
     drop(server);
