@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 project="chaskitest$$"
 export CHASKI_IMAGE=${CHASKI_IMAGE:-chaski:local}
 # Short liveness bounds, so a cut is noticed in seconds.
-export CHASKI_KEEPALIVE=1 CHASKI_IDLE_TIMEOUT=3
+export CHASKI_KEEPALIVE_INTERVAL=1 CHASKI_IDLE_TIMEOUT=3
 if command -v docker-compose >/dev/null; then
     compose() { docker-compose -p "$project" -f compose.yaml "$@"; }
 elif docker compose version >/dev/null 2>&1; then

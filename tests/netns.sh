@@ -70,7 +70,7 @@ done
 run() {
     local host=$1 name=$2
     shift 2
-    CHASKI_KEEPALIVE=1 CHASKI_IDLE_TIMEOUT=3 \
+    CHASKI_KEEPALIVE_INTERVAL=1 CHASKI_IDLE_TIMEOUT=3 \
         ip netns exec "${p}h$host" "$bin" "$@" >"$logs/$name.log" 2>&1 &
     pids+=($!)
     eval "pid_$name=$!"

@@ -13,16 +13,16 @@ use clap::Args;
 
 use chaski_tokio::{Config, Node, NodeId};
 
-/// Liveness settings of a long-running node (each also read from the environment variable
-/// named).
+/// Liveness settings of a long-running node (the same settings as `keepalive_interval` and
+/// `idle_timeout` of the configuration, `CHASKI_KEEPALIVE_INTERVAL`/`CHASKI_IDLE_TIMEOUT`).
 #[derive(Args, Debug, Clone)]
 pub struct Liveness {
     /// Seconds between keep-alive pings on an idle edge (default: the configuration's, 7).
-    #[arg(long, env = "CHASKI_KEEPALIVE")]
+    #[arg(long)]
     keepalive: Option<f64>,
     /// Seconds of silence after which an edge is dropped (and, if this node dialed it,
     /// redialed; default: the configuration's, 25).
-    #[arg(long, env = "CHASKI_IDLE_TIMEOUT")]
+    #[arg(long)]
     idle_timeout: Option<f64>,
 }
 
