@@ -184,6 +184,9 @@ pub struct Config {
     pub slow_consumer: SlowConsumer,
     /// Topics a peer may announce (default 1024).
     pub max_peer_topics: usize,
+    /// Of a peer's topics, how many may be patterns (`*`, `**`; default 32): each is matched
+    /// against every message sent to that peer.
+    pub max_peer_patterns: usize,
     /// Services a peer may announce (default 256).
     pub max_peer_services: usize,
     /// Length of a topic, service or name in bytes (default 256).
@@ -251,6 +254,7 @@ impl Default for Config {
             message_queue: 16_384,
             slow_consumer: SlowConsumer::BackPressure,
             max_peer_topics: 1024,
+            max_peer_patterns: 32,
             max_peer_services: 256,
             max_name_len: 256,
             max_pending_calls: 1024,
@@ -343,6 +347,8 @@ setters! {
     slow_consumer: SlowConsumer,
     /// Sets [`Config::max_peer_topics`].
     max_peer_topics: usize,
+    /// Sets [`Config::max_peer_patterns`].
+    max_peer_patterns: usize,
     /// Sets [`Config::max_peer_services`].
     max_peer_services: usize,
     /// Sets [`Config::max_name_len`].

@@ -51,6 +51,12 @@ pub enum CommandError {
         /// Limit.
         max: usize,
     },
+    /// A wildcard (`*`, `**`) that is not a whole level, or a pattern where a topic is needed
+    /// (publishing).
+    #[error(
+        "{0:?}: wildcards are whole levels (`*` one, `**` any), and only subscriptions have them"
+    )]
+    BadPattern(String),
     /// The topic is reserved for the protocol (`@`, a root's own topic).
     #[error("the topic {0:?} is reserved")]
     Reserved(&'static str),

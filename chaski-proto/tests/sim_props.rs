@@ -10,6 +10,10 @@ use proptest::prelude::*;
 
 const TOPICS: [&str; 3] = ["a", "b", "c"];
 
+/// Hierarchical topics published on, and the subscriptions (topics and patterns) nodes pick.
+const LEVELED: [&str; 3] = ["a/x", "a/y", "b/x"];
+const PATTERNS: [&str; 5] = ["a/x", "a/*", "*/x", "b/**", "**"];
+
 #[derive(Clone, Debug)]
 struct Mesh {
     n: usize,
@@ -19,11 +23,16 @@ struct Mesh {
 }
 
 fn mesh() -> impl Strategy<Value = Mesh> {
-    (4usize..14).prop_flat_map(|n| {
+    mesh_of(3, 0.5)
+}
+
+/// Meshes whose nodes each pick among `k` subscriptions, each with probability `p`.
+fn mesh_of(k: usize, p: f64) -> impl Strategy<Value = Mesh> {
+    (4usize..14).prop_flat_map(move |n| {
         (
             Just(n),
             proptest::collection::vec((0..n, 0..n), n..n * 2),
-            proptest::collection::vec(proptest::collection::vec(any::<bool>(), 3), n),
+            proptest::collection::vec(proptest::collection::vec(proptest::bool::weighted(p), k), n),
             proptest::collection::vec(proptest::bool::weighted(0.1), n),
         )
             .prop_map(|(n, links, subs, roots)| Mesh {
@@ -36,10 +45,14 @@ fn mesh() -> impl Strategy<Value = Mesh> {
 }
 
 fn build(seed: u64, m: &Mesh) -> Sim {
+    build_with(seed, m, &TOPICS)
+}
+
+fn build_with(seed: u64, m: &Mesh, subscriptions: &[&str]) -> Sim {
     let mut sim = Sim::new(seed);
     for i in 0..m.n {
         let i = sim.add_node(Config::default().name(format!("n{i}")).root(m.roots[i]));
-        for (t, &on) in TOPICS.iter().zip(&m.subs[i]) {
+        for (t, &on) in subscriptions.iter().zip(&m.subs[i]) {
             if on {
                 sim.with(i, |node, now| node.subscribe(t, now)).unwrap();
             }
@@ -101,47 +114,73 @@ fn expected_receivers(sim: &Sim, from: Idx, topic: &str) -> BTreeSet<Idx> {
     out
 }
 
+/// Publishes once from every node on every topic of `topics` and checks that each message
+/// reaches exactly its expected receivers, once each.
+fn check_delivery(mut sim: Sim, m: &Mesh, topics: &[&str]) -> Result<(), TestCaseError> {
+    check_tables(&sim)?;
+    // Edges are symmetric once settled.
+    for i in 0..m.n {
+        for p in sim.node(i).peers() {
+            let j = sim.idx_of(p).unwrap();
+            prop_assert!(sim.connected(i, j), "one-sided edge {i}->{j}");
+        }
+    }
+    let mut expect: BTreeMap<(Idx, u64), BTreeSet<Idx>> = BTreeMap::new();
+    for i in 0..m.n {
+        for &t in topics {
+            let payload = Bytes::from(format!("{i}/{t}"));
+            // Valid topic, small payload: a publish may not be refused.
+            let seq = sim.with(i, |node, now| node.publish(t, payload, now));
+            prop_assert!(seq.is_ok(), "publish refused: {:?}", seq);
+            expect.insert((i, seq.unwrap()), expected_receivers(&sim, i, t));
+        }
+    }
+    sim.run_for(Duration::from_secs(2));
+    let mut got: BTreeMap<(Idx, u64), Vec<Idx>> = BTreeMap::new();
+    for r in 0..m.n {
+        for (_, e) in sim.events(r) {
+            if let Event::Message(msg) = e {
+                let origin = sim.idx_of(msg.origin.unwrap()).unwrap();
+                got.entry((origin, msg.seq)).or_default().push(r);
+            }
+        }
+    }
+    for (key, want) in &expect {
+        let mut have = got.remove(key).unwrap_or_default();
+        have.sort_unstable();
+        let unique: Vec<Idx> = have
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        prop_assert_eq!(&have, &unique, "duplicate delivery of {:?}", key);
+        prop_assert_eq!(
+            unique.into_iter().collect::<BTreeSet<_>>(),
+            want.clone(),
+            "receivers of {:?}",
+            key
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn random_mesh_delivers_exactly_once(seed in any::<u64>(), m in mesh()) {
-        let mut sim = build(seed, &m);
-        check_tables(&sim)?;
-        // Edges are symmetric once settled.
-        for i in 0..m.n {
-            for p in sim.node(i).peers() {
-                let j = sim.idx_of(p).unwrap();
-                prop_assert!(sim.connected(i, j), "one-sided edge {i}->{j}");
-            }
-        }
-        let mut expect: BTreeMap<(Idx, u64), BTreeSet<Idx>> = BTreeMap::new();
-        for i in 0..m.n {
-            for t in TOPICS {
-                let payload = Bytes::from(format!("{i}/{t}"));
-                // Valid topic, small payload: a publish may not be refused.
-                let seq = sim.with(i, |node, now| node.publish(t, payload, now));
-                prop_assert!(seq.is_ok(), "publish refused: {:?}", seq);
-                expect.insert((i, seq.unwrap()), expected_receivers(&sim, i, t));
-            }
-        }
-        sim.run_for(Duration::from_secs(2));
-        let mut got: BTreeMap<(Idx, u64), Vec<Idx>> = BTreeMap::new();
-        for r in 0..m.n {
-            for (_, e) in sim.events(r) {
-                if let Event::Message(msg) = e {
-                    let origin = sim.idx_of(msg.origin.unwrap()).unwrap();
-                    got.entry((origin, msg.seq)).or_default().push(r);
-                }
-            }
-        }
-        for (key, want) in &expect {
-            let mut have = got.remove(key).unwrap_or_default();
-            have.sort_unstable();
-            let unique: Vec<Idx> = have.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
-            prop_assert_eq!(&have, &unique, "duplicate delivery of {:?}", key);
-            prop_assert_eq!(unique.into_iter().collect::<BTreeSet<_>>(), want.clone(), "receivers of {:?}", key);
-        }
+        let sim = build(seed, &m);
+        check_delivery(sim, &m, &TOPICS)?;
+    }
+
+    /// The same with subscriptions that are patterns (`a/*`, `*/x`, `b/**`, `**`): a message
+    /// reaches every node whose subscription matches its topic, through nodes that relay it
+    /// (those that want it, and roots), exactly once.
+    #[test]
+    fn random_mesh_with_wildcard_subscribers_delivers_exactly_once(seed in any::<u64>(), m in mesh_of(PATTERNS.len(), 0.3)) {
+        let sim = build_with(seed, &m, &PATTERNS);
+        check_delivery(sim, &m, &LEVELED)?;
     }
 
     #[test]

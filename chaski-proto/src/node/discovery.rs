@@ -54,18 +54,17 @@ impl Node {
             return Err(CommandError::Limit("discovery needs a listening address"));
         };
         for topic in pending {
-            let sharing: Vec<NodeId> = self
+            // Neighbours paired for the topic (for a pattern: for a topic it matches).
+            let sharing: Vec<(NodeId, NodeId)> = self
                 .edge_order
                 .iter()
-                .copied()
-                .filter(|p| self.edges[p].paired.contains_key(&topic))
+                .filter_map(|p| neighbour_cluster(&self.edges[p], &topic).map(|c| (*p, c)))
                 .collect();
-            if let Some(&first) = sharing.first() {
-                let mut cluster = self.edges[&first].paired[&topic];
-                for p in &sharing {
+            if let Some(&(first, _)) = sharing.first() {
+                let cluster = sharing.iter().map(|(_, c)| *c).min().unwrap_or(self.id);
+                for (p, _) in &sharing {
                     if let Some(e) = self.edges.get_mut(p) {
                         e.pairing = true;
-                        cluster = cluster.min(e.paired[&topic]);
                     }
                 }
                 self.mark_paired(&topic, Some(first), cluster, now);
@@ -110,7 +109,10 @@ impl Node {
         if d.origin == self.id || !self.seen_discoveries.insert((d.origin, d.id)) {
             return;
         }
-        if d.topic.is_empty() || d.topic.len() > self.cfg.max_name_len {
+        if d.topic.is_empty()
+            || d.topic.len() > self.cfg.max_name_len
+            || crate::topic::check_pattern(&d.topic).is_err()
+        {
             return;
         }
         if self.shut_down {
@@ -148,7 +150,8 @@ impl Node {
         // Having answered, a node still passes the discovery on, but only out of its own
         // cluster: other clusters of the topic get to answer too, and the origin merges them.
         let mut answered = false;
-        if self.is_paired_for(&d.topic) || (seeking && self.id < d.origin) {
+        let cluster = self.paired_cluster_for(&d.topic);
+        if cluster.is_some() || (seeking && self.id < d.origin) {
             if self.edges.contains_key(&d.origin) || self.pairing_to(d.origin) {
                 return;
             }
@@ -163,7 +166,7 @@ impl Node {
             {
                 debug!(topic = %d.topic, origin = %d.origin, "pairing with a discovery origin");
                 let intent = PairIntent {
-                    cluster: self.cluster_of(&d.topic),
+                    cluster,
                     discovery: d.id,
                     topic: d.topic.clone(),
                     entry: d.entry,
@@ -213,6 +216,29 @@ impl Node {
                 self.dial(addr, Purpose::Pair(intent, origin), now);
             }
         }
+    }
+
+    /// The cluster this node belongs to for what a seeker wants: the topic's own, or for a
+    /// pattern, that of a topic it matches (the smallest id), so a wildcard subscriber pairs
+    /// with the nodes whose topics its pattern matches. `None` if it is paired for neither.
+    fn paired_cluster_for(&self, wanted: &str) -> Option<NodeId> {
+        if let Some(c) = self.cluster_of(wanted) {
+            return Some(c);
+        }
+        if self.cfg.root || !crate::topic::is_pattern(wanted) {
+            return None;
+        }
+        self.topics
+            .iter()
+            .filter_map(|(t, s)| match s {
+                TopicState::Paired(c)
+                    if !crate::topic::is_pattern(t) && crate::topic::matches(wanted, t) =>
+                {
+                    Some(*c)
+                }
+                _ => None,
+            })
+            .min()
     }
 
     /// Whether a pairing dial to that origin is already under way.
@@ -265,4 +291,20 @@ impl Node {
         let id = self.id;
         self.mark_paired(topic, None, id, now);
     }
+}
+
+/// The cluster a neighbour is paired in for `topic` (for a pattern, the smallest of those of
+/// the topics it matches), if any.
+fn neighbour_cluster(e: &super::Edge, topic: &str) -> Option<NodeId> {
+    if let Some(c) = e.paired.get(topic) {
+        return Some(*c);
+    }
+    if !crate::topic::is_pattern(topic) {
+        return None;
+    }
+    e.paired
+        .iter()
+        .filter(|(t, _)| crate::topic::matches(topic, t))
+        .map(|(_, c)| *c)
+        .min()
 }

@@ -11,6 +11,10 @@ use crate::error::ConnectError;
 use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
 use crate::message::{DisconnectReason, Hello, Message, PROTOCOL_VERSION};
+use crate::topic;
+
+/// The root's own topic, never a shared interest.
+const ROOT_TOPIC_NAME: &str = super::ROOT_TOPIC;
 
 impl Node {
     pub(super) fn hello_for(&self, conn: ConnId) -> Hello {
@@ -57,6 +61,43 @@ impl Node {
         Ok(())
     }
 
+    /// A peer's patterns: at most `max_peer_patterns`, each at most
+    /// [`MAX_PATTERN_LEVELS`](crate::topic::MAX_PATTERN_LEVELS) levels.
+    pub(super) fn validate_patterns(&self, names: &[String]) -> Result<(), DisconnectReason> {
+        let patterns: Vec<&String> = names.iter().filter(|n| topic::is_pattern(n)).collect();
+        if patterns.len() > self.cfg.max_peer_patterns {
+            return Err(DisconnectReason::LimitExceeded(format!(
+                "{} patterns announced, limit {}",
+                patterns.len(),
+                self.cfg.max_peer_patterns
+            )));
+        }
+        if let Some(p) = patterns
+            .iter()
+            .find(|p| p.split('/').count() > topic::MAX_PATTERN_LEVELS)
+        {
+            return Err(DisconnectReason::LimitExceeded(format!(
+                "pattern of {} levels",
+                p.split('/').count()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a peer with `theirs` topics wants something we subscribe to, or the reverse
+    /// (plain topics by lookup; patterns matched, theirs at most `max_peer_patterns`).
+    pub(super) fn shares_interest(&self, theirs: &[String]) -> bool {
+        let ours = || self.topics.keys().filter(|t| *t != ROOT_TOPIC_NAME);
+        theirs.iter().any(|t| {
+            if topic::is_pattern(t) {
+                ours().any(|o| topic::overlap(t, o))
+            } else {
+                self.topics.contains_key(t) && t != ROOT_TOPIC_NAME
+                    || self.patterns.iter().any(|p| topic::matches(p, t))
+            }
+        })
+    }
+
     pub(super) fn on_hello(&mut self, conn: ConnId, h: Hello, now: Instant) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -75,6 +116,7 @@ impl Node {
         }
         let checks = self
             .validate_names("topics", &h.topics, self.cfg.max_peer_topics)
+            .and_then(|_| self.validate_patterns(&h.topics))
             .and_then(|_| {
                 let paired: Vec<String> = h.paired.iter().map(|(t, _)| t.clone()).collect();
                 self.validate_names("topics", &paired, self.cfg.max_peer_topics)
@@ -183,10 +225,14 @@ impl Node {
             c.state = ConnState::Established(h.id);
             c.decoder.set_max_frame_len(self.cfg.max_frame_len);
         }
-        let topics: BTreeSet<String> = h.topics.into_iter().collect();
-        let shares = topics
+        let shares = self.shares_interest(&h.topics);
+        let patterns = h
+            .topics
             .iter()
-            .any(|t| self.topics.contains_key(t) && t != "@");
+            .filter(|t| topic::is_pattern(t))
+            .cloned()
+            .collect();
+        let topics: BTreeSet<String> = h.topics.into_iter().collect();
         let keepalive_delay = self.keepalive_delay();
         debug!(peer = %h.id, name = %h.name, %conn, "edge established");
         self.edges.insert(
@@ -197,6 +243,7 @@ impl Node {
                 addr: remote,
                 listen: h.listen.map(|l| reachable(l, remote)),
                 topics,
+                patterns,
                 paired: h.paired.into_iter().collect(),
                 services: h.services.into_iter().collect(),
                 root: h.root,
@@ -292,13 +339,16 @@ impl Node {
         topics: Vec<String>,
         now: Instant,
     ) {
-        if let Err(reason) = self.validate_names("topics", &topics, self.cfg.max_peer_topics) {
+        if let Err(reason) = self
+            .validate_names("topics", &topics, self.cfg.max_peer_topics)
+            .and_then(|_| self.validate_patterns(&topics))
+        {
             return self.bad_peer(conn, reason, now);
         }
-        let ours: Vec<&String> = self.topics.keys().filter(|t| *t != "@").collect();
+        let shares = self.shares_interest(&topics);
         if let Some(e) = self.edges.get_mut(&peer) {
-            e.topics = topics.into_iter().collect();
-            if ours.iter().any(|t| e.topics.contains(*t)) {
+            e.set_topics(topics);
+            if shares {
                 e.pairing = true;
             }
         }

@@ -93,6 +93,8 @@ struct Edge {
     addr: SocketAddr,
     listen: Option<SocketAddr>,
     topics: BTreeSet<String>,
+    /// Those of `topics` that are patterns (matched against every message for this peer).
+    patterns: Vec<String>,
     /// The peer's paired topics and their cluster ids.
     paired: BTreeMap<String, NodeId>,
     services: BTreeSet<String>,
@@ -106,6 +108,29 @@ struct Edge {
     last_ping: Instant,
     keepalive_delay: Duration,
     inbound_requests: usize,
+}
+
+impl Edge {
+    /// Whether a message on `topic` goes to this peer: a root takes everything, others what
+    /// they subscribe to, by name or by pattern.
+    fn wants(&self, topic: &str) -> bool {
+        self.root
+            || self.topics.contains(topic)
+            || self
+                .patterns
+                .iter()
+                .any(|p| crate::topic::matches(p, topic))
+    }
+
+    /// Replaces the peer's topics (and the patterns among them).
+    fn set_topics(&mut self, topics: Vec<String>) {
+        self.patterns = topics
+            .iter()
+            .filter(|t| crate::topic::is_pattern(t))
+            .cloned()
+            .collect();
+        self.topics = topics.into_iter().collect();
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +170,8 @@ pub struct Node {
     edge_order: Vec<NodeId>,
 
     topics: BTreeMap<String, TopicState>,
+    /// Those of `topics` that are patterns.
+    patterns: Vec<String>,
     services: BTreeSet<String>,
     next_discovery: u64,
     /// Other seekers heard while a topic was unpaired: topic → (origin, address, discovery).
@@ -240,6 +267,7 @@ impl Node {
             edges: BTreeMap::new(),
             edge_order: Vec::new(),
             topics,
+            patterns: Vec::new(),
             services: BTreeSet::new(),
             next_discovery: 0,
             seekers: BTreeMap::new(),
@@ -310,9 +338,13 @@ impl Node {
         self.topics.keys().map(String::as_str)
     }
 
-    /// Whether the node subscribes to `topic`.
+    /// Whether the node subscribes to `topic`, by name or by a pattern that matches it.
     pub fn is_subscribed(&self, topic: &str) -> bool {
         self.topics.contains_key(topic)
+            || self
+                .patterns
+                .iter()
+                .any(|p| crate::topic::matches(p, topic))
     }
 
     /// Whether the node belongs to `topic`'s cluster (never true on a root).
@@ -506,10 +538,9 @@ impl Node {
         self.congested
             .iter()
             .any(|conn| match self.conns.get(conn).map(|c| c.state) {
-                Some(ConnState::Established(p)) => self
-                    .edges
-                    .get(&p)
-                    .is_some_and(|e| e.root || e.topics.contains(topic)),
+                Some(ConnState::Established(p)) => {
+                    self.edges.get(&p).is_some_and(|e| e.wants(topic))
+                }
                 _ => false,
             })
     }

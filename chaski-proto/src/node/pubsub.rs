@@ -13,11 +13,12 @@ use crate::id::NodeId;
 use crate::message::PublishRef;
 
 impl Node {
-    /// Subscribes to `topic` and tells every neighbour at once.
+    /// Subscribes to `topic`, or to every topic a pattern matches (`sensors/*/temperature`,
+    /// `sensors/**`: see [`crate::topic`]), and tells every neighbour at once.
     pub fn subscribe(&mut self, topic: &str, now: std::time::Instant) -> Result<(), CommandError> {
-        let _ = now;
         self.check_live()?;
         self.check_name("topic", topic)?;
+        crate::topic::check_pattern(topic)?;
         if topic == ROOT_TOPIC {
             return Err(CommandError::Reserved(ROOT_TOPIC));
         }
@@ -33,8 +34,11 @@ impl Node {
             TopicState::Unpaired
         };
         self.topics.insert(topic.to_string(), state);
+        if crate::topic::is_pattern(topic) {
+            self.patterns.push(topic.to_string());
+        }
         for e in self.edges.values_mut() {
-            if e.topics.contains(topic) {
+            if e.topics.iter().any(|t| crate::topic::overlap(t, topic)) {
                 e.pairing = true;
             }
         }
@@ -57,6 +61,7 @@ impl Node {
             return Ok(());
         }
         if let Some(state) = self.topics.remove(topic) {
+            self.patterns.retain(|p| p != topic);
             self.announce_topics(now);
             if matches!(state, TopicState::Paired(_)) {
                 self.announce_paired(now);
@@ -75,6 +80,7 @@ impl Node {
     /// ```
     pub fn check_publish(cfg: &Config, topic: &str, len: usize) -> Result<(), CommandError> {
         super::check_name(cfg, "topic", topic)?;
+        crate::topic::check_topic(topic)?;
         if topic == ROOT_TOPIC {
             return Err(CommandError::Reserved(ROOT_TOPIC));
         }
@@ -123,7 +129,7 @@ impl Node {
             let Some(e) = self.edges.get(&peer) else {
                 continue;
             };
-            if !(e.root || e.topics.contains(p.topic)) {
+            if !e.wants(p.topic) {
                 continue;
             }
             let conn = e.conn;
@@ -154,7 +160,7 @@ impl Node {
             self.counters.reserved_dropped += 1;
             return;
         }
-        let subscribed = self.topics.contains_key(p.topic);
+        let subscribed = self.is_subscribed(p.topic);
         if !subscribed && !self.cfg.root {
             return;
         }

@@ -338,6 +338,7 @@ impl Node {
     ) -> Result<(), CommandError> {
         self.check_live()?;
         self.check_name("topic", topic)?;
+        crate::topic::check_topic(topic)?;
         if topic == super::ROOT_TOPIC {
             return Err(CommandError::Reserved(super::ROOT_TOPIC));
         }
@@ -413,7 +414,7 @@ impl Node {
             Datagram::Publish { topic, payload } => {
                 if topic == super::ROOT_TOPIC {
                     self.counters.reserved_dropped += 1;
-                } else if self.topics.contains_key(&topic) {
+                } else if self.is_subscribed(&topic) {
                     self.push_event(Event::Message(Received {
                         topic,
                         payload,

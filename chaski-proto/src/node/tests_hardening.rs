@@ -561,3 +561,92 @@ fn one_host_cannot_take_every_handshake_slot() {
     }
     assert_eq!(n.connection_count(), 8);
 }
+
+#[test]
+fn wildcard_subscriptions_deliver_relay_and_filter_at_the_sender() {
+    let (mut n, now) = node(Config::default());
+    assert!(matches!(
+        n.subscribe("sensors*", now),
+        Err(CommandError::BadPattern(_))
+    ));
+    n.subscribe("sensors/*/temperature", now).unwrap();
+    assert!(n.is_subscribed("sensors/kitchen/temperature"));
+    assert!(!n.is_subscribed("sensors/kitchen/humidity"));
+    // Publishing to a pattern is refused.
+    assert!(matches!(
+        n.publish("sensors/*/temperature", Bytes::from_static(b"x"), now),
+        Err(CommandError::BadPattern(_))
+    ));
+    // Peer 7 wants everything under alerts, peer 8 one topic, peer 9 sensors by pattern.
+    peer(&mut n, 1, 7, &["alerts/**"], now);
+    peer(&mut n, 2, 8, &["sensors/kitchen/temperature"], now);
+    peer(&mut n, 3, 9, &["sensors/**"], now);
+    drain(&mut n);
+    n.publish("alerts/fire/kitchen", Bytes::from_static(b"a"), now)
+        .unwrap();
+    n.publish("sensors/kitchen/temperature", Bytes::from_static(b"t"), now)
+        .unwrap();
+    let outs = drain(&mut n);
+    let topics = |c: u64| -> Vec<String> {
+        sent(&outs, ConnId(c))
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Publish(p) => Some(p.topic),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(topics(1), vec!["alerts/fire/kitchen"]);
+    assert_eq!(topics(2), vec!["sensors/kitchen/temperature"]);
+    assert_eq!(topics(3), vec!["sensors/kitchen/temperature"]);
+    // A publish from peer 9 on a topic our pattern matches: delivered here, and relayed to the
+    // neighbours that want it (8 by name), not to 7.
+    let p = frame(&Message::Publish(crate::message::Publish {
+        origin: NodeId(9),
+        seq: 1,
+        topic: "sensors/kitchen/temperature".into(),
+        ttl: 5,
+        hops: 1,
+        payload: Bytes::from_static(b"21.5"),
+    }));
+    n.handle_bytes(ConnId(3), &p, now);
+    let outs = drain(&mut n);
+    assert!(outs.iter().any(|o| matches!(o, Output::Event(Event::Message(m)) if m.topic == "sensors/kitchen/temperature")));
+    assert_eq!(sent(&outs, ConnId(2)).len(), 1);
+    assert!(sent(&outs, ConnId(1)).is_empty());
+}
+
+#[test]
+fn a_peer_with_too_many_or_too_deep_patterns_is_refused() {
+    let (mut n, now) = node(Config::default().max_peer_patterns(2));
+    let outs = peer(&mut n, 1, 7, &["a/*", "b/*", "c/*"], now);
+    assert!(matches!(
+        sent(&outs, ConnId(1)).last(),
+        Some(Message::Goodbye(DisconnectReason::LimitExceeded(r))) if r.contains("patterns")
+    ));
+    peer(&mut n, 2, 8, &["a/*"], now);
+    let deep = vec!["*"; 20].join("/");
+    n.handle_bytes(ConnId(2), &frame(&Message::Topics(vec![deep])), now);
+    let outs = drain(&mut n);
+    assert!(matches!(
+        sent(&outs, ConnId(2)).last(),
+        Some(Message::Goodbye(DisconnectReason::LimitExceeded(r))) if r.contains("levels")
+    ));
+}
+
+#[test]
+fn a_wildcard_seeker_pairs_with_a_member_of_a_topic_it_matches() {
+    let (mut n, now) = node(Config::default().paired(true));
+    n.subscribe("sensors/kitchen", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    n.handle_bytes(
+        ConnId(1),
+        &discovery_frame(50, 1, "sensors/*", 5, 6050),
+        now,
+    );
+    assert_eq!(dials(&drain(&mut n)), vec![addr(6050)]);
+    // A pattern it does not match: no answer.
+    n.handle_bytes(ConnId(1), &discovery_frame(51, 1, "alerts/*", 5, 6051), now);
+    assert!(dials(&drain(&mut n)).is_empty());
+}

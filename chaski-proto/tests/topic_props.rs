@@ -1,0 +1,41 @@
+//! The topic matcher agrees with a plain reference matcher (backtracking, fine for the small
+//! cases generated here) on random patterns and topics.
+
+use chaski_proto::topic::{is_pattern, matches};
+use proptest::prelude::*;
+
+/// The reference: `*` one level, `**` any number, anything else itself.
+fn reference(p: &[&str], t: &[&str]) -> bool {
+    match (p.first(), t.first()) {
+        (None, _) => t.is_empty(),
+        (Some(&"**"), _) => (0..=t.len()).any(|k| reference(&p[1..], &t[k..])),
+        (Some(_), None) => false,
+        (Some(&"*"), Some(_)) => reference(&p[1..], &t[1..]),
+        (Some(l), Some(x)) => l == x && reference(&p[1..], &t[1..]),
+    }
+}
+
+fn level() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("a"), Just("b"), Just("c")]
+}
+
+fn pattern_level() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("a"), Just("b"), Just("*"), Just("**")]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn matching_agrees_with_the_reference(
+        p in proptest::collection::vec(pattern_level(), 1..7),
+        t in proptest::collection::vec(level(), 1..8),
+    ) {
+        let (ps, ts) = (p.join("/"), t.join("/"));
+        prop_assert_eq!(matches(&ps, &ts), reference(&p, &t), "{} vs {}", ps, ts);
+        // A plain topic matches only itself.
+        if !is_pattern(&ps) {
+            prop_assert_eq!(matches(&ps, &ts), ps == ts);
+        }
+    }
+}
