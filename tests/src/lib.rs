@@ -201,6 +201,7 @@ macro_rules! for_each_scenario {
             scenarios::stream_chain,
             scenarios::root_relay_and_routing,
             scenarios::four_cycle_delivers_exactly_once,
+            scenarios::wildcard_subscribers,
             scenarios::abrupt_death_and_redial,
             scenarios::redial_while_the_peer_is_down,
             scenarios::redial_gives_up,

@@ -735,6 +735,59 @@ pub fn unsubscribe_stops_delivery<H: Harness>(h: &H, host: &str) {
     n.iter().for_each(|x| x.shutdown());
 }
 
+/// Wildcard subscribers through a root: `sensors/**` and `sensors/*/temperature` get what
+/// their patterns match, by way of the root, and nothing else; publishing to a pattern is
+/// refused.
+pub fn wildcard_subscribers<H: Harness>(h: &H, host: &str) {
+    let n = [
+        node(h, host, cfg("root").root(true), &[]),
+        node(h, host, cfg("all"), &["sensors/**"]),
+        node(h, host, cfg("temps"), &["sensors/*/temperature"]),
+        node(h, host, cfg("pub"), &[]),
+    ];
+    for x in &n[1..] {
+        x.connect(&addr(&n[0])).unwrap();
+    }
+    knows_topic(&n[0], &[&n[1]], "sensors/**");
+    knows_topic(&n[0], &[&n[2]], "sensors/*/temperature");
+    assert!(matches!(
+        n[3].publish("sensors/*/temperature", b"x"),
+        Err(Error::Command(chaski_proto::CommandError::BadPattern(_)))
+    ));
+    n[3].publish("sensors/kitchen/temperature", b"21.5")
+        .unwrap();
+    n[3].publish("sensors/kitchen/humidity", b"40").unwrap();
+    n[3].publish("alerts/fire", b"!").unwrap();
+    let got = |x: &H::Node, k: usize| -> Vec<(String, Vec<u8>)> {
+        (0..k)
+            .map(|_| {
+                let m = x.recv(WAIT).expect("a message the pattern matches");
+                (m.topic, m.payload.to_vec())
+            })
+            .collect()
+    };
+    assert_eq!(
+        got(&n[1], 2),
+        vec![
+            ("sensors/kitchen/temperature".into(), b"21.5".to_vec()),
+            ("sensors/kitchen/humidity".into(), b"40".to_vec())
+        ]
+    );
+    assert_eq!(
+        got(&n[2], 1),
+        vec![("sensors/kitchen/temperature".into(), b"21.5".to_vec())]
+    );
+    assert!(
+        n[1].recv(QUIET).is_none(),
+        "a topic outside the pattern arrived"
+    );
+    assert!(
+        n[2].recv(QUIET).is_none(),
+        "a topic outside the pattern arrived"
+    );
+    n.iter().for_each(|x| x.shutdown());
+}
+
 /// A cycle of four subscribers: every message reaches each other node exactly once, and never
 /// comes back to its origin.
 pub fn four_cycle_delivers_exactly_once<H: Harness>(h: &H, host: &str) {
