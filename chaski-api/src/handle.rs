@@ -19,6 +19,7 @@ use crate::queue::Messages;
 use crate::resolve::{first_success, resolve_all};
 use crate::service::{decode, encode, Service};
 use crate::shared::{Guard, Shared, State};
+use crate::subscriber::Subscriber;
 
 /// A running node, as every runtime exposes it (each runtime's `Node` dereferences to this,
 /// or wraps it in blocking calls). Cheap to clone; the node runs until [`Handle::shutdown`]
@@ -103,14 +104,47 @@ impl Handle {
         .await
     }
 
-    /// Subscribes to a topic; neighbours are told at once.
+    /// Subscribes to a topic, or to a pattern (`sensors/*/temperature`, `sensors/**`);
+    /// neighbours are told at once. What it matches arrives on [`Handle::messages`], the
+    /// node-wide stream (see [`Handle::subscriber`] for a stream of its own).
     pub async fn subscribe(&self, topic: &str) -> Result<()> {
-        Ok(self.with(|s, now| s.core.subscribe(topic, now))?)
+        self.with(|s, now| {
+            s.core.subscribe(topic, now)?;
+            s.hub.subscribe_wide(topic);
+            Ok(())
+        })
     }
 
-    /// Unsubscribes from a topic; neighbours are told at once.
+    /// Subscribes to a topic or a pattern with a stream of its own: the [`Subscriber`] yields
+    /// only what its pattern matches (those messages reach [`Handle::messages`] only if
+    /// [`Handle::subscribe`] asked for them too), and unsubscribes when dropped.
+    ///
+    /// ```no_run
+    /// # async fn f(node: chaski_api::Handle) -> chaski_api::Result<()> {
+    /// use futures_util::StreamExt;
+    /// let mut temps = node.subscriber("sensors/*/temperature").await?;
+    /// while let Some(m) = temps.next().await {
+    ///     println!("{}: {:?}", m.topic, m.payload);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscriber(&self, pattern: &str) -> Result<Subscriber> {
+        let (id, messages) = self.with(|s, now| -> Result<_> {
+            s.core.subscribe(pattern, now)?;
+            Ok(s.hub.add_subscriber(pattern))
+        })?;
+        Ok(Subscriber::new(self.shared.clone(), id, pattern, messages))
+    }
+
+    /// Unsubscribes from what [`Handle::subscribe`] asked for; neighbours are told at once (a
+    /// [`Subscriber`] of the same pattern keeps it until it is dropped).
     pub async fn unsubscribe(&self, topic: &str) -> Result<()> {
-        Ok(self.with(|s, now| s.core.unsubscribe(topic, now))?)
+        self.with(|s, now| {
+            if s.hub.unsubscribe_wide(topic) {
+                s.core.unsubscribe(topic, now)?;
+            }
+            Ok(())
+        })
     }
 
     /// Publishes to the neighbours subscribed to `topic` (and roots).

@@ -1,7 +1,8 @@
 //! Routing the core's events to the application: connect/call/ping/status waiters, the message
 //! queue, the lifecycle event queue, and the local services that answer requests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,8 +33,22 @@ pub struct Invocation {
 /// Lifecycle events kept for the application before the oldest is dropped.
 const EVENT_QUEUE: usize = 4096;
 
+/// A subscription with a stream of its own ([`crate::Subscriber`]).
+struct Sub {
+    id: u64,
+    pattern: String,
+    queue: MessageQueue<Received>,
+}
+
 /// Waiters and queues of one node, shared by every runtime.
 pub struct Hub {
+    /// Subscriptions with their own streams.
+    subs: Vec<Sub>,
+    next_sub: u64,
+    /// What `subscribe` asked for: messages it matches go to the node-wide stream.
+    wide: BTreeSet<String>,
+    /// Each subscriber's queue: capacity, bytes, policy (as the node-wide one).
+    queue_bounds: (usize, usize, SlowConsumer),
     connects: HashMap<ConnId, Waiter<chaski_proto::EdgeInfo>>,
     calls: HashMap<RequestId, Waiter<Bytes>>,
     pings: HashMap<u64, Waiter<Duration>>,
@@ -54,6 +69,10 @@ impl Hub {
             MessageQueue::new(cfg.message_queue, cfg.queue_budget(), cfg.slow_consumer);
         let (events, e) = MessageQueue::new(EVENT_QUEUE, usize::MAX, SlowConsumer::DropOldest);
         let hub = Hub {
+            subs: Vec::new(),
+            next_sub: 0,
+            wide: BTreeSet::new(),
+            queue_bounds: (cfg.message_queue, cfg.queue_budget(), cfg.slow_consumer),
             inbox: Vec::new(),
             connects: HashMap::new(),
             calls: HashMap::new(),
@@ -111,10 +130,88 @@ impl Hub {
         self.services.remove(name).is_some()
     }
 
-    /// Hands the messages of this turn to the application's queue (one lock, one wake-up).
+    /// Hands the messages of this turn to the application: each subscriber's stream gets what
+    /// its pattern matches, the node-wide stream what `subscribe` asked for (one lock and one
+    /// wake-up per queue).
     pub fn deliver(&mut self) {
-        if !self.inbox.is_empty() {
+        if self.inbox.is_empty() {
+            return;
+        }
+        if self.subs.is_empty() {
+            // Every subscription is the node-wide stream's: the common case, as it was.
             self.messages.push_many(self.inbox.drain(..));
+            return;
+        }
+        let mut each: Vec<Vec<Received>> = vec![Vec::new(); self.subs.len()];
+        let mut wide = Vec::new();
+        for m in self.inbox.drain(..) {
+            for (s, batch) in self.subs.iter().zip(&mut each) {
+                if crate::topic_matches(&s.pattern, &m.topic) {
+                    batch.push(m.clone());
+                }
+            }
+            if self.wide.contains(&m.topic)
+                || self.wide.iter().any(|p| crate::topic_matches(p, &m.topic))
+            {
+                wide.push(m);
+            }
+        }
+        for (s, batch) in self.subs.iter().zip(each) {
+            if !batch.is_empty() {
+                s.queue.push_many(batch);
+            }
+        }
+        if !wide.is_empty() {
+            self.messages.push_many(wide);
+        }
+    }
+
+    /// `subscribe` asked for `topic` (its messages go to the node-wide stream).
+    pub fn subscribe_wide(&mut self, topic: &str) {
+        self.wide.insert(topic.to_string());
+    }
+
+    /// `unsubscribe` of `topic`: whether the node should stop subscribing to it (no subscriber
+    /// holds the same pattern).
+    pub fn unsubscribe_wide(&mut self, topic: &str) -> bool {
+        self.wide.remove(topic);
+        !self.subs.iter().any(|s| s.pattern == topic)
+    }
+
+    /// A new subscriber of `pattern`: its id and its stream.
+    pub fn add_subscriber(&mut self, pattern: &str) -> (u64, Messages<Received>) {
+        let (capacity, bytes, policy) = self.queue_bounds;
+        let (queue, messages) = MessageQueue::new(capacity, bytes, policy);
+        self.next_sub += 1;
+        let id = self.next_sub;
+        self.subs.push(Sub {
+            id,
+            pattern: pattern.to_string(),
+            queue,
+        });
+        (id, messages)
+    }
+
+    /// A subscriber was dropped: the pattern the node should stop subscribing to, if nothing
+    /// else wants it (another subscriber, or `subscribe`).
+    pub fn remove_subscriber(&mut self, id: u64) -> Option<String> {
+        let pos = self.subs.iter().position(|s| s.id == id)?;
+        let gone = self.subs.remove(pos);
+        let still = self.wide.contains(&gone.pattern)
+            || self.subs.iter().any(|s| s.pattern == gone.pattern);
+        (!still).then_some(gone.pattern)
+    }
+
+    /// Ready while every queue has room (back-pressure): registers the task with each full one.
+    pub fn poll_space(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut ready = self.messages.poll_space(cx).is_ready();
+        for s in &self.subs {
+            ready &= s.queue.poll_space(cx).is_ready();
+        }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -219,6 +316,70 @@ impl Hub {
             let _ = w.send(Err(Error::ShutDown));
         }
         self.messages.close();
+        for s in &self.subs {
+            s.queue.close();
+        }
         self.events.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn message(topic: &str) -> Received {
+        Received {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"x"),
+            origin: None,
+            seq: 0,
+            hops: 1,
+            from: None,
+        }
+    }
+
+    #[test]
+    fn subscribers_get_their_matches_and_a_full_one_holds_the_readers() {
+        let cfg = chaski_proto::Config::default().message_queue(2);
+        let mut node = Node::new(cfg.clone(), None).unwrap();
+        let (mut hub, wide, _events) = Hub::new(&cfg);
+        let (id, temps) = hub.add_subscriber("sensors/*/t");
+        hub.subscribe_wide("alerts/**");
+        let now = Instant::now();
+        for t in ["sensors/a/t", "alerts/x", "sensors/b/h", "sensors/c/t"] {
+            assert!(hub
+                .route(&mut node, Event::Message(message(t)), now)
+                .is_none());
+        }
+        hub.deliver();
+        let got: Vec<String> = std::iter::from_fn(|| temps.try_recv())
+            .map(|m| m.topic)
+            .collect();
+        assert_eq!(got, ["sensors/a/t", "sensors/c/t"]);
+        assert_eq!(wide.try_recv().map(|m| m.topic), Some("alerts/x".into()));
+        assert!(
+            wide.try_recv().is_none(),
+            "a subscriber's message reached the node-wide stream"
+        );
+        // Back-pressure: a full subscriber queue holds the readers until it is read.
+        let cx = Context::from_waker(Waker::noop());
+        assert!(hub.poll_space(&cx).is_ready());
+        for t in ["sensors/d/t", "sensors/e/t"] {
+            hub.route(&mut node, Event::Message(message(t)), now);
+        }
+        hub.deliver();
+        assert!(hub.poll_space(&cx).is_pending());
+        assert!(temps.try_recv().is_some());
+        assert!(hub.poll_space(&cx).is_ready());
+        // The last subscriber of a pattern gone: the node should unsubscribe it.
+        let (other, _s) = hub.add_subscriber("alerts/**");
+        assert_eq!(
+            hub.remove_subscriber(other),
+            None,
+            "subscribe() still wants it"
+        );
+        assert_eq!(hub.remove_subscriber(id), Some("sensors/*/t".into()));
+        assert!(hub.unsubscribe_wide("alerts/**"));
     }
 }

@@ -20,6 +20,7 @@ mod resolve;
 mod runtime;
 mod service;
 mod shared;
+mod subscriber;
 mod tasks;
 
 pub use bind::bind_std;
@@ -32,6 +33,9 @@ pub use resolve::{resolve, resolve_all};
 pub use runtime::{retry_until_ready, Runtime, TcpIo, UdpIo};
 pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 pub use shared::{Backend, Info, Shared, State, Timers};
+pub use subscriber::Subscriber;
+
+pub(crate) use chaski_proto::topic::matches as topic_matches;
 pub use tasks::{start, TIMER_SLACK};
 
 pub use chaski_proto::addr::AddrError;
@@ -51,7 +55,7 @@ pub mod prelude {
         ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, Error, Event, Handle,
         Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats, Received,
         RemoteError, RequestId, Result, Service, ServiceBuilder, ServiceError, SlowConsumer,
-        Status,
+        Status, Subscriber,
     };
 }
 

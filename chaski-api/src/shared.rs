@@ -191,7 +191,7 @@ impl State {
     /// Whether reading must wait for the application (back-pressure, queue full); registers
     /// the task to be woken when it has room.
     fn read_paused(&self, cx: &Context<'_>) -> bool {
-        self.hub.messages().poll_space(cx).is_pending()
+        self.hub.poll_space(cx).is_pending()
     }
 
     /// Whether publishing on `topic` waits for a congested peer; registers the task if so.

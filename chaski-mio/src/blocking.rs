@@ -8,7 +8,7 @@ use mio::{Events, Poll, Token};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use chaski_api::{block_on, Error, Handle, Messages, Result, Service, ServiceError};
+use chaski_api::{block_on, Error, Handle, Messages, Result, Service, ServiceError, Subscriber};
 use chaski_proto::{Config, EdgeInfo, Event, NodeId, Received, Status};
 
 use crate::driver::Driver;
@@ -99,6 +99,13 @@ impl Node {
     /// Subscribes to a topic; neighbours are told at once.
     pub fn subscribe(&self, topic: &str) -> Result<()> {
         block_on(self.handle.subscribe(topic))
+    }
+
+    /// Subscribes to a topic or pattern with a stream of its own
+    /// ([`Handle::subscriber`](chaski_api::Handle::subscriber)): read it with
+    /// [`Subscriber::recv_timeout`] or [`Subscriber::blocking_iter`]; dropping it unsubscribes.
+    pub fn subscriber(&self, pattern: &str) -> Result<Subscriber> {
+        block_on(self.handle.subscriber(pattern))
     }
 
     /// Unsubscribes from a topic.

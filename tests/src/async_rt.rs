@@ -66,6 +66,9 @@ impl<E: Exec> TestNode for AsyncNode<E> {
     fn subscribe(&self, topic: &str) -> Result<()> {
         self.exec.block_on(self.node.subscribe(topic))
     }
+    fn subscriber(&self, pattern: &str) -> Result<chaski_api::Subscriber> {
+        self.exec.block_on(self.node.subscriber(pattern))
+    }
     fn unsubscribe(&self, topic: &str) -> Result<()> {
         self.exec.block_on(self.node.unsubscribe(topic))
     }

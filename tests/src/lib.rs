@@ -43,6 +43,8 @@ pub trait TestNode: Send + Sync {
     fn connect(&self, addr: &str) -> Result<EdgeInfo>;
     /// Subscribes.
     fn subscribe(&self, topic: &str) -> Result<()>;
+    /// Subscribes with a stream of its own (the same type on every runtime).
+    fn subscriber(&self, pattern: &str) -> Result<chaski_api::Subscriber>;
     /// Unsubscribes.
     fn unsubscribe(&self, topic: &str) -> Result<()>;
     /// Publishes.
@@ -202,6 +204,7 @@ macro_rules! for_each_scenario {
             scenarios::root_relay_and_routing,
             scenarios::four_cycle_delivers_exactly_once,
             scenarios::wildcard_subscribers,
+            scenarios::subscriber_handles,
             scenarios::abrupt_death_and_redial,
             scenarios::redial_while_the_peer_is_down,
             scenarios::redial_gives_up,

@@ -52,6 +52,9 @@ impl TestNode for MioNode {
     fn subscribe(&self, topic: &str) -> Result<()> {
         self.node.subscribe(topic)
     }
+    fn subscriber(&self, pattern: &str) -> Result<chaski_api::Subscriber> {
+        self.node.subscriber(pattern)
+    }
     fn unsubscribe(&self, topic: &str) -> Result<()> {
         self.node.unsubscribe(topic)
     }

@@ -788,6 +788,64 @@ pub fn wildcard_subscribers<H: Harness>(h: &H, host: &str) {
     n.iter().for_each(|x| x.shutdown());
 }
 
+/// Subscriber handles: each yields only what its pattern matches, the node-wide stream gets
+/// none of it, dropping one unsubscribes (peers stop sending), and a second subscriber of the
+/// same pattern keeps it alive when the first goes.
+pub fn subscriber_handles<H: Harness>(h: &H, host: &str) {
+    let n = [
+        node(h, host, cfg("pub"), &[]),
+        node(h, host, cfg("sub"), &[]),
+    ];
+    n[1].connect(&addr(&n[0])).unwrap();
+    let sensors = n[1].subscriber("sensors/**").unwrap();
+    let alerts = n[1].subscriber("alerts/*").unwrap();
+    knows_topic(&n[0], &[&n[1]], "sensors/**");
+    knows_topic(&n[0], &[&n[1]], "alerts/*");
+    n[0].publish("sensors/a/t", b"1").unwrap();
+    n[0].publish("alerts/fire", b"2").unwrap();
+    let m = sensors.recv_timeout(WAIT).expect("sensors/a/t");
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("sensors/a/t", &b"1"[..])
+    );
+    let m = alerts.recv_timeout(WAIT).expect("alerts/fire");
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("alerts/fire", &b"2"[..])
+    );
+    assert!(
+        sensors.recv_timeout(QUIET).is_none(),
+        "another pattern's message"
+    );
+    assert!(
+        n[1].recv(QUIET).is_none(),
+        "the node-wide stream got a subscriber's message"
+    );
+    // Dropped: the publisher learns it and stops sending those topics.
+    drop(alerts);
+    assert!(wait_until(WAIT, || n[0].edges().iter().any(|e| e.id
+        == n[1].id()
+        && !e.topics.iter().any(|t| t == "alerts/*"))));
+    n[0].publish("alerts/fire", b"3").unwrap();
+    n[0].publish("sensors/b/t", b"4").unwrap();
+    assert_eq!(
+        &sensors.recv_timeout(WAIT).expect("sensors/b/t").payload[..],
+        b"4"
+    );
+    // Two subscribers of one pattern: the subscription lasts until the last goes.
+    let again = n[1].subscriber("sensors/**").unwrap();
+    drop(sensors);
+    n[0].publish("sensors/c/t", b"5").unwrap();
+    assert_eq!(
+        &again.recv_timeout(WAIT).expect("sensors/c/t").payload[..],
+        b"5"
+    );
+    assert!(n[1].recv(QUIET).is_none());
+    // The node's shutdown ends the stream.
+    n.iter().for_each(|x| x.shutdown());
+    assert!(again.recv_timeout(WAIT).is_none());
+}
+
 /// A cycle of four subscribers: every message reaches each other node exactly once, and never
 /// comes back to its origin.
 pub fn four_cycle_delivers_exactly_once<H: Harness>(h: &H, host: &str) {
