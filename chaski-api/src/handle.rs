@@ -252,6 +252,16 @@ impl Handle {
         })
     }
 
+    /// Whether the node is redialing `peer` (it lost, without a goodbye, an edge it had dialed).
+    pub async fn is_redialing(&self, peer: NodeId) -> Result<bool> {
+        self.with(|s, _| {
+            if s.is_finished() {
+                return Err(Error::ShutDown);
+            }
+            Ok(s.core.is_redialing(peer))
+        })
+    }
+
     /// Closes the edge to a peer with a goodbye; it is not redialed.
     pub async fn close(&self, peer: NodeId) -> Result<()> {
         Ok(self.with(|s, now| s.core.close(peer, now))?)

@@ -97,7 +97,7 @@ pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) 
         })
         .collect();
     loop {
-        let (Ok(edges), Ok(status)) = (node.edges().await, node.local_status().await) else {
+        let Ok(edges) = node.edges().await else {
             return; // shut down
         };
         for t in &mut targets {
@@ -105,8 +105,12 @@ pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) 
                 continue;
             }
             // Lost without a goodbye: the node redials it itself, by its own back-off.
-            if t.peer.is_some() && status.reconnecting {
-                continue;
+            if let Some(p) = t.peer {
+                match node.is_redialing(p).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(_) => return, // shut down
+                }
             }
             if let Some(p) = t.peer.take() {
                 eprintln!("lost {} ({p}); dialing it again", t.addr);
@@ -119,6 +123,12 @@ pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) 
                     eprintln!("connected to {} at {}", edge.name, t.addr);
                     t.peer = Some(edge.id);
                     t.delay = FIRST_RETRY;
+                    t.failing = false;
+                }
+                // Already connected there (the node's own redial reached a restarted peer,
+                // under a new id): adopt that edge.
+                Ok(Err(chaski_tokio::Error::Connect(chaski_tokio::ConnectError::Duplicate))) => {
+                    t.peer = edge_at(&node, &t.addr).await;
                     t.failing = false;
                 }
                 failed => {
@@ -137,6 +147,16 @@ pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) 
         }
         tokio::time::sleep(CHECK).await;
     }
+}
+
+/// The peer of the edge to `addr` (dialed there, or listening there), if any.
+async fn edge_at(node: &Node, addr: &str) -> Option<NodeId> {
+    let addrs = chaski_api::resolve_all(addr).await.ok()?;
+    let edges = node.edges().await.ok()?;
+    edges
+        .iter()
+        .find(|e| addrs.contains(&e.addr) || e.listen.is_some_and(|l| addrs.contains(&l)))
+        .map(|e| e.id)
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM (`docker stop`); gives the signal's name.

@@ -433,6 +433,11 @@ impl Node {
         self.redials.len()
     }
 
+    /// Whether the node is redialing `peer` (it lost an edge it had dialed).
+    pub fn is_redialing(&self, peer: NodeId) -> bool {
+        self.redials.contains_key(&peer)
+    }
+
     /// Deadlines set (one per handshake, stalled connection, edge, discovery, call, status
     /// query and redial at most).
     pub fn timer_count(&self) -> usize {

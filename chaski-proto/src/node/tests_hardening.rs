@@ -418,6 +418,7 @@ fn only_the_side_that_dialed_redials_and_at_the_address_it_dialed() {
     drain(&mut n);
     n.handle_closed(conn, now);
     assert_eq!(n.reconnecting(), 1);
+    assert!(n.is_redialing(NodeId(8)) && !n.is_redialing(NodeId(7)));
     let t = n.poll_timeout().unwrap();
     n.handle_timeout(t);
     assert_eq!(super::behaviour::dials(&drain(&mut n)), vec![at]);
