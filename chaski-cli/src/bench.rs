@@ -27,11 +27,20 @@ pub struct Options {
     /// The `zenoh-compare` program (`benches/zenoh-compare`): Zenoh on the same work, in the
     /// same run, for a ratio on every row.
     pub zenoh: Option<std::path::PathBuf>,
+    /// No progress lines (they go to stderr, and only when it is a terminal).
+    pub quiet: bool,
 }
 
 impl Options {
     fn runs(&self, part: &str) -> bool {
         self.parts.iter().any(|p| p == part)
+    }
+
+    /// A progress line on stderr for a long part, unless quiet or stderr is not a terminal.
+    fn progress(&self, what: &str) {
+        if !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!("… {what}");
+        }
     }
 }
 
@@ -495,6 +504,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             .unwrap_or(1)
     );
     if opts.runs("memory") {
+        opts.progress(&format!("memory and idle CPU of {} idle edges", opts.edges));
         // First, before the other parts churn the heap (freed memory the allocator keeps would
         // hide the growth).
         println!();
@@ -519,12 +529,15 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
     }
     if opts.runs("throughput") {
+        opts.progress("pub/sub throughput: raw TCP, then each runtime");
         throughput_table(&opts)?;
     }
     if opts.runs("rtt") {
+        opts.progress("round trips: raw echo, ping and RPC on each runtime");
         rtt_table(&opts)?;
     }
     if opts.runs("mesh") {
+        opts.progress("discovery in a simulated mesh (about 20 s for 1,000 nodes)");
         println!();
         let (nodes, topics) = if q { (100, 4) } else { (1000, 8) };
         let m = random_mesh(nodes, topics, 42);

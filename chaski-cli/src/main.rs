@@ -71,6 +71,9 @@ enum Command {
         /// Exit after this many messages.
         #[arg(long)]
         count: Option<usize>,
+        /// Give up (exit code 4) when this many seconds pass without a message.
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
         /// Run discovery after connecting, to pair with the topics' clusters.
         #[arg(long)]
         discover: bool,
@@ -161,6 +164,9 @@ enum Command {
         /// work in the same run, and a ratio to it on every row.
         #[arg(long, value_name = "PATH")]
         zenoh: Option<std::path::PathBuf>,
+        /// No progress lines on stderr (there are none when stderr is not a terminal).
+        #[arg(long)]
+        quiet: bool,
     },
     /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute
     /// version) until SIGINT or SIGTERM.
@@ -254,11 +260,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             addr,
             topics,
             count,
+            timeout,
             discover,
             bind,
             advertise,
             json,
         } => {
+            let quiet = timeout.map(secs).transpose()?;
             let cfg = base.advertise(advertised(advertise.as_deref())?);
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             for t in &topics {
@@ -284,10 +292,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let mut n = 0;
             let stop = stay::stop_signal();
             tokio::pin!(stop);
+            let mut outcome = Ok(());
             loop {
+                let silence = async {
+                    match quiet {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let m = tokio::select! {
                     m = messages.next() => m,
                     _ = &mut stop => break,
+                    _ = silence => {
+                        outcome = Err(Failure {
+                            code: failure::TIMEOUT,
+                            message: format!("no message for {} s", quiet.unwrap_or_default().as_secs_f64()),
+                        });
+                        break;
+                    }
                 };
                 let Some(m) = m else { break };
                 if json {
@@ -312,7 +334,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
             keeper.abort();
-            node.shutdown().await.map_err(e)
+            node.shutdown().await.map_err(e)?;
+            outcome
         }
         Command::Pub {
             addr,
@@ -547,6 +570,7 @@ fn main() {
         edges,
         only,
         zenoh,
+        quiet,
     } = cli.command
     {
         // smol's global executor runs one thread unless told otherwise; the tokio nodes get two
@@ -560,6 +584,7 @@ fn main() {
             edges,
             parts: only,
             zenoh,
+            quiet,
         };
         if let Err(msg) = bench::check(&opts) {
             eprintln!("chaski bench: {msg}");

@@ -191,6 +191,13 @@ fn scripts_get_json_exit_codes_and_plain_numbers() {
         Some(4)
     );
     assert_eq!(run_code(&["ping", &addr, "--count", "nope"]).0, Some(2));
+    // A subscriber that hears nothing gives up with the timeout code.
+    let start = Instant::now();
+    assert_eq!(
+        run_code(&["sub", &addr, "quiet/topic", "--timeout", "0.5"]).0,
+        Some(4)
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
     // The benchmark checks its options before measuring anything.
     let start = Instant::now();
     assert_eq!(run_code(&["bench", "--runtime", "foo"]).0, Some(2));
