@@ -114,14 +114,4 @@ mod tests {
         assert!(is_pattern("a/**") && !is_pattern("a/b"));
         assert!(overlap("a/*", "a/b") && overlap("a/b", "a/*") && !overlap("a/*", "b/c"));
     }
-
-    #[test]
-    fn a_pattern_full_of_double_wildcards_matches_in_polynomial_time() {
-        let pattern = vec!["**"; 120].join("/") + "/x";
-        let topic = vec!["a"; 120].join("/");
-        let start = std::time::Instant::now();
-        assert!(!matches(&pattern, &topic));
-        assert!(matches(&pattern, &(topic + "/x")));
-        assert!(start.elapsed() < std::time::Duration::from_secs(1));
-    }
 }
