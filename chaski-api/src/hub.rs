@@ -227,12 +227,19 @@ impl Hub {
                 path,
                 kind,
                 args,
+                deadline,
+                ..
             } => match self.services.get(&service) {
                 Some(svc) => {
                     return Some(Invocation {
                         peer,
                         id,
-                        future: svc.invoke(&path, kind, args),
+                        future: svc.invoke(
+                            crate::service::CallContext::new(peer, deadline),
+                            &path,
+                            kind,
+                            args,
+                        ),
                     })
                 }
                 None => {

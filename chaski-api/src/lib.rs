@@ -31,7 +31,7 @@ pub use hub::{Hub, Invocation, Waiter};
 pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
 pub use resolve::{resolve, resolve_all};
 pub use runtime::{retry_until_ready, Runtime, TcpIo, UdpIo};
-pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
+pub use service::{decode, encode, CallContext, Service, ServiceBuilder, ServiceError};
 pub use shared::{Backend, Info, Shared, State, Timers};
 pub use subscriber::Subscriber;
 
@@ -51,9 +51,9 @@ pub use chaski_proto::{
 /// one.)
 pub mod prelude {
     pub use crate::{
-        decode, encode, AddrError, BlockingIter, CallKind, CommandError, Config, ConfigError,
-        ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, Error, Event, Handle,
-        Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats, Received,
+        decode, encode, AddrError, BlockingIter, CallContext, CallKind, CommandError, Config,
+        ConfigError, ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, Error, Event,
+        Handle, Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats, Received,
         RemoteError, RequestId, Result, Service, ServiceBuilder, ServiceError, SlowConsumer,
         Status, Subscriber,
     };

@@ -1,7 +1,7 @@
 //! Services: named methods and attributes, called through serde-typed arguments.
 //!
 //! ```
-//! use chaski_api::{decode, encode, CallKind, Service, ServiceError};
+//! use chaski_api::{decode, encode, CallContext, CallKind, NodeId, Service, ServiceError};
 //!
 //! let random = Service::builder().method("normal", |(mu, _sigma): (f64, f64)| Ok(mu)).build();
 //! let svc = Service::builder()
@@ -10,7 +10,8 @@
 //!     .attr("name", "posix")
 //!     .nested("random", random)
 //!     .build();
-//! let fut = svc.invoke("add", CallKind::Call, encode(&(2, 3)).unwrap());
+//! let ctx = CallContext::new(NodeId(7), None);
+//! let fut = svc.invoke(ctx, "add", CallKind::Call, encode(&(2, 3)).unwrap());
 //! let out = futures_executor_lite(fut).unwrap();
 //! assert_eq!(decode::<i64>(&out).unwrap(), 5);
 //! assert!(svc.paths().any(|p| p == "random.normal"));
@@ -97,7 +98,25 @@ impl From<&str> for ServiceError {
 /// The future a method call runs as.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Bytes, RemoteError>> + Send>>;
 
-type Handler = Arc<dyn Fn(Bytes) -> CallFuture + Send + Sync>;
+type Handler = Arc<dyn Fn(CallContext, Bytes) -> CallFuture + Send + Sync>;
+
+/// What a method learns about the call it answers
+/// ([`ServiceBuilder::method_with_context`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallContext {
+    /// The calling node.
+    pub caller: chaski_proto::NodeId,
+    /// When the caller stops waiting, if it said (work past it is wasted).
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl CallContext {
+    /// A context for calling a service directly (tests, local use).
+    pub fn new(caller: chaski_proto::NodeId, deadline: Option<std::time::Instant>) -> Self {
+        CallContext { caller, deadline }
+    }
+}
 
 /// A named set of methods and attributes, with nested paths (`"random.normal"`).
 /// Nothing is reachable unless registered here.
@@ -149,7 +168,7 @@ impl Service {
 
     /// Runs a call or attribute read. Synchronous methods run when the future is first polled,
     /// so a runtime that spawns the future never runs user code on its driver.
-    pub fn invoke(&self, path: &str, kind: CallKind, args: Bytes) -> CallFuture {
+    pub fn invoke(&self, ctx: CallContext, path: &str, kind: CallKind, args: Bytes) -> CallFuture {
         match kind {
             CallKind::Get => {
                 let r = match self.attrs.get(path) {
@@ -162,7 +181,7 @@ impl Service {
                 Box::pin(std::future::ready(r))
             }
             CallKind::Call => match self.methods.get(path) {
-                Some(h) => Box::pin(CatchPanic(h(args))),
+                Some(h) => Box::pin(CatchPanic(h(ctx, args))),
                 None => {
                     let e = if self.attrs.contains_key(path) {
                         RemoteError::NoSuchMethod(format!("{path} is an attribute: get it"))
@@ -205,18 +224,36 @@ pub struct ServiceBuilder(Service);
 
 impl ServiceBuilder {
     /// A synchronous method taking serde-typed arguments (a tuple for several, `()` for none).
-    pub fn method<A, R, F>(mut self, name: &str, f: F) -> Self
+    pub fn method<A, R, F>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
         R: Serialize + 'static,
         F: Fn(A) -> std::result::Result<R, ServiceError> + Send + Sync + 'static,
     {
+        self.method_with_context(name, move |_: &CallContext, a: A| f(a))
+    }
+
+    /// A synchronous method that also learns its caller and deadline ([`CallContext`]).
+    ///
+    /// ```
+    /// use chaski_api::{CallContext, Service};
+    /// let svc = Service::builder()
+    ///     .method_with_context("whoami", |ctx: &CallContext, (): ()| Ok(ctx.caller.to_string()))
+    ///     .build();
+    /// assert!(svc.paths().any(|p| p == "whoami"));
+    /// ```
+    pub fn method_with_context<A, R, F>(mut self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(&CallContext, A) -> std::result::Result<R, ServiceError> + Send + Sync + 'static,
+    {
         let f = Arc::new(f);
-        let h: Handler = Arc::new(move |args: Bytes| {
+        let h: Handler = Arc::new(move |ctx: CallContext, args: Bytes| {
             let f = f.clone();
             Box::pin(async move {
                 let a: A = decode(&args).map_err(|e| RemoteError::BadArguments(e.to_string()))?;
-                finish(f(a))
+                finish(f(&ctx, a))
             })
         });
         self.0.methods.insert(name.to_string(), h);
@@ -232,7 +269,7 @@ impl ServiceBuilder {
         F: Fn(A) -> Fut + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        let h: Handler = Arc::new(move |args: Bytes| {
+        let h: Handler = Arc::new(move |_: CallContext, args: Bytes| {
             let f = f.clone();
             Box::pin(async move {
                 let a: A = decode(&args).map_err(|e| RemoteError::BadArguments(e.to_string()))?;

@@ -254,6 +254,10 @@ pub enum Message {
         kind: CallKind,
         /// Serialized arguments (opaque to the protocol).
         args: Bytes,
+        /// How long the caller waits for the answer, in milliseconds (absent from older
+        /// callers): the server's handler learns its deadline.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
     },
     /// The answer to a remote call.
     Response {

@@ -181,17 +181,24 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (any::<u64>(), bytes()).prop_map(|(id, padding)| Message::Ping { id, padding }),
         (any::<u64>(), bytes()).prop_map(|(id, padding)| Message::Pong { id, padding }),
-        (any::<u64>(), name(), name(), any::<bool>(), bytes()).prop_map(
-            |(id, service, path, g, args)| {
+        (
+            any::<u64>(),
+            name(),
+            name(),
+            any::<bool>(),
+            bytes(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(id, service, path, g, args, timeout_ms)| {
                 Message::Request {
                     id,
                     service,
                     path,
                     kind: if g { CallKind::Get } else { CallKind::Call },
                     args,
+                    timeout_ms,
                 }
-            }
-        ),
+            }),
         (
             any::<u64>(),
             prop_oneof![bytes().prop_map(Ok), remote_error().prop_map(Err)]

@@ -146,6 +146,7 @@ fn frame(src: &mut Src, me: NodeId) -> Message {
                 CallKind::Get
             },
             args: Bytes::from(src.bytes(16)),
+            timeout_ms: (src.small(2) == 0).then(|| u64::from(src.u8()) << src.small(60)),
         },
         9 => Message::Response {
             id: u64::from(src.small(4)),

@@ -147,6 +147,7 @@ pub fn request_flood<H: Harness>(h: &H, host: &str) {
             path: "hang".into(),
             kind: CallKind::Call,
             args: Bytes::from_static(&[0xf6]), // CBOR null: ()
+            timeout_ms: None,
         });
     }
     let mut busy = 0;

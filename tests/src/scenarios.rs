@@ -435,6 +435,12 @@ fn demo_service(hung: Arc<AtomicUsize>) -> Service {
         .build();
     Service::builder()
         .method("add", |(a, b): (i64, i64)| Ok(a + b))
+        .method_with_context("whoami", |ctx: &chaski_api::CallContext, (): ()| {
+            let left = ctx
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
+            Ok((ctx.caller.to_string(), left))
+        })
         .method("listdir", |_: ()| {
             Ok(vec!["a".to_string(), "b".to_string()])
         })
@@ -464,6 +470,13 @@ pub fn remote_calls<H: Harness>(h: &H, host: &str) {
         .iter()
         .any(|e| e.services.contains(&"os".to_string()))));
     assert_eq!(c.call::<_, i64>("os", "add", &(2, 3), t).unwrap(), 5);
+    // The handler learns who calls and until when (the call's 5 s timeout).
+    let (caller, left): (String, Option<u64>) = c.call("os", "whoami", &(), t).unwrap();
+    assert_eq!(caller, c.id().to_string());
+    assert!(
+        left.is_some_and(|ms| ms > 3_000 && ms <= 5_000),
+        "deadline {left:?} ms away"
+    );
     assert_eq!(
         c.call::<_, f64>("os", "random.normal", &(1.5, 1.0), t)
             .unwrap(),

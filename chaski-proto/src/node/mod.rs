@@ -990,7 +990,8 @@ impl Node {
                 path,
                 kind,
                 args,
-            } => self.on_request(conn, peer, id, service, path, kind, args, now),
+                timeout_ms,
+            } => self.on_request(conn, peer, id, service, path, kind, args, timeout_ms, now),
             Message::Response { id, result } => self.on_response(peer, id, result),
         }
     }

@@ -13,6 +13,9 @@ use crate::error::{CommandError, RemoteError};
 use crate::id::{ConnId, NodeId, RequestId};
 use crate::message::{CallKind, Datagram, DisconnectReason, Message, Status};
 
+/// The longest deadline a caller may give a request (a day).
+const MAX_DEADLINE_MS: u64 = 24 * 3600 * 1000;
+
 impl Node {
     /// Offers a service by name to every neighbour (announced at once).
     pub fn serve(&mut self, name: &str, now: Instant) -> Result<(), CommandError> {
@@ -81,7 +84,8 @@ impl Node {
         }
         self.next_request += 1;
         let id = self.next_request;
-        let deadline = now + timeout.unwrap_or(self.cfg.rpc_timeout);
+        let timeout = timeout.unwrap_or(self.cfg.rpc_timeout);
+        let deadline = now + timeout;
         self.calls.insert(id, (peer, deadline));
         self.timers.set(TimerKey::Call(id), deadline);
         self.send_to_peer(
@@ -92,6 +96,7 @@ impl Node {
                 path: path.to_string(),
                 kind,
                 args,
+                timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
             },
             now,
         );
@@ -144,6 +149,7 @@ impl Node {
         path: String,
         kind: CallKind,
         args: Bytes,
+        timeout_ms: Option<u64>,
         now: Instant,
     ) {
         // Answer on the edge's current connection (this one may be a superseded duplicate).
@@ -176,6 +182,8 @@ impl Node {
             path,
             kind,
             args,
+            // A peer's timeout is capped at a day (an absurd one is no deadline at all).
+            deadline: timeout_ms.map(|ms| now + Duration::from_millis(ms.min(MAX_DEADLINE_MS))),
         });
     }
 

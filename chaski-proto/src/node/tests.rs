@@ -267,6 +267,7 @@ fn request_flood_is_bounded() {
             path: "f".into(),
             kind: CallKind::Call,
             args: Bytes::new(),
+            timeout_ms: None,
         }));
     }
     n.handle_bytes(ConnId(1), &buf, now);

@@ -358,6 +358,7 @@ fn size_bounds_refuse_exactly_past_the_limit() {
             path: "p".into(),
             kind: CallKind::Call,
             args: Bytes::new(),
+            timeout_ms: None,
         })
     };
     n.handle_bytes(ConnId(1), &request(1), now);
@@ -486,6 +487,7 @@ fn requests_for_unknown_services_are_answered_not_found_and_ids_are_not_reused()
             path: "p".into(),
             kind: CallKind::Get,
             args: Bytes::new(),
+            timeout_ms: Some(1500),
         })
     };
     n.handle_bytes(ConnId(1), &request(1, "nope"), now);
@@ -504,8 +506,9 @@ fn requests_for_unknown_services_are_answered_not_found_and_ids_are_not_reused()
         [Output::Event(Event::Request {
             id: 2,
             kind: CallKind::Get,
+            deadline: Some(d),
             ..
-        })]
+        })] if *d == now + Duration::from_millis(1500)
     ));
     // The same id again while pending: a protocol error.
     n.handle_bytes(ConnId(1), &request(2, "s"), now);

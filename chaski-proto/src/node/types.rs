@@ -140,6 +140,8 @@ pub enum Event {
         kind: CallKind,
         /// Serialized arguments.
         args: Bytes,
+        /// When the caller stops waiting (if it said).
+        deadline: Option<std::time::Instant>,
     },
     /// A call of ours finished.
     Response {
