@@ -86,11 +86,6 @@ impl Hub {
         (hub, m, e)
     }
 
-    /// The message queue (the driver checks [`MessageQueue::is_full`] before reading sockets).
-    pub fn messages(&self) -> &MessageQueue<Received> {
-        &self.messages
-    }
-
     /// Waits for the edge of a `connect`.
     pub fn wait_connect(&mut self, conn: ConnId, w: Waiter<chaski_proto::EdgeInfo>) {
         self.connects.insert(conn, w);

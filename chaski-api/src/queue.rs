@@ -186,7 +186,7 @@ impl<T: Weigh> MessageQueue<T> {
     }
 
     /// Queues an item. Under drop-oldest the oldest item makes room; under back-pressure the
-    /// item is always kept and the driver must stop reading while [`MessageQueue::is_full`].
+    /// item is always kept and the driver must stop reading while [`MessageQueue::poll_space`] is pending.
     pub fn push(&self, item: T) {
         self.push_many(std::iter::once(item));
     }

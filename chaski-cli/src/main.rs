@@ -46,17 +46,9 @@ enum Command {
         /// Address to bind (TCP and UDP).
         #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8511")]
         bind: String,
-        /// Node name.
-        #[arg(long, env = "CHASKI_NAME")]
-        name: Option<String>,
-        /// The address peers should dial, when the bound one is not reachable from them.
-        #[arg(long, env = "CHASKI_ADVERTISE")]
-        advertise: Option<String>,
-        /// Other roots (or nodes) to join and stay connected to (repeat, or comma-separated).
-        #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
-        connect: Vec<String>,
+        /// Name (default ChaskiRoot), advertised address, other roots to join, liveness.
         #[command(flatten)]
-        liveness: stay::Liveness,
+        member: stay::Membership,
     },
     /// A long-running node for scripts and containers: connect, subscribe, print what arrives,
     /// publish periodically, serve the example service; until SIGINT or SIGTERM.
@@ -174,17 +166,9 @@ enum Command {
         /// Address to bind.
         #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8514")]
         bind: String,
-        /// Node name.
-        #[arg(long, env = "CHASKI_NAME")]
-        name: Option<String>,
-        /// The address peers should dial, when the bound one is not reachable from them.
-        #[arg(long, env = "CHASKI_ADVERTISE")]
-        advertise: Option<String>,
-        /// Peers to connect to and stay connected to (repeat, or comma-separated).
-        #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
-        connect: Vec<String>,
+        /// Name (default ChaskiRemote), advertised address, peers to keep, liveness.
         #[command(flatten)]
-        liveness: stay::Liveness,
+        member: stay::Membership,
     },
 }
 
@@ -235,25 +219,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             interval,
             json,
         } => ping(base, &addr, count, secs(interval)?, json).await,
-        Command::Root {
-            bind,
-            name,
-            advertise,
-            connect,
-            liveness,
-        } => {
-            let cfg = liveness.apply(
-                named(base, name, "ChaskiRoot")
-                    .root(true)
-                    .advertise(advertised(advertise.as_deref())?),
-            )?;
+        Command::Root { bind, member } => {
+            let cfg = member.apply(base.root(true), Some("ChaskiRoot"))?;
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             println!(
                 "root {} listening on {} (TCP and UDP); SIGINT or SIGTERM to stop",
                 node.name(),
                 node.local_addr()
             );
-            Ok(run_until_stopped(&node, connect).await?)
+            Ok(stay::run_until_stopped(&node, &member, Vec::new()).await?)
         }
         Command::Node(args) => Ok(node_cmd::run(args, base).await?),
         Command::Sub {
@@ -267,7 +241,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => {
             let quiet = timeout.map(secs).transpose()?;
-            let cfg = base.advertise(advertised(advertise.as_deref())?);
+            let cfg = base.advertise(stay::advertised(advertise.as_deref())?);
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             for t in &topics {
                 node.subscribe(t).await.map_err(e)?;
@@ -431,16 +405,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench { .. } => Err("the benchmark does not run inside a runtime"
             .to_string()
             .into()),
-        Command::Serve {
-            bind,
-            name,
-            advertise,
-            connect,
-            liveness,
-        } => {
-            let cfg = liveness.apply(
-                named(base, name, "ChaskiRemote").advertise(advertised(advertise.as_deref())?),
-            )?;
+        Command::Serve { bind, member } => {
+            let cfg = member.apply(base, Some("ChaskiRemote"))?;
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
             node.serve("demo", example_service()).await.map_err(e)?;
             println!(
@@ -448,7 +414,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 node.address(),
                 node.local_addr()
             );
-            Ok(run_until_stopped(&node, connect).await?)
+            Ok(stay::run_until_stopped(&node, &member, Vec::new()).await?)
         }
     }
 }
@@ -509,40 +475,6 @@ async fn ping(
         );
     }
     Ok(node.shutdown().await?)
-}
-
-/// Stays connected to `connect` (see [`stay`]) until SIGINT or SIGTERM, then says goodbye to
-/// every peer and returns.
-async fn run_until_stopped(node: &Node, connect: Vec<String>) -> Result<(), String> {
-    let mut tasks = vec![tokio::spawn(node_cmd::report_events(node.clone()))];
-    if !connect.is_empty() {
-        tasks.push(tokio::spawn(stay::keep_connected(
-            node.clone(),
-            connect.into_iter().map(|a| (a, None)).collect(),
-        )));
-    }
-    let signal = stay::stop_signal().await;
-    for t in tasks {
-        t.abort();
-    }
-    let peers = node.edges().await.map(|e| e.len()).unwrap_or(0);
-    eprintln!("{signal}: saying goodbye to {peers} peers");
-    node.shutdown().await.map_err(|e| e.to_string())
-}
-
-/// `cfg` with the name given, else the configured one, else `default`.
-fn named(cfg: Config, name: Option<String>, default: &str) -> Config {
-    match (name, &cfg.name) {
-        (Some(n), _) => cfg.name(n),
-        (None, Some(_)) => cfg,
-        (None, None) => cfg.name(default),
-    }
-}
-
-/// The advertised address of `--advertise`, resolved.
-fn advertised(addr: Option<&str>) -> Result<Option<std::net::SocketAddr>, String> {
-    addr.map(|a| chaski_api::resolve(a).map_err(|e| format!("--advertise {a}: {e}")))
-        .transpose()
 }
 
 fn main() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use futures_util::StreamExt;
 
-use chaski_tokio::{Config, Event, Node};
+use chaski_tokio::{Config, Node};
 
 use crate::stay;
 
@@ -16,15 +16,8 @@ pub struct NodeArgs {
     /// Address to bind (TCP and UDP).
     #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8511")]
     bind: String,
-    /// Node name.
-    #[arg(long, env = "CHASKI_NAME")]
-    name: Option<String>,
-    /// The address peers should dial, when the bound one is not reachable from them.
-    #[arg(long, env = "CHASKI_ADVERTISE")]
-    advertise: Option<String>,
-    /// Peers to connect to and stay connected to (repeat, or comma-separated).
-    #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
-    connect: Vec<String>,
+    #[command(flatten)]
+    member: stay::Membership,
     /// Topics to subscribe to; what arrives is printed, one line each (repeat, or
     /// comma-separated).
     #[arg(long = "sub", env = "CHASKI_SUB", value_delimiter = ',')]
@@ -50,21 +43,13 @@ pub struct NodeArgs {
     /// Run as a root (accepts every topic, relays, never pairs).
     #[arg(long, env = "CHASKI_ROOT")]
     root: bool,
-    #[command(flatten)]
-    liveness: stay::Liveness,
 }
 
 /// Runs the node until SIGINT or SIGTERM; then says goodbye to every peer.
 pub async fn run(args: NodeArgs, base: Config) -> Result<(), String> {
     let e = |e: chaski_tokio::Error| e.to_string();
     let root = base.root || args.root;
-    let mut cfg = args.liveness.apply(
-        base.root(root)
-            .advertise(crate::advertised(args.advertise.as_deref())?),
-    )?;
-    if let Some(name) = &args.name {
-        cfg = cfg.name(name.clone());
-    }
+    let cfg = args.member.apply(base.root(root), None)?;
     let every = crate::secs(args.every)?;
     if every.is_zero() {
         return Err("--every must be more than 0 seconds".into());
@@ -86,13 +71,6 @@ pub async fn run(args: NodeArgs, base: Config) -> Result<(), String> {
         if args.serve { "; serving demo" } else { "" }
     );
     let mut tasks = Vec::new();
-    if !args.connect.is_empty() {
-        tasks.push(tokio::spawn(stay::keep_connected(
-            node.clone(),
-            args.connect.iter().map(|a| (a.clone(), None)).collect(),
-        )));
-    }
-    tasks.push(tokio::spawn(report_events(node.clone())));
     if args.discover && !args.sub.is_empty() {
         let n = node.clone();
         tasks.push(tokio::spawn(
@@ -122,46 +100,7 @@ pub async fn run(args: NodeArgs, base: Config) -> Result<(), String> {
             }
         }));
     }
-    let signal = stay::stop_signal().await;
-    for t in &tasks {
-        t.abort();
-    }
-    let peers = node.edges().await.map(|e| e.len()).unwrap_or(0);
-    eprintln!("{signal}: saying goodbye to {peers} peers");
-    node.shutdown().await.map_err(e)
-}
-
-/// Prints peers found and lost, and bad peers, on stderr.
-pub async fn report_events(node: Node) {
-    let mut events = node.events();
-    while let Some(ev) = events.next().await {
-        match ev {
-            Event::PeerConnected { info, .. } => {
-                eprintln!("peer {} connected from {}", info.name, info.addr)
-            }
-            Event::PeerLost {
-                name,
-                reason,
-                by_peer,
-                reconnecting,
-                ..
-            } => eprintln!(
-                "peer {name} lost: {reason}{}{}",
-                if by_peer { " (its goodbye)" } else { "" },
-                if reconnecting { "; redialing" } else { "" }
-            ),
-            Event::Paired { topic, with } => eprintln!(
-                "paired for {topic}{}",
-                if with.is_none() {
-                    " (as its anchor)"
-                } else {
-                    ""
-                }
-            ),
-            Event::BadPeer { reason, .. } => eprintln!("dropped a bad peer: {reason}"),
-            _ => {}
-        }
-    }
+    stay::run_until_stopped(&node, &args.member, tasks).await
 }
 
 /// Runs discovery once the node has an edge.

@@ -13,10 +13,21 @@ use clap::Args;
 
 use chaski_tokio::{Config, Node, NodeId};
 
-/// Liveness settings of a long-running node (the same settings as `keepalive_interval` and
-/// `idle_timeout` of the configuration, `CHASKI_KEEPALIVE_INTERVAL`/`CHASKI_IDLE_TIMEOUT`).
+/// How a long-running node (`root`, `serve`, `node`) is known and stays in the mesh: its name,
+/// the address it tells peers, the peers it keeps, its liveness settings (the keep-alive and
+/// idle flags are `Config`'s `keepalive_interval` and `idle_timeout`, also
+/// `CHASKI_KEEPALIVE_INTERVAL`/`CHASKI_IDLE_TIMEOUT`).
 #[derive(Args, Debug, Clone)]
-pub struct Liveness {
+pub struct Membership {
+    /// Node name.
+    #[arg(long, env = "CHASKI_NAME")]
+    name: Option<String>,
+    /// The address peers should dial, when the bound one is not reachable from them.
+    #[arg(long, env = "CHASKI_ADVERTISE")]
+    advertise: Option<String>,
+    /// Peers to connect to and stay connected to (repeat, or comma-separated).
+    #[arg(long = "connect", env = "CHASKI_CONNECT", value_delimiter = ',')]
+    connect: Vec<String>,
     /// Seconds between keep-alive pings on an idle edge (default: the configuration's, 7).
     #[arg(long)]
     keepalive: Option<f64>,
@@ -26,9 +37,16 @@ pub struct Liveness {
     idle_timeout: Option<f64>,
 }
 
-impl Liveness {
-    /// `cfg` with the settings given, validated again.
-    pub fn apply(&self, mut cfg: Config) -> Result<Config, String> {
+impl Membership {
+    /// `cfg` with these settings (the name given, else the configured one, else
+    /// `default_name`), validated.
+    pub fn apply(&self, mut cfg: Config, default_name: Option<&str>) -> Result<Config, String> {
+        match (&self.name, default_name) {
+            (Some(n), _) => cfg = cfg.name(n.clone()),
+            (None, Some(d)) if cfg.name.is_none() => cfg = cfg.name(d),
+            _ => {}
+        }
+        cfg = cfg.advertise(advertised(self.advertise.as_deref())?);
         if let Some(s) = self.keepalive {
             cfg = cfg.keepalive_interval(crate::secs(s)?);
         }
@@ -37,6 +55,70 @@ impl Liveness {
         }
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
+    }
+}
+
+/// The advertised address of `--advertise`, resolved.
+pub fn advertised(addr: Option<&str>) -> Result<Option<std::net::SocketAddr>, String> {
+    addr.map(|a| chaski_api::resolve(a).map_err(|e| format!("--advertise {a}: {e}")))
+        .transpose()
+}
+
+/// Runs a long-running node until SIGINT or SIGTERM: reports its peers on stderr, keeps the
+/// configured peers of `member`, runs `tasks`; then stops them and says goodbye to every peer.
+pub async fn run_until_stopped(
+    node: &Node,
+    member: &Membership,
+    mut tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), String> {
+    tasks.push(tokio::spawn(report_events(node.clone())));
+    if !member.connect.is_empty() {
+        tasks.push(tokio::spawn(keep_connected(
+            node.clone(),
+            member.connect.iter().map(|a| (a.clone(), None)).collect(),
+        )));
+    }
+    let signal = stop_signal().await;
+    for t in &tasks {
+        t.abort();
+    }
+    let peers = node.edges().await.map(|e| e.len()).unwrap_or(0);
+    eprintln!("{signal}: saying goodbye to {peers} peers");
+    node.shutdown().await.map_err(|e| e.to_string())
+}
+
+/// Prints peers found and lost, pairings and bad peers, on stderr.
+async fn report_events(node: Node) {
+    use chaski_tokio::Event;
+    use futures_util::StreamExt;
+    let mut events = node.events();
+    while let Some(ev) = events.next().await {
+        match ev {
+            Event::PeerConnected { info, .. } => {
+                eprintln!("peer {} connected from {}", info.name, info.addr)
+            }
+            Event::PeerLost {
+                name,
+                reason,
+                by_peer,
+                reconnecting,
+                ..
+            } => eprintln!(
+                "peer {name} lost: {reason}{}{}",
+                if by_peer { " (its goodbye)" } else { "" },
+                if reconnecting { "; redialing" } else { "" }
+            ),
+            Event::Paired { topic, with } => eprintln!(
+                "paired for {topic}{}",
+                if with.is_none() {
+                    " (as its anchor)"
+                } else {
+                    ""
+                }
+            ),
+            Event::BadPeer { reason, .. } => eprintln!("dropped a bad peer: {reason}"),
+            _ => {}
+        }
     }
 }
 

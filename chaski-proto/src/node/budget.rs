@@ -50,11 +50,6 @@ impl Node {
         }
     }
 
-    /// Whether outbound bytes are over half the budget: publishing waits then.
-    pub(super) fn memory_congested(&self) -> bool {
-        self.memory_waiting
-    }
-
     /// `n` more bytes wait to be written.
     pub(super) fn grew_out(&mut self, n: usize) {
         self.held_out += n;

@@ -537,7 +537,7 @@ impl Node {
         if self.cfg.on_congestion == crate::OnCongestion::Skip {
             return false;
         }
-        if self.memory_congested() {
+        if self.memory_waiting {
             return true;
         }
         self.congested
