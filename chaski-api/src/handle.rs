@@ -314,33 +314,64 @@ impl Handle {
         })
     }
 
-    /// A proxy to the service `name` on the first connected peer that offers it.
+    /// A proxy to the service `name`, wherever it is served in the mesh. Returns once a server
+    /// is connected: at once if a neighbour serves it, else after a search through the mesh
+    /// has made one dial this node (which must listen); [`Error::NoService`] if none answers
+    /// within `discovery_timeout`.
+    ///
+    /// Each call goes to the server with the fewest calls of this node in flight (then the
+    /// lowest latency), and moves to another server when its own is lost, busy or stops
+    /// serving, within the call's deadline.
+    ///
+    /// ```no_run
+    /// # async fn f(node: chaski_api::Handle) -> chaski_api::Result<()> {
+    /// let math = node.proxy("math").await?;
+    /// let sum: i64 = math.call("add", &(2, 3)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn proxy(&self, name: &str) -> Result<Proxy> {
-        let peer = self
-            .with(|s, _| s.core.find_service(name))
-            .ok_or_else(|| Error::NoService(name.to_string()))?;
+        let found = self
+            .ask(|s, now, w| {
+                match s.core.seek_service(name, now) {
+                    Ok(Some(_)) => {
+                        let _ = w.send(Ok(()));
+                    }
+                    Ok(None) => s.hub.wait_service(name, w),
+                    Err(chaski_proto::CommandError::NoEdges) => {
+                        return Err(Error::NoService(name.to_string()))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(())
+            })
+            .await;
+        found?;
         Ok(Proxy {
             node: self.clone(),
-            peer,
             service: name.to_string(),
             timeout: self.shared.info().config.rpc_timeout,
         })
     }
 }
 
-/// Remote calls to one service on one peer.
+/// Remote calls to one service, spread over the servers of it this node is connected to (see
+/// [`Handle::proxy`]). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Proxy {
     node: Handle,
-    peer: NodeId,
     service: String,
     timeout: Duration,
 }
 
 impl Proxy {
-    /// The serving peer.
-    pub fn peer(&self) -> NodeId {
-        self.peer
+    /// The service's name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The connected servers of the service, in the order their edges were established.
+    pub async fn servers(&self) -> Vec<NodeId> {
+        self.node.with(|s, _| s.core.servers(&self.service))
     }
 
     /// The same proxy with another per-call timeout.
@@ -351,12 +382,19 @@ impl Proxy {
 
     async fn raw(&self, path: &str, kind: CallKind, args: Bytes) -> Result<Bytes> {
         let timeout = Some(self.timeout);
-        // Dropping this future drops the waiter; the node then forgets the call.
+        // Dropping this future drops the waiter; the node then cancels the call (the server
+        // is told).
         self.node
             .ask(|s, now, w| {
                 let id = s
                     .core
-                    .call(self.peer, &self.service, path, kind, args, timeout, now)?;
+                    .call_service(&self.service, path, kind, args, timeout, now)
+                    .map_err(|e| match e {
+                        chaski_proto::CommandError::NoEdges => {
+                            Error::NoService(self.service.clone())
+                        }
+                        e => e.into(),
+                    })?;
                 s.hub.wait_call(id, w);
                 Ok(())
             })

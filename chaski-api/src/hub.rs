@@ -2,6 +2,7 @@
 //! queue, the lifecycle event queue, and the local services that answer requests.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use chaski_proto::{
     ConnId, Event, Node, NodeId, Received, RemoteError, RequestId, SlowConsumer, Status,
 };
 
+use crate::context::{CallContext, Cancel, Cancellable};
 use crate::error::{Error, Result};
 use crate::queue::{MessageQueue, Messages};
 use crate::service::{CallFuture, Service};
@@ -54,7 +56,12 @@ pub struct Hub {
     pings: HashMap<u64, Waiter<Duration>>,
     statuses: HashMap<u64, Waiter<Status>>,
     paired: Vec<Waiter<()>>,
+    /// Waiting for a server of a service: service → waiters.
+    seeking: HashMap<String, Vec<Waiter<()>>>,
     services: BTreeMap<String, Service>,
+    /// Requests being answered, each with its cancel flag (bounded by the core's
+    /// `max_inbound_requests` per peer).
+    running: HashMap<(NodeId, u64), Arc<Cancel>>,
     messages: MessageQueue<Received>,
     /// Messages of this turn, handed to the queue at once by [`Hub::deliver`].
     inbox: Vec<Received>,
@@ -79,7 +86,9 @@ impl Hub {
             pings: HashMap::new(),
             statuses: HashMap::new(),
             paired: Vec::new(),
+            seeking: HashMap::new(),
             services: BTreeMap::new(),
+            running: HashMap::new(),
             messages,
             events,
         };
@@ -113,6 +122,16 @@ impl Hub {
         } else {
             self.paired.push(w);
         }
+    }
+
+    /// Waits until a server of `service` is connected ([`Node::seek_service`]).
+    pub fn wait_service(&mut self, service: &str, w: Waiter<()>) {
+        self.seeking.entry(service.to_string()).or_default().push(w);
+    }
+
+    /// The request `(peer, id)` was answered: it can no longer be cancelled.
+    pub fn answered(&mut self, peer: NodeId, id: u64) {
+        self.running.remove(&(peer, id));
     }
 
     /// Registers a local service by name.
@@ -226,16 +245,15 @@ impl Hub {
                 ..
             } => match self.services.get(&service) {
                 Some(svc) => {
+                    let ctx = CallContext::new(peer, deadline);
+                    let cancel = ctx.cancel_handle();
+                    self.running.insert((peer, id), cancel.clone());
+                    let inner = svc.invoke(ctx, &path, kind, args);
                     return Some(Invocation {
                         peer,
                         id,
-                        future: svc.invoke(
-                            crate::service::CallContext::new(peer, deadline),
-                            &path,
-                            kind,
-                            args,
-                        ),
-                    })
+                        future: Box::pin(Cancellable { cancel, inner }),
+                    });
                 }
                 None => {
                     let _ = node.respond(peer, id, Err(RemoteError::NotFound(service)), now);
@@ -244,6 +262,19 @@ impl Hub {
             Event::Response { id, result } => {
                 if let Some(w) = self.calls.remove(&id) {
                     let _ = w.send(result.map_err(Error::Remote));
+                }
+            }
+            Event::Cancelled { peer, id } => {
+                if let Some(c) = self.running.remove(&(peer, id)) {
+                    c.cancel();
+                }
+            }
+            Event::ServiceFound { service, peer } => {
+                for w in self.seeking.remove(&service).unwrap_or_default() {
+                    let _ = w.send(match peer {
+                        Some(_) => Ok(()),
+                        None => Err(Error::NoService(service.clone())),
+                    });
                 }
             }
             Event::Status { token, status, .. } => {
@@ -278,7 +309,7 @@ impl Hub {
 
     /// Housekeeping after a batch of events: answers paired waiters, forgets pings whose edge
     /// is gone, and cancels calls whose caller gave up.
-    pub fn sweep(&mut self, node: &mut Node) {
+    pub fn sweep(&mut self, node: &mut Node, now: Instant) {
         if !self.paired.is_empty() && node.is_paired() {
             for w in self.paired.drain(..) {
                 let _ = w.send(Ok(()));
@@ -293,9 +324,13 @@ impl Hub {
             .collect();
         for id in gone {
             self.calls.remove(&id);
-            node.cancel_call(id);
+            node.cancel_call(id, now);
         }
         self.pings.retain(|_, w| !w.is_canceled());
+        self.seeking.retain(|_, ws| {
+            ws.retain(|w| !w.is_canceled());
+            !ws.is_empty()
+        });
         self.connects.retain(|_, w| !w.is_canceled());
         self.statuses.retain(|_, w| !w.is_canceled());
     }

@@ -12,6 +12,7 @@
 
 mod bind;
 mod block;
+mod context;
 mod error;
 mod handle;
 mod hub;

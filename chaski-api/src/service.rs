@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use chaski_proto::{CallKind, RemoteError};
 
+pub use crate::context::CallContext;
 use crate::error::{Error, Result};
 
 /// Serializes a value as CBOR (arguments and results of remote calls).
@@ -99,24 +100,6 @@ impl From<&str> for ServiceError {
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Bytes, RemoteError>> + Send>>;
 
 type Handler = Arc<dyn Fn(CallContext, Bytes) -> CallFuture + Send + Sync>;
-
-/// What a method learns about the call it answers
-/// ([`ServiceBuilder::method_with_context`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CallContext {
-    /// The calling node.
-    pub caller: chaski_proto::NodeId,
-    /// When the caller stops waiting, if it said (work past it is wasted).
-    pub deadline: Option<std::time::Instant>,
-}
-
-impl CallContext {
-    /// A context for calling a service directly (tests, local use).
-    pub fn new(caller: chaski_proto::NodeId, deadline: Option<std::time::Instant>) -> Self {
-        CallContext { caller, deadline }
-    }
-}
 
 /// A named set of methods and attributes, with nested paths (`"random.normal"`).
 /// Nothing is reachable unless registered here.
@@ -274,6 +257,42 @@ impl ServiceBuilder {
             Box::pin(async move {
                 let a: A = decode(&args).map_err(|e| RemoteError::BadArguments(e.to_string()))?;
                 finish(f(a).await)
+            })
+        });
+        self.0.methods.insert(name.to_string(), h);
+        self
+    }
+
+    /// An asynchronous method that also learns its call ([`CallContext`]): its caller, its
+    /// deadline, and whether the caller cancelled it. (A method's future is dropped anyway
+    /// at its next `.await` once the caller cancels; `ctx.cancelled()` serves work it hands
+    /// elsewhere.)
+    ///
+    /// ```
+    /// use chaski_api::{CallContext, Service};
+    /// let svc = Service::builder()
+    ///     .method_async_with_context("slow", |ctx: CallContext, n: u64| async move {
+    ///         if ctx.is_cancelled() {
+    ///             return Ok(0);
+    ///         }
+    ///         Ok(n * 2)
+    ///     })
+    ///     .build();
+    /// assert!(svc.paths().any(|p| p == "slow"));
+    /// ```
+    pub fn method_async_with_context<A, R, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        Fut: Future<Output = std::result::Result<R, ServiceError>> + Send + 'static,
+        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let h: Handler = Arc::new(move |ctx: CallContext, args: Bytes| {
+            let f = f.clone();
+            Box::pin(async move {
+                let a: A = decode(&args).map_err(|e| RemoteError::BadArguments(e.to_string()))?;
+                finish(f(ctx, a).await)
             })
         });
         self.0.methods.insert(name.to_string(), h);

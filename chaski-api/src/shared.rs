@@ -149,7 +149,7 @@ impl State {
             }
         }
         self.hub.deliver();
-        self.hub.sweep(&mut self.core);
+        self.hub.sweep(&mut self.core, now);
         let released = self.core.congestion_released();
         if !self.publishers.is_empty() && (released != self.released || self.core.is_shut_down()) {
             for w in self.publishers.drain(..) {
@@ -416,6 +416,7 @@ impl Shared {
         result: std::result::Result<Bytes, chaski_proto::RemoteError>,
     ) {
         self.turn(|s, now| {
+            s.hub.answered(peer, id);
             let _ = s.core.respond(peer, id, result, now);
         });
     }

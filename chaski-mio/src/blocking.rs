@@ -194,20 +194,22 @@ impl Node {
         block_on(self.handle.detach(name))
     }
 
-    /// A proxy to `name` on the first connected peer that offers it.
+    /// A proxy to `name`, wherever it is served in the mesh (see
+    /// [`Handle::proxy`](chaski_api::Handle::proxy)): calls are spread over its servers and
+    /// fail over when one is lost.
     pub fn proxy(&self, name: &str) -> Result<Proxy> {
         Ok(Proxy(block_on(self.handle.proxy(name))?))
     }
 }
 
-/// Blocking remote calls to one service on one peer.
+/// Blocking remote calls to one service, spread over its servers.
 #[derive(Clone, Debug)]
 pub struct Proxy(chaski_api::Proxy);
 
 impl Proxy {
-    /// The serving peer.
-    pub fn peer(&self) -> NodeId {
-        self.0.peer()
+    /// The connected servers of the service, in the order their edges were established.
+    pub fn servers(&self) -> Vec<NodeId> {
+        block_on(self.0.servers())
     }
 
     /// The same proxy with another per-call timeout.

@@ -77,6 +77,22 @@ pub struct Discovery {
     pub entry: Option<NodeId>,
 }
 
+/// A search for the servers of a service, flooded through the mesh like a [`Discovery`]: a
+/// node that serves it dials the origin, whose proxy then calls it directly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSearch {
+    /// Unique per origin (shared with discoveries); de-duplicated by `(origin, id)`.
+    pub id: u64,
+    /// The node looking for a server.
+    pub origin: NodeId,
+    /// Where to dial it.
+    pub origin_addr: SocketAddr,
+    /// The service sought.
+    pub service: String,
+    /// Remaining hops; a node receiving 1 does not forward.
+    pub ttl: u8,
+}
+
 /// A publish as it is encoded and relayed, borrowing its topic and payload (so publishing and
 /// relaying allocate nothing per message).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +275,14 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
     },
+    /// The caller stopped waiting for a request (it gave up, or its deadline passed): the
+    /// server may stop working on it, and sends no response.
+    Cancel {
+        /// The request's id.
+        id: u64,
+    },
+    /// A search for the servers of a service.
+    FindService(ServiceSearch),
     /// The answer to a remote call.
     Response {
         /// The request's id.

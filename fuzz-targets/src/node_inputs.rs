@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use chaski_proto::codec::{decode_message, encode_frame, FrameDecoder};
-use chaski_proto::message::{Discovery, Hello, PairIntent, Publish, PROTOCOL_VERSION};
+use chaski_proto::message::{
+    Discovery, Hello, PairIntent, Publish, ServiceSearch, PROTOCOL_VERSION,
+};
 use chaski_proto::{
     CallKind, Config, ConnId, Direction, DisconnectReason, Message, Node, NodeId, OnPair, Output,
-    RemoteError,
+    RemoteError, RequestId,
 };
 
 /// Reads the fuzz data as a stream of small numbers; zeros once it runs out.
@@ -81,7 +83,7 @@ const LIMITS: usize = 8;
 
 fn frame(src: &mut Src, me: NodeId) -> Message {
     let addr: SocketAddr = ([127, 0, 0, 1], 9000 + u16::from(src.small(4))).into();
-    match src.small(12) {
+    match src.small(14) {
         0 => Message::Hello(Hello {
             version: if src.small(8) == 0 {
                 99
@@ -157,6 +159,16 @@ fn frame(src: &mut Src, me: NodeId) -> Message {
             },
         },
         10 => Message::Goodbye(src.reason()),
+        11 => Message::Cancel {
+            id: u64::from(src.small(4)),
+        },
+        12 => Message::FindService(ServiceSearch {
+            id: u64::from(src.u8()),
+            origin: src.id(),
+            origin_addr: addr,
+            service: src.name(),
+            ttl: src.u8(),
+        }),
         _ => Message::Services(vec![]),
     }
 }
@@ -300,7 +312,7 @@ pub fn run(data: &[u8]) {
             }
             _ => {
                 let peer = src.id();
-                let _ = match src.small(10) {
+                let _ = match src.small(13) {
                     0 => node.subscribe(&src.name(), now).map(|_| ()),
                     1 => node.unsubscribe(&src.name(), now).map(|_| ()),
                     2 => node
@@ -322,6 +334,21 @@ pub fn run(data: &[u8]) {
                         .map(|_| ()),
                     7 => node.serve(&src.name(), now),
                     8 => node.close(peer, now),
+                    9 => node
+                        .call_service(
+                            &src.name(),
+                            &src.name(),
+                            CallKind::Call,
+                            Bytes::new(),
+                            None,
+                            now,
+                        )
+                        .map(|_| ()),
+                    10 => node.seek_service(&src.name(), now).map(|_| ()),
+                    11 => {
+                        node.cancel_call(RequestId(u64::from(src.small(8))), now);
+                        Ok(())
+                    }
                     _ => {
                         node.shutdown(now);
                         Ok(())

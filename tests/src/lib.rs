@@ -213,6 +213,7 @@ macro_rules! for_each_scenario {
             scenarios::garbage_frame,
             scenarios::remote_calls,
             scenarios::crash_mid_call,
+            scenarios::services_anywhere,
             scenarios::attach_and_detach,
             scenarios::service_panic,
             scenarios::udp_status,

@@ -1135,6 +1135,108 @@ pub fn crash_mid_call<H: Harness>(h: &H, host: &str) {
     client.shutdown();
 }
 
+/// What a server of the mesh-wide service scenario counts.
+#[derive(Default)]
+struct Counts {
+    /// Calls of `slow` that started.
+    started: AtomicUsize,
+    /// Calls of `slow` dropped before they finished (their caller cancelled).
+    dropped: AtomicUsize,
+    /// Once set, `slow` answers at once.
+    release: std::sync::atomic::AtomicBool,
+}
+
+/// Counts a call dropped unfinished.
+struct Unfinished(Arc<Counts>, bool);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// `who` answers the server's name; `slow` answers it only once released, else waits until
+/// the caller cancels.
+fn named_server(name: &'static str, counts: Arc<Counts>) -> Service {
+    Service::builder()
+        .method("who", move |(): ()| Ok(name.to_string()))
+        .method_async_with_context("slow", move |ctx: chaski_api::CallContext, (): ()| {
+            let counts = counts.clone();
+            async move {
+                counts.started.fetch_add(1, Ordering::SeqCst);
+                let mut guard = Unfinished(counts.clone(), false);
+                if !counts.release.load(Ordering::SeqCst) {
+                    ctx.cancelled().await;
+                }
+                guard.1 = true;
+                Ok::<_, ServiceError>(name.to_string())
+            }
+        })
+        .build()
+}
+
+/// Services found anywhere: a caller that never connected to the servers of `math` (two,
+/// behind a relay) finds them through the mesh, spreads calls over both, has its cancels
+/// reach them, and fails over to the other when the one holding its call is killed.
+pub fn services_anywhere<H: Harness>(h: &H, host: &str) {
+    let n = start(h, host, &["caller", "relay", "s1", "s2"]);
+    let counts = [Arc::new(Counts::default()), Arc::new(Counts::default())];
+    n[2].serve("math", named_server("s1", counts[0].clone()))
+        .unwrap();
+    n[3].serve("math", named_server("s2", counts[1].clone()))
+        .unwrap();
+    for i in [0, 2, 3] {
+        n[i].connect(&addr(&n[1])).unwrap();
+    }
+    assert!(n[0].edges().iter().all(|e| e.services.is_empty()));
+    let who: String = n[0].call("math", "who", &(), WAIT).unwrap();
+    assert!(who == "s1" || who == "s2", "{who}");
+    // The search made both servers dial the caller.
+    assert!(wait_until(WAIT, || n[0]
+        .edges()
+        .iter()
+        .filter(|e| e.services.contains(&"math".to_string()))
+        .count()
+        == 2));
+
+    // Four calls at once spread two and two (fewest in flight first); their timeouts cancel
+    // them on the servers, which drop their work.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let r = n[0].call::<_, String>("math", "slow", &(), Duration::from_millis(800));
+                assert!(
+                    matches!(r, Err(Error::Remote(RemoteError::Timeout))),
+                    "{r:?}"
+                );
+            });
+        }
+    });
+    for c in &counts {
+        assert_eq!(c.started.load(Ordering::SeqCst), 2);
+        assert!(wait_until(WAIT, || c.dropped.load(Ordering::SeqCst) == 2));
+    }
+
+    // A call held by one server: that server is killed, the other answers it.
+    let answer = std::thread::scope(|s| {
+        let call = s.spawn(|| n[0].call::<_, String>("math", "slow", &(), WAIT * 2));
+        assert!(wait_until(WAIT, || counts
+            .iter()
+            .map(|c| c.started.load(Ordering::SeqCst))
+            .sum::<usize>()
+            == 5));
+        let holder = usize::from(counts[1].started.load(Ordering::SeqCst) == 3);
+        counts[1 - holder].release.store(true, Ordering::SeqCst);
+        n[2 + holder].shutdown();
+        (holder, call.join().unwrap())
+    });
+    let (holder, answer) = answer;
+    assert_eq!(answer.unwrap(), ["s2", "s1"][holder]);
+    n.iter().for_each(|x| x.shutdown());
+}
+
 /// A single function offered with `attach`, then withdrawn with `detach`.
 pub fn attach_and_detach<H: Harness>(h: &H, host: &str) {
     let n = start(h, host, &["server", "client"]);

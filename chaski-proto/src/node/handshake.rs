@@ -209,6 +209,7 @@ impl Node {
                     reconnected,
                 });
             }
+            self.servers_changed(peer, now);
         }
     }
 
@@ -370,6 +371,7 @@ impl Node {
             e.services = services.into_iter().collect();
         }
         self.push_event(Event::PeerUpdated { peer });
+        self.servers_changed(peer, now);
     }
 
     /// Tells every neighbour our current topic set.

@@ -6,6 +6,7 @@
 //! reproducible from its inputs.
 
 mod budget;
+mod calls;
 mod discovery;
 mod handshake;
 mod liveness;
@@ -48,6 +49,8 @@ enum Purpose {
     Reconnect(NodeId),
     /// Answering a discovery.
     Pair(PairIntent, NodeId),
+    /// Offering a service to a node that seeks it.
+    Offer(NodeId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,8 +185,10 @@ pub struct Node {
     next_ping: u64,
 
     next_request: u64,
-    /// Our calls: id → (peer, deadline).
-    calls: BTreeMap<u64, (NodeId, Instant)>,
+    /// Our calls.
+    calls: BTreeMap<u64, calls::Call>,
+    /// Our searches for a service's servers: service → deadline.
+    searches: BTreeMap<String, Instant>,
     /// Requests from peers the application has not answered.
     inbound: HashSet<(NodeId, u64)>,
     next_status: u64,
@@ -275,6 +280,7 @@ impl Node {
             next_ping: 0,
             next_request: 0,
             calls: BTreeMap::new(),
+            searches: BTreeMap::new(),
             inbound: HashSet::new(),
             next_status: 0,
             status_queries: BTreeMap::new(),
@@ -992,7 +998,9 @@ impl Node {
                 args,
                 timeout_ms,
             } => self.on_request(conn, peer, id, service, path, kind, args, timeout_ms, now),
-            Message::Response { id, result } => self.on_response(peer, id, result),
+            Message::Response { id, result } => self.on_response(peer, id, result, now),
+            Message::Cancel { id } => self.on_cancel(peer, id),
+            Message::FindService(search) => self.on_find_service(peer, search, now),
         }
     }
 
@@ -1109,6 +1117,9 @@ impl Node {
             Some(Purpose::Pair(intent, _)) => {
                 debug!(topic = %intent.topic, %error, "pairing attempt ended");
             }
+            Some(Purpose::Offer(origin)) => {
+                debug!(%origin, %error, "could not reach a service seeker");
+            }
             None => debug!(%conn, %error, "inbound connection ended before its Hello"),
         }
     }
@@ -1126,8 +1137,18 @@ impl Node {
         };
         self.timers.cancel(&TimerKey::Edge(peer, e.conn));
         self.edge_order.retain(|p| *p != peer);
-        self.fail_calls_to(peer);
-        self.inbound.retain(|(p, _)| *p != peer);
+        self.fail_calls_to(peer, now);
+        // Their callers are gone: the work on their requests may stop.
+        let gone: Vec<u64> = self
+            .inbound
+            .iter()
+            .filter(|(p, _)| *p == peer)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in gone {
+            self.inbound.remove(&(peer, id));
+            self.push_event(Event::Cancelled { peer, id });
+        }
         // The side that dialed redials, at the address it dialed: the acceptor may not reach
         // the dialer at all (a client behind a NAT, or one that has exited).
         let reconnecting =
@@ -1176,12 +1197,7 @@ impl Node {
                 self.close_conn(conn, DisconnectReason::Shutdown, true, now);
             }
         }
-        for (id, _) in std::mem::take(&mut self.calls) {
-            self.push_event(Event::Response {
-                id: crate::id::RequestId(id),
-                result: Err(crate::error::RemoteError::Disconnected),
-            });
-        }
+        self.fail_all_calls();
         for (token, (addr, ..)) in std::mem::take(&mut self.status_queries) {
             self.push_event(Event::Status {
                 token,
@@ -1210,6 +1226,7 @@ impl Node {
                 TimerKey::Edge(peer, conn) => self.edge_timeout(peer, conn, now),
                 TimerKey::Discovery(topic) => self.discovery_timeout(&topic, now),
                 TimerKey::Call(id) => self.call_timeout(id, now),
+                TimerKey::ServiceSearch(service) => self.search_timeout(&service, now),
                 TimerKey::Status(token) => self.status_timeout(token, now),
                 TimerKey::Redial(peer) => self.redial_timeout(peer, now),
             }

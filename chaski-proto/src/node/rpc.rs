@@ -10,7 +10,7 @@ use tracing::debug;
 use super::{Event, Node, Output, Received, TimerKey, TopicState};
 use crate::codec::{decode_value, encode_value};
 use crate::error::{CommandError, RemoteError};
-use crate::id::{ConnId, NodeId, RequestId};
+use crate::id::{ConnId, NodeId};
 use crate::message::{CallKind, Datagram, DisconnectReason, Message, Status};
 
 /// The longest deadline a caller may give a request (a day).
@@ -37,78 +37,6 @@ impl Node {
             self.announce_services(now);
         }
         Ok(())
-    }
-
-    /// The first neighbour (in edge order) that offers `service`.
-    pub fn find_service(&self, service: &str) -> Option<NodeId> {
-        self.edge_order
-            .iter()
-            .copied()
-            .find(|p| self.edges[p].services.contains(service))
-    }
-
-    /// Calls `path` of `service` on `peer`. The answer arrives as [`Event::Response`] with the
-    /// returned id, at the latest after `timeout` (default `rpc_timeout`) as
-    /// [`RemoteError::Timeout`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn call(
-        &mut self,
-        peer: NodeId,
-        service: &str,
-        path: &str,
-        kind: CallKind,
-        args: Bytes,
-        timeout: Option<Duration>,
-        now: Instant,
-    ) -> Result<RequestId, CommandError> {
-        self.check_live()?;
-        self.check_name("service", service)?;
-        if path.len() > self.cfg.max_name_len {
-            return Err(CommandError::TooLong {
-                what: "path",
-                len: path.len(),
-                max: self.cfg.max_name_len,
-            });
-        }
-        if args.len() + 512 > self.cfg.max_frame_len {
-            return Err(CommandError::PayloadTooLarge {
-                len: args.len(),
-                max: self.cfg.max_frame_len - 512,
-            });
-        }
-        if !self.edges.contains_key(&peer) {
-            return Err(CommandError::NotConnected);
-        }
-        if self.calls.len() >= self.cfg.max_pending_calls {
-            return Err(CommandError::Limit("max_pending_calls"));
-        }
-        self.next_request += 1;
-        let id = self.next_request;
-        let timeout = timeout.unwrap_or(self.cfg.rpc_timeout);
-        let deadline = now + timeout;
-        self.calls.insert(id, (peer, deadline));
-        self.timers.set(TimerKey::Call(id), deadline);
-        self.send_to_peer(
-            peer,
-            &Message::Request {
-                id,
-                service: service.to_string(),
-                path: path.to_string(),
-                kind,
-                args,
-                timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
-            },
-            now,
-        );
-        self.enforce_budget(now);
-        Ok(RequestId(id))
-    }
-
-    /// Forgets a call whose caller gave up; a late answer is ignored. Returns whether it was
-    /// still pending.
-    pub fn cancel_call(&mut self, id: RequestId) -> bool {
-        self.timers.cancel(&TimerKey::Call(id.0));
-        self.calls.remove(&id.0).is_some()
     }
 
     /// Answers a [`Event::Request`]. Answering a request twice, or one whose peer has gone, is an
@@ -184,57 +112,6 @@ impl Node {
             args,
             // A peer's timeout is capped at a day (an absurd one is no deadline at all).
             deadline: timeout_ms.map(|ms| now + Duration::from_millis(ms.min(MAX_DEADLINE_MS))),
-        });
-    }
-
-    pub(super) fn on_response(
-        &mut self,
-        peer: NodeId,
-        id: u64,
-        result: Result<Bytes, RemoteError>,
-    ) {
-        match self.calls.get(&id) {
-            Some((p, _)) if *p == peer => {
-                self.calls.remove(&id);
-                self.timers.cancel(&TimerKey::Call(id));
-                self.push_event(Event::Response {
-                    id: RequestId(id),
-                    result,
-                });
-            }
-            _ => debug!(%peer, id, "ignoring a response to no pending call"),
-        }
-    }
-
-    pub(super) fn fail_calls_to(&mut self, peer: NodeId) {
-        let ids: Vec<u64> = self
-            .calls
-            .iter()
-            .filter(|(_, (p, _))| *p == peer)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            self.calls.remove(&id);
-            self.timers.cancel(&TimerKey::Call(id));
-            self.push_event(Event::Response {
-                id: RequestId(id),
-                result: Err(RemoteError::Disconnected),
-            });
-        }
-    }
-
-    pub(super) fn call_timeout(&mut self, id: u64, now: Instant) {
-        let Some((_, deadline)) = self.calls.get(&id) else {
-            return;
-        };
-        if *deadline > now {
-            let at = *deadline;
-            return self.timers.set(TimerKey::Call(id), at);
-        }
-        self.calls.remove(&id);
-        self.push_event(Event::Response {
-            id: RequestId(id),
-            result: Err(RemoteError::Timeout),
         });
     }
 

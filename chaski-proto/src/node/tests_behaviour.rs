@@ -466,8 +466,8 @@ fn calls_get_responses_timeouts_and_disconnects() {
     )));
     // A cancelled call forgets its answer.
     let d = call(&mut n, 7, None);
-    assert!(n.cancel_call(d));
-    assert!(!n.cancel_call(d));
+    assert!(n.cancel_call(d, now));
+    assert!(!n.cancel_call(d, now));
     n.handle_bytes(ConnId(1), &response(d), now);
     assert!(drain(&mut n)
         .iter()

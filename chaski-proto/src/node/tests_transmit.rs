@@ -263,7 +263,7 @@ fn timers_follow_what_they_guard() {
         .collect();
     assert_eq!(n.timer_count(), base + 10);
     for id in ids {
-        assert!(n.cancel_call(id));
+        assert!(n.cancel_call(id, now));
     }
     assert_eq!(n.timer_count(), base);
     // A dial has a handshake deadline until its edge exists; the edge then has a keep-alive.

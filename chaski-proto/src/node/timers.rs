@@ -23,6 +23,8 @@ pub(crate) enum TimerKey {
     Discovery(String),
     /// One of our calls.
     Call(u64),
+    /// A search for a service's servers.
+    ServiceSearch(String),
     /// One of our status queries.
     Status(u64),
     /// The next attempt to redial a peer.

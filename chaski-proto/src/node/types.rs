@@ -143,6 +143,21 @@ pub enum Event {
         /// When the caller stops waiting (if it said).
         deadline: Option<std::time::Instant>,
     },
+    /// A caller cancelled a request of [`Event::Request`] (or its edge was lost): it wants no
+    /// answer any more, and the work may stop.
+    Cancelled {
+        /// The caller.
+        peer: NodeId,
+        /// The caller's request id.
+        id: u64,
+    },
+    /// A search for a service's servers ended ([`Node::seek_service`](crate::Node::seek_service)).
+    ServiceFound {
+        /// The service sought.
+        service: String,
+        /// A server now connected, or `None` if none answered within `discovery_timeout`.
+        peer: Option<NodeId>,
+    },
     /// A call of ours finished.
     Response {
         /// The id `call` returned.

@@ -1,0 +1,357 @@
+//! Services found anywhere in the mesh: the search, spreading calls over servers, failover,
+//! and cancels reaching the server, in the deterministic simulator.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chaski_proto::sim::{Idx, Sim};
+use chaski_proto::{CallKind, Config, Event, NodeId, RemoteError, RequestId};
+
+const W3: Duration = Duration::from_secs(3);
+
+fn node(sim: &mut Sim, name: &str) -> Idx {
+    sim.add_node(
+        Config::default()
+            .name(name)
+            .reconnections(0)
+            .discovery_timeout(Duration::from_secs(1)),
+    )
+}
+
+fn link(sim: &mut Sim, a: Idx, b: Idx) {
+    sim.connect(a, b);
+    assert!(
+        sim.run_until(W3, |s| s.connected(a, b)),
+        "{a}-{b} not linked"
+    );
+}
+
+fn serve(sim: &mut Sim, n: Idx, service: &str) {
+    sim.with(n, |node, now| node.serve(service, now)).unwrap();
+}
+
+fn call(sim: &mut Sim, n: Idx, service: &str, timeout: Duration) -> RequestId {
+    sim.with(n, |node, now| {
+        node.call_service(
+            service,
+            "f",
+            CallKind::Call,
+            Bytes::new(),
+            Some(timeout),
+            now,
+        )
+    })
+    .unwrap()
+}
+
+fn answer_all(sim: &mut Sim, n: Idx, with: &'static [u8]) {
+    for (peer, id) in requests_of(sim, n) {
+        let _ = sim.with(n, |node, now| {
+            node.respond(peer, id, Ok(Bytes::from_static(with)), now)
+        });
+    }
+    sim.take_events(n);
+}
+
+fn response(sim: &Sim, n: Idx, id: RequestId) -> Option<Result<Bytes, RemoteError>> {
+    sim.events(n).iter().find_map(|(_, e)| match e {
+        Event::Response { id: i, result } if *i == id => Some(result.clone()),
+        _ => None,
+    })
+}
+
+fn wait_response(
+    sim: &mut Sim,
+    n: Idx,
+    id: RequestId,
+    limit: Duration,
+) -> Result<Bytes, RemoteError> {
+    assert!(
+        sim.run_until(limit, |s| response(s, n, id).is_some()),
+        "no response to {id:?}"
+    );
+    response(sim, n, id).unwrap()
+}
+
+/// A chain caller - relay - relay - server: the caller never connected to the server, finds
+/// it through the relays (the server dials it), and the call goes straight to it.
+#[test]
+fn a_server_three_hops_away_is_found_and_called() {
+    let mut sim = Sim::new(31);
+    let caller = node(&mut sim, "caller");
+    let r1 = node(&mut sim, "r1");
+    let r2 = node(&mut sim, "r2");
+    let server = node(&mut sim, "server");
+    link(&mut sim, caller, r1);
+    link(&mut sim, r1, r2);
+    link(&mut sim, r2, server);
+    serve(&mut sim, server, "math");
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(sim.node(caller).find_service("math"), None);
+
+    let found = sim
+        .with(caller, |n, now| n.seek_service("math", now))
+        .unwrap();
+    assert_eq!(found, None, "nobody near serves it: a search starts");
+    let server_id = sim.node(server).id();
+    assert!(
+        sim.run_until(W3, |s| s.events(caller).iter().any(|(_, e)| matches!(
+            e,
+            Event::ServiceFound { service, peer: Some(p) } if service == "math" && *p == server_id
+        )))
+    );
+    assert!(
+        sim.run_until(W3, |s| s.connected(caller, server)),
+        "the server dialed the caller"
+    );
+
+    let id = call(&mut sim, caller, "math", W3);
+    assert!(sim.run_until(W3, |s| !requests_of(s, server).is_empty()));
+    answer_all(&mut sim, server, b"5");
+    assert_eq!(
+        wait_response(&mut sim, caller, id, W3),
+        Ok(Bytes::from_static(b"5"))
+    );
+}
+
+/// The requests node `n` has received so far (caller, id), from its events.
+fn requests_of(sim: &Sim, n: Idx) -> Vec<(NodeId, u64)> {
+    sim.events(n)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Request { peer, id, .. } => Some((*peer, *id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A call by name with no server near waits for the search, then goes to what it finds.
+#[test]
+fn a_call_waits_for_the_search() {
+    let mut sim = Sim::new(32);
+    let caller = node(&mut sim, "caller");
+    let relay = node(&mut sim, "relay");
+    let server = node(&mut sim, "server");
+    link(&mut sim, caller, relay);
+    link(&mut sim, relay, server);
+    serve(&mut sim, server, "math");
+    sim.run_for(Duration::from_millis(50));
+    let id = call(&mut sim, caller, "math", W3);
+    assert!(sim.run_until(W3, |s| !requests_of(s, server).is_empty()));
+    answer_all(&mut sim, server, b"ok");
+    assert_eq!(
+        wait_response(&mut sim, caller, id, W3),
+        Ok(Bytes::from_static(b"ok"))
+    );
+}
+
+/// Nobody serves it: the search ends after `discovery_timeout` and the waiting call fails as
+/// not found (before its own deadline).
+#[test]
+fn no_server_anywhere_is_not_found() {
+    let mut sim = Sim::new(33);
+    let caller = node(&mut sim, "caller");
+    let other = node(&mut sim, "other");
+    link(&mut sim, caller, other);
+    let started = sim.now();
+    let id = call(&mut sim, caller, "nothing", Duration::from_secs(10));
+    assert_eq!(
+        wait_response(&mut sim, caller, id, Duration::from_secs(10)),
+        Err(RemoteError::NotFound("nothing".into()))
+    );
+    assert!(sim.now() - started < Duration::from_secs(2));
+    assert!(sim.events(caller).iter().any(|(_, e)| matches!(
+        e,
+        Event::ServiceFound { service, peer: None } if service == "nothing"
+    )));
+    // With no edge at all there is nothing to search through.
+    let alone = node(&mut sim, "alone");
+    let err = sim.with(alone, |n, now| n.seek_service("math", now));
+    assert_eq!(err, Err(chaski_proto::CommandError::NoEdges));
+}
+
+/// Two servers: calls spread by fewest in flight, so unanswered calls alternate.
+#[test]
+fn calls_spread_over_two_servers() {
+    let mut sim = Sim::new(34);
+    let caller = node(&mut sim, "caller");
+    let s1 = node(&mut sim, "s1");
+    let s2 = node(&mut sim, "s2");
+    link(&mut sim, caller, s1);
+    link(&mut sim, caller, s2);
+    serve(&mut sim, s1, "math");
+    serve(&mut sim, s2, "math");
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(sim.node(caller).servers("math").len(), 2);
+    for _ in 0..10 {
+        call(&mut sim, caller, "math", W3);
+    }
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(requests_of(&sim, s1).len(), 5);
+    assert_eq!(requests_of(&sim, s2).len(), 5);
+    let (id1, id2) = (sim.node(s1).id(), sim.node(s2).id());
+    assert_eq!(sim.node(caller).calls_in_flight(id1), 5);
+    assert_eq!(sim.node(caller).calls_in_flight(id2), 5);
+    // s1 answers its five: the next calls go to s1, which now has none in flight.
+    answer_all(&mut sim, s1, b"1");
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(sim.node(caller).calls_in_flight(id1), 0);
+    for _ in 0..3 {
+        call(&mut sim, caller, "math", W3);
+    }
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(requests_of(&sim, s1).len(), 3);
+    assert_eq!(requests_of(&sim, s2).len(), 5);
+}
+
+/// The server holding a call dies: the call moves to the other server and is answered within
+/// its deadline; a call to one peer (not by name) fails as disconnected.
+#[test]
+fn a_lost_server_fails_over() {
+    let mut sim = Sim::new(35);
+    let caller = node(&mut sim, "caller");
+    let s1 = node(&mut sim, "s1");
+    let s2 = node(&mut sim, "s2");
+    link(&mut sim, caller, s1);
+    link(&mut sim, caller, s2);
+    serve(&mut sim, s1, "math");
+    serve(&mut sim, s2, "math");
+    sim.run_for(Duration::from_millis(50));
+    let s1_id = sim.node(s1).id();
+    let by_name = call(&mut sim, caller, "math", Duration::from_secs(5));
+    assert!(
+        sim.run_until(W3, |s| !requests_of(s, s1).is_empty()),
+        "the first goes to s1"
+    );
+    let direct = sim
+        .with(caller, |n, now| {
+            n.call(s1_id, "math", "f", CallKind::Call, Bytes::new(), None, now)
+        })
+        .unwrap();
+    sim.run_for(Duration::from_millis(50));
+    assert!(requests_of(&sim, s2).is_empty());
+    sim.crash(s1);
+    assert_eq!(
+        wait_response(&mut sim, caller, direct, W3),
+        Err(RemoteError::Disconnected)
+    );
+    assert!(
+        sim.run_until(W3, |s| !requests_of(s, s2).is_empty()),
+        "moved to s2"
+    );
+    assert_eq!(response(&sim, caller, by_name), None);
+    answer_all(&mut sim, s2, b"2");
+    assert_eq!(
+        wait_response(&mut sim, caller, by_name, W3),
+        Ok(Bytes::from_static(b"2"))
+    );
+}
+
+/// A busy server, or one that stopped serving, passes the call on to another server; with no
+/// other, the caller gets the server's error.
+#[test]
+fn busy_or_withdrawn_servers_pass_the_call_on() {
+    let mut sim = Sim::new(36);
+    let caller = node(&mut sim, "caller");
+    let s1 = node(&mut sim, "s1");
+    let s2 = node(&mut sim, "s2");
+    link(&mut sim, caller, s1);
+    link(&mut sim, caller, s2);
+    serve(&mut sim, s1, "math");
+    serve(&mut sim, s2, "math");
+    sim.run_for(Duration::from_millis(50));
+    let id = call(&mut sim, caller, "math", W3);
+    assert!(sim.run_until(W3, |s| !requests_of(s, s1).is_empty()));
+    for (peer, rid) in requests_of(&sim, s1) {
+        sim.with(s1, |n, now| {
+            n.respond(peer, rid, Err(RemoteError::Busy), now)
+        })
+        .unwrap();
+    }
+    assert!(
+        sim.run_until(W3, |s| !requests_of(s, s2).is_empty()),
+        "s2 gets it"
+    );
+    answer_all(&mut sim, s2, b"2");
+    assert_eq!(
+        wait_response(&mut sim, caller, id, W3),
+        Ok(Bytes::from_static(b"2"))
+    );
+
+    // Only one server left, and it is busy: its error comes back.
+    sim.with(s2, |n, now| n.unserve("math", now)).unwrap();
+    sim.run_for(Duration::from_millis(50));
+    sim.take_events(s1);
+    let id = call(&mut sim, caller, "math", W3);
+    assert!(sim.run_until(W3, |s| !requests_of(s, s1).is_empty()));
+    for (peer, rid) in requests_of(&sim, s1) {
+        sim.with(s1, |n, now| {
+            n.respond(peer, rid, Err(RemoteError::Busy), now)
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        wait_response(&mut sim, caller, id, W3),
+        Err(RemoteError::Busy)
+    );
+}
+
+/// A caller that cancels, or whose deadline passes, or that goes away, tells the server: it
+/// gets `Cancelled`, and answering afterwards is refused.
+#[test]
+fn cancels_reach_the_server() {
+    let mut sim = Sim::new(37);
+    let caller = node(&mut sim, "caller");
+    let server = node(&mut sim, "server");
+    link(&mut sim, caller, server);
+    serve(&mut sim, server, "math");
+    sim.run_for(Duration::from_millis(50));
+    let cancelled = |s: &Sim, id: u64| {
+        s.events(server)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Cancelled { id: i, .. } if *i == id))
+    };
+
+    let id = call(&mut sim, caller, "math", W3);
+    assert!(sim.run_until(W3, |s| !requests_of(s, server).is_empty()));
+    assert!(sim.with(caller, |n, now| n.cancel_call(id, now)));
+    assert!(sim.run_until(W3, |s| cancelled(s, id.0)), "explicit cancel");
+    let (peer, rid) = requests_of(&sim, server)[0];
+    let late = sim.with(server, |n, now| n.respond(peer, rid, Ok(Bytes::new()), now));
+    assert_eq!(late, Err(chaski_proto::CommandError::UnknownRequest));
+
+    let id = call(&mut sim, caller, "math", Duration::from_millis(500));
+    assert_eq!(
+        wait_response(&mut sim, caller, id, W3),
+        Err(RemoteError::Timeout)
+    );
+    assert!(sim.run_until(W3, |s| cancelled(s, id.0)), "deadline passed");
+
+    let id = call(&mut sim, caller, "math", W3);
+    assert!(sim.run_until(W3, |s| requests_of(s, server).iter().any(|r| r.1 == id.0)));
+    sim.crash(caller);
+    assert!(sim.run_until(W3, |s| cancelled(s, id.0)), "caller gone");
+}
+
+/// The only server is lost while it has a call: the call waits for another within its
+/// deadline (a search), and with none found says `Disconnected`, not `NotFound`.
+#[test]
+fn the_only_server_lost_is_disconnected_after_the_search() {
+    let mut sim = Sim::new(38);
+    let caller = node(&mut sim, "caller");
+    let relay = node(&mut sim, "relay");
+    let server = node(&mut sim, "server");
+    link(&mut sim, caller, relay);
+    link(&mut sim, caller, server);
+    serve(&mut sim, server, "math");
+    sim.run_for(Duration::from_millis(50));
+    let id = call(&mut sim, caller, "math", Duration::from_secs(10));
+    assert!(sim.run_until(W3, |s| !requests_of(s, server).is_empty()));
+    sim.crash(server);
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(response(&sim, caller, id), None, "still looking");
+    assert_eq!(
+        wait_response(&mut sim, caller, id, W3),
+        Err(RemoteError::Disconnected)
+    );
+}
