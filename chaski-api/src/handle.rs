@@ -11,7 +11,8 @@ use futures_channel::oneshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use chaski_proto::{CallKind, EdgeInfo, Event, Node as Core, NodeId, Received, Status};
+use crate::Event;
+use chaski_proto::{CallKind, EdgeInfo, Node as Core, NodeId, Received, Status};
 
 use crate::error::{Error, Result};
 use crate::hub::Waiter;

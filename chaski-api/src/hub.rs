@@ -65,13 +65,13 @@ pub struct Hub {
     messages: MessageQueue<Received>,
     /// Messages of this turn, handed to the queue at once by [`Hub::deliver`].
     inbox: Vec<Received>,
-    events: MessageQueue<Event>,
+    events: MessageQueue<crate::Event>,
 }
 
 impl Hub {
     /// A hub with the configured message queue, and the consumer sides of the message and
     /// event queues.
-    pub fn new(cfg: &chaski_proto::Config) -> (Hub, Messages<Received>, Messages<Event>) {
+    pub fn new(cfg: &chaski_proto::Config) -> (Hub, Messages<Received>, Messages<crate::Event>) {
         let (messages, m) =
             MessageQueue::new(cfg.message_queue, cfg.queue_budget(), cfg.slow_consumer);
         let (events, e) = MessageQueue::new(EVENT_QUEUE, usize::MAX, SlowConsumer::DropOldest);
@@ -301,7 +301,9 @@ impl Hub {
                     }
                     _ => {}
                 }
-                self.events.push(ev);
+                if let Some(ev) = crate::Event::from_core(ev) {
+                    self.events.push(ev);
+                }
             }
         }
         None

@@ -14,6 +14,7 @@ mod bind;
 mod block;
 mod context;
 mod error;
+mod event;
 mod handle;
 mod hub;
 mod queue;
@@ -27,6 +28,7 @@ mod tasks;
 pub use bind::bind_std;
 pub use block::block_on;
 pub use error::{Error, Result};
+pub use event::Event;
 pub use handle::{Handle, Proxy};
 pub use hub::{Hub, Invocation, Waiter};
 pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
@@ -42,8 +44,8 @@ pub use tasks::{start, TIMER_SLACK};
 pub use chaski_proto::addr::AddrError;
 pub use chaski_proto::{
     CallKind, CommandError, Config, ConfigError, ConnId, ConnectError, Direction, DisconnectReason,
-    EdgeInfo, Event, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError,
-    RequestId, SlowConsumer, Status,
+    EdgeInfo, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError, RequestId,
+    SlowConsumer, Status,
 };
 
 /// Everything a program on any runtime names, re-exported by each runtime crate (`chaski-tokio`,

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use chaski_proto::{Config, ConnId, Direction, Event, Node as Core, NodeId, Output, Received};
+use crate::Event;
+use chaski_proto::{Config, ConnId, Direction, Node as Core, NodeId, Output, Received};
 
 use crate::handle::Handle;
 use crate::hub::{Hub, Invocation, Waiter};

@@ -8,8 +8,9 @@ use mio::{Events, Poll, Token};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use chaski_api::Event;
 use chaski_api::{block_on, Error, Handle, Messages, Result, Service, ServiceError, Subscriber};
-use chaski_proto::{Config, EdgeInfo, Event, NodeId, Received, Status};
+use chaski_proto::{Config, EdgeInfo, NodeId, Received, Status};
 
 use crate::driver::Driver;
 

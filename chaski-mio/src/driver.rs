@@ -16,10 +16,11 @@ use mio::{Interest, Registry, Token};
 use tracing::debug;
 
 use crate::calls::Calls;
+use chaski_api::Event;
 use chaski_api::{
     resolve, Backend, Handle, Invocation, Messages, Result, Shared, TcpIo, Timers, UdpIo,
 };
-use chaski_proto::{Config, ConnId, Event, Node as Core, Received};
+use chaski_proto::{Config, ConnId, Node as Core, Received};
 
 thread_local! {
     /// Set while this thread runs the driver: its own wake-ups need no `mio::Waker` syscall.
