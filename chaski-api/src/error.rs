@@ -27,8 +27,9 @@ pub enum Error {
     /// A remote call failed.
     #[error(transparent)]
     Remote(#[from] RemoteError),
-    /// No connected peer offers that service.
-    #[error("no connected peer offers the service {0:?}")]
+    /// No server of that service was found: none is connected, and none answered a search
+    /// through the mesh within `discovery_timeout`.
+    #[error("no server of the service {0:?} found in the mesh")]
     NoService(String),
     /// An argument or result could not be (de)serialized.
     #[error("serialization: {0}")]

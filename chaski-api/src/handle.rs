@@ -350,8 +350,28 @@ impl Handle {
         Ok(Proxy {
             node: self.clone(),
             service: name.to_string(),
+            peer: None,
             timeout: self.shared.info().config.rpc_timeout,
         })
+    }
+
+    /// A proxy to the service `name` on one connected peer only: no search, no spreading, no
+    /// failover (a call fails as `Disconnected` when that edge goes). For a particular node,
+    /// e.g. its built-in [`NODE_SERVICE`](chaski_proto::NODE_SERVICE):
+    ///
+    /// ```no_run
+    /// # async fn f(node: chaski_api::Handle, peer: chaski_api::NodeId) -> chaski_api::Result<()> {
+    /// let edges: Vec<chaski_api::EdgeReport> =
+    ///     node.proxy_on(peer, "@node").call("edges", &()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy_on(&self, peer: NodeId, name: &str) -> Proxy {
+        Proxy {
+            node: self.clone(),
+            service: name.to_string(),
+            peer: Some(peer),
+            timeout: self.shared.info().config.rpc_timeout,
+        }
     }
 }
 
@@ -361,6 +381,8 @@ impl Handle {
 pub struct Proxy {
     node: Handle,
     service: String,
+    /// Set for [`Handle::proxy_on`]: the one peer called.
+    peer: Option<NodeId>,
     timeout: Duration,
 }
 
@@ -370,9 +392,13 @@ impl Proxy {
         &self.service
     }
 
-    /// The connected servers of the service, in the order their edges were established.
+    /// The connected servers of the service, in the order their edges were established (for
+    /// [`Handle::proxy_on`]: its peer, while connected).
     pub async fn servers(&self) -> Vec<NodeId> {
-        self.node.with(|s, _| s.core.servers(&self.service))
+        self.node.with(|s, _| match self.peer {
+            Some(p) => s.core.is_connected_to(p).then_some(p).into_iter().collect(),
+            None => s.core.servers(&self.service),
+        })
     }
 
     /// The same proxy with another per-call timeout.
@@ -387,15 +413,18 @@ impl Proxy {
         // is told).
         self.node
             .ask(|s, now, w| {
-                let id = s
-                    .core
-                    .call_service(&self.service, path, kind, args, timeout, now)
-                    .map_err(|e| match e {
-                        chaski_proto::CommandError::NoEdges => {
-                            Error::NoService(self.service.clone())
-                        }
-                        e => e.into(),
-                    })?;
+                let id = match self.peer {
+                    Some(peer) => s
+                        .core
+                        .call(peer, &self.service, path, kind, args, timeout, now),
+                    None => s
+                        .core
+                        .call_service(&self.service, path, kind, args, timeout, now),
+                }
+                .map_err(|e| match e {
+                    chaski_proto::CommandError::NoEdges => Error::NoService(self.service.clone()),
+                    e => e.into(),
+                })?;
                 s.hub.wait_call(id, w);
                 Ok(())
             })

@@ -44,8 +44,8 @@ pub use tasks::{start, TIMER_SLACK};
 pub use chaski_proto::addr::AddrError;
 pub use chaski_proto::{
     CallKind, CommandError, Config, ConfigError, ConnId, ConnectError, Direction, DisconnectReason,
-    EdgeInfo, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError, RequestId,
-    SlowConsumer, Status,
+    EdgeInfo, EdgeReport, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError,
+    RequestId, SlowConsumer, Status, NODE_SERVICE,
 };
 
 /// Everything a program on any runtime names, re-exported by each runtime crate (`chaski-tokio`,
@@ -55,10 +55,10 @@ pub use chaski_proto::{
 pub mod prelude {
     pub use crate::{
         decode, encode, AddrError, BlockingIter, CallContext, CallKind, CommandError, Config,
-        ConfigError, ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, Error, Event,
-        Handle, Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats, Received,
-        RemoteError, RequestId, Result, Service, ServiceBuilder, ServiceError, SlowConsumer,
-        Status, Subscriber,
+        ConfigError, ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, EdgeReport,
+        Error, Event, Handle, Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats,
+        Received, RemoteError, RequestId, Result, Service, ServiceBuilder, ServiceError,
+        SlowConsumer, Status, Subscriber, NODE_SERVICE,
     };
 }
 

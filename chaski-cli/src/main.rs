@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod edges_cmd;
 mod failure;
 mod node_cmd;
 mod settings;
@@ -117,7 +118,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Connect to a node and list its edges with their latencies, topics and services (what the
+    /// node's built-in `@node` service reports; off when its `introspect` setting is false).
+    Edges {
+        /// The node.
+        addr: String,
+        /// Seconds the whole query may take.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Print one JSON object: the node's name and id, and its edges.
+        #[arg(long)]
+        json: bool,
+    },
     /// Call SERVICE.PATH on a node with JSON arguments (an array for several, null for none).
+    /// A service the node does not serve is looked for through the mesh behind it.
     Call {
         /// The node offering the service.
         addr: String,
@@ -219,6 +233,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             interval,
             json,
         } => ping(base, &addr, count, secs(interval)?, json).await,
+        Command::Edges {
+            addr,
+            timeout,
+            json,
+        } => edges_cmd::run(base, &addr, secs(timeout)?, json).await,
         Command::Root { bind, member } => {
             let cfg = member.apply(base.root(true), Some("ChaskiRoot"))?;
             let node = Node::bind(&bind, cfg).await.map_err(e)?;
@@ -547,7 +566,7 @@ fn main() {
 
 /// Where a short-lived client node binds to reach `target`: every local address of the
 /// target's family (a loopback-only or IPv4-only socket cannot reach another host, or `[::1]`).
-async fn client_bind(target: &str) -> Result<&'static str, String> {
+pub(crate) async fn client_bind(target: &str) -> Result<&'static str, String> {
     let to = chaski_api::resolve_all(target)
         .await
         .map_err(|err| err.to_string())?;

@@ -71,9 +71,15 @@ impl Drop for Guard {
 
 /// Starts a long-running subcommand and returns it with the address from its first line.
 fn spawn(args: &[&str]) -> (Guard, String) {
+    spawn_with(args, &[])
+}
+
+/// [`spawn`] with environment variables.
+fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> (Guard, String) {
     let mut child = Guard(
         chaski()
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -133,7 +139,7 @@ fn serve_call_status() {
     let (ok, _, err) = run(&["call", &addr, "nosuch.thing"]);
     assert!(!ok);
     assert!(
-        err.contains("no connected peer offers the service"),
+        err.contains("no server of the service \"nosuch\" found"),
         "{err}"
     );
     let (ok, out, err) = run(&["status", &addr]);
@@ -211,7 +217,47 @@ fn scripts_get_json_exit_codes_and_plain_numbers() {
     );
     let (_, help, _) = run_code(&["--help"]);
     assert!(help.contains("Exit codes:"), "{help}");
+    // A node's edges, as an operator (or a script) sees them: the subscriber's edge is there.
+    let (_sub, _) = spawn_sub(&addr, "edges/topic");
+    let (code, out, err) = run_code(&["edges", &addr, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("edges --json");
+    assert_eq!(report["name"], "ChaskiRemote");
+    let edges = report["edges"].as_array().expect("an edge list");
+    assert_eq!(edges.len(), 1, "{report}");
+    assert_eq!(edges[0]["topics"][0], "edges/topic");
+    assert_eq!(edges[0]["direction"], "inbound");
+    let (code, out, err) = run_code(&["edges", &addr]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("1 edges") && out.contains("edges/topic"),
+        "{out}"
+    );
     drop(server);
+    // A node with introspection off refuses: a remote error.
+    let (server, addr) = spawn_with(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[("CHASKI_INTROSPECT", "false")],
+    );
+    let (code, _, err) = run_code(&["edges", &addr]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("not found"), "{err}");
+    drop(server);
+}
+
+/// A subscriber process, once it is connected (its stderr says so).
+fn spawn_sub(addr: &str, topic: &str) -> (Guard, String) {
+    let mut child = Guard(
+        chaski()
+            .args(["sub", addr, topic])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let line = first_line("sub", child.0.stderr.take().unwrap());
+    assert!(line.starts_with("connected to"), "{line}");
+    (child, line)
 }
 
 /// One configuration: a TOML file under the environment under flags; a wrong setting is named

@@ -203,6 +203,14 @@ impl Node {
     }
 }
 
+impl Node {
+    /// A proxy to `name` on one connected peer only (see
+    /// [`Handle::proxy_on`](chaski_api::Handle::proxy_on)).
+    pub fn proxy_on(&self, peer: NodeId, name: &str) -> Proxy {
+        Proxy(self.handle.proxy_on(peer, name))
+    }
+}
+
 /// Blocking remote calls to one service, spread over its servers.
 #[derive(Clone, Debug)]
 pub struct Proxy(chaski_api::Proxy);

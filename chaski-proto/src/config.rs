@@ -217,6 +217,10 @@ pub struct Config {
     /// like `0.0.0.0`, a NAT, a container). Default: the bound address; a peer that sees a
     /// wildcard address uses the address the connection came from instead.
     pub advertise: Option<SocketAddr>,
+    /// Whether peers may ask this node for its edges and status over the connection (the
+    /// reserved service [`NODE_SERVICE`](crate::NODE_SERVICE), used by `chaski edges`;
+    /// default true). Off, such a request is answered `NotFound`.
+    pub introspect: bool,
 }
 
 impl Default for Config {
@@ -265,6 +269,7 @@ impl Default for Config {
             max_hello_len: 1024 * 1024,
             dial_interval: Duration::from_millis(500),
             advertise: None,
+            introspect: true,
         }
     }
 }
@@ -369,6 +374,8 @@ setters! {
     dial_interval: Duration,
     /// Sets [`Config::advertise`].
     advertise: Option<SocketAddr>,
+    /// Sets [`Config::introspect`].
+    introspect: bool,
 }
 
 impl Config {

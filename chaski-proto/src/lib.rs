@@ -45,5 +45,7 @@ pub use codec::{encode_frame, FrameDecoder};
 pub use config::{Config, ConfigError, OnCongestion, OnPair, SlowConsumer};
 pub use error::{CodecError, CommandError, ConnectError, RemoteError};
 pub use id::{ConnId, NodeId, ParseNodeIdError, RequestId};
-pub use message::{CallKind, DisconnectReason, Message, Status, PROTOCOL_VERSION};
-pub use node::{Direction, EdgeInfo, Event, MemoryUse, Node, Output, Received, ROOT_TOPIC};
+pub use message::{CallKind, DisconnectReason, EdgeReport, Message, Status, PROTOCOL_VERSION};
+pub use node::{
+    Direction, EdgeInfo, Event, MemoryUse, Node, Output, Received, NODE_SERVICE, ROOT_TOPIC,
+};

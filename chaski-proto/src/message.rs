@@ -317,6 +317,36 @@ pub struct Status {
     pub truncated: bool,
 }
 
+/// One edge of a node, as its introspection service ([`crate::NODE_SERVICE`], method `edges`)
+/// reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeReport {
+    /// Peer id.
+    pub id: NodeId,
+    /// Peer name.
+    pub name: String,
+    /// The peer's socket address.
+    pub addr: SocketAddr,
+    /// Where the peer listens, as it declared.
+    pub listen: Option<SocketAddr>,
+    /// The peer's topics.
+    pub topics: Vec<String>,
+    /// The peer's services.
+    pub services: Vec<String>,
+    /// Whether the peer is a root.
+    pub root: bool,
+    /// Whether the edge is a pairing link.
+    pub pairing: bool,
+    /// Whether the reporting node dialed it.
+    pub outbound: bool,
+    /// Newest round trip, in microseconds.
+    pub rtt_us: Option<u64>,
+    /// Half the smoothed round trip, in microseconds.
+    pub latency_us: Option<u64>,
+    /// Round-trip variance, in microseconds.
+    pub jitter_us: Option<u64>,
+}
+
 /// A status query is padded to this many bytes: a reply is never larger than its query, so
 /// a forged source gains nothing by asking. A reply that would not fit comes back
 /// truncated, and the asker repeats the query once, padded to `max_datagram_len`.

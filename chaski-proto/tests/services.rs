@@ -355,3 +355,45 @@ fn the_only_server_lost_is_disconnected_after_the_search() {
         Err(RemoteError::Disconnected)
     );
 }
+
+/// Every node answers its built-in `@node` service (edges, status) unless introspection is
+/// off; the application cannot serve `@` names.
+#[test]
+fn the_node_service_reports_edges_unless_turned_off() {
+    use chaski_proto::codec::decode_value;
+    use chaski_proto::{CommandError, EdgeReport, Status, NODE_SERVICE};
+    let mut sim = Sim::new(39);
+    let a = node(&mut sim, "a");
+    let b = node(&mut sim, "b");
+    let quiet = sim.add_node(Config::default().name("quiet").introspect(false));
+    link(&mut sim, a, b);
+    link(&mut sim, a, quiet);
+    let ask = |sim: &mut Sim, to: Idx, path: &str| {
+        let peer = sim.node(to).id();
+        let id = sim
+            .with(a, |n, now| {
+                n.call(peer, NODE_SERVICE, path, CallKind::Call, Bytes::new(), None, now)
+            })
+            .unwrap();
+        wait_response(sim, a, id, W3)
+    };
+    let edges: Vec<EdgeReport> = decode_value(&ask(&mut sim, b, "edges").unwrap()).unwrap();
+    assert_eq!(edges.len(), 1);
+    assert_eq!(edges[0].id, sim.node(a).id());
+    assert_eq!(edges[0].name, "a");
+    assert!(!edges[0].outbound, "a dialed b");
+    let status: Status = decode_value(&ask(&mut sim, b, "status").unwrap()).unwrap();
+    assert_eq!(status.name, "b");
+    assert_eq!(
+        ask(&mut sim, b, "nope"),
+        Err(RemoteError::NoSuchMethod("nope".into()))
+    );
+    assert_eq!(
+        ask(&mut sim, quiet, "edges"),
+        Err(RemoteError::NotFound(NODE_SERVICE.into()))
+    );
+    assert_eq!(
+        sim.with(b, |n, now| n.serve(NODE_SERVICE, now)),
+        Err(CommandError::Reserved("@"))
+    );
+}

@@ -40,6 +40,11 @@ use crate::message::{DisconnectReason, Message, PairIntent};
 /// never delivered.
 pub const ROOT_TOPIC: &str = "@";
 
+/// The reserved service every node answers itself (when [`Config::introspect`] is on):
+/// method `edges` gives its edges ([`crate::EdgeReport`]s), `status` its [`crate::Status`].
+/// Names starting with `@` cannot be served by the application.
+pub const NODE_SERVICE: &str = "@node";
+
 /// Why the core dialed a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Purpose {

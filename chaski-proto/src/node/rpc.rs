@@ -21,6 +21,9 @@ impl Node {
     pub fn serve(&mut self, name: &str, now: Instant) -> Result<(), CommandError> {
         self.check_live()?;
         self.check_name("service", name)?;
+        if name.starts_with('@') {
+            return Err(CommandError::Reserved("@"));
+        }
         if self.services.len() >= self.cfg.max_peer_services && !self.services.contains(name) {
             return Err(CommandError::Limit("max_peer_services"));
         }
@@ -83,6 +86,10 @@ impl Node {
         // Answer on the edge's current connection (this one may be a superseded duplicate).
         let reply =
             |me: &mut Self, result| me.send_to_peer(peer, &Message::Response { id, result }, now);
+        if service == super::NODE_SERVICE && self.cfg.introspect {
+            let result = self.introspect(&path, kind);
+            return reply(self, result);
+        }
         if !self.services.contains(&service) {
             return reply(self, Err(RemoteError::NotFound(service)));
         }
@@ -130,6 +137,45 @@ impl Node {
             addr,
             status: None,
         });
+    }
+
+    /// Answers a request to [`super::NODE_SERVICE`] (its result is bounded like any other).
+    fn introspect(&self, path: &str, kind: CallKind) -> Result<Bytes, RemoteError> {
+        let encoded = match (path, kind) {
+            ("edges", CallKind::Call) => encode_value(&self.edge_reports()),
+            ("status", CallKind::Call) => encode_value(&self.status()),
+            _ => return Err(RemoteError::NoSuchMethod(path.to_string())),
+        };
+        let out = encoded.map_err(|e| RemoteError::Failed(e.to_string()))?;
+        if out.len() + 512 > self.cfg.max_frame_len {
+            return Err(RemoteError::Failed(format!(
+                "{path} of {} bytes exceeds the frame limit",
+                out.len()
+            )));
+        }
+        Ok(out.into())
+    }
+
+    /// Every edge, as [`super::NODE_SERVICE`] reports them.
+    pub fn edge_reports(&self) -> Vec<crate::message::EdgeReport> {
+        let us = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.edges()
+            .into_iter()
+            .map(|e| crate::message::EdgeReport {
+                id: e.id,
+                name: e.name,
+                addr: e.addr,
+                listen: e.listen,
+                topics: e.topics,
+                services: e.services,
+                root: e.root,
+                pairing: e.pairing,
+                outbound: e.direction == super::Direction::Outbound,
+                rtt_us: us(e.rtt),
+                latency_us: us(e.latency),
+                jitter_us: us(e.jitter),
+            })
+            .collect()
     }
 
     // ----- UDP -------------------------------------------------------------------------------
