@@ -11,7 +11,7 @@ mod stay;
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use futures_util::StreamExt;
 
 use chaski_tokio::{Config, Error, Node, Service, ServiceError};
@@ -496,8 +496,21 @@ async fn ping(
     Ok(node.shutdown().await?)
 }
 
+/// The command line, with every node-starting subcommand's `--help` listing the settings'
+/// environment variables and the exit codes.
+fn command_line() -> clap::Command {
+    let help = format!("{}\n{}", settings::env_help(), failure::EXIT_CODES);
+    let mut cmd = Cli::command();
+    for name in [
+        "root", "node", "sub", "pub", "status", "ping", "edges", "call", "serve",
+    ] {
+        cmd = cmd.mut_subcommand(name, |c| c.after_help(help.clone()));
+    }
+    cmd
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command_line().get_matches()).unwrap_or_else(|e| e.exit());
     let filter = cli
         .log
         .clone()

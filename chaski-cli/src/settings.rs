@@ -56,15 +56,34 @@ pub fn load_from(
         .map_err(|e| usage(format!("configuration from {source}: {e}")))
 }
 
-/// The names of the settings that have a value by default (those without one, `name` and
-/// `advertise`, come from the subcommands' own flags and variables).
+/// The `--help` text that lists every setting's environment variable with its default (the
+/// same names are the keys of `--config FILE`).
+pub fn env_help() -> String {
+    let mut out = String::from(
+        "Node settings: each from the environment variable below, or the same name in lowercase \
+         in --config FILE (durations in seconds); flags override the environment, which \
+         overrides the file. Default in brackets.\n",
+    );
+    if let Ok(Value::Object(m)) = serde_json::to_value(Config::default()) {
+        for (name, default) in m {
+            let default = match default {
+                Value::Null => "none".to_string(),
+                Value::String(s) => s,
+                v => v.to_string(),
+            };
+            out.push_str(&format!(
+                "  CHASKI_{:<24} [{default}]\n",
+                name.to_uppercase()
+            ));
+        }
+    }
+    out
+}
+
+/// The names of every setting (the fields of `Config`).
 fn names() -> Vec<String> {
     match serde_json::to_value(Config::default()) {
-        Ok(Value::Object(m)) => m
-            .into_iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, _)| k)
-            .collect(),
+        Ok(Value::Object(m)) => m.into_iter().map(|(k, _)| k).collect(),
         _ => Vec::new(),
     }
 }

@@ -217,6 +217,21 @@ fn scripts_get_json_exit_codes_and_plain_numbers() {
     );
     let (_, help, _) = run_code(&["--help"]);
     assert!(help.contains("Exit codes:"), "{help}");
+    // Every subcommand that starts a node lists every setting's variable in its help.
+    for sub in [
+        "root", "node", "sub", "pub", "status", "ping", "edges", "call", "serve",
+    ] {
+        let (code, help, _) = run_code(&[sub, "--help"]);
+        assert_eq!(code, Some(0));
+        for var in [
+            "CHASKI_MAX_EDGES",
+            "CHASKI_IDLE_TIMEOUT",
+            "CHASKI_NAME",
+            "Exit codes:",
+        ] {
+            assert!(help.contains(var), "{sub} --help lacks {var}");
+        }
+    }
     // A node's edges, as an operator (or a script) sees them: the subscriber's edge is there.
     let (_sub, _) = spawn_sub(&addr, "edges/topic");
     let (code, out, err) = run_code(&["edges", &addr, "--json"]);

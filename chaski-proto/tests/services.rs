@@ -372,7 +372,15 @@ fn the_node_service_reports_edges_unless_turned_off() {
         let peer = sim.node(to).id();
         let id = sim
             .with(a, |n, now| {
-                n.call(peer, NODE_SERVICE, path, CallKind::Call, Bytes::new(), None, now)
+                n.call(
+                    peer,
+                    NODE_SERVICE,
+                    path,
+                    CallKind::Call,
+                    Bytes::new(),
+                    None,
+                    now,
+                )
             })
             .unwrap();
         wait_response(sim, a, id, W3)
