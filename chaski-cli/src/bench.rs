@@ -1,6 +1,7 @@
 //! `chaski bench`: throughput, latency, RPC, discovery at scale and memory, beside the raw TCP
 //! limit measured in the same run. Prints one table; asserts nothing about timings.
 
+use serde_json::json;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
@@ -29,11 +30,29 @@ pub struct Options {
     pub zenoh: Option<std::path::PathBuf>,
     /// No progress lines (they go to stderr, and only when it is a terminal).
     pub quiet: bool,
+    /// One JSON object per result line instead of the table.
+    pub json: bool,
 }
 
 impl Options {
     fn runs(&self, part: &str) -> bool {
         self.parts.iter().any(|p| p == part)
+    }
+
+    /// Prints a result: its JSON object with `--json`, else its table line.
+    fn emit(&self, text: impl FnOnce() -> String, json: impl FnOnce() -> serde_json::Value) {
+        if self.json {
+            println!("{}", json());
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    /// Prints a table's header or blank line (nothing with `--json`).
+    fn text(&self, line: impl FnOnce() -> String) {
+        if !self.json {
+            println!("{}", line());
+        }
     }
 
     /// A progress line on stderr for a long part, unless quiet or stderr is not a terminal.
@@ -61,21 +80,19 @@ fn count_for(size: usize, quick: bool) -> u64 {
     }
 }
 
-/// Messages per second and megabytes per second.
+/// Messages per second, and how many of those sent were delivered.
 #[derive(Debug, Clone, Copy)]
 struct Rate {
     msgs: f64,
-    mb: f64,
     delivered: u64,
     sent: u64,
 }
 
 impl Rate {
-    fn new(delivered: u64, sent: u64, size: usize, took: Duration) -> Rate {
+    fn new(delivered: u64, sent: u64, took: Duration) -> Rate {
         let s = took.as_secs_f64().max(1e-9);
         Rate {
             msgs: delivered as f64 / s,
-            mb: (delivered as f64 * size as f64) / s / 1e6,
             delivered,
             sent,
         }
@@ -134,7 +151,7 @@ fn raw_throughput(size: usize, count: u64) -> std::io::Result<Rate> {
     let (got, end) = reader
         .join()
         .map_err(|_| std::io::Error::other("raw reader panicked"))??;
-    Ok(Rate::new(got, count, size, end - start))
+    Ok(Rate::new(got, count, end - start))
 }
 
 /// Round trips of a 16-byte frame echoed by a plain TCP server.
@@ -280,12 +297,7 @@ fn chaski_throughput(p: &Pair, size: usize, count: u64) -> Result<Rate, String> 
     let (got, last) = consumer
         .join()
         .map_err(|_| "consumer panicked".to_string())?;
-    Ok(Rate::new(
-        got,
-        sent,
-        size,
-        last.saturating_duration_since(start),
-    ))
+    Ok(Rate::new(got, sent, last.saturating_duration_since(start)))
 }
 
 fn chaski_ping(p: &Pair, samples: usize) -> Option<Percentiles> {
@@ -341,8 +353,12 @@ fn zenoh(bin: &std::path::Path, args: &[String]) -> Result<Vec<f64>, String> {
 
 /// A ratio column: `x / of`, or blank.
 fn ratio(x: f64, of: Option<f64>) -> String {
-    of.filter(|o| *o > 0.0)
-        .map_or_else(String::new, |o| format!("{:.2}", x / o))
+    ratio_of(x, of).map_or_else(String::new, |r| format!("{r:.2}"))
+}
+
+/// `x / of`, if `of` is known and positive.
+fn ratio_of(x: f64, of: Option<f64>) -> Option<f64> {
+    of.filter(|o| *o > 0.0).map(|o| x / o)
 }
 
 // ----- memory -----------------------------------------------------------------------------------
@@ -492,41 +508,61 @@ pub fn check(opts: &Options) -> Result<(), String> {
 pub fn run(opts: Options) -> Result<(), String> {
     check(&opts)?;
     let q = opts.quick;
-    println!(
-        "chaski bench{} ({} cores; loopback TCP; raw = plain length-prefixed frames, buffered)",
-        if q {
-            " --quick (smoke test: counts too small to measure)"
-        } else {
-            ""
+    let cores = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    opts.emit(
+        || {
+            format!(
+                "chaski bench{} ({cores} cores; loopback TCP; raw = plain length-prefixed frames, buffered)",
+                if q {
+                    " --quick (smoke test: counts too small to measure)"
+                } else {
+                    ""
+                },
+            )
         },
-        thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        || json!({ "part": "run", "cores": cores, "quick": q }),
     );
     if opts.runs("memory") {
         opts.progress(&format!("memory and idle CPU of {} idle edges", opts.edges));
         // First, before the other parts churn the heap (freed memory the allocator keeps would
         // hide the growth).
-        println!();
+        opts.text(String::new);
         let edges = if q { opts.edges.min(100) } else { opts.edges };
         let window = Duration::from_secs(if q { 1 } else { 10 });
-        match idle_edge_memory(edges, window)? {
-            Some((n, per, cpu)) => {
-                println!(
-                    "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)",
-                    per / 1024.0
-                );
-                match cpu {
-                    Some(c) => println!(
-                        "idle: {:.2}% of a core with {n} idle edges, over {} s",
-                        c * 100.0,
-                        window.as_secs()
-                    ),
-                    None => println!("idle: unknown on this system (no /proc/self/stat)"),
+        let measured = idle_edge_memory(edges, window)?;
+        opts.emit(
+            || match measured {
+                Some((n, per, cpu)) => {
+                    let idle = match cpu {
+                        Some(c) => format!(
+                            "idle: {:.2}% of a core with {n} idle edges, over {} s",
+                            c * 100.0,
+                            window.as_secs()
+                        ),
+                        None => "idle: unknown on this system (no /proc/self/stat)".into(),
+                    };
+                    format!(
+                        "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)\n{idle}",
+                        per / 1024.0
+                    )
                 }
-            }
-            None => println!("memory: unknown on this system (no /proc/self/status)"),
-        }
+                None => "memory: unknown on this system (no /proc/self/status)".into(),
+            },
+            || {
+                let (n, per, cpu) = measured.map_or((edges, None, None), |(n, per, cpu)| {
+                    (n, Some(per / 1024.0), cpu)
+                });
+                json!({
+                    "part": "memory",
+                    "edges": n,
+                    "kib_per_1000_edges": per,
+                    "idle_core_fraction": cpu,
+                    "window_s": window.as_secs(),
+                })
+            },
+        );
     }
     if opts.runs("throughput") {
         opts.progress("pub/sub throughput: raw TCP, then each runtime");
@@ -538,21 +574,34 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     if opts.runs("mesh") {
         opts.progress("discovery in a simulated mesh (about 20 s for 1,000 nodes)");
-        println!();
+        opts.text(String::new);
         let (nodes, topics) = if q { (100, 4) } else { (1000, 8) };
         let m = random_mesh(nodes, topics, 42);
-        println!("discovery at scale (simulator, seed 42)");
-        println!(
-            "  {nodes} nodes, {topics} topics: every node paired: {} after {:.3} s simulated; one cluster per topic: {}",
-            m.converged,
-            m.paired_after.as_secs_f64(),
-            m.one_cluster_per_topic()
-        );
-        println!(
-            "  frames sent {}, bytes {}, wall time {:.2} s",
-            m.frames,
-            m.bytes,
-            m.wall.as_secs_f64()
+        opts.emit(
+            || {
+                format!(
+                    "discovery at scale (simulator, seed 42)\n  {nodes} nodes, {topics} topics: every node paired: {} after {:.3} s simulated; one cluster per topic: {}\n  frames sent {}, bytes {}, wall time {:.2} s",
+                    m.converged,
+                    m.paired_after.as_secs_f64(),
+                    m.one_cluster_per_topic(),
+                    m.frames,
+                    m.bytes,
+                    m.wall.as_secs_f64()
+                )
+            },
+            || {
+                json!({
+                    "part": "mesh",
+                    "nodes": nodes,
+                    "topics": topics,
+                    "converged": m.converged,
+                    "paired_after_s": m.paired_after.as_secs_f64(),
+                    "one_cluster_per_topic": m.one_cluster_per_topic(),
+                    "frames": m.frames,
+                    "bytes": m.bytes,
+                    "wall_s": m.wall.as_secs_f64(),
+                })
+            },
         );
     }
     Ok(())
@@ -560,25 +609,61 @@ pub fn run(opts: Options) -> Result<(), String> {
 
 fn throughput_table(opts: &Options) -> Result<(), String> {
     let q = opts.quick;
-    println!();
-    println!(
-        "{:<34} {:>14} {:>12} {:>10} {:>10}",
-        "pub/sub throughput",
-        "msgs/s",
-        "MB/s",
-        "vs raw",
-        if opts.zenoh.is_some() { "vs zenoh" } else { "" }
-    );
+    opts.text(String::new);
+    opts.text(|| {
+        format!(
+            "{:<34} {:>14} {:>12} {:>10} {:>10}",
+            "pub/sub throughput",
+            "msgs/s",
+            "MB/s",
+            "vs raw",
+            if opts.zenoh.is_some() { "vs zenoh" } else { "" }
+        )
+    });
+    let row = |what: &str,
+               runtime: Option<&str>,
+               size: usize,
+               msgs: f64,
+               raw: f64,
+               zen: Option<f64>,
+               lost: Option<(u64, u64)>| {
+        opts.emit(
+            || {
+                let name = match runtime {
+                    Some(r) => format!("{what} {r}, {}", human_size(size)),
+                    None => format!("{what}, {}", human_size(size)),
+                };
+                let lost = match lost {
+                    Some((d, s)) if d < s => format!("  ({d} of {s} delivered)"),
+                    _ => String::new(),
+                };
+                format!(
+                    "{name:<34} {msgs:>14.0} {:>12.1} {:>10.2} {:>10}{lost}",
+                    msgs * size as f64 / 1e6,
+                    msgs / raw,
+                    ratio(msgs, zen)
+                )
+            },
+            || {
+                json!({
+                    "part": "throughput",
+                    "impl": what,
+                    "runtime": runtime,
+                    "size": size,
+                    "msgs_per_s": msgs,
+                    "mb_per_s": msgs * size as f64 / 1e6,
+                    "vs_raw": msgs / raw,
+                    "vs_zenoh": ratio_of(msgs, zen),
+                    "delivered": lost.map(|l| l.0),
+                    "sent": lost.map(|l| l.1),
+                })
+            },
+        );
+    };
     let mut raw = Vec::new();
     for size in SIZES {
         let r = raw_throughput(size, count_for(size, q)).map_err(|e| format!("raw: {e}"))?;
-        println!(
-            "{:<34} {:>14.0} {:>12.1} {:>10}",
-            format!("raw TCP, {}", human_size(size)),
-            r.msgs,
-            r.mb,
-            "1.00"
-        );
+        row("raw TCP", None, size, r.msgs, r.msgs, None, None);
         raw.push(r);
     }
     let mut zen = vec![None; SIZES.len()];
@@ -591,17 +676,10 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
             )?;
             let msgs = v.first().copied().unwrap_or(0.0);
             let lost = match (v.get(1), v.get(2)) {
-                (Some(d), Some(s)) if d < s => format!("  ({d} of {s} delivered)"),
-                _ => String::new(),
+                (Some(d), Some(s)) => Some((*d as u64, *s as u64)),
+                _ => None,
             };
-            println!(
-                "{:<34} {:>14.0} {:>12.1} {:>10.2} {:>10}{lost}",
-                format!("zenoh 1.x, {}", human_size(size)),
-                msgs,
-                msgs * size as f64 / 1e6,
-                msgs / raw[i].msgs,
-                "1.00"
-            );
+            row("zenoh 1.x", None, size, msgs, raw[i].msgs, Some(msgs), lost);
             zen[i] = Some(msgs);
         }
     }
@@ -609,18 +687,14 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
         let pair = start_pair(runtime)?;
         for (i, size) in SIZES.into_iter().enumerate() {
             let r = chaski_throughput(&pair, size, count_for(size, q))?;
-            let lost = if r.delivered < r.sent {
-                format!("  ({} of {} delivered)", r.delivered, r.sent)
-            } else {
-                String::new()
-            };
-            println!(
-                "{:<34} {:>14.0} {:>12.1} {:>10.2} {:>10}{lost}",
-                format!("chaski {runtime}, {}", human_size(size)),
+            row(
+                "chaski",
+                Some(runtime),
+                size,
                 r.msgs,
-                r.mb,
-                r.msgs / raw[i].msgs,
-                ratio(r.msgs, zen[i])
+                raw[i].msgs,
+                zen[i],
+                Some((r.delivered, r.sent)),
             );
         }
         pair.shutdown();
@@ -630,73 +704,81 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
 
 fn rtt_table(opts: &Options) -> Result<(), String> {
     let samples = if opts.quick { 200 } else { 20_000 };
-    println!();
-    println!(
-        "{:<34} {:>14} {:>12} {:>10} {:>10}",
-        "round trip",
-        "p50",
-        "p99",
-        "p50/raw",
-        if opts.zenoh.is_some() { "/zenoh" } else { "" }
-    );
+    opts.text(String::new);
+    opts.text(|| {
+        format!(
+            "{:<34} {:>14} {:>12} {:>10} {:>10}",
+            "round trip",
+            "p50",
+            "p99",
+            "p50/raw",
+            if opts.zenoh.is_some() { "/zenoh" } else { "" }
+        )
+    });
     let echo = raw_echo(samples).map_err(|e| format!("raw echo: {e}"))?;
-    if let Some(e) = echo {
-        println!(
-            "{:<34} {:>14} {:>12} {:>10}",
-            "raw TCP echo (16 B)",
-            us(e.p50),
-            us(e.p99),
-            "1.00"
+    let raw_p50 = echo.map(|e| e.p50.as_secs_f64());
+    let row = |name: &str,
+               what: &str,
+               runtime: Option<&str>,
+               p: Option<Percentiles>,
+               zen: Option<f64>| {
+        opts.emit(
+            || match p {
+                Some(p) => format!(
+                    "{name:<34} {:>14} {:>12} {:>10} {:>10}",
+                    us(p.p50),
+                    us(p.p99),
+                    ratio(p.p50.as_secs_f64(), raw_p50),
+                    ratio(p.p50.as_secs_f64(), zen)
+                ),
+                None => format!("{name:<34} {:>14}", "failed"),
+            },
+            || {
+                let us = |d: Duration| d.as_secs_f64() * 1e6;
+                json!({
+                    "part": "rtt",
+                    "what": what,
+                    "runtime": runtime,
+                    "p50_us": p.map(|p| us(p.p50)),
+                    "p99_us": p.map(|p| us(p.p99)),
+                    "vs_raw": p.and_then(|p| ratio_of(p.p50.as_secs_f64(), raw_p50)),
+                    "vs_zenoh": p.and_then(|p| ratio_of(p.p50.as_secs_f64(), zen)),
+                })
+            },
         );
-    }
+    };
+    row("raw TCP echo (16 B)", "raw echo", None, echo, None);
     let mut zen = None;
     if let Some(bin) = &opts.zenoh {
         let v = zenoh(bin, &["get".into(), samples.to_string()])?;
         if let (Some(p50), Some(p99)) = (v.first(), v.get(1)) {
-            let (p50, p99) = (
-                Duration::from_secs_f64(p50 / 1e6),
-                Duration::from_secs_f64(p99 / 1e6),
-            );
-            println!(
-                "{:<34} {:>14} {:>12} {:>10} {:>10}",
-                "zenoh 1.x get (queryable)",
-                us(p50),
-                us(p99),
-                echo.map_or_else(String::new, |e| format!(
-                    "{:.2}",
-                    p50.as_secs_f64() / e.p50.as_secs_f64()
-                )),
-                "1.00"
-            );
-            zen = Some(p50.as_secs_f64());
+            let p = Percentiles {
+                p50: Duration::from_secs_f64(p50 / 1e6),
+                p99: Duration::from_secs_f64(p99 / 1e6),
+            };
+            zen = Some(p.p50.as_secs_f64());
+            row("zenoh 1.x get (queryable)", "zenoh get", None, Some(p), zen);
         }
     }
     for runtime in &opts.runtimes {
         let pair = start_pair(runtime)?;
-        let rows = [
-            (
-                format!("chaski {runtime} ping"),
-                chaski_ping(&pair, samples),
-            ),
-            (
-                format!("chaski {runtime} RPC call"),
-                chaski_rpc(&pair, samples),
-            ),
-        ];
+        let ping = chaski_ping(&pair, samples);
+        let rpc = chaski_rpc(&pair, samples);
         pair.shutdown();
-        for (name, p) in rows {
-            match (p, echo) {
-                (Some(p), Some(e)) => println!(
-                    "{:<34} {:>14} {:>12} {:>10.2} {:>10}",
-                    name,
-                    us(p.p50),
-                    us(p.p99),
-                    p.p50.as_secs_f64() / e.p50.as_secs_f64(),
-                    ratio(p.p50.as_secs_f64(), zen)
-                ),
-                _ => println!("{name:<34} {:>14}", "failed"),
-            }
-        }
+        row(
+            &format!("chaski {runtime} ping"),
+            "ping",
+            Some(runtime),
+            ping,
+            zen,
+        );
+        row(
+            &format!("chaski {runtime} RPC call"),
+            "rpc",
+            Some(runtime),
+            rpc,
+            zen,
+        );
     }
     Ok(())
 }

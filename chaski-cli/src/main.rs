@@ -173,6 +173,10 @@ enum Command {
         /// No progress lines on stderr (there are none when stderr is not a terminal).
         #[arg(long)]
         quiet: bool,
+        /// One JSON object per result (part, implementation, runtime, size, rates, ratios)
+        /// instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute
     /// version) until SIGINT or SIGTERM.
@@ -535,6 +539,7 @@ fn main() {
         only,
         zenoh,
         quiet,
+        json,
     } = cli.command
     {
         // smol's global executor runs one thread unless told otherwise; the tokio nodes get two
@@ -549,6 +554,7 @@ fn main() {
             parts: only,
             zenoh,
             quiet,
+            json,
         };
         if let Err(msg) = bench::check(&opts) {
             eprintln!("chaski bench: {msg}");

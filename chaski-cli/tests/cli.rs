@@ -215,6 +215,16 @@ fn scripts_get_json_exit_codes_and_plain_numbers() {
         start.elapsed() < Duration::from_secs(5),
         "measured before refusing"
     );
+    // The benchmark feeds a script too: one JSON object per result.
+    let (code, out, err) = run_code(&["bench", "--quick", "--json", "--only", "mesh"]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows[1]["part"], "mesh");
+    assert_eq!(rows[1]["converged"], true);
     let (_, help, _) = run_code(&["--help"]);
     assert!(help.contains("Exit codes:"), "{help}");
     // Every subcommand that starts a node lists every setting's variable in its help.
