@@ -201,9 +201,7 @@ impl Node {
     pub fn proxy(&self, name: &str) -> Result<Proxy> {
         Ok(Proxy(block_on(self.handle.proxy(name))?))
     }
-}
 
-impl Node {
     /// A proxy to `name` on one connected peer only (see
     /// [`Handle::proxy_on`](chaski_api::Handle::proxy_on)).
     pub fn proxy_on(&self, peer: NodeId, name: &str) -> Proxy {
