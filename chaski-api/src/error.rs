@@ -48,6 +48,9 @@ pub enum Error {
     /// The node has shut down.
     #[error("the node has shut down")]
     ShutDown,
+    /// A TLS identity could not be loaded or set up.
+    #[error(transparent)]
+    Tls(#[from] chaski_proto::tls::TlsError),
 }
 
 impl From<CommandError> for Error {

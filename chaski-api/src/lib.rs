@@ -20,6 +20,7 @@ mod hub;
 mod queue;
 mod resolve;
 mod runtime;
+mod secure;
 mod service;
 mod shared;
 mod subscriber;
@@ -33,6 +34,9 @@ pub use handle::{Handle, Proxy};
 pub use hub::{Hub, Invocation, Waiter};
 pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
 pub use resolve::{resolve, resolve_all};
+pub use secure::{tls, tls_from_dir, CA_FILE, CERT_FILE, KEY_FILE};
+#[cfg(feature = "pki")]
+pub mod pki;
 pub use runtime::{retry_until_ready, Runtime, TcpIo, UdpIo};
 pub use service::{decode, encode, CallContext, Service, ServiceBuilder, ServiceError};
 pub use shared::{Backend, Info, Shared, State, Timers};
@@ -42,6 +46,7 @@ pub(crate) use chaski_proto::topic::matches as topic_matches;
 pub use tasks::{start, TIMER_SLACK};
 
 pub use chaski_proto::addr::AddrError;
+pub use chaski_proto::tls::{Tls, TlsError, TlsIdentity};
 pub use chaski_proto::{
     CallKind, CommandError, Config, ConfigError, ConnId, ConnectError, Direction, DisconnectReason,
     EdgeInfo, EdgeReport, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError,
@@ -58,8 +63,9 @@ pub mod prelude {
         ConfigError, ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, EdgeReport,
         Error, Event, Handle, Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats,
         Received, RemoteError, RequestId, Result, Service, ServiceBuilder, ServiceError,
-        SlowConsumer, Status, Subscriber, NODE_SERVICE,
+        SlowConsumer, Status, Subscriber, Tls, TlsError, TlsIdentity, NODE_SERVICE,
     };
+    pub use crate::{tls, tls_from_dir};
 }
 
 /// Gives a configuration without a seed one drawn from the operating system's randomness

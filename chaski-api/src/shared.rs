@@ -455,6 +455,12 @@ impl Shared {
             let Some(buf) = buf else {
                 return Step::Idle;
             };
+            let waiting = s.core.outbound_len(conn);
+            if waiting > 0 && waiting < SMALL_WRITE && !slot.deferred && !slot.closing {
+                slot.deferred = true;
+                return Step::Defer;
+            }
+            slot.deferred = false;
             let data = s.core.outbound(conn);
             if data.is_empty() {
                 return if slot.closing {
@@ -464,11 +470,6 @@ impl Shared {
                     Step::Idle
                 };
             }
-            if data.len() < SMALL_WRITE && !slot.deferred && !slot.closing {
-                slot.deferred = true;
-                return Step::Defer;
-            }
-            slot.deferred = false;
             if data.len() >= DIRECT_WRITE {
                 // Large: written straight from the core's buffer (no copy), under the lock.
                 return match io.poll_write(cx, data) {

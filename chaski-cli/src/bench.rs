@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use chaski_api::pki::Ca;
 use chaski_api::{block_on, Config, Handle, Service};
 use chaski_proto::codec::encode_frame;
 use chaski_proto::message::{Hello, PROTOCOL_VERSION};
@@ -202,7 +203,18 @@ fn bench_config(name: &str) -> Config {
         .message_queue(65_536)
 }
 
-fn start_pair(runtime: &str) -> Result<Pair, String> {
+/// The nodes' configuration: plain, or secure with certificates of `ca`.
+fn pair_config(name: &str, ca: Option<&Ca>) -> Result<Config, String> {
+    let cfg = bench_config(name);
+    let Some(ca) = ca else {
+        return Ok(cfg);
+    };
+    let (identity, _) = ca.issue(name, 1).map_err(|e| e.to_string())?;
+    Ok(cfg.secure(chaski_api::tls(&identity).map_err(|e| e.to_string())?))
+}
+
+fn start_pair(runtime: &str, ca: Option<&Ca>) -> Result<Pair, String> {
+    let (ca_cfg, cb_cfg) = (pair_config("a", ca)?, pair_config("b", ca)?);
     let (a, b, guard): (Handle, Handle, Option<Box<dyn std::any::Any>>) = match runtime {
         "tokio" => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -212,8 +224,8 @@ fn start_pair(runtime: &str) -> Result<Pair, String> {
                 .map_err(|e| e.to_string())?;
             let (a, b) = rt
                 .block_on(async {
-                    let a = chaski_tokio::Node::bind("127.0.0.1:0", bench_config("a")).await?;
-                    let b = chaski_tokio::Node::bind("127.0.0.1:0", bench_config("b")).await?;
+                    let a = chaski_tokio::Node::bind("127.0.0.1:0", ca_cfg).await?;
+                    let b = chaski_tokio::Node::bind("127.0.0.1:0", cb_cfg).await?;
                     Ok::<_, chaski_api::Error>((a, b))
                 })
                 .map_err(|e| e.to_string())?;
@@ -221,18 +233,16 @@ fn start_pair(runtime: &str) -> Result<Pair, String> {
         }
         "smol" => {
             let (a, b) = smol::block_on(async {
-                let a = chaski_smol::Node::bind("127.0.0.1:0", bench_config("a")).await?;
-                let b = chaski_smol::Node::bind("127.0.0.1:0", bench_config("b")).await?;
+                let a = chaski_smol::Node::bind("127.0.0.1:0", ca_cfg).await?;
+                let b = chaski_smol::Node::bind("127.0.0.1:0", cb_cfg).await?;
                 Ok::<_, chaski_api::Error>((a, b))
             })
             .map_err(|e| e.to_string())?;
             ((*a).clone(), (*b).clone(), None)
         }
         "mio" => {
-            let a = chaski_mio::Node::bind("127.0.0.1:0", bench_config("a"))
-                .map_err(|e| e.to_string())?;
-            let b = chaski_mio::Node::bind("127.0.0.1:0", bench_config("b"))
-                .map_err(|e| e.to_string())?;
+            let a = chaski_mio::Node::bind("127.0.0.1:0", ca_cfg).map_err(|e| e.to_string())?;
+            let b = chaski_mio::Node::bind("127.0.0.1:0", cb_cfg).map_err(|e| e.to_string())?;
             (a.handle().clone(), b.handle().clone(), None)
         }
         other => return Err(format!("unknown runtime {other:?} (tokio, smol or mio)")),
@@ -626,7 +636,8 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
                msgs: f64,
                raw: f64,
                zen: Option<f64>,
-               lost: Option<(u64, u64)>| {
+               lost: Option<(u64, u64)>,
+               plain: Option<f64>| {
         opts.emit(
             || {
                 let name = match runtime {
@@ -637,8 +648,10 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
                     Some((d, s)) if d < s => format!("  ({d} of {s} delivered)"),
                     _ => String::new(),
                 };
+                let secure = ratio_of(msgs, plain)
+                    .map_or_else(String::new, |r| format!("  ({r:.2} of plaintext)"));
                 format!(
-                    "{name:<34} {msgs:>14.0} {:>12.1} {:>10.2} {:>10}{lost}",
+                    "{name:<34} {msgs:>14.0} {:>12.1} {:>10.2} {:>10}{lost}{secure}",
                     msgs * size as f64 / 1e6,
                     msgs / raw,
                     ratio(msgs, zen)
@@ -656,6 +669,8 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
                     "vs_zenoh": ratio_of(msgs, zen),
                     "delivered": lost.map(|l| l.0),
                     "sent": lost.map(|l| l.1),
+                    "secure": plain.is_some(),
+                    "vs_plaintext": ratio_of(msgs, plain),
                 })
             },
         );
@@ -663,7 +678,7 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
     let mut raw = Vec::new();
     for size in SIZES {
         let r = raw_throughput(size, count_for(size, q)).map_err(|e| format!("raw: {e}"))?;
-        row("raw TCP", None, size, r.msgs, r.msgs, None, None);
+        row("raw TCP", None, size, r.msgs, r.msgs, None, None, None);
         raw.push(r);
     }
     let mut zen = vec![None; SIZES.len()];
@@ -679,25 +694,111 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
                 (Some(d), Some(s)) => Some((*d as u64, *s as u64)),
                 _ => None,
             };
-            row("zenoh 1.x", None, size, msgs, raw[i].msgs, Some(msgs), lost);
+            row(
+                "zenoh 1.x",
+                None,
+                size,
+                msgs,
+                raw[i].msgs,
+                Some(msgs),
+                lost,
+                None,
+            );
             zen[i] = Some(msgs);
         }
     }
+    // Each runtime plain, then secure (TLS 1.3, mutual authentication) beside it.
+    let ca = Ca::new().map_err(|e| e.to_string())?;
     for runtime in &opts.runtimes {
-        let pair = start_pair(runtime)?;
-        for (i, size) in SIZES.into_iter().enumerate() {
-            let r = chaski_throughput(&pair, size, count_for(size, q))?;
-            row(
-                "chaski",
-                Some(runtime),
-                size,
-                r.msgs,
-                raw[i].msgs,
-                zen[i],
-                Some((r.delivered, r.sent)),
-            );
+        let mut plain = [0.0; SIZES.len()];
+        for secure in [false, true] {
+            let pair = start_pair(runtime, secure.then_some(&ca))?;
+            let label = if secure {
+                format!("{runtime}+tls")
+            } else {
+                runtime.clone()
+            };
+            for (i, size) in SIZES.into_iter().enumerate() {
+                let r = chaski_throughput(&pair, size, count_for(size, q))?;
+                if !secure {
+                    plain[i] = r.msgs;
+                }
+                row(
+                    "chaski",
+                    Some(&label),
+                    size,
+                    r.msgs,
+                    raw[i].msgs,
+                    zen[i],
+                    Some((r.delivered, r.sent)),
+                    secure.then_some(plain[i]),
+                );
+            }
+            pair.shutdown();
+        }
+    }
+    handshakes(opts, &ca)
+}
+
+/// How long an edge takes from `connect` to both Hellos crossed, plain and secure (TCP, the
+/// TLS 1.3 handshake with both certificates checked, and the Hellos), on tokio.
+fn handshakes(opts: &Options, ca: &Ca) -> Result<(), String> {
+    let n = if opts.quick { 5 } else { 200 };
+    opts.text(String::new);
+    opts.text(|| {
+        format!(
+            "{:<34} {:>14} {:>12}",
+            "edge set-up (connect to Hellos)", "p50", "p99"
+        )
+    });
+    for secure in [false, true] {
+        let pair = start_pair("tokio", secure.then_some(ca))?;
+        let target = pair.b.local_addr().to_string();
+        let peer = pair.b.id();
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            block_on(pair.a.close(peer)).map_err(|e| e.to_string())?;
+            // b has taken the goodbye: the next connect is not a duplicate.
+            let end = Instant::now() + Duration::from_secs(5);
+            while !block_on(pair.b.edges())
+                .map_err(|e| e.to_string())?
+                .is_empty()
+            {
+                if Instant::now() > end {
+                    return Err("the closed edge never went".into());
+                }
+                thread::sleep(Duration::from_micros(200));
+            }
+            let t = Instant::now();
+            block_on(pair.a.connect(&target)).map_err(|e| e.to_string())?;
+            times.push(t.elapsed());
         }
         pair.shutdown();
+        let p = percentiles(times).ok_or("no handshake measured")?;
+        opts.emit(
+            || {
+                format!(
+                    "{:<34} {:>14} {:>12}",
+                    if secure {
+                        "edge set-up, tokio+tls"
+                    } else {
+                        "edge set-up, tokio"
+                    },
+                    us(p.p50),
+                    us(p.p99)
+                )
+            },
+            || {
+                json!({
+                    "part": "handshake",
+                    "runtime": "tokio",
+                    "secure": secure,
+                    "p50_us": p.p50.as_secs_f64() * 1e6,
+                    "p99_us": p.p99.as_secs_f64() * 1e6,
+                    "count": n,
+                })
+            },
+        );
     }
     Ok(())
 }
@@ -761,7 +862,7 @@ fn rtt_table(opts: &Options) -> Result<(), String> {
         }
     }
     for runtime in &opts.runtimes {
-        let pair = start_pair(runtime)?;
+        let pair = start_pair(runtime, None)?;
         let ping = chaski_ping(&pair, samples);
         let rpc = chaski_rpc(&pair, samples);
         pair.shutdown();

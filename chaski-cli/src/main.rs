@@ -6,6 +6,7 @@ mod demo;
 mod edges_cmd;
 mod failure;
 mod node_cmd;
+mod pki_cmd;
 mod settings;
 mod stay;
 
@@ -33,6 +34,11 @@ struct Cli {
     /// environment's `CHASKI_<SETTING>` variables and the subcommand's flags.
     #[arg(long, global = true, env = "CHASKI_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Run secure: TLS 1.3 with the certificate in DIR (ca.pem, node.pem, node.key, as
+    /// `chaski cert issue` writes them); peers without a certificate of the same CA are
+    /// refused, and UDP status and publishes are off.
+    #[arg(long, global = true, env = "CHASKI_TLS_DIR", value_name = "DIR")]
+    tls_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -178,6 +184,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A cluster certificate authority for secure meshes.
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
+    /// Node certificates signed by the cluster CA.
+    Cert {
+        #[command(subcommand)]
+        action: CertAction,
+    },
     /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute
     /// version) until SIGINT or SIGTERM.
     Serve {
@@ -187,6 +203,35 @@ enum Command {
         /// Name (default ChaskiRemote), advertised address, peers to keep, liveness.
         #[command(flatten)]
         member: stay::Membership,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    /// Create a CA in DIR: ca.pem (give it to every node) and ca.key (owner-only; keep it on
+    /// the machine that issues certificates).
+    Init {
+        /// Where to write it.
+        dir: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertAction {
+    /// Issue a certificate for node NAME, signed by the CA in --ca, into --out (default
+    /// ./NAME): ca.pem, node.pem and node.key (owner-only), for `--tls-dir`.
+    Issue {
+        /// The node's name (in the certificate; its id is derived from its key).
+        name: String,
+        /// The CA's directory (from `chaski ca init`).
+        #[arg(long, value_name = "DIR")]
+        ca: std::path::PathBuf,
+        /// Where to write the node's files.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
     },
 }
 
@@ -228,8 +273,29 @@ pub(crate) fn secs(s: f64) -> Result<Duration, String> {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let e = Failure::from;
-    let base = settings::load(cli.config.as_deref())?;
+    let mut base = settings::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.tls_dir {
+        base = base.secure(chaski_api::tls_from_dir(dir).map_err(|err| Failure {
+            code: failure::USAGE,
+            message: format!("--tls-dir {}: {err}", dir.display()),
+        })?);
+    }
     match cli.command {
+        Command::Ca {
+            action: CaAction::Init { dir },
+        } => pki_cmd::init(&dir),
+        Command::Cert {
+            action:
+                CertAction::Issue {
+                    name,
+                    ca,
+                    out,
+                    days,
+                },
+        } => {
+            let out = out.unwrap_or_else(|| std::path::PathBuf::from(&name));
+            pki_cmd::issue(&name, &ca, &out, days)
+        }
         Command::Demo => demo::run().await.map_err(e),
         Command::Ping {
             addr,

@@ -418,3 +418,70 @@ fn bad_arguments_get_clear_errors() {
         "{err}"
     );
 }
+
+/// The README's secure mesh: a CA, a certificate per node, and a root, a subscriber and a
+/// publisher on loopback with `--tls-dir`; a node without a certificate gets nowhere, and the
+/// keys are readable by their owner only.
+#[test]
+fn a_secure_mesh_from_the_readme_commands() {
+    let dir = std::env::temp_dir().join(format!("chaski-cli-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let (code, _, err) = run_code(&["ca", "init", &path("ca")]);
+    assert_eq!(code, Some(0), "{err}");
+    for name in ["root", "sub", "pub"] {
+        let (code, out, err) = run_code(&[
+            "cert",
+            "issue",
+            name,
+            "--ca",
+            &path("ca"),
+            "--out",
+            &path(name),
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("node id"), "{out}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["ca/ca.key", "root/node.key"] {
+            let mode = std::fs::metadata(dir.join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{key} is readable by others: {mode:o}");
+        }
+    }
+    // A second CA over the first is refused.
+    assert_ne!(run_code(&["ca", "init", &path("ca")]).0, Some(0));
+    let (_root, addr) = spawn(&["root", "--bind", "127.0.0.1:0", "--tls-dir", &path("root")]);
+    let mut sub = Guard(
+        chaski()
+            .args([
+                "sub",
+                &addr,
+                "news",
+                "--count",
+                "1",
+                "--tls-dir",
+                &path("sub"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let line = first_line("sub", sub.0.stderr.take().unwrap());
+    assert!(line.starts_with("connected to"), "{line}");
+    let (code, _, err) = run_code(&["pub", &addr, "news", "hello", "--tls-dir", &path("pub")]);
+    assert_eq!(code, Some(0), "{err}");
+    let out = read_all("sub", sub.0.stdout.take().unwrap());
+    assert!(out.contains("[news] hello"), "{out}");
+    // Without a certificate: refused, and told why.
+    let (code, _, err) = run_code(&["pub", &addr, "news", "plain"]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("TLS only"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

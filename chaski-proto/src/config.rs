@@ -221,6 +221,12 @@ pub struct Config {
     /// reserved service [`NODE_SERVICE`](crate::NODE_SERVICE), used by `chaski edges`;
     /// default true). Off, such a request is answered `NotFound`.
     pub introspect: bool,
+    /// Secure links (TLS 1.3, mutual authentication with the cluster CA): every connection
+    /// is encrypted, the node's id is its certificate's, and plaintext peers are refused; UDP
+    /// status and publishes are off. `None` (the default): plaintext. Not read from a file:
+    /// see [`Config::secure`].
+    #[serde(skip)]
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
 }
 
 impl Default for Config {
@@ -270,6 +276,7 @@ impl Default for Config {
             dial_interval: Duration::from_millis(500),
             advertise: None,
             introspect: true,
+            tls: None,
         }
     }
 }
@@ -376,6 +383,15 @@ setters! {
     advertise: Option<SocketAddr>,
     /// Sets [`Config::introspect`].
     introspect: bool,
+}
+
+impl Config {
+    /// Makes the node secure with `tls` ([`Config::tls`]).
+    #[must_use]
+    pub fn secure(mut self, tls: crate::tls::Tls) -> Self {
+        self.tls = Some(std::sync::Arc::new(tls));
+        self
+    }
 }
 
 impl Config {

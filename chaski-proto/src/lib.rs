@@ -38,6 +38,7 @@ pub mod message;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod tls;
 pub mod topic;
 
 pub use addr::{parse_addr, Host, PeerAddr};

@@ -192,6 +192,10 @@ pub enum DisconnectReason {
     TooManyConnections,
     /// The peer closed the socket without a goodbye (never sent; local only).
     ConnectionLost,
+    /// Authentication failed: no TLS where it is required (or TLS where it is not), a
+    /// certificate the cluster's CA did not sign or that expired, a Hello whose id the
+    /// certificate does not prove, a peer not on the allow-list.
+    NotAuthorized(String),
 }
 
 impl DisconnectReason {
@@ -225,6 +229,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
             DisconnectReason::TooManyConnections => f.write_str("too many connections"),
             DisconnectReason::ConnectionLost => f.write_str("connection lost"),
+            DisconnectReason::NotAuthorized(m) => write!(f, "not authorized: {m}"),
         }
     }
 }
@@ -404,7 +409,8 @@ mod tests {
                 | DisconnectReason::HandshakeTimeout
                 | DisconnectReason::IdleTimeout
                 | DisconnectReason::TooManyConnections
-                | DisconnectReason::ConnectionLost => {}
+                | DisconnectReason::ConnectionLost
+                | DisconnectReason::NotAuthorized(_) => {}
             }
         }
         fn error_listed(e: &RemoteError) {
@@ -433,6 +439,7 @@ mod tests {
             DisconnectReason::IdleTimeout,
             DisconnectReason::TooManyConnections,
             DisconnectReason::ConnectionLost,
+            DisconnectReason::NotAuthorized("n".into()),
         ];
         let errors = [
             RemoteError::NotFound("n".into()),

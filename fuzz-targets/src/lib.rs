@@ -5,3 +5,4 @@
 pub mod frame_decoder;
 pub mod message_decode;
 pub mod node_inputs;
+pub mod secure_inputs;

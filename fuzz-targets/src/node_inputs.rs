@@ -19,10 +19,10 @@ use chaski_proto::{
 };
 
 /// Reads the fuzz data as a stream of small numbers; zeros once it runs out.
-struct Src<'a>(&'a [u8]);
+pub(crate) struct Src<'a>(pub(crate) &'a [u8]);
 
 impl Src<'_> {
-    fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         match self.0.split_first() {
             Some((&b, rest)) => {
                 self.0 = rest;
@@ -31,10 +31,10 @@ impl Src<'_> {
             None => 0,
         }
     }
-    fn small(&mut self, n: u8) -> u8 {
+    pub(crate) fn small(&mut self, n: u8) -> u8 {
         self.u8() % n.max(1)
     }
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, max: usize) -> Vec<u8> {
         let n = (usize::from(self.u8()) % (max + 1)).min(self.0.len());
         let (a, b) = self.0.split_at(n);
         self.0 = b;

@@ -30,6 +30,11 @@ fn message_decode_corpus() {
 }
 
 #[test]
+fn secure_inputs_corpus() {
+    replay("secure_inputs", chaski_fuzz_targets::secure_inputs::run);
+}
+
+#[test]
 fn node_inputs_corpus() {
     replay("node_inputs", chaski_fuzz_targets::node_inputs::run);
 }

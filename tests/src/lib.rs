@@ -12,6 +12,7 @@ pub mod hostile;
 pub mod mio_rt;
 pub mod raw;
 pub mod scenarios;
+pub mod secure;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -178,6 +179,51 @@ macro_rules! conformance {
                 $crate::$module::$name(&$harness, "[::1]");
             } )*
         }
+        $crate::for_each_secure_scenario!([$crate::conformance] @secure $harness);
+    };
+    (@secure $harness:expr; [$($name:ident),*]) => {
+        /// The same scenarios with every node secure (TLS, one cluster CA), on IPv4.
+        mod secure_links {
+            use super::*;
+            $( #[test] fn $name() {
+                let _gate = $crate::alloc::Scenario::enter();
+                let h = $harness;
+                $crate::scenarios::$name(&$crate::secure::Secure::new(&h), "127.0.0.1");
+            } )*
+        }
+    };
+}
+
+/// Calls `m!(@secure arg; [scenario, ...])` with the scenarios that also run secure: all but
+/// those that need a plaintext hand-driven peer or UDP (off on a secure node).
+#[macro_export]
+macro_rules! for_each_secure_scenario {
+    ([$($m:tt)*] @secure $arg:expr) => {
+        $($m)*! { @secure $arg; [
+            single_connections,
+            star_and_graceful_shutdown,
+            edges_disconnection,
+            orphans,
+            discovery,
+            discovery_through_a_paired_node,
+            multiple_discovery,
+            subscriptions_without_disconnect,
+            subscriptions_with_disconnect,
+            root_hub_topologies,
+            ping_size,
+            message_ttl,
+            unsubscribe_stops_delivery,
+            stream_chain,
+            root_relay_and_routing,
+            four_cycle_delivers_exactly_once,
+            wildcard_subscribers,
+            subscriber_handles,
+            remote_calls,
+            services_anywhere,
+            attach_and_detach,
+            service_panic,
+            max_edges
+        ] }
     };
 }
 
@@ -231,7 +277,9 @@ macro_rules! for_each_scenario {
             hostile::stalled_peer_holds_nothing_else,
             hostile::idle_sockets_cannot_lock_out_peers,
             hostile::hostile_peers_stay_within_the_memory_budget,
-            hostile::connection_churn
+            hostile::connection_churn,
+            secure::strangers_are_refused,
+            secure::ids_cannot_be_claimed
         ] }
     };
 }
@@ -255,6 +303,7 @@ pub fn defined() -> Vec<String> {
     for (module, src) in [
         ("scenarios", include_str!("scenarios.rs")),
         ("hostile", include_str!("hostile.rs")),
+        ("secure", include_str!("secure.rs")),
     ] {
         for line in src.lines() {
             if let Some(rest) = line.strip_prefix("pub fn ") {

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -12,8 +13,52 @@ use chaski_proto::{Message, NodeId};
 
 /// One raw connection.
 pub struct RawConn {
-    stream: TcpStream,
+    stream: Transport,
     decoder: FrameDecoder,
+}
+
+/// A raw connection's socket: plain, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(s) => s.get_ref(),
+        }
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(t)
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// A Hello from a made-up node.
@@ -67,9 +112,57 @@ impl RawConn {
 
     fn from(stream: TcpStream) -> RawConn {
         RawConn {
-            stream,
+            stream: Transport::Plain(stream),
             decoder: FrameDecoder::new(16 << 20),
         }
+    }
+
+    /// Dials a secure node over TLS with `identity` (any CA's, any validity: to attack with)
+    /// and finishes the handshake; the error is the handshake's.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        identity: &chaski_proto::tls::TlsIdentity,
+    ) -> Result<RawConn, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&identity.ca) {
+            roots
+                .add(ca.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&identity.cert)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(&identity.key).map_err(|e| e.to_string())?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+        let name =
+            ServerName::try_from(chaski_proto::tls::CLUSTER_NAME).map_err(|e| e.to_string())?;
+        let session =
+            rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let mut stream = rustls::StreamOwned::new(session, tcp);
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(|e| e.to_string())?;
+        }
+        // TLS 1.3: the server checks the client's certificate after the client finished; its
+        // verdict (an alert) arrives with the first read.
+        Ok(RawConn {
+            stream: Transport::Tls(Box::new(stream)),
+            decoder: FrameDecoder::new(16 << 20),
+        })
     }
 
     /// Sends one message.
@@ -135,6 +228,7 @@ impl RawConn {
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))));
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return true,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
                 Err(_) => return false,

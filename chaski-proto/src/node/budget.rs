@@ -41,7 +41,7 @@ impl Node {
     /// tests and fuzzing, which check that the running totals never drift).
     pub fn memory_recounted(&self) -> MemoryUse {
         let inbound = self.conns.values().map(|c| c.decoder.held()).sum();
-        let outbound = self.conns.values().map(|c| c.out.len()).sum::<usize>()
+        let outbound = self.conns.values().map(|c| c.pending()).sum::<usize>()
             + self.closing.values().map(|c| c.out.len()).sum::<usize>();
         MemoryUse {
             inbound,
@@ -71,7 +71,7 @@ impl Node {
     /// A connection leaves the table: what it held is no longer counted.
     pub(super) fn release(&mut self, c: &Conn) {
         self.held_in -= c.decoder.held().min(self.held_in);
-        self.shrank_out(c.out.len());
+        self.shrank_out(c.pending());
     }
 
     /// Drops the connections holding the most until the node is within its budget (called at
@@ -82,7 +82,7 @@ impl Node {
             let open = self
                 .conns
                 .iter()
-                .map(|(id, c)| (c.decoder.held() + c.out.len(), *id))
+                .map(|(id, c)| (c.decoder.held() + c.pending(), *id))
                 .max();
             let closed = self.closing.iter().map(|(id, c)| (c.out.len(), *id)).max();
             match (open, closed) {
@@ -119,9 +119,8 @@ impl Node {
         };
         let reason = DisconnectReason::LimitExceeded("node memory budget".into());
         // What waits is dropped; a goodbye follows only if no frame was begun on the wire.
-        let goodbye = c.out.is_empty();
-        let out = c.out.len();
-        c.out.clear();
+        let goodbye = c.pending() == 0;
+        let out = c.clear_pending();
         self.shrank_out(out);
         self.push_event(Event::BadPeer {
             conn,

@@ -107,6 +107,9 @@ impl Node {
         }
         let (dir, remote) = (c.dir, c.remote);
         let purpose = c.purpose.clone();
+        if let Err(reason) = self.proven(conn, h.id) {
+            return self.bad_peer(conn, reason, now);
+        }
         if h.version != PROTOCOL_VERSION {
             let reason = DisconnectReason::VersionMismatch {
                 ours: PROTOCOL_VERSION,

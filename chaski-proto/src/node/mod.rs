@@ -12,6 +12,7 @@ mod handshake;
 mod liveness;
 mod pubsub;
 mod rpc;
+mod secure;
 mod timers;
 mod types;
 
@@ -81,9 +82,44 @@ struct Conn {
     /// Closing the handshake by this instant, or give up.
     deadline: Instant,
     decoder: FrameDecoder,
+    /// Frames waiting to be written (on a secure connection: to be sealed into `tls.wire`).
     out: BytesMut,
     /// Since when the runtime could not write what waits in `out` (reset by any progress).
     blocked_since: Option<Instant>,
+    /// The TLS session of a secure node's connection.
+    tls: Option<Box<secure::TlsConn>>,
+}
+
+impl Conn {
+    /// The bytes for the socket: the sealed ones on a secure connection.
+    fn wire(&self) -> &[u8] {
+        match &self.tls {
+            Some(t) => &t.wire,
+            None => &self.out,
+        }
+    }
+
+    fn wire_mut(&mut self) -> &mut BytesMut {
+        match &mut self.tls {
+            Some(t) => &mut t.wire,
+            None => &mut self.out,
+        }
+    }
+
+    /// Everything that waits to be written, sealed or not.
+    fn pending(&self) -> usize {
+        self.out.len() + self.tls.as_ref().map_or(0, |t| t.wire.len())
+    }
+
+    /// Drops everything that waits to be written; returns how much it was.
+    fn clear_pending(&mut self) -> usize {
+        let n = self.pending();
+        self.out.clear();
+        if let Some(t) = &mut self.tls {
+            t.wire.clear();
+        }
+        n
+    }
 }
 
 /// What is left to write on a connection after its close.
@@ -221,6 +257,8 @@ pub struct Node {
     said_unreachable: bool,
 
     dirty: VecDeque<ConnId>,
+    /// Scratch for what a TLS session decrypts (kept to spare an allocation per read).
+    plain: Vec<u8>,
     queue: VecDeque<Output>,
     /// How many of `queue` are events (kept so pushing an event is O(1)).
     queued_events: usize,
@@ -257,7 +295,9 @@ impl Node {
     pub fn new(cfg: Config, listen: Option<SocketAddr>) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let mut rng = fastrand::Rng::with_seed(cfg.seed);
-        let id = NodeId(rng.u128(..).max(1));
+        let drawn = NodeId(rng.u128(..).max(1));
+        // A secure node is who its certificate proves.
+        let id = cfg.tls.as_ref().map_or(drawn, |t| t.id());
         let name = cfg.name.clone().unwrap_or_else(|| format!("node-{id}"));
         let mut topics = BTreeMap::new();
         if cfg.root {
@@ -300,6 +340,7 @@ impl Node {
             memory_waiting: false,
             said_unreachable: false,
             dirty: VecDeque::new(),
+            plain: Vec::new(),
             queue: VecDeque::new(),
             queued_events: 0,
             dropped_events: 0,
@@ -468,7 +509,7 @@ impl Node {
     /// The next thing for the runtime to do. Call until `None` after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
         while let Some(conn) = self.dirty.pop_front() {
-            if !self.outbound(conn).is_empty() {
+            if self.has_output(conn) {
                 return Some(Output::Transmit { conn });
             }
         }
@@ -487,12 +528,33 @@ impl Node {
 
     // ----- sending ---------------------------------------------------------------------------
 
+    /// Whether `conn` has anything to write (sealed or not, or a TLS handshake message).
+    fn has_output(&self, conn: ConnId) -> bool {
+        match self.conns.get(&conn) {
+            Some(c) => c.pending() > 0 || c.tls.as_ref().is_some_and(|t| t.wants_write()),
+            None => self.closing.get(&conn).is_some_and(|c| !c.out.is_empty()),
+        }
+    }
+
+    /// How many bytes wait to be written on `conn` (on a secure connection, some may not be
+    /// sealed yet: [`Node::outbound`] seals them). For a runtime that waits for more before
+    /// writing a little.
+    pub fn outbound_len(&self, conn: ConnId) -> usize {
+        match self.conns.get(&conn) {
+            Some(c) => c.pending(),
+            None => self.closing.get(&conn).map_or(0, |c| c.out.len()),
+        }
+    }
+
     /// The bytes waiting to be written on `conn` (an open or a closing connection), oldest
     /// first; empty if none. Write what the socket takes, then report it with
-    /// [`Node::advance`]. [`Output::Transmit`] tells when a connection has bytes again.
-    pub fn outbound(&self, conn: ConnId) -> &[u8] {
+    /// [`Node::advance`]. [`Output::Transmit`] tells when a connection has bytes again. On a
+    /// secure connection this seals what waits into TLS records first: everything queued
+    /// since the last write goes out in as few records as it fills.
+    pub fn outbound(&mut self, conn: ConnId) -> &[u8] {
+        self.seal(conn);
         match self.conns.get(&conn) {
-            Some(c) => &c.out,
+            Some(c) => c.wire(),
             None => self.closing.get(&conn).map_or(&[], |c| &c.out[..]),
         }
     }
@@ -503,9 +565,10 @@ impl Node {
     pub fn advance(&mut self, conn: ConnId, n: usize, now: Instant) {
         let limit = self.cfg.congestion_limit();
         if let Some(c) = self.conns.get_mut(&conn) {
-            let n = n.min(c.out.len());
-            bytes::Buf::advance(&mut c.out, n);
-            if c.out.is_empty() {
+            let wire = c.wire_mut();
+            let n = n.min(wire.len());
+            bytes::Buf::advance(wire, n);
+            if c.pending() == 0 {
                 c.blocked_since = None;
             } else if n > 0 || c.blocked_since.is_none() {
                 if c.blocked_since.is_none() {
@@ -514,7 +577,7 @@ impl Node {
                 }
                 c.blocked_since = Some(now);
             }
-            if c.out.len() <= limit {
+            if c.pending() <= limit {
                 self.uncongest(conn);
             }
             self.shrank_out(n);
@@ -534,6 +597,7 @@ impl Node {
     /// Takes everything waiting for `conn` at once, as if the socket took it all (for
     /// simulations and tests; a runtime writes from [`Node::outbound`]).
     pub fn take_outbound(&mut self, conn: ConnId, now: Instant) -> Bytes {
+        self.seal(conn);
         let data = Bytes::copy_from_slice(self.outbound(conn));
         self.advance(conn, data.len(), now);
         data
@@ -611,8 +675,8 @@ impl Node {
             warn!(%conn, error = %e, "dropping a frame that cannot be encoded");
             return;
         }
-        let (was_empty, len) = (before == 0, c.out.len());
-        self.grew_out(len - before);
+        let (was_empty, len, grown) = (before == 0, c.pending(), c.out.len() - before);
+        self.grew_out(grown);
         self.counters.frames_sent += 1;
         if was_empty {
             self.dirty.push_back(conn);
@@ -645,11 +709,12 @@ impl Node {
         if crate::codec::encode_publish_ref(p, &mut c.out, self.cfg.max_frame_len).is_err() {
             return false;
         }
-        let len = c.out.len();
+        let grown = c.out.len() - before;
+        let len = c.pending();
         if before == 0 {
             self.dirty.push_back(conn);
         }
-        self.grew_out(len - before);
+        self.grew_out(grown);
         self.counters.frames_sent += 1;
         if len > self.cfg.congestion_limit() {
             self.congested.insert(conn);
@@ -691,6 +756,7 @@ impl Node {
                 decoder: FrameDecoder::new(self.cfg.max_hello_len.min(self.cfg.max_frame_len)),
                 out: BytesMut::new(),
                 blocked_since: None,
+                tls: None,
             },
         );
         self.timers
@@ -781,6 +847,7 @@ impl Node {
                         ),
                         out: BytesMut::new(),
                         blocked_since: None,
+                        tls: None,
                     },
                 );
                 self.timers
@@ -818,6 +885,22 @@ impl Node {
                 }
             }
         }
+        // A secure node's connection runs TLS; the Hello goes inside it.
+        if let Some(session) = self.new_tls(dir) {
+            match session {
+                Ok(t) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.tls = Some(t);
+                        self.dirty.push_back(conn);
+                    }
+                }
+                Err(e) => {
+                    warn!(%conn, error = %e, "cannot start a TLS session");
+                    let reason = DisconnectReason::NotAuthorized(format!("TLS: {e}"));
+                    return self.close_conn(conn, reason, false, now);
+                }
+            }
+        }
         // The dialer speaks first; the acceptor answers only once it accepts the dialer's Hello,
         // so a dialer never holds an edge the acceptor refused.
         if dir == Direction::Outbound {
@@ -840,7 +923,18 @@ impl Node {
 
     /// Bytes arrived on a connection.
     pub fn handle_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
-        self.read_frames(conn, data, now);
+        match self.conns.get(&conn) {
+            Some(c) if c.tls.is_some() => self.read_secure(conn, data, now),
+            // A TLS handshake (a frame never opens with those bytes): a secure peer.
+            Some(c)
+                if c.state == ConnState::Handshaking
+                    && c.decoder.buffered() == 0
+                    && data.first().is_some_and(|b| crate::tls::is_tls_record(*b)) =>
+            {
+                self.tls_peer(conn, now)
+            }
+            _ => self.read_frames(conn, data, now),
+        }
         self.enforce_budget(now);
     }
 
@@ -1050,12 +1144,24 @@ impl Node {
         redial: bool,
         now: Instant,
     ) {
+        self.seal(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !c.out.is_empty() {
+        if let Some(t) = c.tls.as_mut() {
+            // The peer learns the session ended on purpose (not a truncation).
+            t.close();
+        }
+        let closed_tls = c.tls.is_some();
+        if closed_tls {
+            self.seal(conn);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.pending() > 0 {
             // Written after the close, for at most `linger` without progress.
-            let out = c.out.split();
+            let out = c.wire_mut().split();
             self.closing.insert(conn, Closing { out, since: now });
             self.timers
                 .set(TimerKey::Stall(conn), now + self.cfg.linger);
@@ -1276,7 +1382,7 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let Some(since) = c.blocked_since.filter(|_| !c.out.is_empty()) else {
+        let Some(since) = c.blocked_since.filter(|_| c.pending() > 0) else {
             return;
         };
         let at = since + self.cfg.stall_timeout;
@@ -1284,8 +1390,7 @@ impl Node {
             return self.timers.set(TimerKey::Stall(conn), at);
         }
         // What waits would never be written, and a goodbye behind it neither.
-        let left = c.out.len();
-        c.out.clear();
+        let left = c.clear_pending();
         let peer = match c.state {
             ConnState::Established(p) => Some(p),
             _ => None,

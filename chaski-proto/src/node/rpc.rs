@@ -273,6 +273,11 @@ impl Node {
         if topic == super::ROOT_TOPIC {
             return Err(CommandError::Reserved(super::ROOT_TOPIC));
         }
+        if self.cfg.tls.is_some() {
+            return Err(CommandError::Limit(
+                "UDP publishes are unauthenticated: off on a secure node",
+            ));
+        }
         let len = payload.len();
         let data = encode_value(&Datagram::Publish {
             topic: topic.to_string(),
@@ -302,7 +307,12 @@ impl Node {
             debug!(%from, "dropping an undecodable datagram");
             return;
         };
+        let secure = self.cfg.tls.is_some();
         match dg {
+            // A secure node says nothing, and takes nothing, unauthenticated.
+            Datagram::StatusRequest { .. } | Datagram::Publish { .. } if secure => {
+                debug!(%from, "secure node: ignoring an unauthenticated datagram");
+            }
             Datagram::StatusRequest { token, .. } => {
                 // Never more bytes back than came in: a forged source cannot amplify.
                 let limit = data.len().min(self.cfg.max_datagram_len);

@@ -1,0 +1,248 @@
+//! Secure links: TLS 1.3 with mutual authentication, driven without I/O.
+//!
+//! Each connection of a secure node runs a rustls connection object fed with the bytes the
+//! runtime reads and drained into the bytes it writes, inside the core, so every runtime (and
+//! the simulator and the fuzz targets) gets encryption unchanged. Both sides present a
+//! certificate signed by the cluster's CA; a node's id is derived from its certificate's
+//! public key ([`id_of_cert`]), so a Hello claiming another id is refused and ids cannot be
+//! forged.
+//!
+//! The core stays pure: the cryptography (including its randomness) comes in as a rustls
+//! [`CryptoProvider`], and wall-clock time for certificate validity as a [`TimeProvider`],
+//! both chosen by whoever builds the [`Tls`] (a runtime gives ring and the system clock; a test
+//! may give a fixed time).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::time_provider::TimeProvider;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use sha2::{Digest, Sha256};
+
+use crate::id::NodeId;
+
+/// The name every node certificate carries (as a DNS subject alternative name) and every
+/// dialer checks: the cluster's CA vouches for it; which node it is, the key tells.
+pub const CLUSTER_NAME: &str = "chaski.node";
+
+/// Why a TLS identity could not be set up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("TLS: {0}")]
+pub struct TlsError(pub String);
+
+fn err(what: &str, e: impl fmt::Display) -> TlsError {
+    TlsError(format!("{what}: {e}"))
+}
+
+/// What a node proves itself with and trusts, as PEM text: the cluster CA's certificate, the
+/// node's certificate (signed by that CA) and the node's private key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The cluster CA's certificate (PEM).
+    pub ca: Vec<u8>,
+    /// The node's certificate chain, its own first (PEM).
+    pub cert: Vec<u8>,
+    /// The node's private key (PEM, PKCS#8 or SEC1).
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsIdentity { .. }")
+    }
+}
+
+/// A secure node's TLS setup: its configurations both ways, its proven id, and whom it lets
+/// in. Built once, shared by every connection.
+pub struct Tls {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+    id: NodeId,
+    allow: BTreeSet<NodeId>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("id", &self.id)
+            .field("allow", &self.allow)
+            .finish()
+    }
+}
+
+impl Tls {
+    /// Sets up TLS 1.3 with mutual authentication against the CA of `identity`, with the
+    /// given cryptography and clock.
+    pub fn new(
+        identity: &TlsIdentity,
+        provider: Arc<CryptoProvider>,
+        time: Arc<dyn TimeProvider>,
+    ) -> Result<Tls, TlsError> {
+        let mut roots = RootCertStore::empty();
+        let mut cas = 0;
+        for ca in CertificateDer::pem_slice_iter(&identity.ca) {
+            roots
+                .add(ca.map_err(|e| err("CA certificate", e))?)
+                .map_err(|e| err("CA certificate", e))?;
+            cas += 1;
+        }
+        if cas == 0 {
+            return Err(TlsError("no CA certificate in the CA PEM".into()));
+        }
+        let roots = Arc::new(roots);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&identity.cert)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err("node certificate", e))?;
+        let Some(own) = chain.first() else {
+            return Err(TlsError("no certificate in the node's PEM".into()));
+        };
+        let id = id_of_cert(own)
+            .ok_or_else(|| TlsError("the node certificate is not valid X.509".into()))?;
+        let key = PrivateKeyDer::from_pem_slice(&identity.key).map_err(|e| err("node key", e))?;
+        let versions = &[&rustls::version::TLS13];
+
+        let server_verifier =
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| err("verifier", e))?;
+        let client = ClientConfig::builder_with_details(provider.clone(), time.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| err("client", e))?
+            .with_webpki_verifier(server_verifier)
+            .with_client_auth_cert(chain.clone(), key.clone_key())
+            .map_err(|e| err("node certificate or key", e))?;
+        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| err("verifier", e))?;
+        let server = ServerConfig::builder_with_details(provider, time)
+            .with_protocol_versions(versions)
+            .map_err(|e| err("server", e))?
+            .with_client_cert_verifier(client_verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| err("node certificate or key", e))?;
+        Ok(Tls {
+            client: Arc::new(client),
+            server: Arc::new(server),
+            id,
+            allow: BTreeSet::new(),
+        })
+    }
+
+    /// Lets in only these node ids (each derived from a certificate: see [`id_of_cert`]);
+    /// empty, every holder of a certificate from the CA.
+    #[must_use]
+    pub fn allow(mut self, ids: impl IntoIterator<Item = NodeId>) -> Self {
+        self.allow = ids.into_iter().collect();
+        self
+    }
+
+    /// The node's id, derived from its certificate.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Whether a peer with this proven id may connect.
+    pub fn allows(&self, peer: NodeId) -> bool {
+        self.allow.is_empty() || self.allow.contains(&peer)
+    }
+
+    /// A connection's TLS session: a client for a dial, a server for an accept.
+    pub(crate) fn session(&self, outbound: bool) -> Result<rustls::Connection, rustls::Error> {
+        let mut session: rustls::Connection = if outbound {
+            let name = ServerName::try_from(CLUSTER_NAME)
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            rustls::ClientConnection::new(self.client.clone(), name)?.into()
+        } else {
+            rustls::ServerConnection::new(self.server.clone())?.into()
+        };
+        // The node bounds what waits for a peer itself (`max_outbound`, the memory budget).
+        session.set_buffer_limit(None);
+        Ok(session)
+    }
+}
+
+/// The node id a certificate proves: the first 128 bits of the SHA-256 of its public key
+/// (the DER `SubjectPublicKeyInfo`). `None` if the certificate cannot be read.
+pub fn id_of_cert(cert: &[u8]) -> Option<NodeId> {
+    let spki = subject_public_key_info(cert)?;
+    let digest = Sha256::digest(spki);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    Some(NodeId(u128::from_be_bytes(first).max(1)))
+}
+
+/// One DER element: (tag, contents, rest of the input). Definite lengths up to 4 bytes only.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The whole DER `SubjectPublicKeyInfo` of an X.509 certificate.
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    let (tag, certificate, _) = der(cert)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, mut tbs, _) = der(certificate)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    // [0] version (optional), serial, signature algorithm, issuer, validity, subject.
+    if tbs.first() == Some(&0xa0) {
+        tbs = der(tbs)?.2;
+    }
+    for _ in 0..5 {
+        tbs = der(tbs)?.2;
+    }
+    let (tag, _, rest) = der(tbs)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    Some(&tbs[..tbs.len() - rest.len()])
+}
+
+/// Whether the first byte a peer sent opens a TLS record (handshake, alert, change cipher
+/// spec or application data); a Chaski frame opens with its length's high byte, 0 or 1.
+pub(crate) fn is_tls_record(first: u8) -> bool {
+    (20..=23).contains(&first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_walk_refuses_garbage_without_panicking() {
+        assert_eq!(id_of_cert(&[]), None);
+        assert_eq!(id_of_cert(&[0x30]), None);
+        assert_eq!(id_of_cert(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(id_of_cert(&[0x30, 0x03, 0x30, 0x01, 0x00]), None);
+        for len in 0..64u8 {
+            let v: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37) ^ 0x30).collect();
+            let _ = id_of_cert(&v);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Secure links in the simulator: TLS 1.3 with mutual authentication inside the core. Ids are
+//! proven by certificates; a certificate from another CA, an expired one, a plaintext peer and
+//! a Hello claiming another id are refused, with the reason on both sides. The clock for
+//! certificate validity is fixed (an input, like every other time in the core).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chaski_proto::sim::{Idx, Sim};
+use chaski_proto::tls::{id_of_cert, Tls, TlsIdentity, CLUSTER_NAME};
+use chaski_proto::{Config, ConnectError, DisconnectReason, Event};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rustls::pki_types::UnixTime;
+use rustls::time_provider::TimeProvider;
+
+const W3: Duration = Duration::from_secs(3);
+
+/// The wall clock every secure node of these tests reads: 1 January 2030.
+#[derive(Debug)]
+struct Fixed;
+
+impl TimeProvider for Fixed {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(
+            1_893_456_000,
+        )))
+    }
+}
+
+fn year(y: i32) -> time::OffsetDateTime {
+    rcgen::date_time_ymd(y, 1, 1)
+}
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "test CA");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.not_before = year(2020);
+        p.not_after = year(2040);
+        Ca {
+            cert: p.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+
+    /// A node certificate valid between the two years.
+    fn issue(&self, name: &str, from: i32, to: i32) -> TlsIdentity {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![CLUSTER_NAME.to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.not_before = year(from);
+        p.not_after = year(to);
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        TlsIdentity {
+            ca: self.cert.pem().into_bytes(),
+            cert: cert.pem().into_bytes(),
+            key: key.serialize_pem().into_bytes(),
+        }
+    }
+}
+
+fn tls(identity: &TlsIdentity) -> Tls {
+    Tls::new(
+        identity,
+        Arc::new(rustls::crypto::ring::default_provider()),
+        Arc::new(Fixed),
+    )
+    .unwrap()
+}
+
+fn secure(sim: &mut Sim, name: &str, identity: &TlsIdentity) -> Idx {
+    sim.add_node(
+        Config::default()
+            .name(name)
+            .reconnections(0)
+            .secure(tls(identity)),
+    )
+}
+
+fn plain(sim: &mut Sim, name: &str) -> Idx {
+    sim.add_node(Config::default().name(name).reconnections(0))
+}
+
+/// The reason node `n` was refused with when it dialed (its `ConnectFailed`).
+fn refused(sim: &Sim, n: Idx) -> Option<String> {
+    sim.events(n).iter().find_map(|(_, e)| match e {
+        Event::ConnectFailed {
+            error: ConnectError::Refused(DisconnectReason::NotAuthorized(why)),
+            ..
+        } => Some(why.clone()),
+        _ => None,
+    })
+}
+
+/// The reason node `n` dropped a peer for (its `BadPeer`).
+fn dropped(sim: &Sim, n: Idx) -> Option<String> {
+    sim.events(n).iter().find_map(|(_, e)| match e {
+        Event::BadPeer {
+            reason: DisconnectReason::NotAuthorized(why),
+            ..
+        } => Some(why.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn secure_nodes_connect_with_proven_ids_and_exchange_messages() {
+    let ca = Ca::new();
+    let (a_id, b_id) = (ca.issue("a", 2020, 2035), ca.issue("b", 2020, 2035));
+    let mut sim = Sim::new(41);
+    let a = secure(&mut sim, "a", &a_id);
+    let b = secure(&mut sim, "b", &b_id);
+    let proven = |i: &TlsIdentity| {
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(&i.cert).unwrap();
+        id_of_cert(&der).unwrap()
+    };
+    use rustls::pki_types::pem::PemObject;
+    assert_eq!(
+        sim.node(a).id(),
+        proven(&a_id),
+        "a secure node is its certificate"
+    );
+    assert_eq!(sim.node(b).id(), proven(&b_id));
+    sim.with(b, |n, now| n.subscribe("news", now)).unwrap();
+    sim.connect(a, b);
+    assert!(sim.run_until(W3, |s| s.connected(a, b)));
+    for i in 0..20u8 {
+        sim.with(a, |n, now| {
+            n.publish("news", Bytes::from(vec![i; 3000]), now)
+        })
+        .unwrap();
+    }
+    assert!(sim.run_until(W3, |s| s.received(b).len() == 20));
+    assert!(sim
+        .received(b)
+        .iter()
+        .enumerate()
+        .all(|(i, (t, p))| t == "news" && p.len() == 3000 && p[0] == i as u8));
+    // Memory counted while sealing and writing never drifts.
+    assert_eq!(sim.node(a).memory(), sim.node(a).memory_recounted());
+}
+
+#[test]
+fn a_certificate_from_another_ca_gets_nowhere() {
+    let (ours, theirs) = (Ca::new(), Ca::new());
+    let mut sim = Sim::new(42);
+    let member = secure(&mut sim, "member", &ours.issue("member", 2020, 2035));
+    let outsider = secure(&mut sim, "outsider", &theirs.issue("outsider", 2020, 2035));
+    sim.connect(outsider, member);
+    assert!(sim.run_until(W3, |s| refused(s, outsider).is_some()
+        || dropped(s, outsider).is_some()));
+    sim.run_for(Duration::from_millis(100));
+    assert!(!sim.connected(outsider, member));
+    let why = dropped(&sim, outsider)
+        .or_else(|| refused(&sim, outsider))
+        .unwrap();
+    assert!(why.contains("TLS"), "{why}");
+    assert_eq!(sim.edge_count(member), 0);
+    // And the other way round.
+    sim.connect(member, outsider);
+    sim.run_for(Duration::from_millis(500));
+    assert!(!sim.connected(outsider, member));
+    assert_eq!(sim.edge_count(outsider), 0);
+}
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let ca = Ca::new();
+    let mut sim = Sim::new(43);
+    let member = secure(&mut sim, "member", &ca.issue("member", 2020, 2035));
+    let stale = secure(&mut sim, "stale", &ca.issue("stale", 2020, 2021));
+    sim.connect(stale, member);
+    sim.run_for(Duration::from_millis(500));
+    assert!(!sim.connected(stale, member));
+    let why = dropped(&sim, member).unwrap_or_default();
+    assert!(why.to_lowercase().contains("expired"), "{why:?}");
+}
+
+#[test]
+fn plaintext_and_secure_nodes_refuse_each_other_with_a_reason() {
+    let ca = Ca::new();
+    let mut sim = Sim::new(44);
+    let member = secure(&mut sim, "member", &ca.issue("member", 2020, 2035));
+    let open = plain(&mut sim, "open");
+    // A plaintext node dials a secure one: both learn why.
+    sim.connect(open, member);
+    assert!(sim.run_until(W3, |s| refused(s, open).is_some()));
+    assert!(refused(&sim, open).unwrap().contains("TLS only"));
+    assert!(dropped(&sim, member).unwrap().contains("TLS only"));
+    // A secure node dials a plaintext one: both learn why too.
+    sim.take_events(member);
+    sim.connect(member, open);
+    assert!(sim.run_until(W3, |s| refused(s, member).is_some()));
+    assert!(refused(&sim, member).unwrap().contains("does not use TLS"));
+    assert!(dropped(&sim, open).unwrap().contains("does not use TLS"));
+    assert_eq!(sim.edge_count(member), 0);
+    assert_eq!(sim.edge_count(open), 0);
+}
+
+#[test]
+fn an_allow_list_keeps_other_members_out() {
+    let ca = Ca::new();
+    let (a_id, b_id, c_id) = (
+        ca.issue("a", 2020, 2035),
+        ca.issue("b", 2020, 2035),
+        ca.issue("c", 2020, 2035),
+    );
+    let mut sim = Sim::new(45);
+    let b = secure(&mut sim, "b", &b_id);
+    let c = secure(&mut sim, "c", &c_id);
+    let only_b = tls(&a_id).allow([sim.node(b).id()]);
+    let a = sim.add_node(Config::default().name("a").reconnections(0).secure(only_b));
+    sim.connect(b, a);
+    assert!(sim.run_until(W3, |s| s.connected(a, b)));
+    sim.connect(c, a);
+    sim.run_for(Duration::from_millis(500));
+    assert!(!sim.connected(a, c));
+    assert!(dropped(&sim, a).unwrap().contains("allow-list"));
+    assert!(refused(&sim, c).unwrap().contains("allow-list"));
+}
