@@ -85,6 +85,14 @@ pub enum Event {
         /// RTT variance.
         jitter: Duration,
     },
+    /// A peer sent a message of a kind this node does not know (a newer protocol version):
+    /// skipped, and the connection goes on.
+    UnknownMessage {
+        /// The peer.
+        peer: NodeId,
+        /// The message's kind, as its encoding names it.
+        kind: String,
+    },
     /// A connection was closed because of bad input from the peer.
     BadPeer {
         /// The connection.
@@ -141,6 +149,7 @@ impl Event {
                 jitter,
             },
             E::BadPeer { conn, peer, reason } => Event::BadPeer { conn, peer, reason },
+            E::UnknownMessage { peer, kind } => Event::UnknownMessage { peer, kind },
             _ => return None,
         })
     }

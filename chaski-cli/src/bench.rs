@@ -463,6 +463,7 @@ fn raw_hello(addr: SocketAddr, id: u128) -> Result<TcpStream, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     let hello = Message::Hello(Hello {
         version: PROTOCOL_VERSION,
+        max_version: None,
         id: NodeId(id),
         name: format!("idle{id}"),
         listen: None,

@@ -117,6 +117,9 @@ async fn report_events(node: Node) {
                 }
             ),
             Event::BadPeer { reason, .. } => eprintln!("dropped a bad peer: {reason}"),
+            Event::UnknownMessage { peer, kind } => eprintln!(
+                "peer {peer} sent a message of a kind this version does not know ({kind}): skipped"
+            ),
             _ => {}
         }
     }

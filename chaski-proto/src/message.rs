@@ -14,14 +14,28 @@ use crate::config::OnPair;
 use crate::error::RemoteError;
 use crate::id::NodeId;
 
-/// The protocol version carried in every Hello. A peer with another version is refused.
+/// The newest protocol version this node speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The oldest protocol version this node speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The version two nodes speak: the newest both know, if their ranges (`version` to
+/// `max_version` of each Hello) meet. Both sides compute the same from the two Hellos.
+pub fn negotiate(ours: (u16, u16), theirs: (u16, u16)) -> Option<u16> {
+    let chosen = ours.1.min(theirs.1);
+    (chosen >= ours.0.max(theirs.0)).then_some(chosen)
+}
 
 /// The first frame each way on a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
-    /// [`PROTOCOL_VERSION`] of the sender.
+    /// The oldest protocol version the sender speaks (a version-1 node speaks only this).
     pub version: u16,
+    /// The newest protocol version the sender speaks, when newer than `version` (absent:
+    /// only `version`). See [`negotiate`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_version: Option<u16>,
     /// The sender's node id.
     pub id: NodeId,
     /// The sender's name.
@@ -299,6 +313,51 @@ pub enum Message {
     Goodbye(DisconnectReason),
 }
 
+/// The kinds of [`Message`], as their CBOR encoding names them (the key of the one-entry map,
+/// or the text of a kind without fields).
+pub const MESSAGE_KINDS: [&str; 13] = [
+    "Hello",
+    "Topics",
+    "Paired",
+    "Services",
+    "Ping",
+    "Pong",
+    "Discovery",
+    "Publish",
+    "Request",
+    "Cancel",
+    "FindService",
+    "Response",
+    "Goodbye",
+];
+
+/// The kind a frame body names, if it is well-formed CBOR naming a kind not in
+/// [`MESSAGE_KINDS`] (a newer peer's message: skipped, not an error). `None` for a known kind
+/// (then the body is malformed) or anything else.
+pub fn unknown_kind(body: &[u8]) -> Option<String> {
+    let value: ciborium::Value = crate::codec::decode_value(body).ok()?;
+    let name = match value {
+        ciborium::Value::Map(m) if m.len() == 1 => match m.into_iter().next() {
+            Some((ciborium::Value::Text(k), _)) => k,
+            _ => return None,
+        },
+        ciborium::Value::Text(k) => k,
+        _ => return None,
+    };
+    if MESSAGE_KINDS.contains(&name.as_str()) {
+        return None;
+    }
+    let mut kind = name;
+    if kind.len() > 64 {
+        let mut cut = 64;
+        while !kind.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        kind.truncate(cut);
+    }
+    Some(kind)
+}
+
 /// A node's status, as a UDP status reply gives it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -389,6 +448,59 @@ mod tests {
     use super::*;
     use crate::codec::{decode_message, encode_frame, FrameDecoder};
     use crate::error::RemoteError;
+
+    /// [`MESSAGE_KINDS`] names every kind (the match is exhaustive: a new kind fails to compile
+    /// until it is listed here), and the names are the encoding's.
+    #[test]
+    fn message_kinds_name_every_kind() {
+        fn name(m: &Message) -> &'static str {
+            match m {
+                Message::Hello(_) => "Hello",
+                Message::Topics(_) => "Topics",
+                Message::Paired(_) => "Paired",
+                Message::Services(_) => "Services",
+                Message::Ping { .. } => "Ping",
+                Message::Pong { .. } => "Pong",
+                Message::Discovery(_) => "Discovery",
+                Message::Publish(_) => "Publish",
+                Message::Request { .. } => "Request",
+                Message::Cancel { .. } => "Cancel",
+                Message::FindService(_) => "FindService",
+                Message::Response { .. } => "Response",
+                Message::Goodbye(_) => "Goodbye",
+            }
+        }
+        let samples = [
+            Message::Topics(vec![]),
+            Message::Cancel { id: 1 },
+            Message::Goodbye(DisconnectReason::Closed),
+            Message::Response {
+                id: 1,
+                result: Err(RemoteError::Busy),
+            },
+        ];
+        for m in &samples {
+            let body = crate::codec::encode_value(m).unwrap();
+            let value: ciborium::Value = crate::codec::decode_value(&body).unwrap();
+            let key = value
+                .as_map()
+                .and_then(|e| e[0].0.as_text().map(str::to_string));
+            assert_eq!(key.as_deref(), Some(name(m)));
+            assert!(MESSAGE_KINDS.contains(&name(m)));
+        }
+        let mut listed: Vec<&str> = MESSAGE_KINDS.to_vec();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed.len(), MESSAGE_KINDS.len());
+        for kind in MESSAGE_KINDS {
+            assert_eq!(
+                unknown_kind(
+                    &crate::codec::encode_value(&ciborium::Value::Text(kind.into())).unwrap()
+                ),
+                None
+            );
+        }
+    }
 
     /// Every reason and remote error crosses the wire unchanged. The matches are exhaustive
     /// (here, inside the crate, `#[non_exhaustive]` does not apply): adding a variant fails to

@@ -111,6 +111,7 @@ fn message() -> impl Strategy<Value = Message> {
             |(version, id, name, listen, topics, root, pairing, nonce)| {
                 Message::Hello(Hello {
                     version,
+                    max_version: (nonce % 3 == 0).then_some(version.saturating_add(1)),
                     id: NodeId(id),
                     name,
                     listen,

@@ -90,6 +90,11 @@ fn frame(src: &mut Src, me: NodeId) -> Message {
             } else {
                 PROTOCOL_VERSION
             },
+            max_version: match src.small(4) {
+                0 => Some(2),
+                1 => Some(u16::from(src.u8())),
+                _ => None,
+            },
             id: if src.small(8) == 0 { me } else { src.id() },
             name: src.name(),
             listen: Some(addr),
@@ -179,6 +184,7 @@ fn answer(msg: &Message, peer: NodeId, listen: SocketAddr) -> Option<Message> {
         // An outbound connection: the peer accepts and says Hello back.
         Message::Hello(h) if h.nonce != 0 => Some(Message::Hello(Hello {
             version: PROTOCOL_VERSION,
+            max_version: None,
             id: peer,
             name: "answerer".into(),
             listen: Some(listen),

@@ -76,6 +76,7 @@ pub fn hello_offering(
     let strings = |v: &[&str]| v.iter().map(|t| t.to_string()).collect();
     Message::Hello(Hello {
         version: PROTOCOL_VERSION,
+        max_version: None,
         id: NodeId(id),
         name: format!("raw{id}"),
         listen,

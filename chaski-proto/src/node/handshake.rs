@@ -10,7 +10,9 @@ use crate::config::OnPair;
 use crate::error::ConnectError;
 use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
-use crate::message::{DisconnectReason, Hello, Message, PROTOCOL_VERSION};
+use crate::message::{
+    negotiate, DisconnectReason, Hello, Message, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 use crate::topic;
 
 /// The root's own topic, never a shared interest.
@@ -23,7 +25,8 @@ impl Node {
             _ => None,
         };
         Hello {
-            version: PROTOCOL_VERSION,
+            version: MIN_PROTOCOL_VERSION,
+            max_version: (PROTOCOL_VERSION > MIN_PROTOCOL_VERSION).then_some(PROTOCOL_VERSION),
             id: self.id,
             name: self.name.clone(),
             listen: self.listen_addr(),
@@ -110,10 +113,11 @@ impl Node {
         if let Err(reason) = self.proven(conn, h.id) {
             return self.bad_peer(conn, reason, now);
         }
-        if h.version != PROTOCOL_VERSION {
+        let theirs = (h.version, h.max_version.unwrap_or(h.version).max(h.version));
+        if negotiate((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), theirs).is_none() {
             let reason = DisconnectReason::VersionMismatch {
                 ours: PROTOCOL_VERSION,
-                theirs: h.version,
+                theirs: theirs.1,
             };
             return self.bad_peer(conn, reason, now);
         }

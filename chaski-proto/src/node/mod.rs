@@ -286,6 +286,8 @@ pub struct Counters {
     /// Connections dropped (or closed connections' bytes dropped) to stay within the memory
     /// budget.
     pub memory_shed: u64,
+    /// Messages of kinds this node does not know (from a newer peer), skipped.
+    pub unknown_skipped: u64,
 }
 
 impl Node {
@@ -996,7 +998,18 @@ impl Node {
         if body.first() != Some(&PUBLISH_MARK) {
             return match decode_value(body) {
                 Ok(msg) => self.handle_message(conn, msg, now),
-                Err(e) => self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now),
+                Err(e) => match (crate::message::unknown_kind(body), self.conns.get(&conn)) {
+                    // A kind of message a newer peer knows and we do not: skipped.
+                    (Some(kind), Some(c)) if matches!(c.state, ConnState::Established(_)) => {
+                        let ConnState::Established(peer) = c.state else {
+                            return;
+                        };
+                        debug!(%peer, %kind, "skipping a message of an unknown kind");
+                        self.counters.unknown_skipped += 1;
+                        self.push_event(Event::UnknownMessage { peer, kind });
+                    }
+                    _ => self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now),
+                },
             };
         }
         // A publish, the common case: handled without copying it into a message first.

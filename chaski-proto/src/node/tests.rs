@@ -16,6 +16,7 @@ fn addr(port: u16) -> SocketAddr {
 fn hello(id: u128, topics: &[&str]) -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
+        max_version: None,
         id: NodeId(id),
         name: format!("peer{id}"),
         listen: Some(addr(9000 + (id % 1000) as u16)),

@@ -187,6 +187,14 @@ pub enum Event {
         /// The reply.
         status: Option<Status>,
     },
+    /// A peer sent a message of a kind this node does not know (a newer protocol version):
+    /// it was skipped, and the connection goes on.
+    UnknownMessage {
+        /// The peer.
+        peer: NodeId,
+        /// The message's kind, as its encoding names it (at most 64 bytes of it).
+        kind: String,
+    },
     /// A connection was closed because of bad input from the peer.
     BadPeer {
         /// The connection.
