@@ -156,6 +156,54 @@ fn a_next_version_node_interoperates() {
     assert!(run.closed);
 }
 
+/// A newer peer's error in a response, or reason in a goodbye, is read as the nearest known
+/// one, not as a broken frame.
+#[test]
+fn unknown_errors_and_reasons_are_read_as_the_nearest_known() {
+    use ciborium::Value;
+    let map = |k: &str, v: Value| Value::Map(vec![(Value::Text(k.into()), v)]);
+    let response = map(
+        "Response",
+        Value::Map(vec![
+            (Value::Text("id".into()), Value::Integer(4.into())),
+            (
+                Value::Text("result".into()),
+                map("Err", map("QuotaExceeded", Value::Text("10/s".into()))),
+            ),
+        ]),
+    );
+    let body = encode_value(&response).unwrap();
+    assert!(chaski_proto::codec::decode_message(&body).is_err());
+    match chaski_proto::message::tolerant_decode(&body) {
+        Some(Message::Response {
+            id: 4,
+            result: Err(chaski_proto::RemoteError::Failed(m)),
+        }) => assert!(m.contains("QuotaExceeded"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let goodbye = map("Goodbye", Value::Text("Maintenance".into()));
+    match chaski_proto::message::tolerant_decode(&encode_value(&goodbye).unwrap()) {
+        Some(Message::Goodbye(DisconnectReason::ProtocolError(m))) => {
+            assert!(m.contains("Maintenance"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Through a node: the goodbye ends the edge as the peer's goodbye, not as bad input.
+    let mut run = Run::new();
+    run.feed(&next_version_hello(79));
+    run.feed(&raw_frame(&goodbye));
+    assert!(run.closed);
+    assert!(run.events.iter().any(|e| matches!(
+        e,
+        Event::PeerLost { by_peer: true, reason: DisconnectReason::ProtocolError(m), .. }
+            if m.contains("Maintenance")
+    )));
+    assert!(!run
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::BadPeer { .. })));
+}
+
 #[test]
 fn ranges_that_do_not_meet_are_refused() {
     let mut run = Run::new();

@@ -996,7 +996,10 @@ impl Node {
     fn handle_body(&mut self, conn: ConnId, body: &[u8], now: Instant) {
         self.counters.frames_received += 1;
         if body.first() != Some(&PUBLISH_MARK) {
-            return match decode_value(body) {
+            return match decode_value(body).or_else(|e| {
+                // A newer peer's reason or error, read as the nearest known one.
+                crate::message::tolerant_decode(body).ok_or(e)
+            }) {
                 Ok(msg) => self.handle_message(conn, msg, now),
                 Err(e) => match (crate::message::unknown_kind(body), self.conns.get(&conn)) {
                     // A kind of message a newer peer knows and we do not: skipped.
