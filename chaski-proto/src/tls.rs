@@ -64,6 +64,8 @@ pub struct Tls {
     client: Arc<ClientConfig>,
     server: Arc<ServerConfig>,
     id: NodeId,
+    /// The common name of the node's certificate.
+    name: Option<String>,
     allow: BTreeSet<NodeId>,
 }
 
@@ -104,6 +106,7 @@ impl Tls {
         };
         let id = id_of_cert(own)
             .ok_or_else(|| TlsError("the node certificate is not valid X.509".into()))?;
+        let name = name_of_cert(own);
         let key = PrivateKeyDer::from_pem_slice(&identity.key).map_err(|e| err("node key", e))?;
         let versions = &[&rustls::version::TLS13];
 
@@ -130,8 +133,14 @@ impl Tls {
             client: Arc::new(client),
             server: Arc::new(server),
             id,
+            name,
             allow: BTreeSet::new(),
         })
+    }
+
+    /// The common name of the node's certificate (a node without a configured name takes it).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Lets in only these node ids (each derived from a certificate: see [`id_of_cert`]);
@@ -199,9 +208,11 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
-/// The whole DER `SubjectPublicKeyInfo` of an X.509 certificate.
-fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
-    const SEQUENCE: u8 = 0x30;
+const SEQUENCE: u8 = 0x30;
+
+/// The fields of an X.509 certificate's `tbsCertificate` from `skip` on (0: serial number;
+/// the optional version is passed over).
+fn tbs_from(cert: &[u8], skip: usize) -> Option<&[u8]> {
     let (tag, certificate, _) = der(cert)?;
     if tag != SEQUENCE {
         return None;
@@ -210,13 +221,43 @@ fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
     if tag != SEQUENCE {
         return None;
     }
-    // [0] version (optional), serial, signature algorithm, issuer, validity, subject.
     if tbs.first() == Some(&0xa0) {
         tbs = der(tbs)?.2;
     }
-    for _ in 0..5 {
+    for _ in 0..skip {
         tbs = der(tbs)?.2;
     }
+    Some(tbs)
+}
+
+/// The common name (OID 2.5.4.3) of an X.509 certificate's subject, if it has one in UTF-8,
+/// printable or IA5 text.
+pub fn name_of_cert(cert: &[u8]) -> Option<String> {
+    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
+    // Serial, signature algorithm, issuer, validity, then the subject.
+    let (tag, mut rdns, _) = der(tbs_from(cert, 4)?)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    while !rdns.is_empty() {
+        let (_, set, rest) = der(rdns)?;
+        rdns = rest;
+        let (_, attribute, _) = der(set)?;
+        let (tag, oid, value) = der(attribute)?;
+        if tag == 0x06 && oid == COMMON_NAME {
+            let (tag, text, _) = der(value)?;
+            if matches!(tag, 0x0c | 0x13 | 0x16) {
+                return std::str::from_utf8(text).ok().map(str::to_string);
+            }
+        }
+    }
+    None
+}
+
+/// The whole DER `SubjectPublicKeyInfo` of an X.509 certificate.
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    // Serial, signature algorithm, issuer, validity, subject, then the key.
+    let tbs = tbs_from(cert, 5)?;
     let (tag, _, rest) = der(tbs)?;
     if tag != SEQUENCE {
         return None;
@@ -243,6 +284,8 @@ mod tests {
         for len in 0..64u8 {
             let v: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37) ^ 0x30).collect();
             let _ = id_of_cert(&v);
+            let _ = name_of_cert(&v);
         }
+        assert_eq!(name_of_cert(&[0x30, 0x03, 0x30, 0x01, 0x00]), None);
     }
 }

@@ -132,6 +132,14 @@ fn secure_nodes_connect_with_proven_ids_and_exchange_messages() {
         proven(&a_id),
         "a secure node is its certificate"
     );
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(&a_id.cert).unwrap();
+    assert_eq!(chaski_proto::tls::name_of_cert(&der).as_deref(), Some("a"));
+    let unnamed = sim.add_node(Config::default().secure(tls(&ca.issue("from-cert", 2020, 2035))));
+    assert_eq!(
+        sim.node(unnamed).name(),
+        "from-cert",
+        "a node without a name takes its certificate's"
+    );
     assert_eq!(sim.node(b).id(), proven(&b_id));
     sim.with(b, |n, now| n.subscribe("news", now)).unwrap();
     sim.connect(a, b);

@@ -300,7 +300,11 @@ impl Node {
         let drawn = NodeId(rng.u128(..).max(1));
         // A secure node is who its certificate proves.
         let id = cfg.tls.as_ref().map_or(drawn, |t| t.id());
-        let name = cfg.name.clone().unwrap_or_else(|| format!("node-{id}"));
+        let name = cfg
+            .name
+            .clone()
+            .or_else(|| cfg.tls.as_ref().and_then(|t| t.name().map(str::to_string)))
+            .unwrap_or_else(|| format!("node-{id}"));
         let mut topics = BTreeMap::new();
         if cfg.root {
             topics.insert(ROOT_TOPIC.to_string(), TopicState::Paired(id));
