@@ -671,23 +671,30 @@ pub fn root_hub_topologies<H: Harness>(h: &H, host: &str) {
     n.iter().for_each(|x| x.shutdown());
 
     let n = hub(&["A"; 7], 2);
-    // Settled when only the anchor keeps a root link.
-    assert!(wait_until(WAIT, || n[0].edges().len() == 1));
-    let edges = edge_set(&n);
-    let mut reach = BTreeSet::from([1]);
-    loop {
-        let before = reach.len();
-        for &(a, b) in &edges {
-            if a != 0 && (reach.contains(&a) || reach.contains(&b)) {
-                reach.insert(a);
-                reach.insert(b);
+    // The nodes the anchor reaches through links held on both sides, not through the root.
+    let reached = |edges: &BTreeSet<(usize, usize)>| {
+        let mut reach = BTreeSet::from([1]);
+        loop {
+            let before = reach.len();
+            for &(a, b) in edges {
+                if a != 0 && (reach.contains(&a) || reach.contains(&b)) {
+                    reach.insert(a);
+                    reach.insert(b);
+                }
+            }
+            if reach.len() == before {
+                return reach.len();
             }
         }
-        if reach.len() == before {
-            break;
-        }
-    }
-    assert_eq!(reach.len(), 7, "the A cluster fragmented: {edges:?}");
+    };
+    // Settled when only the anchor keeps a root link and every pairing link has both ends
+    // (the last Hello may still be crossing when the root lets go).
+    let settled = wait_until(WAIT, || {
+        n[0].edges().len() == 1 && reached(&edge_set(&n)) == 7
+    });
+    let edges = edge_set(&n);
+    assert!(settled, "the A cluster fragmented: {edges:?}");
+    assert_eq!(reached(&edges), 7, "the A cluster fragmented: {edges:?}");
     n.iter().for_each(|x| x.shutdown());
 }
 
