@@ -405,3 +405,137 @@ fn the_node_service_reports_edges_unless_turned_off() {
         Err(CommandError::Reserved("@"))
     );
 }
+
+/// A timer that fires late still ends the call (as `Timeout`, not by waiting for a deadline
+/// already gone); shutting down fails every pending call as `Disconnected`.
+#[test]
+fn late_timers_and_shutdown_end_calls() {
+    let mut sim = Sim::new(40);
+    let caller = node(&mut sim, "caller");
+    let server = node(&mut sim, "server");
+    link(&mut sim, caller, server);
+    serve(&mut sim, server, "math");
+    sim.run_for(Duration::from_millis(50));
+    let id = call(&mut sim, caller, "math", Duration::from_millis(500));
+    sim.with(caller, |n, now| {
+        n.handle_timeout(now + Duration::from_secs(2))
+    });
+    assert_eq!(response(&sim, caller, id), Some(Err(RemoteError::Timeout)));
+    let id = call(&mut sim, caller, "math", W3);
+    // A call still waiting for a server, with its search.
+    let waiting = call(&mut sim, caller, "nowhere", W3);
+    sim.with(caller, |n, now| n.shutdown(now));
+    for id in [id, waiting] {
+        assert_eq!(
+            response(&sim, caller, id),
+            Some(Err(RemoteError::Disconnected))
+        );
+    }
+    assert!(sim.events(caller).iter().any(|(_, e)| matches!(
+        e,
+        Event::ServiceFound { service, peer: None } if service == "nowhere"
+    )));
+}
+
+/// One node searches for one service, then for another: each search has its own id, so the
+/// mesh forwards both (neither is taken for a duplicate of the other).
+#[test]
+fn successive_searches_are_all_forwarded() {
+    let mut sim = Sim::new(46);
+    let caller = node(&mut sim, "caller");
+    let relay = node(&mut sim, "relay");
+    let a = node(&mut sim, "a");
+    let b = node(&mut sim, "b");
+    link(&mut sim, caller, relay);
+    link(&mut sim, relay, a);
+    link(&mut sim, relay, b);
+    serve(&mut sim, a, "alpha");
+    serve(&mut sim, b, "beta");
+    sim.run_for(Duration::from_millis(50));
+    for (service, server) in [("alpha", a), ("beta", b)] {
+        let id = sim.node(server).id();
+        assert_eq!(
+            sim.with(caller, |n, now| n.seek_service(service, now)),
+            Ok(None)
+        );
+        assert!(
+            sim.run_until(W3, |s| s.events(caller).iter().any(|(_, e)| matches!(
+                e,
+                Event::ServiceFound { service: found, peer: Some(p) } if found == service && *p == id
+            ))),
+            "{service} not found"
+        );
+    }
+}
+
+/// A search naming no service, or one longer than `max_name_len`, goes no further.
+#[test]
+fn malformed_searches_are_not_forwarded() {
+    use bytes::BytesMut;
+    use chaski_proto::codec::{encode_frame, FrameDecoder};
+    use chaski_proto::message::{Hello, Message, ServiceSearch};
+    use chaski_proto::{ConnId, Direction, Node, Output};
+    let now = std::time::Instant::now();
+    let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let mut n = Node::new(Config::default().seed(1), Some(at(9000))).unwrap();
+    let frame = |m: &Message| {
+        let mut b = BytesMut::new();
+        encode_frame(m, &mut b, 1 << 20).unwrap();
+        b
+    };
+    let hello = |id: u128| {
+        Message::Hello(Hello {
+            version: 1,
+            max_version: None,
+            id: NodeId(id),
+            name: format!("p{id}"),
+            listen: None,
+            topics: vec![],
+            paired: vec![],
+            services: vec![],
+            root: false,
+            pairing: None,
+            nonce: 1,
+        })
+    };
+    for (conn, id) in [(1, 71), (2, 72)] {
+        n.handle_connected(
+            ConnId(conn),
+            at(9000 + conn as u16),
+            Direction::Inbound,
+            now,
+        );
+        n.handle_bytes(ConnId(conn), &frame(&hello(id)), now);
+    }
+    // What reaches the second peer, as messages.
+    let mut seen = FrameDecoder::new(1 << 20);
+    let mut forwarded = |n: &mut Node| {
+        let mut searches = Vec::new();
+        while let Some(o) = n.poll_output() {
+            if let Output::Transmit { conn: ConnId(2) } = o {
+                seen.extend(&n.take_outbound(ConnId(2), now));
+            }
+        }
+        while let Ok(Some(body)) = seen.next_frame() {
+            if let Ok(Message::FindService(s)) = chaski_proto::codec::decode_message(&body) {
+                searches.push(s.service);
+            }
+        }
+        searches
+    };
+    forwarded(&mut n);
+    let search = |id: u64, service: String| {
+        Message::FindService(ServiceSearch {
+            id,
+            origin: NodeId(71),
+            origin_addr: at(9001),
+            service,
+            ttl: 4,
+        })
+    };
+    n.handle_bytes(ConnId(1), &frame(&search(1, String::new())), now);
+    n.handle_bytes(ConnId(1), &frame(&search(2, "x".repeat(300))), now);
+    n.handle_bytes(ConnId(1), &frame(&search(3, "x".repeat(256))), now);
+    n.handle_bytes(ConnId(1), &frame(&search(4, "ok".into())), now);
+    assert_eq!(forwarded(&mut n), ["x".repeat(256), "ok".to_string()]);
+}
