@@ -5,8 +5,8 @@
 #
 #   clients/python/run.sh PATH_TO_CHASKI
 set -euo pipefail
-cd "$(dirname "$0")"
 chaski=$(realpath "$1")
+cd "$(dirname "$0")"
 venv=${CHASKI_PY_VENV:-/tmp/chaski-py-venv}
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
