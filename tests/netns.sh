@@ -87,6 +87,18 @@ run 7 root2 root --name root2 --connect "$root"
 run 8 logger node --name logger --connect "$root,10.77.0.7:8511" --sub alerts
 run 9 alerts node --name alerts --connect "$root,10.77.0.7:8511" --pub alerts --every 0.2 --message "alert {n}"
 
+# A secure mesh beside it (TLS, one cluster CA) on other ports: root on host 1, publisher on
+# host 2, subscriber on host 3 (whose link is cut and healed below).
+"$bin" ca init "$logs/ca" >/dev/null
+for n in sroot spub ssub; do "$bin" cert issue "$n" --ca "$logs/ca" --out "$logs/$n" >/dev/null; done
+"$bin" ca init "$logs/other-ca" >/dev/null
+"$bin" cert issue outsider --ca "$logs/other-ca" --out "$logs/outsider" >/dev/null
+sroot=10.77.0.1:8611
+run 1 sroot root --bind 0.0.0.0:8611 --tls-dir "$logs/sroot"
+run 2 spub node --bind 0.0.0.0:8612 --connect "$sroot" --pub secure --every 0.2 \
+    --message "secret {n}" --tls-dir "$logs/spub"
+run 3 ssub node --bind 0.0.0.0:8612 --connect "$sroot" --sub secure --tls-dir "$logs/ssub"
+
 echo "== netns: nine hosts on a bridge (10.77.0.1-9)"
 wait_log display '^\[sensors\] temperature' 30 >/dev/null
 echo "   display receives sensors through the root"
@@ -100,6 +112,22 @@ done
 echo "   display and display2 discovered each other and paired across hosts"
 wait_log client '^call demo.add\([0-9]+, [0-9]+\) = ' 30 >/dev/null
 echo "   client's calls to service answered across hosts"
+
+echo "== the secure mesh across hosts (TLS 1.3, mutual authentication)"
+wait_log ssub '^\[secure\] secret' 30 >/dev/null
+echo "   ssub receives spub's messages through the secure root"
+set +e
+ip netns exec "${p}h4" "$bin" pub "$sroot" secure plain >"$logs/plainpub.log" 2>&1
+plain_code=$?
+ip netns exec "${p}h4" "$bin" pub "$sroot" secure forged --tls-dir "$logs/outsider" \
+    >"$logs/outsider.log" 2>&1
+outsider_code=$?
+set -e
+((plain_code == 6)) && grep -q "TLS only" "$logs/plainpub.log" ||
+    fail "a plaintext publisher to the secure root: exit $plain_code"
+((outsider_code == 6)) || fail "a publisher with another CA's certificate: exit $outsider_code"
+grep -qE 'plain|forged' "$logs/ssub.log" && fail "a stranger's message reached ssub"
+echo "   a plaintext peer and another CA's certificate are refused (exit 6, reason given)"
 
 echo "== host 6 vanishes (its link goes down)"
 ip link set "${p}v6" down
@@ -127,6 +155,13 @@ until (($(last_n display temperature) > before + 2)); do
     sleep 0.05
 done
 echo "   display receives what is published after the heal (temperature $(last_n display temperature), cut at $before)"
+end=$((SECONDS + 40))
+secret_before=$(last_n ssub secret)
+until (($(last_n ssub secret) > secret_before + 2)); do
+    ((SECONDS < end)) || fail "the secure subscriber on the cut host did not heal"
+    sleep 0.05
+done
+echo "   the secure subscriber on the same host healed too (secret $(last_n ssub secret))"
 
 echo "== SIGTERM to sensor: a goodbye"
 kill -TERM "$pid_sensor"

@@ -197,6 +197,10 @@ pub struct Config {
     pub max_inbound_requests: usize,
     /// UDP status queries of ours awaiting an answer (default 64).
     pub max_pending_status: usize,
+    /// UDP status queries this node answers per second, from everyone together (default 200;
+    /// 0: none). Past it queries are dropped (counted): a flood of forged queries cannot make
+    /// the node send more than this.
+    pub status_replies_per_sec: u32,
     /// Largest ping padding accepted from a peer (default 1 MiB).
     pub max_ping_padding: usize,
     /// The node-wide memory budget, in bytes (default 256 MiB). Three quarters of it bound what
@@ -270,6 +274,7 @@ impl Default for Config {
             max_pending_calls: 1024,
             max_inbound_requests: 256,
             max_pending_status: 64,
+            status_replies_per_sec: 200,
             max_ping_padding: 1024 * 1024,
             max_memory: 256 * 1024 * 1024,
             max_hello_len: 1024 * 1024,
@@ -371,6 +376,8 @@ setters! {
     max_inbound_requests: usize,
     /// Sets [`Config::max_pending_status`].
     max_pending_status: usize,
+    /// Sets [`Config::status_replies_per_sec`].
+    status_replies_per_sec: u32,
     /// Sets [`Config::max_ping_padding`].
     max_ping_padding: usize,
     /// Sets [`Config::max_memory`].

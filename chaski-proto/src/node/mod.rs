@@ -235,6 +235,8 @@ pub struct Node {
     next_status: u64,
     /// Our status queries: token → (address asked, deadline, whether asked again padded).
     status_queries: BTreeMap<u64, (SocketAddr, Instant, bool)>,
+    /// Status replies sent in the current second, and when that second began.
+    status_replies: (u32, Option<Instant>),
 
     redials: BTreeMap<NodeId, Redial>,
     /// When the node last dialed an address by itself (pairing, redial).
@@ -288,6 +290,8 @@ pub struct Counters {
     pub memory_shed: u64,
     /// Messages of kinds this node does not know (from a newer peer), skipped.
     pub unknown_skipped: u64,
+    /// Status queries not answered: past `status_replies_per_sec`.
+    pub status_dropped: u64,
 }
 
 impl Node {
@@ -335,6 +339,7 @@ impl Node {
             inbound: HashSet::new(),
             next_status: 0,
             status_queries: BTreeMap::new(),
+            status_replies: (0, None),
             redials: BTreeMap::new(),
             recent_dials: BTreeMap::new(),
             timers: Timers::default(),

@@ -237,6 +237,20 @@ impl Node {
             .filter(|d| d.len() <= limit)
     }
 
+    /// Whether one more status reply fits in this second's `status_replies_per_sec`.
+    fn may_answer_status(&mut self, now: Instant) -> bool {
+        let (sent, since) = &mut self.status_replies;
+        if since.is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1)) {
+            *since = Some(now);
+            *sent = 0;
+        }
+        if *sent >= self.cfg.status_replies_per_sec {
+            return false;
+        }
+        *sent += 1;
+        true
+    }
+
     /// Asks the node at `addr` for its status over UDP. The answer (or `None` after
     /// `status_timeout`) arrives as [`Event::Status`] with the returned token.
     pub fn query_status(&mut self, addr: SocketAddr, now: Instant) -> Result<u64, CommandError> {
@@ -299,7 +313,6 @@ impl Node {
 
     /// A UDP datagram arrived. Undecodable or oversized datagrams are dropped.
     pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
-        let _ = now;
         if data.len() > self.cfg.max_datagram_len || self.shut_down {
             return;
         }
@@ -312,6 +325,9 @@ impl Node {
             // A secure node says nothing, and takes nothing, unauthenticated.
             Datagram::StatusRequest { .. } | Datagram::Publish { .. } if secure => {
                 debug!(%from, "secure node: ignoring an unauthenticated datagram");
+            }
+            Datagram::StatusRequest { .. } if !self.may_answer_status(now) => {
+                self.counters.status_dropped += 1;
             }
             Datagram::StatusRequest { token, .. } => {
                 // Never more bytes back than came in: a forged source cannot amplify.

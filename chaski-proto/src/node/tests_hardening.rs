@@ -651,3 +651,30 @@ fn a_wildcard_seeker_pairs_with_a_member_of_a_topic_it_matches() {
     n.handle_bytes(ConnId(1), &discovery_frame(51, 1, "alerts/*", 5, 6051), now);
     assert!(dials(&drain(&mut n)).is_empty());
 }
+
+#[test]
+fn status_replies_are_bounded_per_second() {
+    let (mut n, now) = node(Config::default().status_replies_per_sec(50));
+    drain(&mut n);
+    let query = crate::codec::encode_value(&crate::message::Datagram::StatusRequest {
+        token: 1,
+        padding: vec![0; 1180].into(),
+    })
+    .unwrap();
+    let replies = |n: &mut Node, at: Instant, count: usize| {
+        for _ in 0..count {
+            n.handle_datagram(addr(1), &query, at);
+        }
+        drain(n)
+            .into_iter()
+            .filter(|o| matches!(o, Output::Datagram { .. }))
+            .count()
+    };
+    assert_eq!(replies(&mut n, now, 80), 50);
+    assert_eq!(n.counters().status_dropped, 30);
+    assert_eq!(replies(&mut n, now + Duration::from_millis(999), 5), 0);
+    assert_eq!(replies(&mut n, now + Duration::from_secs(1), 80), 50);
+    let (mut off, now) = node(Config::default().status_replies_per_sec(0));
+    drain(&mut off);
+    assert_eq!(replies(&mut off, now, 3), 0);
+}
