@@ -26,6 +26,19 @@ fn link(sim: &mut Sim, a: Idx, b: Idx) {
     );
 }
 
+/// A caller linked to one node per name, each serving `math`, settled.
+fn servers_of_math<const N: usize>(seed: u64, names: [&str; N]) -> (Sim, Idx, [Idx; N]) {
+    let mut sim = Sim::new(seed);
+    let caller = node(&mut sim, "caller");
+    let servers = names.map(|name| node(&mut sim, name));
+    for s in servers {
+        link(&mut sim, caller, s);
+        serve(&mut sim, s, "math");
+    }
+    sim.run_for(Duration::from_millis(50));
+    (sim, caller, servers)
+}
+
 fn serve(sim: &mut Sim, n: Idx, service: &str) {
     sim.with(n, |node, now| node.serve(service, now)).unwrap();
 }
@@ -173,15 +186,7 @@ fn no_server_anywhere_is_not_found() {
 /// Two servers: calls spread by fewest in flight, so unanswered calls alternate.
 #[test]
 fn calls_spread_over_two_servers() {
-    let mut sim = Sim::new(34);
-    let caller = node(&mut sim, "caller");
-    let s1 = node(&mut sim, "s1");
-    let s2 = node(&mut sim, "s2");
-    link(&mut sim, caller, s1);
-    link(&mut sim, caller, s2);
-    serve(&mut sim, s1, "math");
-    serve(&mut sim, s2, "math");
-    sim.run_for(Duration::from_millis(50));
+    let (mut sim, caller, [s1, s2]) = servers_of_math(34, ["s1", "s2"]);
     assert_eq!(sim.node(caller).servers("math").len(), 2);
     for _ in 0..10 {
         call(&mut sim, caller, "math", W3);
@@ -208,15 +213,7 @@ fn calls_spread_over_two_servers() {
 /// its deadline; a call to one peer (not by name) fails as disconnected.
 #[test]
 fn a_lost_server_fails_over() {
-    let mut sim = Sim::new(35);
-    let caller = node(&mut sim, "caller");
-    let s1 = node(&mut sim, "s1");
-    let s2 = node(&mut sim, "s2");
-    link(&mut sim, caller, s1);
-    link(&mut sim, caller, s2);
-    serve(&mut sim, s1, "math");
-    serve(&mut sim, s2, "math");
-    sim.run_for(Duration::from_millis(50));
+    let (mut sim, caller, [s1, s2]) = servers_of_math(35, ["s1", "s2"]);
     let s1_id = sim.node(s1).id();
     let by_name = call(&mut sim, caller, "math", Duration::from_secs(5));
     assert!(
@@ -251,15 +248,7 @@ fn a_lost_server_fails_over() {
 /// other, the caller gets the server's error.
 #[test]
 fn busy_or_withdrawn_servers_pass_the_call_on() {
-    let mut sim = Sim::new(36);
-    let caller = node(&mut sim, "caller");
-    let s1 = node(&mut sim, "s1");
-    let s2 = node(&mut sim, "s2");
-    link(&mut sim, caller, s1);
-    link(&mut sim, caller, s2);
-    serve(&mut sim, s1, "math");
-    serve(&mut sim, s2, "math");
-    sim.run_for(Duration::from_millis(50));
+    let (mut sim, caller, [s1, s2]) = servers_of_math(36, ["s1", "s2"]);
     let id = call(&mut sim, caller, "math", W3);
     assert!(sim.run_until(W3, |s| !requests_of(s, s1).is_empty()));
     for (peer, rid) in requests_of(&sim, s1) {
@@ -300,12 +289,7 @@ fn busy_or_withdrawn_servers_pass_the_call_on() {
 /// gets `Cancelled`, and answering afterwards is refused.
 #[test]
 fn cancels_reach_the_server() {
-    let mut sim = Sim::new(37);
-    let caller = node(&mut sim, "caller");
-    let server = node(&mut sim, "server");
-    link(&mut sim, caller, server);
-    serve(&mut sim, server, "math");
-    sim.run_for(Duration::from_millis(50));
+    let (mut sim, caller, [server]) = servers_of_math(37, ["server"]);
     let cancelled = |s: &Sim, id: u64| {
         s.events(server)
             .iter()
@@ -410,12 +394,7 @@ fn the_node_service_reports_edges_unless_turned_off() {
 /// already gone); shutting down fails every pending call as `Disconnected`.
 #[test]
 fn late_timers_and_shutdown_end_calls() {
-    let mut sim = Sim::new(40);
-    let caller = node(&mut sim, "caller");
-    let server = node(&mut sim, "server");
-    link(&mut sim, caller, server);
-    serve(&mut sim, server, "math");
-    sim.run_for(Duration::from_millis(50));
+    let (mut sim, caller, [server]) = servers_of_math(40, ["server"]);
     let id = call(&mut sim, caller, "math", Duration::from_millis(500));
     sim.with(caller, |n, now| {
         n.handle_timeout(now + Duration::from_secs(2))
