@@ -176,6 +176,8 @@ fn a_certificate_from_another_ca_gets_nowhere() {
         .unwrap();
     assert!(why.contains("TLS"), "{why}");
     assert_eq!(sim.edge_count(member), 0);
+    let bad = |s: &Sim, n: Idx| s.node(n).counters().bad_peers;
+    assert!(bad(&sim, member) + bad(&sim, outsider) >= 1);
     // And the other way round.
     sim.connect(member, outsider);
     sim.run_for(Duration::from_millis(500));
@@ -215,6 +217,13 @@ fn plaintext_and_secure_nodes_refuse_each_other_with_a_reason() {
     assert!(dropped(&sim, open).unwrap().contains("does not use TLS"));
     assert_eq!(sim.edge_count(member), 0);
     assert_eq!(sim.edge_count(open), 0);
+    // Each refusal counts as a bad peer, and the plaintext goodbye a secure node writes outside
+    // TLS is counted in its memory like any other byte.
+    assert!(sim.node(member).counters().bad_peers >= 1);
+    assert!(sim.node(open).counters().bad_peers >= 1);
+    for n in [member, open] {
+        assert_eq!(sim.node(n).memory(), sim.node(n).memory_recounted());
+    }
 }
 
 #[test]

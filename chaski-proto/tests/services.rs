@@ -394,7 +394,7 @@ fn the_node_service_reports_edges_unless_turned_off() {
 /// already gone); shutting down fails every pending call as `Disconnected`.
 #[test]
 fn late_timers_and_shutdown_end_calls() {
-    let (mut sim, caller, [server]) = servers_of_math(40, ["server"]);
+    let (mut sim, caller, [_server]) = servers_of_math(40, ["server"]);
     let id = call(&mut sim, caller, "math", Duration::from_millis(500));
     sim.with(caller, |n, now| {
         n.handle_timeout(now + Duration::from_secs(2))
