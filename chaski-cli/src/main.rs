@@ -36,7 +36,7 @@ struct Cli {
     config: Option<std::path::PathBuf>,
     /// Run secure: TLS 1.3 with the certificate in DIR (ca.pem, node.pem, node.key, as
     /// `chaski cert issue` writes them); peers without a certificate of the same CA are
-    /// refused, and UDP status and publishes are off.
+    /// refused, UDP publishes are off and UDP status answers the node's own host only.
     #[arg(long, global = true, env = "CHASKI_TLS_DIR", value_name = "DIR")]
     tls_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]

@@ -227,7 +227,7 @@ pub struct Config {
     pub introspect: bool,
     /// Secure links (TLS 1.3, mutual authentication with the cluster CA): every connection
     /// is encrypted, the node's id is its certificate's, and plaintext peers are refused; UDP
-    /// status and publishes are off. `None` (the default): plaintext. Not read from a file:
+    /// publishes are off and status is answered to the node's own host only. `None` (the default): plaintext. Not read from a file:
     /// see [`Config::secure`].
     #[serde(skip)]
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,

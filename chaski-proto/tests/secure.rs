@@ -247,3 +247,51 @@ fn an_allow_list_keeps_other_members_out() {
     assert!(dropped(&sim, a).unwrap().contains("allow-list"));
     assert!(refused(&sim, c).unwrap().contains("allow-list"));
 }
+
+/// A secure node answers status queries from its own host only (health checks), and takes no
+/// UDP publish.
+#[test]
+fn udp_is_for_the_own_host_only() {
+    use chaski_proto::codec::encode_value;
+    use chaski_proto::message::Datagram;
+    use chaski_proto::{Node, Output};
+    let ca = Ca::new();
+    let now = std::time::Instant::now();
+    let cfg = Config::default().secure(tls(&ca.issue("n", 2020, 2035)));
+    let mut n = Node::new(cfg, Some(([0, 0, 0, 0], 9000).into())).unwrap();
+    n.subscribe("t", now).unwrap();
+    let query = encode_value(&Datagram::StatusRequest {
+        token: 1,
+        padding: Bytes::from(vec![0; 1180]),
+    })
+    .unwrap();
+    let publish = encode_value(&Datagram::Publish {
+        topic: "t".into(),
+        payload: Bytes::from_static(b"x"),
+    })
+    .unwrap();
+    let outputs = |n: &mut Node| {
+        let mut v = Vec::new();
+        while let Some(o) = n.poll_output() {
+            v.push(o);
+        }
+        v
+    };
+    outputs(&mut n);
+    n.handle_datagram(([10, 0, 0, 7], 4000).into(), &query, now);
+    n.handle_datagram(([10, 0, 0, 7], 4000).into(), &publish, now);
+    n.handle_datagram(([127, 0, 0, 1], 4000).into(), &publish, now);
+    assert!(
+        outputs(&mut n).is_empty(),
+        "a secure node answered or delivered UDP"
+    );
+    n.handle_datagram(([127, 0, 0, 1], 4000).into(), &query, now);
+    let out = outputs(&mut n);
+    assert!(
+        matches!(&out[..], [Output::Datagram { to, .. }] if to.ip().is_loopback()),
+        "{out:?}"
+    );
+    assert!(n
+        .publish_datagram(([127, 0, 0, 1], 9).into(), "t", Bytes::new())
+        .is_err());
+}

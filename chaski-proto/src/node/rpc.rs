@@ -322,9 +322,14 @@ impl Node {
         };
         let secure = self.cfg.tls.is_some();
         match dg {
-            // A secure node says nothing, and takes nothing, unauthenticated.
-            Datagram::StatusRequest { .. } | Datagram::Publish { .. } if secure => {
-                debug!(%from, "secure node: ignoring an unauthenticated datagram");
+            // A secure node says nothing, and takes nothing, unauthenticated: only its own host
+            // (a loopback source, which no other host can forge) may ask for its status, for
+            // health checks.
+            Datagram::StatusRequest { .. } if secure && !from.ip().is_loopback() => {
+                debug!(%from, "secure node: ignoring a status query from another host");
+            }
+            Datagram::Publish { .. } if secure => {
+                debug!(%from, "secure node: ignoring an unauthenticated publish");
             }
             Datagram::StatusRequest { .. } if !self.may_answer_status(now) => {
                 self.counters.status_dropped += 1;
