@@ -128,6 +128,17 @@ fn a_next_version_node_interoperates() {
         .collect();
     assert_eq!(skipped, ["Gossip", "Heartbeat"]);
     assert_eq!(run.node.counters().unknown_skipped, 2);
+    // Thousands of them: counted, but only the first few are events.
+    let frame = raw_frame(&gossip);
+    run.feed(&frame.repeat(1000));
+    assert!(!run.closed);
+    assert_eq!(run.node.counters().unknown_skipped, 1002);
+    let events = run
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::UnknownMessage { .. }))
+        .count();
+    assert_eq!(events, chaski_proto::node::UNKNOWN_EVENTS as usize);
     // And the link still carries what both know.
     let mut b = BytesMut::new();
     encode_frame(

@@ -263,6 +263,7 @@ impl Node {
                 last_ping: now,
                 keepalive_delay,
                 inbound_requests: 0,
+                unknown: 0,
             },
         );
         self.edge_order.push(h.id);

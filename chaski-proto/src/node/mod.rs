@@ -37,6 +37,10 @@ use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
 use crate::message::{DisconnectReason, Message, PairIntent};
 
+/// Messages of unknown kinds from one peer that each make an [`Event::UnknownMessage`]; the
+/// rest are only counted ([`Counters::unknown_skipped`]).
+pub const UNKNOWN_EVENTS: u32 = 16;
+
 /// A root's own topic (it marks the node as a root to peers): reserved, never published on,
 /// never delivered.
 pub const ROOT_TOPIC: &str = "@";
@@ -152,6 +156,8 @@ struct Edge {
     last_ping: Instant,
     keepalive_delay: Duration,
     inbound_requests: usize,
+    /// Messages of unknown kinds skipped from this peer (only the first few make an event).
+    unknown: u32,
 }
 
 impl Edge {
@@ -1018,7 +1024,14 @@ impl Node {
                         };
                         debug!(%peer, %kind, "skipping a message of an unknown kind");
                         self.counters.unknown_skipped += 1;
-                        self.push_event(Event::UnknownMessage { peer, kind });
+                        // A peer sending them by the thousand must not flood the event queue.
+                        let first = self.edges.get_mut(&peer).is_some_and(|e| {
+                            e.unknown += 1;
+                            e.unknown <= UNKNOWN_EVENTS
+                        });
+                        if first {
+                            self.push_event(Event::UnknownMessage { peer, kind });
+                        }
                     }
                     _ => self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now),
                 },
