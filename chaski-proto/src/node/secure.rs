@@ -9,7 +9,7 @@ use bytes::{BufMut, BytesMut};
 use tracing::{debug, warn};
 
 use super::{ConnState, Direction, Event, Node};
-use crate::codec::{decode_value, encode_frame, split_frame};
+use crate::codec::{decode_value, split_frame};
 use crate::id::{ConnId, NodeId};
 use crate::message::{DisconnectReason, Message};
 use crate::tls::{id_of_cert, is_tls_record};
@@ -112,8 +112,12 @@ impl Node {
                     return self.plaintext_peer(conn, rest, now);
                 }
             }
-            if let Err(e) = t.session.read_tls(&mut rest) {
-                return self.tls_failed(conn, e.to_string(), now);
+            match t.session.read_tls(&mut rest) {
+                Err(e) => return self.tls_failed(conn, e.to_string(), now),
+                // The session takes nothing more (the peer ended it): whatever follows is not
+                // read, and the connection is over.
+                Ok(0) => return self.handle_closed(conn, now),
+                Ok(_) => {}
             }
             if let Err(e) = t.session.process_new_packets() {
                 return self.tls_failed(conn, e.to_string(), now);
@@ -206,21 +210,18 @@ impl Node {
             return;
         };
         if c.dir == Direction::Inbound {
-            let reason = DisconnectReason::NotAuthorized(TLS_REQUIRED.into());
-            if let Some(t) = c.tls.as_mut() {
-                let before = t.wire.len();
-                let _ = encode_frame(&Message::Goodbye(reason.clone()), &mut t.wire, 1 << 16);
-                let grew = t.wire.len() - before;
-                self.grew_out(grew);
-                self.dirty.push_back(conn);
+            // Answered in plaintext: the session goes, and the goodbye is an ordinary frame.
+            if let Some(t) = c.tls.take() {
+                self.shrank_out(t.wire.len());
             }
+            let reason = DisconnectReason::NotAuthorized(TLS_REQUIRED.into());
             self.counters.bad_peers += 1;
             self.push_event(Event::BadPeer {
                 conn,
                 peer: None,
                 reason: reason.clone(),
             });
-            return self.end_conn(conn, reason, false, false, now);
+            return self.close_conn(conn, reason, true, now);
         }
         let said = match split_frame(data, 1 << 16) {
             Ok(Some((body, _))) => match decode_value::<Message>(body) {
