@@ -386,6 +386,24 @@ pub struct Proxy {
     timeout: Duration,
 }
 
+/// Cancels a call whose future is dropped before its answer.
+struct Abandon<'a> {
+    node: &'a Handle,
+    id: chaski_proto::RequestId,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let id = self.id;
+            self.node.shared.outside_turn(|s, now| {
+                s.hub.abandon_call(&mut s.core, id, now);
+            });
+        }
+    }
+}
+
 impl Proxy {
     /// The service's name.
     pub fn service(&self) -> &str {
@@ -409,26 +427,33 @@ impl Proxy {
 
     async fn raw(&self, path: &str, kind: CallKind, args: Bytes) -> Result<Bytes> {
         let timeout = Some(self.timeout);
-        // Dropping this future drops the waiter; the node then cancels the call (the server
-        // is told).
-        self.node
-            .ask(|s, now, w| {
-                let id = match self.peer {
-                    Some(peer) => s
-                        .core
-                        .call(peer, &self.service, path, kind, args, timeout, now),
-                    None => s
-                        .core
-                        .call_service(&self.service, path, kind, args, timeout, now),
-                }
-                .map_err(|e| match e {
-                    chaski_proto::CommandError::NoEdges => Error::NoService(self.service.clone()),
-                    e => e.into(),
-                })?;
-                s.hub.wait_call(id, w);
-                Ok(())
-            })
-            .await
+        let (tx, rx) = oneshot::channel();
+        let id = self.node.with(|s, now| {
+            let id = match self.peer {
+                Some(peer) => s
+                    .core
+                    .call(peer, &self.service, path, kind, args, timeout, now),
+                None => s
+                    .core
+                    .call_service(&self.service, path, kind, args, timeout, now),
+            }
+            .map_err(|e| match e {
+                chaski_proto::CommandError::NoEdges => Error::NoService(self.service.clone()),
+                e => e.into(),
+            })?;
+            s.hub.wait_call(id, tx);
+            Ok::<_, Error>(id)
+        })?;
+        // Dropping this future cancels the call at once: the server is told then, not at the
+        // node's next turn.
+        let mut guard = Abandon {
+            node: &self.node,
+            id,
+            armed: true,
+        };
+        let answer = rx.await;
+        guard.armed = false;
+        answer.map_err(|_| Error::ShutDown)?
     }
 
     /// Calls the method at `path` (dotted for nested services) with serde-typed arguments
@@ -440,7 +465,10 @@ impl Proxy {
 
     /// Reads the attribute at `path`.
     pub async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R> {
-        let out = self.raw(path, CallKind::Get, Bytes::new()).await?;
+        // No arguments: CBOR null, as PROTOCOL §3 says (an empty byte string is no value).
+        let out = self
+            .raw(path, CallKind::Get, Bytes::from_static(&[0xf6]))
+            .await?;
         decode(&out)
     }
 }

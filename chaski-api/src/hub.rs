@@ -105,6 +105,12 @@ impl Hub {
         self.calls.insert(id, w);
     }
 
+    /// Cancels a call whose caller stopped waiting (its future was dropped): the core tells
+    /// the server. `false` if it was answered already.
+    pub fn abandon_call(&mut self, node: &mut Node, id: RequestId, now: Instant) -> bool {
+        self.calls.remove(&id).is_some() && node.cancel_call(id, now)
+    }
+
     /// Waits for the pong of a ping.
     pub fn wait_ping(&mut self, id: u64, w: Waiter<Duration>) {
         self.pings.insert(id, w);

@@ -39,6 +39,8 @@ const DIRECT_WRITE: usize = 128 * 1024;
 const BUDGET: usize = 32;
 
 thread_local! {
+    /// Whether this thread runs a turn now (the node's lock is not reentrant).
+    static IN_TURN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Every task reads into this thread's buffer (an idle connection holds none).
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
     /// And writes from this one: bytes are copied out of the core under the lock, and written
@@ -109,8 +111,22 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 }
 
 impl State {
-    /// Carries out everything the core asked for.
+    /// Carries out everything the core asked for, until it has nothing left: what the hub
+    /// does in turn (answers it gives, calls it cancels) leaves before the lock is released.
     fn pump(&mut self, now: Instant) {
+        loop {
+            self.drain(now);
+            self.hub.sweep(&mut self.core, now);
+            if !self.core.has_pending_output() {
+                break;
+            }
+        }
+        self.hub.deliver();
+        self.after_pump();
+    }
+
+    /// Takes every output of the core once.
+    fn drain(&mut self, now: Instant) {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Transmit { conn } => {
@@ -149,8 +165,10 @@ impl State {
                 }
             }
         }
-        self.hub.deliver();
-        self.hub.sweep(&mut self.core, now);
+    }
+
+    /// Wakes whoever waits on what the pump changed.
+    fn after_pump(&mut self) {
         let released = self.core.congestion_released();
         if !self.publishers.is_empty() && (released != self.released || self.core.is_shut_down()) {
             for w in self.publishers.drain(..) {
@@ -354,9 +372,11 @@ impl Shared {
     pub fn turn<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
         let now = Instant::now();
         let mut g = self.lock();
+        let was = IN_TURN.replace(true);
         let r = f(&mut g, now);
         g.pump(now);
         let actions = std::mem::take(&mut g.actions);
+        IN_TURN.set(was);
         drop(g);
         for a in actions {
             match a {
@@ -365,6 +385,14 @@ impl Shared {
             }
         }
         r
+    }
+
+    /// Runs `f` as a [`Shared::turn`] unless this thread is in a turn already (something
+    /// dropped under the lock): then the turn under way sees to it (its pump sweeps).
+    pub(crate) fn outside_turn(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant)) {
+        if !IN_TURN.get() {
+            self.turn(f);
+        }
     }
 
     /// Whether the node has shut down and closed every connection.

@@ -5,6 +5,7 @@ use thiserror::Error;
 
 use crate::addr::AddrError;
 use crate::message::DisconnectReason;
+use crate::text::Escaped;
 
 /// A frame or datagram that could not be decoded or encoded.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -19,10 +20,10 @@ pub enum CodecError {
         max: usize,
     },
     /// The body is not a valid message.
-    #[error("undecodable message: {0}")]
+    #[error("undecodable message: {}", Escaped(.0))]
     Decode(String),
     /// The message could not be encoded.
-    #[error("unencodable message: {0}")]
+    #[error("unencodable message: {}", Escaped(.0))]
     Encode(String),
 }
 
@@ -54,7 +55,8 @@ pub enum CommandError {
     /// A wildcard (`*`, `**`) that is not a whole level, or a pattern where a topic is needed
     /// (publishing).
     #[error(
-        "{0:?}: wildcards are whole levels (`*` one, `**` any), and only subscriptions have them"
+        "\"{}\": wildcards are whole levels (`*` one, `**` any), and only subscriptions have them",
+        Escaped(.0)
     )]
     BadPattern(String),
     /// The topic is reserved for the protocol (`@`, a root's own topic).
@@ -85,7 +87,7 @@ pub enum CommandError {
 #[non_exhaustive]
 pub enum ConnectError {
     /// The runtime could not open the socket.
-    #[error("dial failed: {0}")]
+    #[error("dial failed: {}", Escaped(.0))]
     DialFailed(String),
     /// The peer did not finish the Hello exchange in time.
     #[error("handshake timed out")]
@@ -112,16 +114,16 @@ pub enum ConnectError {
 #[non_exhaustive]
 pub enum RemoteError {
     /// No connected peer (or not that peer) offers the service.
-    #[error("service {0:?} not found")]
+    #[error("service \"{}\" not found", Escaped(.0))]
     NotFound(String),
     /// The service has no method or attribute at that path.
-    #[error("no such method or attribute: {0}")]
+    #[error("no such method or attribute: {}", Escaped(.0))]
     NoSuchMethod(String),
     /// The arguments did not fit the method.
-    #[error("bad arguments: {0}")]
+    #[error("bad arguments: {}", Escaped(.0))]
     BadArguments(String),
     /// The method ran and failed.
-    #[error("remote failure: {0}")]
+    #[error("remote failure: {}", Escaped(.0))]
     Failed(String),
     /// No answer within the call's timeout.
     #[error("call timed out")]

@@ -38,6 +38,7 @@ pub mod message;
 pub mod node;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod text;
 pub mod tls;
 pub mod topic;
 

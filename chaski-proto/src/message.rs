@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::OnPair;
 use crate::error::RemoteError;
 use crate::id::NodeId;
+use crate::text::Escaped;
 
 /// The newest protocol version this node speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -237,13 +238,13 @@ impl fmt::Display for DisconnectReason {
                     "protocol version mismatch (ours {ours}, theirs {theirs})"
                 )
             }
-            DisconnectReason::ProtocolError(m) => write!(f, "protocol error: {m}"),
-            DisconnectReason::LimitExceeded(m) => write!(f, "limit exceeded: {m}"),
+            DisconnectReason::ProtocolError(m) => write!(f, "protocol error: {}", Escaped(m)),
+            DisconnectReason::LimitExceeded(m) => write!(f, "limit exceeded: {}", Escaped(m)),
             DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
             DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
             DisconnectReason::TooManyConnections => f.write_str("too many connections"),
             DisconnectReason::ConnectionLost => f.write_str("connection lost"),
-            DisconnectReason::NotAuthorized(m) => write!(f, "not authorized: {m}"),
+            DisconnectReason::NotAuthorized(m) => write!(f, "not authorized: {}", Escaped(m)),
         }
     }
 }

@@ -110,19 +110,23 @@ impl Tls {
         let key = PrivateKeyDer::from_pem_slice(&identity.key).map_err(|e| err("node key", e))?;
         let versions = &[&rustls::version::TLS13];
 
-        let server_verifier =
+        let server_verifier = Arc::new(NodeCerts(
             WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
-                .map_err(|e| err("verifier", e))?;
+                .map_err(|e| err("verifier", e))?,
+        ));
         let client = ClientConfig::builder_with_details(provider.clone(), time.clone())
             .with_protocol_versions(versions)
             .map_err(|e| err("client", e))?
-            .with_webpki_verifier(server_verifier)
+            .dangerous()
+            .with_custom_certificate_verifier(server_verifier)
             .with_client_auth_cert(chain.clone(), key.clone_key())
             .map_err(|e| err("node certificate or key", e))?;
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(|e| err("verifier", e))?;
+        let client_verifier = Arc::new(NodeCerts(
+            WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| err("verifier", e))?,
+        ));
         let server = ServerConfig::builder_with_details(provider, time)
             .with_protocol_versions(versions)
             .map_err(|e| err("server", e))?
@@ -174,6 +178,182 @@ impl Tls {
         session.set_buffer_limit(None);
         Ok(session)
     }
+}
+
+/// The WebPKI checks (chain to the cluster CA, validity, signatures; the server name on a
+/// dial), then what a node certificate must also carry on both sides ([`check_node_cert`]):
+/// without it, a certificate for something else the same CA signed would pass as a node's.
+#[derive(Debug)]
+struct NodeCerts<V: ?Sized>(Arc<V>);
+
+fn refused(why: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(TlsError(why)),
+    )))
+}
+
+impl rustls::client::danger::ServerCertVerifier for NodeCerts<WebPkiServerVerifier> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let ok = self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        check_node_cert(end_entity).map_err(refused)?;
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier
+    for NodeCerts<dyn rustls::server::danger::ClientCertVerifier>
+{
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let ok = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        check_node_cert(end_entity).map_err(refused)?;
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// What every node certificate carries besides the CA's signature (PROTOCOL §10): the DNS
+/// name [`CLUSTER_NAME`] among its subject alternative names, and an extended key usage
+/// listing both `serverAuth` and `clientAuth` (a node dials and accepts). The error says
+/// which is missing.
+pub fn check_node_cert(cert: &[u8]) -> Result<(), String> {
+    // id-ce-subjectAltName 2.5.29.17, id-ce-extKeyUsage 2.5.29.37.
+    const SAN: [u8; 3] = [0x55, 0x1d, 0x11];
+    const EKU: [u8; 3] = [0x55, 0x1d, 0x25];
+    // id-kp-serverAuth 1.3.6.1.5.5.7.3.1, id-kp-clientAuth 1.3.6.1.5.5.7.3.2.
+    const SERVER_AUTH: [u8; 8] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+    const CLIENT_AUTH: [u8; 8] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+    let unreadable = || "a node certificate that cannot be read".to_string();
+    let extensions = extensions(cert).ok_or_else(unreadable)?;
+    let (mut named, mut server, mut client) = (false, false, false);
+    for (oid, value) in extensions {
+        if oid == SAN {
+            let (_, mut names, _) = der(value).ok_or_else(unreadable)?;
+            while !names.is_empty() {
+                let (tag, name, rest) = der(names).ok_or_else(unreadable)?;
+                names = rest;
+                // dNSName: [2] IMPLICIT IA5String.
+                named |= tag == 0x82 && name.eq_ignore_ascii_case(CLUSTER_NAME.as_bytes());
+            }
+        } else if oid == EKU {
+            let (_, mut purposes, _) = der(value).ok_or_else(unreadable)?;
+            while !purposes.is_empty() {
+                let (_, purpose, rest) = der(purposes).ok_or_else(unreadable)?;
+                purposes = rest;
+                server |= purpose == SERVER_AUTH;
+                client |= purpose == CLIENT_AUTH;
+            }
+        }
+    }
+    if !named {
+        return Err(format!(
+            "a node certificate must name {CLUSTER_NAME} (DNS subject alternative name)"
+        ));
+    }
+    if !(server && client) {
+        return Err(
+            "a node certificate must allow serverAuth and clientAuth (extended key usage)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// An X.509 certificate's extensions: (OID, the extension's value), or `None` if the
+/// certificate cannot be read.
+fn extensions(cert: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    // Serial, signature algorithm, issuer, validity, subject, key, then optional unique ids
+    // ([1], [2]) and the extensions ([3] EXPLICIT SEQUENCE OF Extension).
+    let mut tbs = tbs_from(cert, 6)?;
+    let mut out = Vec::new();
+    while !tbs.is_empty() {
+        let (tag, body, rest) = der(tbs)?;
+        tbs = rest;
+        if tag != 0xa3 {
+            continue;
+        }
+        let (tag, mut list, _) = der(body)?;
+        if tag != SEQUENCE {
+            return None;
+        }
+        while !list.is_empty() {
+            let (_, extension, rest) = der(list)?;
+            list = rest;
+            let (tag, oid, fields) = der(extension)?;
+            if tag != 0x06 {
+                return None;
+            }
+            // `critical` (a BOOLEAN) may come first; the value is an OCTET STRING.
+            let (mut tag, mut value, more) = der(fields)?;
+            if tag == 0x01 {
+                (tag, value, _) = der(more)?;
+            }
+            if tag != 0x04 {
+                return None;
+            }
+            out.push((oid, value));
+        }
+    }
+    Some(out)
 }
 
 /// The node id a certificate proves: the first 128 bits of the SHA-256 of its public key

@@ -39,9 +39,13 @@ struct Ca {
 
 impl Ca {
     fn new() -> Ca {
+        Ca::named("test CA")
+    }
+
+    fn named(name: &str) -> Ca {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, "test CA");
+        p.distinguished_name.push(DnType::CommonName, name);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.not_before = year(2020);
         p.not_after = year(2040);
@@ -53,13 +57,30 @@ impl Ca {
 
     /// A node certificate valid between the two years.
     fn issue(&self, name: &str, from: i32, to: i32) -> TlsIdentity {
+        self.issue_with(
+            name,
+            &[CLUSTER_NAME],
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            (from, to),
+        )
+    }
+
+    /// A certificate with these DNS names and extended key usages.
+    fn issue_with(
+        &self,
+        name: &str,
+        dns: &[&str],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+        (from, to): (i32, i32),
+    ) -> TlsIdentity {
         let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![CLUSTER_NAME.to_string()]).unwrap();
+        let dns = dns.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+        let mut p = CertificateParams::new(dns).unwrap();
         p.distinguished_name.push(DnType::CommonName, name);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        p.extended_key_usages = usages;
         p.not_before = year(from);
         p.not_after = year(to);
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
@@ -294,4 +315,97 @@ fn udp_is_for_the_own_host_only() {
     assert!(n
         .publish_datagram(([127, 0, 0, 1], 9).into(), "t", Bytes::new())
         .is_err());
+}
+
+#[test]
+fn the_node_itself_refuses_a_client_of_another_ca_that_trusts_ours() {
+    // The stranger trusts the cluster's CA (so it does not refuse the node first), and its
+    // certificate comes from another CA, even one with the same name: the node's own check
+    // is the one that refuses.
+    let ours = Ca::new();
+    for theirs in [Ca::named("test CA"), Ca::named("another CA")] {
+        let mut sim = Sim::new(44);
+        let member = secure(&mut sim, "member", &ours.issue("member", 2020, 2035));
+        let mut forged = theirs.issue("stranger", 2020, 2035);
+        forged.ca = ours.cert.pem().into_bytes();
+        let stranger = secure(&mut sim, "stranger", &forged);
+        sim.connect(stranger, member);
+        assert!(sim.run_until(W3, |s| dropped(s, member).is_some()));
+        let why = dropped(&sim, member).unwrap();
+        // Another CA's name: an unknown issuer; the same name: the signature does not hold.
+        assert!(
+            why.contains("TLS") && (why.contains("UnknownIssuer") || why.contains("BadSignature")),
+            "{why}"
+        );
+        assert!(!sim.connected(stranger, member));
+        assert_eq!(sim.edge_count(member), 0);
+        assert_eq!(sim.node(member).counters().bad_peers, 1);
+    }
+}
+
+#[test]
+fn certificates_without_the_node_name_or_both_usages_are_refused_both_ways() {
+    use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let ca = Ca::new();
+    let cases: [(&[&str], Vec<ExtendedKeyUsagePurpose>, &str); 5] = [
+        (&[], vec![ServerAuth, ClientAuth], "chaski.node"),
+        (
+            &["other.example"],
+            vec![ServerAuth, ClientAuth],
+            "chaski.node",
+        ),
+        (&[CLUSTER_NAME], vec![], "serverAuth and clientAuth"),
+        (
+            &[CLUSTER_NAME],
+            vec![ClientAuth],
+            "serverAuth and clientAuth",
+        ),
+        (
+            &[CLUSTER_NAME],
+            vec![ServerAuth],
+            "serverAuth and clientAuth",
+        ),
+    ];
+    for (dns, usages, why) in cases {
+        let bad = ca.issue_with("bad", dns, usages, (2020, 2035));
+        // As the dialer: the acceptor refuses it (its own check, not webpki's).
+        let mut sim = Sim::new(45);
+        let member = secure(&mut sim, "member", &ca.issue("member", 2020, 2035));
+        let odd = secure(&mut sim, "odd", &bad);
+        sim.connect(odd, member);
+        sim.run_for(Duration::from_millis(500));
+        assert!(!sim.connected(odd, member), "{dns:?}: dialer let in");
+        let said = dropped(&sim, member).unwrap_or_default();
+        // A certificate without the name fails the dialer's own check of the acceptor for a
+        // server-only usage; for the others the acceptor's check speaks.
+        assert!(
+            said.contains(why) || dropped(&sim, odd).is_some_and(|w| w.contains("TLS")),
+            "{dns:?}: {said:?}"
+        );
+        // As the acceptor: the dialer refuses it.
+        let mut sim = Sim::new(46);
+        let member = secure(&mut sim, "member", &ca.issue("member", 2020, 2035));
+        let odd = secure(&mut sim, "odd", &bad);
+        sim.connect(member, odd);
+        sim.run_for(Duration::from_millis(500));
+        assert!(!sim.connected(odd, member), "{dns:?}: acceptor let in");
+        assert_eq!(sim.edge_count(member), 0);
+        let said = dropped(&sim, member).unwrap_or_default();
+        assert!(said.contains("TLS"), "{dns:?}: {said:?}");
+    }
+    // The check itself, on the good certificate and on each bad one.
+    use rustls::pki_types::pem::PemObject;
+    let der = |i: &TlsIdentity| rustls::pki_types::CertificateDer::from_pem_slice(&i.cert).unwrap();
+    assert_eq!(
+        chaski_proto::tls::check_node_cert(&der(&ca.issue("ok", 2020, 2035))),
+        Ok(())
+    );
+    let no_eku = ca.issue_with("x", &[CLUSTER_NAME], vec![], (2020, 2035));
+    assert!(chaski_proto::tls::check_node_cert(&der(&no_eku))
+        .unwrap_err()
+        .contains("clientAuth"));
+    let no_san = ca.issue_with("x", &[], vec![ServerAuth, ClientAuth], (2020, 2035));
+    assert!(chaski_proto::tls::check_node_cert(&der(&no_san))
+        .unwrap_err()
+        .contains(CLUSTER_NAME));
 }

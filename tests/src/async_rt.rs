@@ -145,6 +145,9 @@ impl<E: Exec> TestNode for AsyncNode<E> {
             proxy.get(path).await
         })
     }
+    fn handle(&self) -> Handle {
+        self.node.clone()
+    }
 }
 
 /// tokio, on one shared multi-threaded runtime.

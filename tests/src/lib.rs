@@ -93,6 +93,9 @@ pub trait TestNode: Send + Sync {
     ) -> Result<R>;
     /// Reads the attribute at `path` of `service`.
     fn get<R: DeserializeOwned>(&self, service: &str, path: &str, timeout: Duration) -> Result<R>;
+    /// The node's async handle (every runtime has one), for what a blocking call cannot do,
+    /// such as dropping a call halfway.
+    fn handle(&self) -> chaski_api::Handle;
 }
 
 /// Checks a node's answer to a query whose failure means the node is dead.
@@ -220,6 +223,7 @@ macro_rules! for_each_secure_scenario {
             subscriber_handles,
             remote_calls,
             services_anywhere,
+            cancels_reach_the_server,
             attach_and_detach,
             service_panic,
             max_edges
@@ -260,6 +264,7 @@ macro_rules! for_each_scenario {
             scenarios::remote_calls,
             scenarios::crash_mid_call,
             scenarios::services_anywhere,
+            scenarios::cancels_reach_the_server,
             scenarios::attach_and_detach,
             scenarios::service_panic,
             scenarios::udp_status,

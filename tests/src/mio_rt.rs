@@ -124,4 +124,7 @@ impl TestNode for MioNode {
     fn get<R: DeserializeOwned>(&self, service: &str, path: &str, timeout: Duration) -> Result<R> {
         self.node.proxy(service)?.with_timeout(timeout).get(path)
     }
+    fn handle(&self) -> chaski_api::Handle {
+        self.node.handle().clone()
+    }
 }

@@ -1244,6 +1244,92 @@ pub fn services_anywhere<H: Harness>(h: &H, host: &str) {
     n.iter().for_each(|x| x.shutdown());
 }
 
+/// The calls a `wait` server holds: their contexts (to read `is_cancelled` from outside) and
+/// when each method future was dropped unfinished.
+#[derive(Default)]
+struct Held {
+    contexts: std::sync::Mutex<Vec<chaski_api::CallContext>>,
+    dropped: std::sync::Mutex<Vec<Instant>>,
+}
+
+struct DropClock(Arc<Held>, bool);
+
+impl Drop for DropClock {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.dropped.lock().unwrap().push(Instant::now());
+        }
+    }
+}
+
+/// `wait` holds its call until the caller cancels it.
+fn holding_server(held: Arc<Held>) -> Service {
+    Service::builder()
+        .method_async_with_context("wait", move |ctx: chaski_api::CallContext, (): ()| {
+            let held = held.clone();
+            async move {
+                held.contexts.lock().unwrap().push(ctx.clone());
+                let mut clock = DropClock(held, false);
+                ctx.cancelled().await;
+                clock.1 = true;
+                Ok::<_, ServiceError>(())
+            }
+        })
+        .build()
+}
+
+/// A caller that stops waiting tells the server at once, over real sockets: when it drops the
+/// call on an otherwise idle mesh (the server's `is_cancelled` within 100 ms, its method's
+/// future dropped), when its deadline passes, and when the caller goes away.
+pub fn cancels_reach_the_server<H: Harness>(h: &H, host: &str) {
+    let n = start(h, host, &["server", "caller", "leaver"]);
+    let held = Arc::new(Held::default());
+    n[0].serve("hold", holding_server(held.clone())).unwrap();
+    n[1].connect(&addr(&n[0])).unwrap();
+    n[2].connect(&addr(&n[0])).unwrap();
+    let started = |k: usize| wait_until(WAIT, || held.contexts.lock().unwrap().len() == k);
+    let cancelled = |i: usize| held.contexts.lock().unwrap()[i].is_cancelled();
+
+    // Dropped halfway: the first poll sends the request; the drop must reach the server now,
+    // not at the next keep-alive.
+    let caller = n[1].handle();
+    let proxy = chaski_api::block_on(caller.proxy("hold")).unwrap();
+    let mut call = Box::pin(proxy.call::<_, ()>("wait", &()));
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
+    assert!(started(1), "the server never got the call");
+    assert!(!cancelled(0));
+    let dropped = Instant::now();
+    drop(call);
+    assert!(
+        wait_until(Duration::from_millis(100), || cancelled(0)),
+        "the server heard of the drop only after {:?}",
+        wait_until(WAIT, || cancelled(0)).then(|| dropped.elapsed())
+    );
+    assert!(wait_until(WAIT, || held.dropped.lock().unwrap().len() == 1));
+
+    // The caller's deadline passes.
+    let r = n[1].call::<_, ()>("hold", "wait", &(), Duration::from_millis(300));
+    assert!(
+        matches!(r, Err(Error::Remote(RemoteError::Timeout))),
+        "{r:?}"
+    );
+    assert!(started(2));
+    assert!(wait_until(WAIT, || cancelled(1)));
+    assert!(wait_until(WAIT, || held.dropped.lock().unwrap().len() == 2));
+
+    // The caller goes away with its call in flight.
+    std::thread::scope(|s| {
+        s.spawn(|| n[2].call::<_, ()>("hold", "wait", &(), WAIT * 2));
+        assert!(started(3));
+        n[2].shutdown();
+    });
+    assert!(wait_until(WAIT, || cancelled(2)));
+    assert!(wait_until(WAIT, || held.dropped.lock().unwrap().len() == 3));
+    n.iter().for_each(|x| x.shutdown());
+}
+
 /// A single function offered with `attach`, then withdrawn with `detach`.
 pub fn attach_and_detach<H: Harness>(h: &H, host: &str) {
     let n = start(h, host, &["server", "client"]);

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use super::{Conn, ConnId, Event, Node, Output, TimerKey};
+use super::{Conn, ConnId, Node, Output, TimerKey};
 use crate::message::DisconnectReason;
 
 /// Memory the node holds for its connections, from [`Node::memory`].
@@ -105,28 +105,15 @@ impl Node {
         }
     }
 
-    /// Drops one open connection for the budget's sake.
+    /// Drops one open connection for the budget's sake (what it has to send goes; the
+    /// goodbye follows when the wire allows it).
     fn shed(&mut self, conn: ConnId, bytes: usize, now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        if !self.conns.contains_key(&conn) {
             return;
-        };
+        }
         warn!(%conn, bytes, "memory budget: dropping the connection that holds the most");
         self.counters.memory_shed += 1;
-        self.counters.bad_peers += 1;
-        let peer = match c.state {
-            super::ConnState::Established(p) => Some(p),
-            _ => None,
-        };
         let reason = DisconnectReason::LimitExceeded("node memory budget".into());
-        // What waits is dropped; a goodbye follows only if no frame was begun on the wire.
-        let goodbye = c.pending() == 0;
-        let out = c.clear_pending();
-        self.shrank_out(out);
-        self.push_event(Event::BadPeer {
-            conn,
-            peer,
-            reason: reason.clone(),
-        });
-        self.close_conn(conn, reason, goodbye, now);
+        self.drop_outbound(conn, reason, now);
     }
 }

@@ -13,6 +13,7 @@ use super::{Event, Node, Purpose, TimerKey};
 use crate::error::{CommandError, RemoteError};
 use crate::id::{NodeId, RequestId};
 use crate::message::{CallKind, Message, ServiceSearch};
+use crate::text::Escaped;
 
 /// How many servers one call by name may try before it gives the last error back.
 const MAX_TRIES: usize = 8;
@@ -190,7 +191,7 @@ impl Node {
         if let Some(c) = self.calls.get_mut(&id) {
             c.peer = Some(peer);
         }
-        debug!(%service, %peer, id, "call sent to a server");
+        debug!(service = %Escaped(&service), %peer, id, "call sent to a server");
         self.send_request(peer, id, &service, &path, kind, args, deadline, now);
         true
     }
@@ -307,7 +308,7 @@ impl Node {
             if self.dispatch(id, now) {
                 continue;
             }
-            debug!(%service, id, "server lost: the call waits for another");
+            debug!(service = %Escaped(&service), id, "server lost: the call waits for another");
             if self.start_search(&service, now).is_err() {
                 self.finish_call(id, Err(RemoteError::Disconnected));
             }
@@ -388,7 +389,7 @@ impl Node {
         self.searches.insert(service.to_string(), deadline);
         self.timers
             .set(TimerKey::ServiceSearch(service.to_string()), deadline);
-        debug!(%service, id, "looking for a server");
+        debug!(service = %Escaped(service), id, "looking for a server");
         let msg = Message::FindService(ServiceSearch {
             id,
             origin: self.id,
@@ -425,7 +426,7 @@ impl Node {
             && self.conns.len() < self.cfg.max_edges
             && self.may_dial(s.origin_addr, now)
         {
-            debug!(service = %s.service, origin = %s.origin, "dialing a service seeker");
+            debug!(service = %Escaped(&s.service), origin = %s.origin, "dialing a service seeker");
             self.dial(s.origin_addr, Purpose::Offer(s.origin), now);
         }
         // Passed on either way: the seeker spreads its calls over every server it finds.
@@ -458,7 +459,7 @@ impl Node {
             self.searches.remove(&service);
             self.timers
                 .cancel(&TimerKey::ServiceSearch(service.clone()));
-            debug!(%service, %peer, "found a server");
+            debug!(service = %Escaped(&service), %peer, "found a server");
             self.push_event(Event::ServiceFound {
                 service,
                 peer: Some(peer),
@@ -491,7 +492,7 @@ impl Node {
                 .set(TimerKey::ServiceSearch(service.to_string()), at);
         }
         self.searches.remove(service);
-        debug!(%service, "no server answered");
+        debug!(service = %Escaped(service), "no server answered");
         self.push_event(Event::ServiceFound {
             service: service.to_string(),
             peer: None,

@@ -10,6 +10,7 @@ use crate::config::OnPair;
 use crate::error::CommandError;
 use crate::id::NodeId;
 use crate::message::{DisconnectReason, Discovery, Message, PairIntent};
+use crate::text::Escaped;
 
 impl Node {
     /// Marks `topic` as paired without discovery (the Python `paired=True`). Roots never pair.
@@ -85,7 +86,7 @@ impl Node {
                 TimerKey::Discovery(topic.clone()),
                 now + self.cfg.discovery_timeout,
             );
-            debug!(%topic, id, "discovery started");
+            debug!(topic = %Escaped(&topic), id, "discovery started");
             // Seekers heard earlier (all with larger ids) may still be seeking: answer them.
             self.answer_seekers(&topic, now);
             for peer in self.edge_order.clone() {
@@ -164,7 +165,7 @@ impl Node {
                 && self.conns.len() < self.cfg.max_edges
                 && self.may_dial(d.origin_addr, now)
             {
-                debug!(topic = %d.topic, origin = %d.origin, "pairing with a discovery origin");
+                debug!(topic = %Escaped(&d.topic), origin = %d.origin, "pairing with a discovery origin");
                 let intent = PairIntent {
                     cluster,
                     discovery: d.id,
@@ -174,7 +175,7 @@ impl Node {
                 self.dial(d.origin_addr, Purpose::Pair(intent, d.origin), now);
                 answered = true;
             } else {
-                debug!(topic = %d.topic, "saturated member forwards the discovery");
+                debug!(topic = %Escaped(&d.topic), "saturated member forwards the discovery");
             }
         }
         if d.ttl <= 1 {
@@ -258,7 +259,7 @@ impl Node {
         cluster: NodeId,
         now: Instant,
     ) {
-        debug!(topic = %intent.topic, %peer, "paired");
+        debug!(topic = %Escaped(&intent.topic), %peer, "paired");
         let cluster = self
             .cluster_of(&intent.topic)
             .map_or(cluster, |c| c.min(cluster));
@@ -287,7 +288,7 @@ impl Node {
             let at = *deadline;
             return self.timers.set(TimerKey::Discovery(topic.to_string()), at);
         }
-        debug!(%topic, "no answer to discovery: this node anchors the topic");
+        debug!(topic = %Escaped(topic), "no answer to discovery: this node anchors the topic");
         let id = self.id;
         self.mark_paired(topic, None, id, now);
     }

@@ -13,6 +13,7 @@ use crate::latency::RttEstimator;
 use crate::message::{
     negotiate, DisconnectReason, Hello, Message, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
+use crate::text::Escaped;
 use crate::topic;
 
 /// The root's own topic, never a shared interest.
@@ -35,7 +36,12 @@ impl Node {
             services: self.services.iter().cloned().collect(),
             root: self.cfg.root,
             pairing,
-            nonce: self.conns.get(&conn).map_or(0, |c| c.nonce),
+            // The dialer's number; the acceptor says 0 (PROTOCOL §3).
+            nonce: self
+                .conns
+                .get(&conn)
+                .filter(|c| c.dir == Direction::Outbound)
+                .map_or(0, |c| c.nonce),
         }
     }
 
@@ -67,6 +73,15 @@ impl Node {
     /// A peer's patterns: at most `max_peer_patterns`, each at most
     /// [`MAX_PATTERN_LEVELS`](crate::topic::MAX_PATTERN_LEVELS) levels.
     pub(super) fn validate_patterns(&self, names: &[String]) -> Result<(), DisconnectReason> {
+        let partial = |n: &&String| {
+            n.split('/')
+                .any(|l| l != topic::ONE && l != topic::ANY && l.contains('*'))
+        };
+        if let Some(bad) = names.iter().find(partial) {
+            return Err(DisconnectReason::ProtocolError(format!(
+                "wildcards are whole levels: {bad}"
+            )));
+        }
         let patterns: Vec<&String> = names.iter().filter(|n| topic::is_pattern(n)).collect();
         if patterns.len() > self.cfg.max_peer_patterns {
             return Err(DisconnectReason::LimitExceeded(format!(
@@ -113,7 +128,19 @@ impl Node {
         if let Err(reason) = self.proven(conn, h.id) {
             return self.bad_peer(conn, reason, now);
         }
-        let theirs = (h.version, h.max_version.unwrap_or(h.version).max(h.version));
+        if h.id == NodeId(0) {
+            let reason = DisconnectReason::ProtocolError("node id 0".into());
+            return self.bad_peer(conn, reason, now);
+        }
+        if h.max_version.is_some_and(|m| m < h.version) {
+            let reason = DisconnectReason::ProtocolError(format!(
+                "max_version {} below version {}",
+                h.max_version.unwrap_or_default(),
+                h.version
+            ));
+            return self.bad_peer(conn, reason, now);
+        }
+        let theirs = (h.version, h.max_version.unwrap_or(h.version));
         if negotiate((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), theirs).is_none() {
             let reason = DisconnectReason::VersionMismatch {
                 ours: PROTOCOL_VERSION,
@@ -242,7 +269,7 @@ impl Node {
             .collect();
         let topics: BTreeSet<String> = h.topics.into_iter().collect();
         let keepalive_delay = self.keepalive_delay();
-        debug!(peer = %h.id, name = %h.name, %conn, "edge established");
+        debug!(peer = %h.id, name = %Escaped(&h.name), %conn, "edge established");
         self.edges.insert(
             h.id,
             Edge {
@@ -272,7 +299,8 @@ impl Node {
     }
 
     /// Two connections to the same node: both sides keep the one with the smaller
-    /// (dialer id, dialer nonce), so a simultaneous cross-connect leaves exactly one edge.
+    /// (dialer id, dialer nonce), so a simultaneous cross-connect leaves exactly one edge. The
+    /// other is [superseded](Node::supersede) at once.
     fn resolve_duplicate(
         &mut self,
         new: ConnId,
@@ -289,49 +317,109 @@ impl Node {
             };
             (dialer, self.conns.get(&conn).map_or(0, |c| c.nonce))
         };
-        let keep_new = key(new, new_dir) < key(old, old_dir);
-        if !keep_new {
-            return self.close_conn(new, DisconnectReason::Duplicate, true, now);
+        let peer = h.id;
+        // The peer is connected, by one connection or the other: nothing is left to redial.
+        if self.redials.remove(&peer).is_some() {
+            self.timers.cancel(&TimerKey::Redial(peer));
         }
-        debug!(peer = %h.id, %old, %new, "moving an edge to the connection that wins the tie-break");
+        if key(new, new_dir) >= key(old, old_dir) {
+            // The newcomer loses. In a cross-dial the peer may already hold it as its edge
+            // (it took our Hello on it first), so what it sent there still counts.
+            return self.supersede(new, peer, now);
+        }
+        debug!(%peer, %old, %new, "moving an edge to the connection that wins the tie-break");
         if new_dir == Direction::Inbound {
             let hello = self.hello_for(new);
             self.send(new, &Message::Hello(hello), now);
         }
-        let Some(mut edge) = self.edges.remove(&h.id) else {
+        let Some(mut edge) = self.edges.remove(&peer) else {
             return;
         };
-        // The old connection is superseded: frames already in flight on it still count, and it
-        // ends quietly. The dialer says goodbye on it once it sees this Hello; the acceptor
-        // then closes it. A deadline cleans it up if the peer never does.
-        let deadline = now + self.cfg.handshake_timeout;
-        if let Some(c) = self.conns.get_mut(&old) {
-            c.state = ConnState::Superseded(h.id);
-            c.purpose = None;
-            c.deadline = deadline;
-            self.timers.set(TimerKey::Handshake(old), deadline);
-        }
-        if new_dir == Direction::Outbound {
-            self.send(old, &Message::Goodbye(DisconnectReason::Duplicate), now);
-        }
         edge.conn = new;
         edge.dir = new_dir;
         edge.last_rx = now;
         if let Some(c) = self.conns.get_mut(&new) {
             edge.addr = c.remote;
-            c.state = ConnState::Established(h.id);
+            c.state = ConnState::Established(peer);
+            c.decoder.set_max_frame_len(self.cfg.max_frame_len);
         }
-        self.edges.insert(h.id, edge);
-        self.timers.cancel(&TimerKey::Edge(h.id, old));
+        let purpose = self.conns.get_mut(&new).and_then(|c| c.purpose.take());
+        self.edges.insert(peer, edge);
+        self.timers.cancel(&TimerKey::Edge(peer, old));
         self.timers.cancel(&TimerKey::Handshake(new));
-        self.arm_edge(h.id);
-        if let Some(Purpose::User) = self.conns.get(&new).and_then(|c| c.purpose.clone()) {
-            self.push_event(Event::ConnectFailed {
-                conn: new,
-                addr: self.conns[&new].remote,
-                error: ConnectError::Duplicate,
-            });
+        self.arm_edge(peer);
+        self.supersede(old, peer, now);
+        if let Some(Purpose::Reconnect(p)) = purpose {
+            // A redial that reached the peer under another id (it restarted) is done too.
+            if self.redials.remove(&p).is_some() {
+                self.timers.cancel(&TimerKey::Redial(p));
+            }
         }
+        if let Some(Purpose::User) = purpose {
+            // The user's connect gives no new edge: the peer was connected already.
+            let addr = self.conns.get(&new).map(|c| c.remote);
+            if let Some(addr) = addr {
+                self.push_event(Event::ConnectFailed {
+                    conn: new,
+                    addr,
+                    error: ConnectError::Duplicate,
+                });
+            }
+        }
+    }
+
+    /// `conn` lost a duplicate tie-break against the edge to `peer`: it gets
+    /// `Goodbye(Duplicate)` at once, and nothing after it. The node keeps reading it: what the
+    /// peer sent before it learned counts as the edge's (answers go on the edge's connection),
+    /// so nothing sent on it goes unanswered. It ends when the peer says goodbye on it or
+    /// closes it (a peer that already said goodbye on it: at once), or after
+    /// `handshake_timeout`. Whoever dialed it for a purpose learns it gave no new edge.
+    pub(super) fn supersede(&mut self, conn: ConnId, peer: NodeId, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let (moved, remote) = (c.peer_moved, c.remote);
+        self.send(conn, &Message::Goodbye(DisconnectReason::Duplicate), now);
+        let deadline = now + self.cfg.handshake_timeout;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.state = ConnState::Superseded(peer);
+        c.deadline = deadline;
+        c.decoder.set_max_frame_len(self.cfg.max_frame_len);
+        let purpose = c.purpose.take();
+        self.timers.cancel(&TimerKey::Edge(peer, conn));
+        self.timers.set(TimerKey::Handshake(conn), deadline);
+        match purpose {
+            Some(Purpose::User) => self.push_event(Event::ConnectFailed {
+                conn,
+                addr: remote,
+                error: ConnectError::Duplicate,
+            }),
+            // The peer is connected: nothing is left to redial.
+            Some(Purpose::Reconnect(p)) => {
+                if self.redials.get(&p).is_some_and(|r| r.conn == Some(conn)) {
+                    self.redials.remove(&p);
+                    self.timers.cancel(&TimerKey::Redial(p));
+                }
+            }
+            Some(Purpose::Pair(intent, _)) => {
+                debug!(topic = %Escaped(&intent.topic), %peer, "pairing dial met an existing edge");
+            }
+            Some(Purpose::Offer(_)) | None => {}
+        }
+        if moved {
+            // The peer left this connection already: both goodbyes have crossed.
+            self.end_conn(conn, DisconnectReason::Duplicate, true, false, now);
+        }
+    }
+
+    /// Whether a connection we dialed waits for the peer's Hello (a peer that moves an edge
+    /// to it may say goodbye on the old connection before that Hello reaches us).
+    pub(super) fn awaiting_hello(&self) -> bool {
+        self.conns
+            .values()
+            .any(|c| c.dir == Direction::Outbound && c.state == ConnState::Handshaking)
     }
 
     pub(super) fn keepalive_delay(&mut self) -> Duration {

@@ -36,6 +36,7 @@ use crate::error::{CommandError, ConnectError};
 use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
 use crate::message::{DisconnectReason, Message, PairIntent};
+use crate::text::Escaped;
 
 /// Messages of unknown kinds from one peer that each make an [`Event::UnknownMessage`]; the
 /// rest are only counted ([`Counters::unknown_skipped`]).
@@ -71,7 +72,9 @@ enum ConnState {
     Handshaking,
     /// Edge established with this peer.
     Established(NodeId),
-    /// Was the edge's connection until a duplicate won the tie-break; drains, then closes.
+    /// Lost a duplicate tie-break against the edge to this peer: our goodbye is sent and
+    /// nothing more is written; what the peer sent before it learned still counts as the
+    /// edge's (answered on the edge's connection). Ends at the peer's goodbye or close.
     Superseded(NodeId),
 }
 
@@ -90,8 +93,14 @@ struct Conn {
     out: BytesMut,
     /// Since when the runtime could not write what waits in `out` (reset by any progress).
     blocked_since: Option<Instant>,
+    /// Bytes at the front of the wire that finish a frame (a TLS record on a secure
+    /// connection) the socket has begun: all that must be written before another frame.
+    begun: usize,
     /// The TLS session of a secure node's connection.
     tls: Option<Box<secure::TlsConn>>,
+    /// The peer said `Goodbye(Duplicate)` on this edge's connection before its other
+    /// connection's Hello reached us: the edge stays here until that Hello arrives.
+    peer_moved: bool,
 }
 
 impl Conn {
@@ -122,8 +131,63 @@ impl Conn {
         if let Some(t) = &mut self.tls {
             t.wire.clear();
         }
+        self.begun = 0;
         n
     }
+
+    /// `n` bytes of the wire were written.
+    fn written(&mut self, n: usize) {
+        let n = n.min(self.wire().len());
+        self.begun = begun_after(self.wire(), self.begun, n, self.tls.is_some());
+        bytes::Buf::advance(self.wire_mut(), n);
+    }
+
+    /// Drops what waits that the socket has not begun (the rest of a begun frame stays, or the
+    /// peer could not read anything after it); returns whether a frame may still follow it.
+    /// On a secure connection, sealed records cannot be dropped (the ones after would not
+    /// decrypt): if whole records wait, everything goes and nothing may follow.
+    fn drop_unsent(&mut self) -> bool {
+        match &mut self.tls {
+            None => {
+                self.out.truncate(self.begun);
+                true
+            }
+            Some(t) => {
+                self.out.clear();
+                if t.wire.len() > self.begun {
+                    t.wire.clear();
+                    self.begun = 0;
+                    return false;
+                }
+                true
+            }
+        }
+    }
+}
+
+/// How much of a begun frame (or TLS record) is left at the front of `wire` once its first
+/// `n` bytes are written, `begun` being that before. Frames are `4 + length` bytes, records
+/// `5 + length`; the wire holds whole ones after the begun one.
+fn begun_after(wire: &[u8], begun: usize, n: usize, tls: bool) -> usize {
+    if n <= begun {
+        return begun - n;
+    }
+    let mut at = begun;
+    while at < n {
+        let len = if tls {
+            wire.get(at + 3..at + 5)
+                .map(|h| 5 + usize::from(u16::from_be_bytes([h[0], h[1]])))
+        } else {
+            wire.get(at..at + 4)
+                .map(|h| 4 + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize)
+        };
+        match len {
+            Some(len) => at += len,
+            // Not a unit's start (never, for what the core writes): nothing is known begun.
+            None => return 0,
+        }
+    }
+    at - n
 }
 
 /// What is left to write on a connection after its close.
@@ -537,6 +601,12 @@ impl Node {
         out
     }
 
+    /// Whether [`Node::poll_output`] may have something (a runtime that did more after
+    /// draining it, such as cancelling calls, drains again while this holds).
+    pub fn has_pending_output(&self) -> bool {
+        !self.queue.is_empty() || !self.dirty.is_empty()
+    }
+
     /// When the node next wants [`Node::handle_timeout`]; `None` if it has no timer. Costs
     /// O(log n): the deadlines are kept in order.
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -582,9 +652,8 @@ impl Node {
     pub fn advance(&mut self, conn: ConnId, n: usize, now: Instant) {
         let limit = self.cfg.congestion_limit();
         if let Some(c) = self.conns.get_mut(&conn) {
-            let wire = c.wire_mut();
-            let n = n.min(wire.len());
-            bytes::Buf::advance(wire, n);
+            let n = n.min(c.wire().len());
+            c.written(n);
             if c.pending() == 0 {
                 c.blocked_since = None;
             } else if n > 0 || c.blocked_since.is_none() {
@@ -687,6 +756,10 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if matches!(c.state, ConnState::Superseded(_)) {
+            // Its goodbye was the last frame on it.
+            return;
+        }
         let before = c.out.len();
         if let Err(e) = encode_frame(msg, &mut c.out, max) {
             warn!(%conn, error = %e, "dropping a frame that cannot be encoded");
@@ -702,12 +775,7 @@ impl Node {
             self.congested.insert(conn);
         }
         if len > self.cfg.max_outbound {
-            self.close_conn(
-                conn,
-                DisconnectReason::LimitExceeded("outbound buffer full".into()),
-                false,
-                now,
-            );
+            self.overflowed(conn, now);
         }
     }
 
@@ -737,14 +805,41 @@ impl Node {
             self.congested.insert(conn);
         }
         if len > self.cfg.max_outbound {
-            self.close_conn(
-                conn,
-                DisconnectReason::LimitExceeded("outbound buffer full".into()),
-                false,
-                now,
-            );
+            self.overflowed(conn, now);
         }
         true
+    }
+
+    /// A peer's outbound buffer passed `max_outbound` (it reads too slowly, or not at all):
+    /// what the socket has not begun is dropped, the goodbye follows when the wire allows it,
+    /// and it counts as a bad peer either way.
+    fn overflowed(&mut self, conn: ConnId, now: Instant) {
+        let reason = DisconnectReason::LimitExceeded("outbound buffer full".into());
+        self.drop_outbound(conn, reason, now);
+    }
+
+    /// Drops a connection that holds too much to send: what the socket has not begun goes,
+    /// the goodbye with `reason` follows when the wire allows it, and it counts as a bad peer.
+    fn drop_outbound(&mut self, conn: ConnId, reason: DisconnectReason, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let before = c.pending();
+        let goodbye = c.drop_unsent();
+        let after = c.pending();
+        let peer = match c.state {
+            ConnState::Established(p) => Some(p),
+            _ => None,
+        };
+        self.shrank_out(before - after);
+        warn!(%conn, %reason, "dropping a peer with too much to send");
+        self.counters.bad_peers += 1;
+        self.push_event(Event::BadPeer {
+            conn,
+            peer,
+            reason: reason.clone(),
+        });
+        self.close_conn(conn, reason, goodbye, now);
     }
 
     fn send_to_peer(&mut self, peer: NodeId, msg: &Message, now: Instant) {
@@ -773,7 +868,9 @@ impl Node {
                 decoder: FrameDecoder::new(self.cfg.max_hello_len.min(self.cfg.max_frame_len)),
                 out: BytesMut::new(),
                 blocked_since: None,
+                begun: 0,
                 tls: None,
+                peer_moved: false,
             },
         );
         self.timers
@@ -864,7 +961,9 @@ impl Node {
                         ),
                         out: BytesMut::new(),
                         blocked_since: None,
+                        begun: 0,
                         tls: None,
+                        peer_moved: false,
                     },
                 );
                 self.timers
@@ -934,7 +1033,7 @@ impl Node {
         if c.state != ConnState::Dialing {
             return;
         }
-        debug!(%conn, error, "dial failed");
+        debug!(%conn, error = %Escaped(error), "dial failed");
         self.fail_handshake(conn, ConnectError::DialFailed(error.to_string()), now);
     }
 
@@ -1022,7 +1121,7 @@ impl Node {
                         let ConnState::Established(peer) = c.state else {
                             return;
                         };
-                        debug!(%peer, %kind, "skipping a message of an unknown kind");
+                        debug!(%peer, kind = %Escaped(&kind), "skipping a message of an unknown kind");
                         self.counters.unknown_skipped += 1;
                         // A peer sending them by the thousand must not flood the event queue.
                         let first = self.edges.get_mut(&peer).is_some_and(|e| {
@@ -1062,7 +1161,7 @@ impl Node {
         if let Some(e) = self.edges.get_mut(&peer) {
             e.last_rx = now;
         }
-        self.on_publish(peer, p, now);
+        self.on_publish(conn, peer, p, now);
     }
 
     /// The connection ended without our asking (EOF, reset, write error).
@@ -1093,6 +1192,16 @@ impl Node {
                 (p, msg)
             }
             (ConnState::Superseded(_), _) => return,
+            // The peer moved this edge to a connection whose Hello has not reached us yet
+            // (it wins the tie-break there): the edge stays here until it does.
+            (ConnState::Established(_), Message::Goodbye(DisconnectReason::Duplicate))
+                if self.awaiting_hello() =>
+            {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.peer_moved = true;
+                }
+                return;
+            }
             (ConnState::Established(_), Message::Hello(_)) => {
                 return self.bad_peer(
                     conn,
@@ -1114,19 +1223,24 @@ impl Node {
             }
         };
         let (peer, msg) = peer;
-        if let Some(e) = self.edges.get_mut(&peer) {
-            e.last_rx = now;
-        }
+        // Answers go on the edge's connection (this one may be a superseded duplicate).
+        let reply = match self.edges.get_mut(&peer) {
+            Some(e) => {
+                e.last_rx = now;
+                e.conn
+            }
+            None => conn,
+        };
         match msg {
             Message::Hello(_) => unreachable!("handled above"),
             Message::Goodbye(reason) => self.drop_conn(conn, reason, true, now),
             Message::Topics(t) => self.on_topics(conn, peer, t, now),
             Message::Paired(t) => self.on_paired(conn, peer, t, now),
             Message::Services(s) => self.on_services(conn, peer, s, now),
-            Message::Ping { id, padding } => self.on_ping(conn, id, padding, now),
+            Message::Ping { id, padding } => self.on_ping(reply, id, padding, now),
             Message::Pong { id, .. } => self.on_pong(peer, id, now),
             Message::Discovery(d) => self.on_discovery(peer, d, now),
-            Message::Publish(p) => self.on_publish(peer, p.as_ref(), now),
+            Message::Publish(p) => self.on_publish(conn, peer, p.as_ref(), now),
             Message::Request {
                 id,
                 service,
@@ -1238,7 +1352,7 @@ impl Node {
                     DisconnectReason::Shutdown if !by_peer => ConnectError::ShutDown,
                     other => ConnectError::Refused(other),
                 };
-                self.handshake_failed(conn, c, error, now);
+                self.handshake_failed(conn, c.purpose, c.remote, error, now);
             }
         }
     }
@@ -1251,20 +1365,23 @@ impl Node {
             self.timers.cancel(&TimerKey::Handshake(conn));
             self.timers.cancel(&TimerKey::Stall(conn));
             self.queue.push_back(Output::Close { conn });
-            self.handshake_failed(conn, c, error, now);
+            self.handshake_failed(conn, c.purpose, c.remote, error, now);
         }
     }
 
-    fn handshake_failed(&mut self, conn: ConnId, c: Conn, error: ConnectError, now: Instant) {
-        match c.purpose {
-            Some(Purpose::User) => self.push_event(Event::ConnectFailed {
-                conn,
-                addr: c.remote,
-                error,
-            }),
+    fn handshake_failed(
+        &mut self,
+        conn: ConnId,
+        purpose: Option<Purpose>,
+        addr: SocketAddr,
+        error: ConnectError,
+        now: Instant,
+    ) {
+        match purpose {
+            Some(Purpose::User) => self.push_event(Event::ConnectFailed { conn, addr, error }),
             Some(Purpose::Reconnect(peer)) => self.redial_failed(peer, conn, now),
             Some(Purpose::Pair(intent, _)) => {
-                debug!(topic = %intent.topic, %error, "pairing attempt ended");
+                debug!(topic = %Escaped(&intent.topic), %error, "pairing attempt ended");
             }
             Some(Purpose::Offer(origin)) => {
                 debug!(%origin, %error, "could not reach a service seeker");
@@ -1305,7 +1422,7 @@ impl Node {
         if reconnecting {
             self.start_redial(peer, e.addr, now);
         }
-        debug!(peer = %peer, name = %e.name, %reason, by_peer, reconnecting, "edge lost");
+        debug!(peer = %peer, name = %Escaped(&e.name), %reason, by_peer, reconnecting, "edge lost");
         self.push_event(Event::PeerLost {
             peer,
             name: e.name,

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::{Event, Node, Received, TopicState, ROOT_TOPIC};
 use crate::config::Config;
 use crate::error::CommandError;
-use crate::id::NodeId;
-use crate::message::PublishRef;
+use crate::id::{ConnId, NodeId};
+use crate::message::{DisconnectReason, PublishRef};
 
 impl Node {
     /// Subscribes to `topic`, or to every topic a pattern matches (`sensors/*/temperature`,
@@ -149,7 +149,38 @@ impl Node {
         }
     }
 
-    pub(super) fn on_publish(&mut self, from: NodeId, mut p: PublishRef<'_>, now: Instant) {
+    /// Whether a peer's publish names a topic one may publish on: what [`Node::publish`]
+    /// refuses locally, a peer may not send either (its relays would carry it on).
+    pub(super) fn check_published_topic(&self, topic: &str) -> Result<(), DisconnectReason> {
+        if topic.is_empty() {
+            return Err(DisconnectReason::ProtocolError(
+                "publish on the empty topic".into(),
+            ));
+        }
+        if topic.len() > self.cfg.max_name_len {
+            return Err(DisconnectReason::LimitExceeded(format!(
+                "topic name of {} bytes",
+                topic.len()
+            )));
+        }
+        if crate::topic::check_topic(topic).is_err() {
+            return Err(DisconnectReason::ProtocolError(format!(
+                "publish on a pattern: {topic}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_publish(
+        &mut self,
+        conn: ConnId,
+        from: NodeId,
+        mut p: PublishRef<'_>,
+        now: Instant,
+    ) {
+        if let Err(reason) = self.check_published_topic(p.topic) {
+            return self.bad_peer(conn, reason, now);
+        }
         // Our own messages coming back are duplicates without a lookup.
         if p.origin == self.id || !self.seen_publishes.insert(p.origin, p.seq) {
             self.counters.duplicates += 1;

@@ -374,7 +374,9 @@ impl Node {
                 });
             }
             Datagram::Publish { topic, payload } => {
-                if topic == super::ROOT_TOPIC {
+                if let Err(why) = self.check_published_topic(&topic) {
+                    debug!(%from, %why, "dropping a UDP publish");
+                } else if topic == super::ROOT_TOPIC {
                     self.counters.reserved_dropped += 1;
                 } else if self.is_subscribed(&topic) {
                     self.push_event(Event::Message(Received {

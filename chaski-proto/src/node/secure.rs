@@ -174,7 +174,7 @@ impl Node {
     /// The TLS handshake or a record failed: the session has queued an alert for the peer;
     /// the connection closes with the reason (the dialer's `connect` fails with it).
     fn tls_failed(&mut self, conn: ConnId, why: String, now: Instant) {
-        warn!(%conn, %why, "TLS failed");
+        warn!(%conn, why = %crate::text::Escaped(&why), "TLS failed");
         self.refuse(
             conn,
             DisconnectReason::NotAuthorized(format!("TLS: {why}")),

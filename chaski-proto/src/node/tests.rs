@@ -198,10 +198,22 @@ fn second_connection_from_the_same_node_is_refused() {
     peer(&mut n, 1, 7, &[], now);
     let outs = peer(&mut n, 2, 7, &[], now);
     assert!(matches!(
-        sent(&outs, ConnId(2)).last(),
-        Some(Message::Goodbye(DisconnectReason::Duplicate))
+        sent(&outs, ConnId(2)).as_slice(),
+        [Message::Goodbye(DisconnectReason::Duplicate)]
     ));
+    // Read until the peer closes it: the peer's goodbye ends it.
+    assert!(!closed(&outs, ConnId(2)));
+    n.handle_bytes(
+        ConnId(2),
+        &frame(&Message::Goodbye(DisconnectReason::Duplicate)),
+        now,
+    );
+    let outs = drain(&mut n);
     assert!(closed(&outs, ConnId(2)));
+    assert!(
+        sent(&outs, ConnId(2)).is_empty(),
+        "nothing after the goodbye"
+    );
     assert_eq!(n.edge_count(), 1);
     assert_eq!(n.edges()[0].conn, ConnId(1));
 }
@@ -463,7 +475,11 @@ fn frames_are_coalesced_per_connection() {
 #[cfg(test)]
 #[path = "tests_behaviour.rs"]
 mod behaviour;
+#[path = "tests_duplicates.rs"]
+mod duplicates;
 #[path = "tests_hardening.rs"]
 mod hardening;
+#[path = "tests_peer_input.rs"]
+mod peer_input;
 #[path = "tests_transmit.rs"]
 mod transmit;

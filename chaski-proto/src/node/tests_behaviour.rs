@@ -1158,18 +1158,25 @@ fn cross_connect(id: u128) -> (Node, ConnId, Vec<Output>, Instant) {
 
 #[test]
 fn a_cross_connect_keeps_the_connection_dialed_by_the_smaller_id() {
-    // Peer 7 is smaller than us: its connection (inbound here) wins; it says the goodbye.
+    // Peer 7 is smaller than us: its connection (inbound here) wins; ours gets the goodbye at
+    // once, and nothing after it.
     let (mut n, out, outs, now) = cross_connect(7);
     assert_eq!(n.edges()[0].conn, ConnId(50));
-    assert!(!sent(&outs, out)
-        .iter()
-        .any(|m| matches!(m, Message::Goodbye(_))));
-    // The superseded connection is cleaned up after the handshake timeout, not before.
+    assert!(matches!(
+        sent(&outs, out).as_slice(),
+        [Message::Goodbye(DisconnectReason::Duplicate)]
+    ));
+    // A peer that never closes it: cleaned up after the handshake timeout, not before.
     n.handle_timeout(now + Duration::from_millis(10));
     assert!(!closed(&drain(&mut n), out));
     n.handle_timeout(now + Duration::from_secs(5));
-    assert!(closed(&drain(&mut n), out));
+    let outs = drain(&mut n);
+    assert!(closed(&outs, out));
+    assert!(sent(&outs, out).is_empty());
     assert_eq!(n.edges()[0].conn, ConnId(50));
+    assert!(!outs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::PeerLost { .. }))));
     // A larger peer: our outbound connection stays, the newcomer is refused.
     let (n, out, outs, _) = cross_connect(u128::MAX);
     assert_eq!(n.edges()[0].conn, out);
