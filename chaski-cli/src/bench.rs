@@ -15,6 +15,61 @@ use chaski_proto::message::{Hello, PROTOCOL_VERSION};
 use chaski_proto::sim::mesh::random_mesh;
 use chaski_proto::{Message, NodeId};
 
+/// The options of `chaski bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Small counts: a quick smoke test, not a measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Runtimes to measure (comma-separated).
+    #[arg(long, default_value = "tokio,smol,mio", value_delimiter = ',')]
+    runtime: Vec<String>,
+    /// Idle edges for the memory measurement.
+    #[arg(long, default_value_t = 1000)]
+    edges: usize,
+    /// Parts to run (comma-separated): throughput, rtt, mesh, memory.
+    #[arg(
+        long,
+        default_value = "throughput,rtt,mesh,memory",
+        value_delimiter = ','
+    )]
+    only: Vec<String>,
+    /// The `zenoh-compare` program (build it in `benches/zenoh-compare`): Zenoh on the same
+    /// work in the same run, and a ratio to it on every row.
+    #[arg(long, value_name = "PATH")]
+    zenoh: Option<std::path::PathBuf>,
+    /// No progress lines on stderr (there are none when stderr is not a terminal).
+    #[arg(long)]
+    quiet: bool,
+    /// One JSON object per result (part, implementation, runtime, size, rates, ratios)
+    /// instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `chaski bench` (outside any runtime: it starts its own).
+pub fn main(args: BenchArgs) -> Result<(), crate::failure::Failure> {
+    // smol's global executor runs one thread unless told otherwise; the tokio nodes get two
+    // workers, so the smol ones get two threads too (set before smol starts any).
+    if std::env::var_os("SMOL_THREADS").is_none() {
+        std::env::set_var("SMOL_THREADS", "2");
+    }
+    let opts = Options {
+        quick: args.quick,
+        runtimes: args.runtime,
+        edges: args.edges,
+        parts: args.only,
+        zenoh: args.zenoh,
+        quiet: args.quiet,
+        json: args.json,
+    };
+    check(&opts).map_err(|message| crate::failure::Failure {
+        code: crate::failure::USAGE,
+        message: format!("bench: {message}"),
+    })?;
+    run(opts).map_err(|message| format!("bench: {message}").into())
+}
+
 /// Knobs of one benchmark run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -43,16 +98,16 @@ impl Options {
     /// Prints a result: its JSON object with `--json`, else its table line.
     fn emit(&self, text: impl FnOnce() -> String, json: impl FnOnce() -> serde_json::Value) {
         if self.json {
-            println!("{}", json());
+            crate::say!("{}", json());
         } else {
-            println!("{}", text());
+            crate::say!("{}", text());
         }
     }
 
     /// Prints a table's header or blank line (nothing with `--json`).
     fn text(&self, line: impl FnOnce() -> String) {
         if !self.json {
-            println!("{}", line());
+            crate::say!("{}", line());
         }
     }
 

@@ -21,9 +21,14 @@ fn ms(d: Option<Duration>) -> String {
     })
 }
 
-pub async fn run() -> Result<(), Error> {
+/// Runs the demo (the README's main job).
+pub async fn run() -> Result<(), crate::failure::Failure> {
+    Ok(mesh().await?)
+}
+
+async fn mesh() -> Result<(), Error> {
     let t0 = Instant::now();
-    println!(
+    crate::say!(
         "Chaski demo: a root and {} nodes on 127.0.0.1\n",
         NODES.len()
     );
@@ -34,13 +39,13 @@ pub async fn run() -> Result<(), Error> {
             .on_pair(OnPair::Disconnect)
     };
     let root = Node::bind("127.0.0.1:0", cfg("Root").root(true)).await?;
-    println!(
+    crate::say!(
         "1. {} listens on {} (TCP and UDP). Every node joins through it.",
         root.name(),
         root.local_addr()
     );
 
-    println!("\n2. Each node connects to the root, then discovers peers for its topics:");
+    crate::say!("\n2. Each node connects to the root, then discovers peers for its topics:");
     let mut nodes = Vec::new();
     for (name, topics) in NODES {
         let node = Node::bind("127.0.0.1:0", cfg(name)).await?;
@@ -54,7 +59,7 @@ pub async fn run() -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let edges = node.edges().await?;
         let peers: Vec<String> = edges.iter().map(|e| e.name.clone()).collect();
-        println!(
+        crate::say!(
             "   {name:<9} topics {:<24} paired in {:>4} ms, linked to {}",
             topics.join(", "),
             t.elapsed().as_millis(),
@@ -63,7 +68,7 @@ pub async fn run() -> Result<(), Error> {
         nodes.push(node);
     }
 
-    println!("\n3. Topology, with latency measured by ping (half the round trip):");
+    crate::say!("\n3. Topology, with latency measured by ping (half the round trip):");
     let mut all = vec![root.clone()];
     all.extend(nodes.iter().cloned());
     for node in &all {
@@ -73,7 +78,7 @@ pub async fn run() -> Result<(), Error> {
     }
     for node in &all {
         let edges = node.edges().await?;
-        println!("   {}", node.name());
+        crate::say!("   {}", node.name());
         for e in edges {
             let kind = if e.root {
                 "root link"
@@ -88,7 +93,7 @@ pub async fn run() -> Result<(), Error> {
                 .map(String::as_str)
                 .filter(|t| *t != "@")
                 .collect();
-            println!(
+            crate::say!(
                 "      -> {:<9} {}  {kind:<14} topics: {}",
                 e.name,
                 ms(e.latency),
@@ -101,7 +106,7 @@ pub async fn run() -> Result<(), Error> {
         }
     }
 
-    println!(
+    crate::say!(
         "\n4. Publishing: a message goes only to subscribers of its topic, relayed hop by hop:"
     );
     let sends = [(2usize, "temperature", "21.5 C"), (4, "humidity", "40 %")];
@@ -115,7 +120,7 @@ pub async fn run() -> Result<(), Error> {
     }
     for (from, topic, msg) in sends {
         nodes[from].publish(topic, msg).await?;
-        println!("   {} publishes {msg:?} on {topic:?}", nodes[from].name());
+        crate::say!("   {} publishes {msg:?} on {topic:?}", nodes[from].name());
     }
     let mut got: BTreeMap<String, Vec<Received>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -155,7 +160,7 @@ pub async fn run() -> Result<(), Error> {
                 )
             })
             .collect();
-        println!(
+        crate::say!(
             "   {name:<9} [{}] received {}",
             topics.join(", "),
             if shown.is_empty() {
@@ -170,9 +175,9 @@ pub async fn run() -> Result<(), Error> {
         return Err(Error::io("some subscriber did not receive its messages"));
     }
 
-    println!("\n5. A remote service: Display serves `demo`; Thermo-1 connects to it and calls it:");
+    crate::say!("\n5. A remote service: Display serves `demo`; Thermo-1 connects to it and calls it:");
     let display = &nodes[3];
-    display.serve("demo", crate::example_service()).await?;
+    display.serve("demo", crate::serve_cmd::example_service()).await?;
     let client = &nodes[0];
     match client.connect(&display.address()).await {
         Ok(_) | Err(Error::Connect(ConnectError::Duplicate)) => {}
@@ -192,7 +197,7 @@ pub async fn run() -> Result<(), Error> {
     let t = Instant::now();
     let sum: f64 = proxy.call("add", &(2.0, 3.0)).await?;
     let rtt = t.elapsed();
-    let show = |call: &str, out: String| println!("   {call:<28} {out}");
+    let show = |call: &str, out: String| crate::say!("   {call:<28} {out}");
     show(
         "demo.add(2, 3)",
         format!(
@@ -215,10 +220,10 @@ pub async fn run() -> Result<(), Error> {
         Ok(_) => return Err(Error::io("demo.nope answered")),
     }
 
-    println!("\n6. Everyone says goodbye.");
+    crate::say!("\n6. Everyone says goodbye.");
     for node in nodes.iter().chain(std::iter::once(&root)) {
         node.shutdown().await?;
     }
-    println!("\nDone in {:.2} s.", t0.elapsed().as_secs_f64());
+    crate::say!("\nDone in {:.2} s.", t0.elapsed().as_secs_f64());
     Ok(())
 }

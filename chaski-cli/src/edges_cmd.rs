@@ -1,22 +1,38 @@
 //! `chaski edges ADDR`: a node's edges and their latencies, as the node reports them through
 //! its built-in `@node` service (answered only when its `introspect` setting is on).
 
-use std::time::Duration;
+use clap::Args;
 
+use chaski_proto::text::Escaped;
 use chaski_tokio::{EdgeReport, Error, Node, NODE_SERVICE};
 
+use crate::client::{self, line};
 use crate::failure::Failure;
 
-/// Connects to `addr`, asks for its edges and prints them (without the edge to this client).
-pub async fn run(
-    base: chaski_tokio::Config,
-    addr: &str,
-    limit: Duration,
+/// The options of `chaski edges`.
+#[derive(Args, Debug)]
+pub struct EdgesArgs {
+    /// The node.
+    addr: String,
+    /// Seconds the whole query may take.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Print one JSON object: the node's name and id, and its edges.
+    #[arg(long)]
     json: bool,
-) -> Result<(), Failure> {
-    let node = Node::bind(crate::client_bind(addr).await?, base).await?;
+    /// Address to bind (default: the local address that reaches ADDR).
+    #[arg(long, env = "CHASKI_BIND")]
+    bind: Option<String>,
+}
+
+/// Connects to the node, asks for its edges and prints them (without the edge to this
+/// client); names, topics and services as the peer gave them, escaped.
+pub async fn run(args: EdgesArgs, base: chaski_tokio::Config) -> Result<(), Failure> {
+    let addr = client::target("ADDR", &args.addr)?;
+    let (limit, json) = (crate::secs(args.timeout)?, args.json);
+    let node = Node::bind(&client::bind(&addr, args.bind.as_deref()).await?, base).await?;
     let ask = async {
-        let edge = node.connect(addr).await?;
+        let edge = node.connect(&addr).await?;
         let edges: Vec<EdgeReport> = node
             .proxy_on(edge.id, NODE_SERVICE)
             .with_timeout(limit)
@@ -52,37 +68,43 @@ pub async fn run(
                 })
             })
             .collect();
-        let line = serde_json::json!({
+        let line_json = serde_json::json!({
             "name": edge.name,
             "id": edge.id.to_string(),
             "edges": list,
         });
-        println!("{line}");
+        line(line_json)?;
         return Ok(());
     }
-    println!("{} ({}): {} edges", edge.name, edge.addr, edges.len());
+    line(format_args!(
+        "{} ({}): {} edges",
+        Escaped(&edge.name),
+        edge.addr,
+        edges.len()
+    ))?;
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-    let w = edges.iter().map(|e| e.name.len()).max().unwrap_or(0).max(4);
-    println!(
+    let names: Vec<String> = edges.iter().map(|e| Escaped(&e.name).to_string()).collect();
+    let w = names.iter().map(String::len).max().unwrap_or(0).max(4);
+    line(format_args!(
         "{:<w$} {:<24} {:<4} {:>9} {:>11} {:>10}  TOPICS / SERVICES",
         "NAME", "ADDRESS", "DIR", "RTT ms", "LATENCY ms", "JITTER ms"
-    );
-    for e in &edges {
-        let mut what: Vec<String> = e.topics.clone();
-        what.extend(e.services.iter().map(|s| format!("service:{s}")));
+    ))?;
+    for (e, name) in edges.iter().zip(&names) {
+        let mut what: Vec<String> = e.topics.iter().map(|t| Escaped(t).to_string()).collect();
+        what.extend(e.services.iter().map(|s| format!("service:{}", Escaped(s))));
         if e.root {
             what.insert(0, "root".into());
         }
-        println!(
+        line(format_args!(
             "{:<w$} {:<24} {:<4} {:>9} {:>11} {:>10}  {}",
-            e.name,
+            name,
             e.addr.to_string(),
             if e.outbound { "out" } else { "in" },
             fmt(ms(e.rtt_us)),
             fmt(ms(e.latency_us)),
             fmt(ms(e.jitter_us)),
             what.join(" ")
-        );
+        ))?;
     }
     Ok(())
 }

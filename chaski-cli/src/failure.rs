@@ -11,6 +11,9 @@ Exit codes: 0 success; 1 other failure; 2 usage (bad arguments or settings); \
 3 unreachable (cannot resolve or connect); 4 timed out; 5 remote error (the peer answered with \
 an error); 6 refused (the peer closed the connection with a reason).";
 
+/// Not a failure: the command stopped early for a reason that needs no message (its standard
+/// output was closed by its reader).
+pub const QUIET_EXIT: i32 = 0;
 /// Exit code of a failure with no more specific class.
 pub const OTHER: i32 = 1;
 /// Bad arguments or settings.
@@ -36,6 +39,16 @@ pub struct Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+impl Failure {
+    /// The same failure, its message prefixed with what it concerns.
+    pub fn context(self, what: &str) -> Failure {
+        Failure {
+            code: self.code,
+            message: format!("{what}: {}", self.message),
+        }
     }
 }
 

@@ -1,21 +1,28 @@
 //! `chaski`: run a demo mesh, a root, a subscriber, a publisher, a service; query a status;
-//! call a remote method.
+//! call a remote method. This file only parses the command line and hands each subcommand to
+//! its own module (`<name>_cmd.rs`).
 
 mod bench;
+mod call_cmd;
+mod client;
 mod demo;
 mod edges_cmd;
 mod failure;
 mod node_cmd;
+mod ping_cmd;
 mod pki_cmd;
+mod pub_cmd;
+mod root_cmd;
+mod serve_cmd;
 mod settings;
+mod status_cmd;
 mod stay;
+mod sub_cmd;
 
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use futures_util::StreamExt;
 
-use chaski_tokio::{Config, Error, Node, Service, ServiceError};
 use failure::Failure;
 
 #[derive(Parser)]
@@ -49,230 +56,53 @@ enum Command {
     /// remote call; exit.
     Demo,
     /// Run a root node (accepts every topic, relays, never pairs) until SIGINT or SIGTERM.
-    Root {
-        /// Address to bind (TCP and UDP).
-        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8511")]
-        bind: String,
-        /// Name (default ChaskiRoot), advertised address, other roots to join, liveness.
-        #[command(flatten)]
-        member: stay::Membership,
-    },
+    Root(root_cmd::RootArgs),
     /// A long-running node for scripts and containers: connect, subscribe, print what arrives,
     /// publish periodically, serve the example service; until SIGINT or SIGTERM.
     Node(node_cmd::NodeArgs),
     /// Connect to ADDR, subscribe to the topics, and print every message received.
-    Sub {
-        /// A node to connect to (host:port, [v6]:port, Name@host:port).
-        addr: String,
-        /// Topics to subscribe to.
-        #[arg(required = true)]
-        topics: Vec<String>,
-        /// Exit after this many messages.
-        #[arg(long)]
-        count: Option<usize>,
-        /// Give up (exit code 4) when this many seconds pass without a message.
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
-        /// Run discovery after connecting, to pair with the topics' clusters.
-        #[arg(long)]
-        discover: bool,
-        /// Address to bind (peers that pair with it dial it here).
-        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:0")]
-        bind: String,
-        /// The address peers should dial, when the bound one is not reachable from them.
-        #[arg(long, env = "CHASKI_ADVERTISE")]
-        advertise: Option<String>,
-        /// One JSON object per message: topic, payload (UTF-8, lossy), hops, origin.
-        #[arg(long)]
-        json: bool,
-    },
+    Sub(sub_cmd::SubArgs),
     /// Connect to ADDR and publish MESSAGE on TOPIC.
-    Pub {
-        /// A node to connect to.
-        addr: String,
-        /// Topic.
-        topic: String,
-        /// The message (sent as UTF-8 bytes).
-        message: String,
-        /// Address to bind.
-        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:0")]
-        bind: String,
-    },
+    Pub(pub_cmd::PubArgs),
     /// Ask a node for its status over UDP.
-    Status {
-        /// The node.
-        addr: String,
-        /// Seconds to wait for the reply.
-        #[arg(long, default_value_t = 2.0)]
-        timeout: f64,
-        /// Print the status as one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    Status(status_cmd::StatusArgs),
     /// Connect to a node and measure round trips, like `ping`: one line per ping, then the
     /// minimum, median, 99th percentile and maximum.
-    Ping {
-        /// The node.
-        addr: String,
-        /// How many pings.
-        #[arg(long, short = 'c', default_value_t = 5)]
-        count: usize,
-        /// Seconds between two pings.
-        #[arg(long, short = 'i', default_value_t = 0.2)]
-        interval: f64,
-        /// One JSON object per ping, then one for the summary.
-        #[arg(long)]
-        json: bool,
-    },
+    Ping(ping_cmd::PingArgs),
     /// Connect to a node and list its edges with their latencies, topics and services (what the
     /// node's built-in `@node` service reports; off when its `introspect` setting is false).
-    Edges {
-        /// The node.
-        addr: String,
-        /// Seconds the whole query may take.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-        /// Print one JSON object: the node's name and id, and its edges.
-        #[arg(long)]
-        json: bool,
-    },
+    Edges(edges_cmd::EdgesArgs),
     /// Call SERVICE.PATH on a node with JSON arguments (an array for several, null for none).
     /// A service the node does not serve is looked for through the mesh behind it.
-    Call {
-        /// The node offering the service.
-        addr: String,
-        /// Service and method path, e.g. `demo.add` or `demo.random.normal`.
-        target: String,
-        /// JSON arguments.
-        #[arg(default_value = "null")]
-        args: String,
-        /// Read an attribute instead of calling a method.
-        #[arg(long)]
-        get: bool,
-        /// Seconds the whole call may take (dial, handshake and answer).
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-    },
+    Call(call_cmd::CallArgs),
     /// Measure pub/sub throughput, ping and RPC round trips on every runtime beside the raw TCP
     /// limit, discovery at scale in the simulator, and memory per idle edge; print one table.
-    Bench {
-        /// Small counts: a quick smoke test, not a measurement.
-        #[arg(long)]
-        quick: bool,
-        /// Runtimes to measure (comma-separated).
-        #[arg(long, default_value = "tokio,smol,mio", value_delimiter = ',')]
-        runtime: Vec<String>,
-        /// Idle edges for the memory measurement.
-        #[arg(long, default_value_t = 1000)]
-        edges: usize,
-        /// Parts to run (comma-separated): throughput, rtt, mesh, memory.
-        #[arg(
-            long,
-            default_value = "throughput,rtt,mesh,memory",
-            value_delimiter = ','
-        )]
-        only: Vec<String>,
-        /// The `zenoh-compare` program (build it in `benches/zenoh-compare`): Zenoh on the same
-        /// work in the same run, and a ratio to it on every row.
-        #[arg(long, value_name = "PATH")]
-        zenoh: Option<std::path::PathBuf>,
-        /// No progress lines on stderr (there are none when stderr is not a terminal).
-        #[arg(long)]
-        quiet: bool,
-        /// One JSON object per result (part, implementation, runtime, size, rates, ratios)
-        /// instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(bench::BenchArgs),
     /// A cluster certificate authority for secure meshes.
     Ca {
         #[command(subcommand)]
-        action: CaAction,
+        action: pki_cmd::CaAction,
     },
     /// Node certificates signed by the cluster CA.
     Cert {
         #[command(subcommand)]
-        action: CertAction,
+        action: pki_cmd::CertAction,
     },
     /// Serve the example service `demo` (add, echo, upper, fail, random.uniform; attribute
     /// version) until SIGINT or SIGTERM.
-    Serve {
-        /// Address to bind.
-        #[arg(long, env = "CHASKI_BIND", default_value = "0.0.0.0:8514")]
-        bind: String,
-        /// Name (default ChaskiRemote), advertised address, peers to keep, liveness.
-        #[command(flatten)]
-        member: stay::Membership,
-    },
+    Serve(serve_cmd::ServeArgs),
 }
 
-#[derive(Subcommand)]
-enum CaAction {
-    /// Create a CA in DIR: ca.pem (give it to every node) and ca.key (owner-only; keep it on
-    /// the machine that issues certificates).
-    Init {
-        /// Where to write it.
-        dir: std::path::PathBuf,
-    },
+/// Seconds as a duration; a negative or absurd number is a usage error.
+pub(crate) fn secs(s: f64) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(s).map_err(|_| Failure {
+        code: failure::USAGE,
+        message: format!("invalid duration: {s}"),
+    })
 }
 
-#[derive(Subcommand)]
-enum CertAction {
-    /// Issue a certificate for node NAME, signed by the CA in --ca, into --out (default
-    /// ./NAME): ca.pem, node.pem and node.key (owner-only), for `--tls-dir`.
-    Issue {
-        /// The node's name (in the certificate; its id is derived from its key).
-        name: String,
-        /// The CA's directory (from `chaski ca init`).
-        #[arg(long, value_name = "DIR")]
-        ca: std::path::PathBuf,
-        /// Where to write the node's files.
-        #[arg(long, value_name = "DIR")]
-        out: Option<std::path::PathBuf>,
-        /// Days the certificate is valid.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-    },
-}
-
-/// The example service of `chaski serve` and the demo.
-pub fn example_service() -> Service {
-    let random = Service::builder()
-        .method("uniform", |(lo, hi): (f64, f64)| {
-            if hi < lo {
-                return Err(ServiceError::bad_arguments("hi must not be below lo"));
-            }
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            Ok(lo + (hi - lo) * f64::from(nanos % 1000) / 1000.0)
-        })
-        .build();
-    Service::builder()
-        .method(
-            "add",
-            |(a, b): (serde_json::Value, serde_json::Value)| match (a.as_f64(), b.as_f64()) {
-                (Some(a), Some(b)) => Ok(a + b),
-                _ => Err(ServiceError::bad_arguments("add takes two numbers")),
-            },
-        )
-        .method("echo", |v: serde_json::Value| Ok(v))
-        .method("upper", |s: String| Ok(s.to_uppercase()))
-        .method("fail", |msg: String| {
-            Err::<(), _>(ServiceError::failed(msg))
-        })
-        .attr("version", env!("CARGO_PKG_VERSION"))
-        .nested("random", random)
-        .build()
-}
-
-pub(crate) fn secs(s: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s).map_err(|_| format!("invalid duration: {s}"))
-}
-
+/// Runs one subcommand (all but the benchmark, which starts its own runtimes).
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let e = Failure::from;
     let mut base = settings::load(cli.config.as_deref())?;
     if let Some(dir) = &cli.tls_dir {
         base = base.secure(chaski_api::tls_from_dir(dir).map_err(|err| Failure {
@@ -281,289 +111,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         })?);
     }
     match cli.command {
-        Command::Ca {
-            action: CaAction::Init { dir },
-        } => pki_cmd::init(&dir),
-        Command::Cert {
-            action:
-                CertAction::Issue {
-                    name,
-                    ca,
-                    out,
-                    days,
-                },
-        } => {
-            let out = out.unwrap_or_else(|| std::path::PathBuf::from(&name));
-            pki_cmd::issue(&name, &ca, &out, days)
-        }
-        Command::Demo => demo::run().await.map_err(e),
-        Command::Ping {
-            addr,
-            count,
-            interval,
-            json,
-        } => ping(base, &addr, count, secs(interval)?, json).await,
-        Command::Edges {
-            addr,
-            timeout,
-            json,
-        } => edges_cmd::run(base, &addr, secs(timeout)?, json).await,
-        Command::Root { bind, member } => {
-            let cfg = member.apply(base.root(true), Some("ChaskiRoot"))?;
-            let node = Node::bind(&bind, cfg).await.map_err(e)?;
-            println!(
-                "root {} listening on {} (TCP and UDP); SIGINT or SIGTERM to stop",
-                node.name(),
-                node.local_addr()
-            );
-            Ok(stay::run_until_stopped(&node, &member, Vec::new()).await?)
-        }
-        Command::Node(args) => Ok(node_cmd::run(args, base).await?),
-        Command::Sub {
-            addr,
-            topics,
-            count,
-            timeout,
-            discover,
-            bind,
-            advertise,
-            json,
-        } => {
-            let quiet = timeout.map(secs).transpose()?;
-            let cfg = base.advertise(stay::advertised(advertise.as_deref())?);
-            let node = Node::bind(&bind, cfg).await.map_err(e)?;
-            for t in &topics {
-                node.subscribe(t).await.map_err(e)?;
-            }
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            let edge = stay::connect_retrying(&node, &addr, Some(deadline)).await?;
-            eprintln!(
-                "connected to {} at {}; subscribed to {}",
-                edge.name,
-                edge.addr,
-                topics.join(", ")
-            );
-            if discover {
-                node.discover().await.map_err(e)?;
-            }
-            // Stays connected to ADDR: dials it again if it says goodbye (a restart).
-            let keeper = tokio::spawn(stay::keep_connected(
-                node.clone(),
-                vec![(addr.clone(), Some(edge.id))],
-            ));
-            let mut messages = node.messages();
-            let mut n = 0;
-            let stop = stay::stop_signal();
-            tokio::pin!(stop);
-            let mut outcome = Ok(());
-            loop {
-                let silence = async {
-                    match quiet {
-                        Some(d) => tokio::time::sleep(d).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let m = tokio::select! {
-                    m = messages.next() => m,
-                    _ = &mut stop => break,
-                    _ = silence => {
-                        outcome = Err(Failure {
-                            code: failure::TIMEOUT,
-                            message: format!("no message for {} s", quiet.unwrap_or_default().as_secs_f64()),
-                        });
-                        break;
-                    }
-                };
-                let Some(m) = m else { break };
-                if json {
-                    let line = serde_json::json!({
-                        "topic": m.topic,
-                        "payload": String::from_utf8_lossy(&m.payload),
-                        "hops": m.hops,
-                        "origin": m.origin.map(|o| o.to_string()),
-                    });
-                    println!("{line}");
-                } else {
-                    println!(
-                        "[{}] {} (hops {})",
-                        m.topic,
-                        String::from_utf8_lossy(&m.payload),
-                        m.hops
-                    );
-                }
-                n += 1;
-                if count.is_some_and(|c| n >= c) {
-                    break;
-                }
-            }
-            keeper.abort();
-            node.shutdown().await.map_err(e)?;
-            outcome
-        }
-        Command::Pub {
-            addr,
-            topic,
-            message,
-            bind,
-        } => {
-            let node = Node::bind(&bind, base).await.map_err(e)?;
-            let edge = node.connect(&addr).await.map_err(e)?;
-            if !edge.root && !edge.topics.contains(&topic) {
-                eprintln!("note: {} neither subscribes to {topic:?} nor is a root: it will not receive this", edge.name);
-            }
-            node.publish(&topic, message.into_bytes())
-                .await
-                .map_err(e)?;
-            eprintln!("published on {topic:?} to {}", edge.name);
-            node.shutdown().await.map_err(e)
-        }
-        Command::Status {
-            addr,
-            timeout,
-            json,
-        } => {
-            let node = Node::bind(
-                client_bind(&addr).await?,
-                base.status_timeout(secs(timeout)?),
-            )
-            .await
-            .map_err(e)?;
-            let s = node.status(&addr).await.map_err(e)?;
-            if json {
-                let line = serde_json::json!({
-                    "name": s.name,
-                    "id": s.id.to_string(),
-                    "root": s.root,
-                    "edges": s.edges,
-                    "reconnecting": s.reconnecting,
-                    "topics": s.paired,
-                    "services": s.services,
-                    "truncated": s.truncated,
-                });
-                println!("{line}");
-                return node.shutdown().await.map_err(e);
-            }
-            println!("name:         {}", s.name);
-            println!("id:           {}", s.id);
-            println!("root:         {}", s.root);
-            println!("edges:        {}", s.edges);
-            println!("reconnecting: {}", s.reconnecting);
-            for (t, p) in &s.paired {
-                println!(
-                    "topic:        {t} ({})",
-                    if *p { "paired" } else { "not paired" }
-                );
-            }
-            for svc in &s.services {
-                println!("service:      {svc}");
-            }
-            node.shutdown().await.map_err(e)
-        }
-        Command::Call {
-            addr,
-            target,
-            args,
-            get,
-            timeout,
-        } => {
-            let (service, path) = target.split_once('.').unwrap_or((target.as_str(), ""));
-            let args: serde_json::Value = serde_json::from_str(&args)
-                .map_err(|err| format!("JSON_ARGS is not valid JSON: {err}"))?;
-            let limit = secs(timeout)?;
-            let node = Node::bind(client_bind(&addr).await?, base)
-                .await
-                .map_err(e)?;
-            // The timeout covers the whole call: dial, handshake and answer.
-            let call = async {
-                node.connect(&addr).await?;
-                let proxy = node.proxy(service).await?.with_timeout(limit);
-                if get {
-                    proxy.get::<serde_json::Value>(path).await
-                } else {
-                    proxy.call::<_, serde_json::Value>(path, &args).await
-                }
-            };
-            let out = tokio::time::timeout(limit, call)
-                .await
-                .unwrap_or(Err(Error::Timeout));
-            let _ = node.shutdown().await;
-            println!("{}", out.map_err(e)?);
-            Ok(())
-        }
-        // Handled in `main`: the benchmark starts its own runtimes.
-        Command::Bench { .. } => Err("the benchmark does not run inside a runtime"
-            .to_string()
-            .into()),
-        Command::Serve { bind, member } => {
-            let cfg = member.apply(base, Some("ChaskiRemote"))?;
-            let node = Node::bind(&bind, cfg).await.map_err(e)?;
-            node.serve("demo", example_service()).await.map_err(e)?;
-            println!(
-                "serving `demo` at {}; try: chaski call {} demo.add '[2, 3]'",
-                node.address(),
-                node.local_addr()
-            );
-            Ok(stay::run_until_stopped(&node, &member, Vec::new()).await?)
-        }
+        Command::Demo => demo::run().await,
+        Command::Root(args) => root_cmd::run(args, base).await,
+        Command::Node(args) => node_cmd::run(args, base).await,
+        Command::Sub(args) => sub_cmd::run(args, base).await,
+        Command::Pub(args) => pub_cmd::run(args, base).await,
+        Command::Status(args) => status_cmd::run(args, base).await,
+        Command::Ping(args) => ping_cmd::run(args, base).await,
+        Command::Edges(args) => edges_cmd::run(args, base).await,
+        Command::Call(args) => call_cmd::run(args, base).await,
+        Command::Serve(args) => serve_cmd::run(args, base).await,
+        Command::Ca { action } => pki_cmd::ca(action),
+        Command::Cert { action } => pki_cmd::cert(action),
+        Command::Bench(_) => unreachable!("the benchmark runs outside a runtime"),
     }
-}
-
-/// `chaski ping`: round trips to the node at `addr`.
-async fn ping(
-    base: Config,
-    addr: &str,
-    count: usize,
-    interval: Duration,
-    json: bool,
-) -> Result<(), Failure> {
-    if count == 0 {
-        return Err(Failure {
-            code: failure::USAGE,
-            message: "--count must be at least 1".into(),
-        });
-    }
-    let node = Node::bind(client_bind(addr).await?, base).await?;
-    let edge = node.connect(addr).await?;
-    if !json {
-        println!("PING {} ({})", edge.name, edge.addr);
-    }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let mut rtts = Vec::with_capacity(count);
-    for seq in 1..=count {
-        let rtt = node.ping(edge.id, 0).await?;
-        rtts.push(rtt);
-        if json {
-            println!("{}", serde_json::json!({ "seq": seq, "rtt_ms": ms(rtt) }));
-        } else {
-            println!("seq={seq} rtt={:.3} ms", ms(rtt));
-        }
-        if seq < count {
-            tokio::time::sleep(interval).await;
-        }
-    }
-    rtts.sort();
-    let at = |q: f64| rtts[((rtts.len() as f64 * q).ceil() as usize).clamp(1, rtts.len()) - 1];
-    let (min, p50, p99, max) = (rtts[0], at(0.5), at(0.99), rtts[rtts.len() - 1]);
-    if json {
-        let summary = serde_json::json!({
-            "peer": edge.name,
-            "count": count,
-            "min_ms": ms(min),
-            "p50_ms": ms(p50),
-            "p99_ms": ms(p99),
-            "max_ms": ms(max),
-        });
-        println!("{summary}");
-    } else {
-        println!(
-            "{count} pings: min {:.3} / p50 {:.3} / p99 {:.3} / max {:.3} ms",
-            ms(min),
-            ms(p50),
-            ms(p99),
-            ms(max)
-        );
-    }
-    Ok(node.shutdown().await?)
 }
 
 /// The command line, with every node-starting subcommand's `--help` listing the settings'
@@ -598,66 +159,21 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Command::Bench {
-        quick,
-        runtime,
-        edges,
-        only,
-        zenoh,
-        quiet,
-        json,
-    } = cli.command
-    {
-        // smol's global executor runs one thread unless told otherwise; the tokio nodes get two
-        // workers, so the smol ones get two threads too (set before smol starts any).
-        if std::env::var_os("SMOL_THREADS").is_none() {
-            std::env::set_var("SMOL_THREADS", "2");
-        }
-        let opts = bench::Options {
-            quick,
-            runtimes: runtime,
-            edges,
-            parts: only,
-            zenoh,
-            quiet,
-            json,
-        };
-        if let Err(msg) = bench::check(&opts) {
-            eprintln!("chaski bench: {msg}");
-            std::process::exit(failure::USAGE);
-        }
-        if let Err(msg) = bench::run(opts) {
-            eprintln!("chaski bench: {msg}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("chaski: cannot start the runtime: {err}");
-            std::process::exit(1);
-        }
+    let outcome = match cli.command {
+        Command::Bench(args) => bench::main(args),
+        _ => match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(run(cli)),
+            Err(err) => Err(format!("cannot start the runtime: {err}").into()),
+        },
     };
-    if let Err(f) = rt.block_on(run(cli)) {
-        eprintln!("chaski: {f}");
+    if let Err(f) = outcome {
+        if f.code != failure::QUIET_EXIT {
+            eprintln!("chaski: {f}");
+        }
         std::process::exit(f.code);
     }
-}
-
-/// Where a short-lived client node binds to reach `target`: every local address of the
-/// target's family (a loopback-only or IPv4-only socket cannot reach another host, or `[::1]`).
-pub(crate) async fn client_bind(target: &str) -> Result<&'static str, String> {
-    let to = chaski_api::resolve_all(target)
-        .await
-        .map_err(|err| err.to_string())?;
-    Ok(if to[0].is_ipv6() {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
-    })
 }

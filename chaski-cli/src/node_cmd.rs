@@ -8,6 +8,8 @@ use futures_util::StreamExt;
 
 use chaski_tokio::{Config, Node};
 
+use crate::client;
+use crate::failure::Failure;
 use crate::stay;
 
 /// The options of `chaski node` (each also read from the environment variable named).
@@ -28,8 +30,9 @@ pub struct NodeArgs {
     /// Seconds between two publishes.
     #[arg(long, env = "CHASKI_EVERY", default_value_t = 1.0)]
     every: f64,
-    /// The text published (`{n}` becomes the message's number, `{name}` the node's name).
-    #[arg(long, env = "CHASKI_MESSAGE", default_value = "{name} #{n}")]
+    /// The text published: `{seq}` becomes the message's number (from 1), `{name}` the
+    /// node's name.
+    #[arg(long, env = "CHASKI_MESSAGE", default_value = "{name} #{seq}")]
     message: String,
     /// Serve the example service `demo` (see `chaski serve`).
     #[arg(long, env = "CHASKI_SERVE")]
@@ -45,31 +48,33 @@ pub struct NodeArgs {
     root: bool,
 }
 
-/// Runs the node until SIGINT or SIGTERM; then says goodbye to every peer.
-pub async fn run(args: NodeArgs, base: Config) -> Result<(), String> {
-    let e = |e: chaski_tokio::Error| e.to_string();
+/// Runs the node until SIGINT or SIGTERM (or until nobody reads what it prints); then says
+/// goodbye to every peer.
+pub async fn run(args: NodeArgs, base: Config) -> Result<(), Failure> {
     let root = base.root || args.root;
     let cfg = args.member.apply(base.root(root), None)?;
     let every = crate::secs(args.every)?;
     if every.is_zero() {
-        return Err("--every must be more than 0 seconds".into());
+        return Err(Failure {
+            code: crate::failure::USAGE,
+            message: "--every must be more than 0 seconds".into(),
+        });
     }
-    let node = Node::bind(&args.bind, cfg).await.map_err(e)?;
+    let node = Node::bind(&args.bind, cfg).await?;
     for t in &args.sub {
-        node.subscribe(t).await.map_err(e)?;
+        node.subscribe(t).await?;
     }
     if args.serve {
-        node.serve("demo", crate::example_service())
-            .await
-            .map_err(e)?;
+        node.serve("demo", crate::serve_cmd::example_service())
+            .await?;
     }
-    println!(
+    client::line(format_args!(
         "node {} listening on {} (TCP and UDP); subscribed to [{}]{}",
         node.name(),
         node.local_addr(),
         args.sub.join(", "),
         if args.serve { "; serving demo" } else { "" }
-    );
+    ))?;
     let mut tasks = Vec::new();
     if args.discover && !args.sub.is_empty() {
         let n = node.clone();
@@ -91,16 +96,13 @@ pub async fn run(args: NodeArgs, base: Config) -> Result<(), String> {
         let mut messages = node.messages();
         tasks.push(tokio::spawn(async move {
             while let Some(m) = messages.next().await {
-                println!(
-                    "[{}] {} (hops {})",
-                    m.topic,
-                    String::from_utf8_lossy(&m.payload),
-                    m.hops
-                );
+                if client::line(crate::sub_cmd::show(&m, false)).is_err() {
+                    return stay::output_closed();
+                }
             }
         }));
     }
-    stay::run_until_stopped(&node, &args.member, tasks).await
+    Ok(stay::run_until_stopped(&node, &args.member, tasks).await?)
 }
 
 /// Runs discovery once the node has an edge.
@@ -119,7 +121,9 @@ async fn publish_every(node: Node, topic: String, text: String, every: Duration)
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 1u64.. {
         tick.tick().await;
+        // `{n}` is the placeholder's older name.
         let msg = text
+            .replace("{seq}", &n.to_string())
             .replace("{n}", &n.to_string())
             .replace("{name}", node.name());
         if let Err(err) = node.publish(&topic, msg.into_bytes()).await {
@@ -143,7 +147,11 @@ async fn call_every(node: Node, every: Duration) {
             Err(err) => Err(err.to_string()),
         };
         match answer {
-            Ok(v) => println!("call demo.add({n}, {n}) = {v}"),
+            Ok(v) => {
+                if client::line(format_args!("call demo.add({n}, {n}) = {v}")).is_err() {
+                    return stay::output_closed();
+                }
+            }
             Err(err) => eprintln!("call demo.add({n}, {n}) failed: {err}"),
         }
     }

@@ -6,12 +6,34 @@
 //! gone and the node is not redialing it itself: after the peer said goodbye (a restart), or
 //! after the node's own redials gave up. A peer lost without a goodbye is redialed by the node
 //! (it dialed it), with its own back-off.
+//!
+//! Under `on_pair = disconnect` a configured peer is the node's way into the mesh: once the
+//! node has paired and let it go as `Unneeded` (the bootstrap link), it is not dialed again
+//! while the node has any other edge (dialing it back would only undo the policy); if the node
+//! is ever left with no edge at all, it dials it again to rejoin.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use chaski_tokio::{Config, Node, NodeId};
+use chaski_proto::text::Escaped;
+use chaski_tokio::{Config, DisconnectReason, Node, NodeId};
+
+use crate::failure::Failure;
+
+/// Set when nobody reads the command's standard output any more: a long-running command then
+/// stops as it does on a signal.
+static OUTPUT_CLOSED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Asks the running command to stop: its standard output is closed.
+pub fn output_closed() {
+    OUTPUT_CLOSED.notify_one();
+}
+
+/// The peers the node let go as `Unneeded` (under `on_pair = disconnect`).
+pub type Released = Arc<Mutex<HashSet<NodeId>>>;
 
 /// How a long-running node (`root`, `serve`, `node`) is known and stays in the mesh: its name,
 /// the address it tells peers, the peers it keeps, its liveness settings (the keep-alive and
@@ -40,7 +62,10 @@ pub struct Membership {
 impl Membership {
     /// `cfg` with these settings (the name given, else the configured one, else
     /// `default_name`), validated.
-    pub fn apply(&self, mut cfg: Config, default_name: Option<&str>) -> Result<Config, String> {
+    pub fn apply(&self, mut cfg: Config, default_name: Option<&str>) -> Result<Config, Failure> {
+        for peer in &self.connect {
+            crate::client::target("--connect", peer)?;
+        }
         match (&self.name, default_name) {
             (Some(n), _) => cfg = cfg.name(n.clone()),
             (None, Some(d)) if cfg.name.is_none() => cfg = cfg.name(d),
@@ -53,15 +78,25 @@ impl Membership {
         if let Some(s) = self.idle_timeout {
             cfg = cfg.idle_timeout(crate::secs(s)?);
         }
-        cfg.validate().map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| usage(e.to_string()))?;
         Ok(cfg)
     }
 }
 
-/// The advertised address of `--advertise`, resolved.
-pub fn advertised(addr: Option<&str>) -> Result<Option<std::net::SocketAddr>, String> {
-    addr.map(|a| chaski_api::resolve(a).map_err(|e| format!("--advertise {a}: {e}")))
-        .transpose()
+fn usage(message: String) -> Failure {
+    Failure {
+        code: crate::failure::USAGE,
+        message,
+    }
+}
+
+/// The advertised address of `--advertise`, resolved (a malformed one is a usage error).
+pub fn advertised(addr: Option<&str>) -> Result<Option<std::net::SocketAddr>, Failure> {
+    addr.map(|a| {
+        crate::client::target("--advertise", a)?;
+        chaski_api::resolve(a).map_err(|e| Failure::from(e).context("--advertise"))
+    })
+    .transpose()
 }
 
 /// Runs a long-running node until SIGINT or SIGTERM: reports its peers on stderr, keeps the
@@ -71,11 +106,13 @@ pub async fn run_until_stopped(
     member: &Membership,
     mut tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(), String> {
-    tasks.push(tokio::spawn(report_events(node.clone())));
+    let released = Released::default();
+    tasks.push(tokio::spawn(watch_events(node.clone(), true, released.clone())));
     if !member.connect.is_empty() {
         tasks.push(tokio::spawn(keep_connected(
             node.clone(),
             member.connect.iter().map(|a| (a.clone(), None)).collect(),
+            released,
         )));
     }
     let signal = stop_signal().await;
@@ -87,15 +124,29 @@ pub async fn run_until_stopped(
     node.shutdown().await.map_err(|e| e.to_string())
 }
 
-/// Prints peers found and lost, pairings and bad peers, on stderr.
-async fn report_events(node: Node) {
+/// Follows the node's events: notes the peers it lets go as `Unneeded` in `released`, and
+/// (with `print`) reports peers found and lost, pairings and bad peers on stderr, every name
+/// and reason a peer chose escaped.
+pub async fn watch_events(node: Node, print: bool, released: Released) {
     use chaski_tokio::Event;
     use futures_util::StreamExt;
     let mut events = node.events();
     while let Some(ev) = events.next().await {
+        if let Event::PeerLost {
+            peer,
+            reason: DisconnectReason::Unneeded,
+            by_peer: false,
+            ..
+        } = &ev
+        {
+            released.lock().unwrap_or_else(|p| p.into_inner()).insert(*peer);
+        }
+        if !print {
+            continue;
+        }
         match ev {
             Event::PeerConnected { info, .. } => {
-                eprintln!("peer {} connected from {}", info.name, info.addr)
+                eprintln!("peer {} connected from {}", Escaped(&info.name), info.addr)
             }
             Event::PeerLost {
                 name,
@@ -104,12 +155,14 @@ async fn report_events(node: Node) {
                 reconnecting,
                 ..
             } => eprintln!(
-                "peer {name} lost: {reason}{}{}",
+                "peer {} lost: {reason}{}{}",
+                Escaped(&name),
                 if by_peer { " (its goodbye)" } else { "" },
                 if reconnecting { "; redialing" } else { "" }
             ),
             Event::Paired { topic, with } => eprintln!(
-                "paired for {topic}{}",
+                "paired for {}{}",
+                Escaped(&topic),
                 if with.is_none() {
                     " (as its anchor)"
                 } else {
@@ -118,7 +171,8 @@ async fn report_events(node: Node) {
             ),
             Event::BadPeer { reason, .. } => eprintln!("dropped a bad peer: {reason}"),
             Event::UnknownMessage { peer, kind } => eprintln!(
-                "peer {peer} sent a message of a kind this version does not know ({kind}): skipped"
+                "peer {peer} sent a message of a kind this version does not know ({}): skipped",
+                Escaped(&kind)
             ),
             _ => {}
         }
@@ -169,8 +223,13 @@ pub async fn connect_retrying(
 }
 
 /// Keeps `node` connected to every one of `targets` (address, and the peer already connected
-/// there if any), by the rule in the module docs. Runs until the node shuts down.
-pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) {
+/// there if any), by the rule in the module docs (`released`: the peers the node let go as
+/// `Unneeded`, from [`watch_events`]). Runs until the node shuts down.
+pub async fn keep_connected(
+    node: Node,
+    targets: Vec<(String, Option<NodeId>)>,
+    released: Released,
+) {
     let mut targets: Vec<Target> = targets
         .into_iter()
         .map(|(addr, peer)| Target {
@@ -189,6 +248,17 @@ pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) 
             if t.peer.is_some_and(|p| edges.iter().any(|e| e.id == p)) {
                 continue;
             }
+            // Let go as the bootstrap link it was: not dialed back while the node is in the
+            // mesh by other edges.
+            if let Some(p) = t.peer {
+                let mut gone = released.lock().unwrap_or_else(|p| p.into_inner());
+                if gone.contains(&p) {
+                    if !edges.is_empty() {
+                        continue;
+                    }
+                    gone.remove(&p);
+                }
+            }
             // Lost without a goodbye: the node redials it itself, by its own back-off.
             if let Some(p) = t.peer {
                 match node.is_redialing(p).await {
@@ -198,14 +268,14 @@ pub async fn keep_connected(node: Node, targets: Vec<(String, Option<NodeId>)>) 
                 }
             }
             if let Some(p) = t.peer.take() {
-                eprintln!("lost {} ({p}); dialing it again", t.addr);
+                eprintln!("lost {} ({p:#}); dialing it again", t.addr);
             }
             if Instant::now() < t.next {
                 continue;
             }
             match tokio::time::timeout(DIAL, node.connect(&t.addr)).await {
                 Ok(Ok(edge)) => {
-                    eprintln!("connected to {} at {}", edge.name, t.addr);
+                    eprintln!("connected to {} at {}", Escaped(&edge.name), t.addr);
                     t.peer = Some(edge.id);
                     t.delay = FIRST_RETRY;
                     t.failing = false;
@@ -244,8 +314,17 @@ async fn edge_at(node: &Node, addr: &str) -> Option<NodeId> {
         .map(|e| e.id)
 }
 
-/// Waits for SIGINT (Ctrl-C) or SIGTERM (`docker stop`); gives the signal's name.
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (`docker stop`), or for the command's standard output
+/// to close ([`output_closed`]); gives its name.
 pub async fn stop_signal() -> &'static str {
+    tokio::select! {
+        s = signal() => s,
+        _ = OUTPUT_CLOSED.notified() => "output closed",
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; gives the signal's name.
+async fn signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
