@@ -77,7 +77,7 @@ run() {
 }
 root=10.77.0.1:8511
 run 1 root root --name root
-run 2 sensor node --name sensor --connect "$root" --pub sensors --every 0.2 --message "temperature {n}"
+run 2 sensor node --name sensor --connect "$root" --pub sensors --every 0.2 --message "temperature {seq}"
 run 3 display node --name display --connect "$root" --sub sensors --discover
 run 4 service node --name service --connect "$root" --serve
 run 5 client node --name client --connect 10.77.0.4:8511 --call --every 0.5
@@ -85,7 +85,7 @@ run 6 display2 node --name display2 --connect "$root" --sub sensors --discover
 # A second root joined to the first; a publisher and a subscriber that use both roots.
 run 7 root2 root --name root2 --connect "$root"
 run 8 logger node --name logger --connect "$root,10.77.0.7:8511" --sub alerts
-run 9 alerts node --name alerts --connect "$root,10.77.0.7:8511" --pub alerts --every 0.2 --message "alert {n}"
+run 9 alerts node --name alerts --connect "$root,10.77.0.7:8511" --pub alerts --every 0.2 --message "alert {seq}"
 
 # A secure mesh beside it (TLS, one cluster CA) on other ports: root on host 1, publisher on
 # host 2, subscriber on host 3 (whose link is cut and healed below).
@@ -96,7 +96,7 @@ for n in sroot spub ssub; do "$bin" cert issue "$n" --ca "$logs/ca" --out "$logs
 sroot=10.77.0.1:8611
 run 1 sroot root --bind 0.0.0.0:8611 --tls-dir "$logs/sroot"
 run 2 spub node --bind 0.0.0.0:8612 --connect "$sroot" --pub secure --every 0.2 \
-    --message "secret {n}" --tls-dir "$logs/spub"
+    --message "secret {seq}" --tls-dir "$logs/spub"
 run 3 ssub node --bind 0.0.0.0:8612 --connect "$sroot" --sub secure --tls-dir "$logs/ssub"
 
 echo "== netns: nine hosts on a bridge (10.77.0.1-9)"

@@ -114,7 +114,7 @@ impl Options {
     /// A progress line on stderr for a long part, unless quiet or stderr is not a terminal.
     fn progress(&self, what: &str) {
         if !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!("… {what}");
+            crate::note!("… {what}");
         }
     }
 }

@@ -67,6 +67,16 @@ macro_rules! say {
     };
 }
 
+/// Writes one line on standard error (reports, progress), ignoring a closed or broken stream:
+/// a node does not stop, let alone panic, because nobody reads its reports.
+#[macro_export]
+macro_rules! note {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Standard output closed under us (`chaski sub ... | head`): the command stops quietly.
 #[derive(Debug)]
 pub struct Closed;

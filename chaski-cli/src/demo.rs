@@ -175,9 +175,13 @@ async fn mesh() -> Result<(), Error> {
         return Err(Error::io("some subscriber did not receive its messages"));
     }
 
-    crate::say!("\n5. A remote service: Display serves `demo`; Thermo-1 connects to it and calls it:");
+    crate::say!(
+        "\n5. A remote service: Display serves `demo`; Thermo-1 connects to it and calls it:"
+    );
     let display = &nodes[3];
-    display.serve("demo", crate::serve_cmd::example_service()).await?;
+    display
+        .serve("demo", crate::serve_cmd::example_service())
+        .await?;
     let client = &nodes[0];
     match client.connect(&display.address()).await {
         Ok(_) | Err(Error::Connect(ConnectError::Duplicate)) => {}

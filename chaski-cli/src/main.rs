@@ -150,7 +150,7 @@ fn main() {
     let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
         Ok(f) => f,
         Err(err) => {
-            eprintln!("chaski: --log {filter:?} is not a log level or filter: {err}");
+            crate::note!("chaski: --log {filter:?} is not a log level or filter: {err}");
             std::process::exit(failure::USAGE);
         }
     };
@@ -172,7 +172,7 @@ fn main() {
     };
     if let Err(f) = outcome {
         if f.code != failure::QUIET_EXIT {
-            eprintln!("chaski: {f}");
+            crate::note!("chaski: {f}");
         }
         std::process::exit(f.code);
     }

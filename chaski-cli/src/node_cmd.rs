@@ -111,7 +111,7 @@ async fn discover_when_connected(node: Node) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if let Err(err) = node.discover().await {
-        eprintln!("discovery failed: {err}");
+        crate::note!("discovery failed: {err}");
     }
 }
 
@@ -127,7 +127,7 @@ async fn publish_every(node: Node, topic: String, text: String, every: Duration)
             .replace("{n}", &n.to_string())
             .replace("{name}", node.name());
         if let Err(err) = node.publish(&topic, msg.into_bytes()).await {
-            eprintln!("publish on {topic} failed: {err}");
+            crate::note!("publish on {topic} failed: {err}");
             return;
         }
     }
@@ -152,7 +152,7 @@ async fn call_every(node: Node, every: Duration) {
                     return stay::output_closed();
                 }
             }
-            Err(err) => eprintln!("call demo.add({n}, {n}) failed: {err}"),
+            Err(err) => crate::note!("call demo.add({n}, {n}) failed: {err}"),
         }
     }
 }

@@ -28,13 +28,13 @@ pub async fn run(args: PubArgs, base: Config) -> Result<(), Failure> {
     let node = Node::bind(&client::bind(&addr, args.bind.as_deref()).await?, base).await?;
     let edge = node.connect(&addr).await?;
     if !edge.root && !edge.topics.contains(&args.topic) {
-        eprintln!(
+        crate::note!(
             "note: {} neither subscribes to {:?} nor is a root: it will not receive this",
             Escaped(&edge.name),
             args.topic
         );
     }
     node.publish(&args.topic, args.message.into_bytes()).await?;
-    eprintln!("published on {:?} to {}", args.topic, Escaped(&edge.name));
+    crate::note!("published on {:?} to {}", args.topic, Escaped(&edge.name));
     Ok(node.shutdown().await?)
 }

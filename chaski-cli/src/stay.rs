@@ -107,7 +107,11 @@ pub async fn run_until_stopped(
     mut tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(), String> {
     let released = Released::default();
-    tasks.push(tokio::spawn(watch_events(node.clone(), true, released.clone())));
+    tasks.push(tokio::spawn(watch_events(
+        node.clone(),
+        true,
+        released.clone(),
+    )));
     if !member.connect.is_empty() {
         tasks.push(tokio::spawn(keep_connected(
             node.clone(),
@@ -120,7 +124,7 @@ pub async fn run_until_stopped(
         t.abort();
     }
     let peers = node.edges().await.map(|e| e.len()).unwrap_or(0);
-    eprintln!("{signal}: saying goodbye to {peers} peers");
+    crate::note!("{signal}: saying goodbye to {peers} peers");
     node.shutdown().await.map_err(|e| e.to_string())
 }
 
@@ -139,14 +143,17 @@ pub async fn watch_events(node: Node, print: bool, released: Released) {
             ..
         } = &ev
         {
-            released.lock().unwrap_or_else(|p| p.into_inner()).insert(*peer);
+            released
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*peer);
         }
         if !print {
             continue;
         }
         match ev {
             Event::PeerConnected { info, .. } => {
-                eprintln!("peer {} connected from {}", Escaped(&info.name), info.addr)
+                crate::note!("peer {} connected from {}", Escaped(&info.name), info.addr)
             }
             Event::PeerLost {
                 name,
@@ -154,13 +161,13 @@ pub async fn watch_events(node: Node, print: bool, released: Released) {
                 by_peer,
                 reconnecting,
                 ..
-            } => eprintln!(
+            } => crate::note!(
                 "peer {} lost: {reason}{}{}",
                 Escaped(&name),
                 if by_peer { " (its goodbye)" } else { "" },
                 if reconnecting { "; redialing" } else { "" }
             ),
-            Event::Paired { topic, with } => eprintln!(
+            Event::Paired { topic, with } => crate::note!(
                 "paired for {}{}",
                 Escaped(&topic),
                 if with.is_none() {
@@ -169,8 +176,8 @@ pub async fn watch_events(node: Node, print: bool, released: Released) {
                     ""
                 }
             ),
-            Event::BadPeer { reason, .. } => eprintln!("dropped a bad peer: {reason}"),
-            Event::UnknownMessage { peer, kind } => eprintln!(
+            Event::BadPeer { reason, .. } => crate::note!("dropped a bad peer: {reason}"),
+            Event::UnknownMessage { peer, kind } => crate::note!(
                 "peer {peer} sent a message of a kind this version does not know ({}): skipped",
                 Escaped(&kind)
             ),
@@ -215,7 +222,7 @@ pub async fn connect_retrying(
             return Err(format!("cannot connect to {addr}: {err}"));
         }
         if delay == FIRST_RETRY {
-            eprintln!("cannot connect to {addr} yet ({err}); retrying");
+            crate::note!("cannot connect to {addr} yet ({err}); retrying");
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(LAST_RETRY);
@@ -268,14 +275,14 @@ pub async fn keep_connected(
                 }
             }
             if let Some(p) = t.peer.take() {
-                eprintln!("lost {} ({p:#}); dialing it again", t.addr);
+                crate::note!("lost {} ({p:#}); dialing it again", t.addr);
             }
             if Instant::now() < t.next {
                 continue;
             }
             match tokio::time::timeout(DIAL, node.connect(&t.addr)).await {
                 Ok(Ok(edge)) => {
-                    eprintln!("connected to {} at {}", Escaped(&edge.name), t.addr);
+                    crate::note!("connected to {} at {}", Escaped(&edge.name), t.addr);
                     t.peer = Some(edge.id);
                     t.delay = FIRST_RETRY;
                     t.failing = false;
@@ -292,7 +299,7 @@ pub async fn keep_connected(
                             Ok(Err(e)) => e.to_string(),
                             _ => "timed out".into(),
                         };
-                        eprintln!("cannot connect to {} ({why}); retrying", t.addr);
+                        crate::note!("cannot connect to {} ({why}); retrying", t.addr);
                     }
                     t.failing = true;
                     t.next = Instant::now() + t.delay;

@@ -73,7 +73,7 @@ pub async fn run(args: SubArgs, base: Config) -> Result<(), Failure> {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let edge = stay::connect_retrying(&node, &addr, Some(deadline)).await?;
-    eprintln!(
+    crate::note!(
         "connected to {} at {}; subscribed to {}",
         Escaped(&edge.name),
         edge.addr,

@@ -402,9 +402,6 @@ fn bad_arguments_get_clear_errors() {
     let (ok, _, err) = run(&["call", "127.0.0.1", "demo.add"]);
     assert!(!ok);
     assert!(err.contains("has no port"), "{err}");
-    let (ok, _, err) = run(&["call", "127.0.0.1:9", "demo.add", "[1,"]);
-    assert!(!ok);
-    assert!(err.contains("JSON_ARGS is not valid JSON"), "{err}");
     let (ok, _, err) = run(&["status", "127.0.0.1:9", "--timeout", "0.2"]);
     assert!(!ok);
     assert!(err.contains("timed out"), "{err}");
@@ -483,5 +480,349 @@ fn a_secure_mesh_from_the_readme_commands() {
     let (code, _, err) = run_code(&["pub", &addr, "news", "plain"]);
     assert_eq!(code, Some(6), "{err}");
     assert!(err.contains("TLS only"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The lines a child writes on one of its pipes, read on a helper thread.
+struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    fn of<R: Read + Send + 'static>(r: R) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                let Ok(l) = line else { return };
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The first line (skipping others) that satisfies `pred` within `limit`.
+    fn find(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let end = Instant::now() + limit;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.0.recv_timeout(left) {
+                Ok(l) if pred(&l) => return Some(l),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+/// A long-running subcommand with both pipes read line by line.
+fn start(args: &[&str], env: &[(&str, &str)]) -> (Guard, Lines, Lines) {
+    let mut child = Guard(
+        chaski()
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Lines::of(child.0.stdout.take().unwrap());
+    let err = Lines::of(child.0.stderr.take().unwrap());
+    (child, out, err)
+}
+
+/// The loopback address in a line such as "root NAME listening on 127.0.0.1:PORT ...".
+fn address_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .map(|w| w.trim_end_matches([';', ',']).to_string())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+fn signal(child: &Guard, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+/// A malformed address is a usage error at once (exit 2), on every subcommand that takes one;
+/// so are JSON arguments that are not JSON, a certificate that would be born expired, and a
+/// bind address from the environment that is not one.
+#[test]
+fn malformed_input_is_a_usage_error_at_once() {
+    for bad in ["[::1", "localhost", "1.2.3.4:99999", "Name@"] {
+        for args in [
+            vec!["sub", bad, "t"],
+            vec!["pub", bad, "t", "m"],
+            vec!["status", bad],
+            vec!["ping", bad],
+            vec!["edges", bad],
+            vec!["call", bad, "demo.add"],
+            vec!["node", "--bind", "127.0.0.1:0", "--connect", bad],
+            vec!["root", "--bind", "127.0.0.1:0", "--connect", bad],
+            vec!["serve", "--bind", "127.0.0.1:0", "--connect", bad],
+            vec!["sub", "127.0.0.1:9", "t", "--advertise", bad],
+        ] {
+            let t = Instant::now();
+            let (code, _, err) = run_code(&args);
+            assert_eq!(code, Some(2), "{args:?}: {err}");
+            assert!(err.contains(bad.trim_end_matches(':')), "{args:?}: {err}");
+            assert!(t.elapsed() < Duration::from_secs(5), "{args:?} was retried");
+        }
+    }
+    let (code, _, err) = run_code(&["call", "127.0.0.1:9", "demo.add", "[1,"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("JSON_ARGS is not valid JSON"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("chaski-cli-days-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ca = dir.join("ca");
+    assert_eq!(run_code(&["ca", "init", ca.to_str().unwrap()]).0, Some(0));
+    let out = dir.join("n");
+    let (code, _, err) = run_code(&[
+        "cert",
+        "issue",
+        "n",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--days",
+        "0",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--days"), "{err}");
+    assert!(!out.exists(), "an expired certificate was written");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = chaski()
+        .args(["status", "127.0.0.1:9"])
+        .env("CHASKI_BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "CHASKI_BIND is read by status");
+}
+
+/// `chaski ... | head`: a closed standard output stops a command quietly, never with a panic;
+/// `sub` says goodbye to its peer first.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let (server, addr) = spawn(&["serve", "--bind", "127.0.0.1:0"]);
+    for args in [
+        vec!["status", addr.as_str()],
+        vec!["ping", addr.as_str(), "-c", "3", "-i", "0.05"],
+        vec!["edges", addr.as_str()],
+        vec!["call", addr.as_str(), "demo.add", "[1, 2]"],
+        vec!["demo"],
+    ] {
+        let mut child = chaski()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the command writes anything: its first line meets a closed pipe.
+        drop(child.stdout.take());
+        let err = read_all("stderr", child.stderr.take().unwrap());
+        let status = wait(&mut child);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+    }
+    drop(server);
+
+    let (root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0"], &[]);
+    let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
+    let (watcher, _, watcher_err) = start(
+        &[
+            "node",
+            "--bind",
+            "127.0.0.1:0",
+            "--connect",
+            &addr,
+            "--sub",
+            "x",
+        ],
+        &[],
+    );
+    assert!(watcher_err
+        .find(DEADLINE, |l| l.starts_with("connected to"))
+        .is_some());
+    let mut sub = Guard(
+        chaski()
+            .args(["sub", &addr, "news", "--bind", "127.0.0.1:0"])
+            .env("CHASKI_NAME", "reader")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = Lines::of(sub.0.stderr.take().unwrap());
+    assert!(err.find(DEADLINE, |l| l.contains("subscribed")).is_some());
+    drop(sub.0.stdout.take());
+    let (ok, _, e) = run(&["pub", &addr, "news", "one"]);
+    assert!(ok, "{e}");
+    let status = wait(&mut sub.0);
+    assert_eq!(status.code(), Some(0));
+    assert!(err
+        .find(Duration::from_millis(500), |l| l.contains("panicked"))
+        .is_none());
+    drop((root, watcher));
+}
+
+/// `node --help` shows the `--message` placeholders as they are written.
+#[test]
+fn help_shows_the_message_placeholders() {
+    let (ok, out, _) = run(&["node", "--help"]);
+    assert!(ok);
+    assert!(
+        out.contains("`{seq}` becomes the message's number"),
+        "{out}"
+    );
+    assert!(out.contains("[default: \"{name} #{seq}\"]"), "{out}");
+}
+
+/// SIGTERM and SIGINT: a goodbye to every peer (the peer hears "shut down", not a lost
+/// connection), and exit 0.
+#[test]
+fn a_signal_ends_a_node_with_goodbyes_and_exit_0() {
+    for sig in ["TERM", "INT"] {
+        let (mut root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0"], &[]);
+        let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
+        let (_member, _, member_err) = start(
+            &[
+                "node",
+                "--bind",
+                "127.0.0.1:0",
+                "--connect",
+                &addr,
+                "--name",
+                "member",
+            ],
+            &[],
+        );
+        assert!(member_err
+            .find(DEADLINE, |l| l.starts_with("connected to ChaskiRoot"))
+            .is_some());
+        signal(&root, sig);
+        let status = wait(&mut root.0);
+        assert_eq!(status.code(), Some(0), "SIG{sig}");
+        let lost = member_err
+            .find(DEADLINE, |l| l.contains("ChaskiRoot lost"))
+            .unwrap_or_else(|| panic!("SIG{sig}: the member never heard"));
+        assert!(
+            lost.contains("peer shut down (its goodbye)"),
+            "SIG{sig}: {lost}"
+        );
+    }
+}
+
+/// A configured peer (`--connect`) that restarts is dialed again: after its goodbye, and once
+/// it listens again at the same address.
+#[test]
+fn a_configured_peer_is_dialed_again_after_it_restarts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (mut root, _, _) = start(&["root", "--bind", &addr], &[]);
+    let (_member, _, member_err) =
+        start(&["node", "--bind", "127.0.0.1:0", "--connect", &addr], &[]);
+    assert!(member_err
+        .find(DEADLINE, |l| l.starts_with("connected to ChaskiRoot"))
+        .is_some());
+    signal(&root, "TERM");
+    assert!(wait(&mut root.0).success());
+    assert!(member_err
+        .find(DEADLINE, |l| l.contains("dialing it again"))
+        .is_some());
+    let (_again, _, _) = start(&["root", "--bind", &addr, "--name", "Restarted"], &[]);
+    assert!(
+        member_err
+            .find(DEADLINE, |l| l.starts_with("connected to Restarted"))
+            .is_some(),
+        "the restarted peer was not dialed again"
+    );
+}
+
+/// Under `on_pair = disconnect`, the configured peer a node lets go as its bootstrap link once
+/// it paired stays gone (it used to be dialed again at once).
+#[test]
+fn a_bootstrap_peer_let_go_after_pairing_is_not_dialed_again() {
+    let (_root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0"], &[]);
+    let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
+    let (_anchor, _, anchor_err) = start(
+        &[
+            "node",
+            "--bind",
+            "127.0.0.1:0",
+            "--connect",
+            &addr,
+            "--sub",
+            "t",
+            "--discover",
+            "--name",
+            "anchor",
+        ],
+        &[],
+    );
+    assert!(anchor_err
+        .find(DEADLINE, |l| l.starts_with("paired for t"))
+        .is_some());
+    let (_joiner, _, joiner_err) = start(
+        &[
+            "node",
+            "--bind",
+            "127.0.0.1:0",
+            "--connect",
+            &addr,
+            "--sub",
+            "t",
+            "--discover",
+            "--name",
+            "joiner",
+        ],
+        &[("CHASKI_ON_PAIR", "Disconnect")],
+    );
+    assert!(joiner_err
+        .find(DEADLINE, |l| l
+            .contains("ChaskiRoot lost: bootstrap link no longer needed"))
+        .is_some());
+    assert_eq!(
+        joiner_err.find(Duration::from_secs(2), |l| l
+            .contains("connected to ChaskiRoot")),
+        None,
+        "the bootstrap peer was dialed again"
+    );
+}
+
+/// Settings: flags over the environment over the file.
+#[test]
+fn flags_win_over_the_environment_which_wins_over_the_file() {
+    let dir = std::env::temp_dir().join(format!("chaski-cli-layers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("node.toml");
+    std::fs::write(&file, "name = \"from-file\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    for (env, flags, want) in [
+        (vec![], vec![], "from-file"),
+        (vec![("CHASKI_NAME", "from-env")], vec![], "from-env"),
+        (
+            vec![("CHASKI_NAME", "from-env")],
+            vec!["--name", "from-flag"],
+            "from-flag",
+        ),
+    ] {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0", "--config", file];
+        args.extend(flags);
+        let (server, addr) = spawn_with(&args, &env);
+        let (code, out, err) = run_code(&["status", &addr, "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains(&format!("\"name\":\"{want}\"")), "{out}");
+        drop(server);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
