@@ -13,6 +13,7 @@
 mod bind;
 mod block;
 mod context;
+mod datagrams;
 mod error;
 mod event;
 mod handle;

@@ -7,7 +7,7 @@
 //! connection, the UDP socket, accepting, timers) are the same on every runtime.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::datagrams::DatagramQueue;
 use crate::Event;
 use chaski_proto::{Config, ConnId, Direction, Node as Core, NodeId, Output, Received};
 
@@ -23,10 +24,6 @@ use crate::hub::{Hub, Invocation, Waiter};
 use crate::queue::Messages;
 use crate::runtime::{TcpIo, UdpIo};
 
-/// Datagrams waiting for the UDP socket before the oldest is dropped.
-const DATAGRAM_QUEUE: usize = 1024;
-/// Bytes of datagrams waiting for the UDP socket before the oldest is dropped.
-const DATAGRAM_BYTES: usize = 4 << 20;
 /// Largest chunk read from, or written to, a socket at once.
 const CHUNK: usize = 256 * 1024;
 /// Below this many waiting bytes, a connection's task lets others run once before writing,
@@ -79,10 +76,7 @@ pub struct State {
     pub(crate) core: Core,
     pub(crate) hub: Hub,
     slots: HashMap<ConnId, Slot>,
-    datagrams: VecDeque<(SocketAddr, Bytes)>,
-    /// What `datagrams` hold.
-    datagram_bytes: usize,
-    datagrams_dropped: u64,
+    datagrams: DatagramQueue,
     udp: Option<Waker>,
     listener: Option<Waker>,
     timer: Option<Waker>,
@@ -145,17 +139,7 @@ impl State {
                     self.actions.push(Action::Dial(conn, addr));
                 }
                 Output::Datagram { to, data } => {
-                    while self.datagrams.len() >= DATAGRAM_QUEUE
-                        || (self.datagram_bytes + data.len() > DATAGRAM_BYTES
-                            && !self.datagrams.is_empty())
-                    {
-                        if let Some((_, old)) = self.datagrams.pop_front() {
-                            self.datagram_bytes -= old.len();
-                        }
-                        self.datagrams_dropped += 1;
-                    }
-                    self.datagram_bytes += data.len();
-                    self.datagrams.push_back((to, data));
+                    self.datagrams.push(to, data);
                     wake(&self.udp);
                 }
                 Output::Event(ev) => {
@@ -249,7 +233,7 @@ impl State {
 
     /// Datagrams dropped because the UDP socket could not keep up.
     pub fn datagrams_dropped(&self) -> u64 {
-        self.datagrams_dropped
+        self.datagrams.dropped()
     }
 }
 
@@ -325,9 +309,7 @@ impl Shared {
                 core,
                 hub,
                 slots: HashMap::new(),
-                datagrams: VecDeque::new(),
-                datagram_bytes: 0,
-                datagrams_dropped: 0,
+                datagrams: DatagramQueue::default(),
                 udp: None,
                 listener: None,
                 timer: None,
@@ -629,7 +611,7 @@ impl Shared {
                     return Poll::Ready(());
                 }
                 register(&mut s.udp, cx);
-                s.datagrams.front().cloned()
+                s.datagrams.front()
             };
             let Some((to, data)) = next else { break };
             match udp.poll_send_to(cx, &data, to) {
@@ -638,10 +620,7 @@ impl Shared {
                     if let Err(e) = r {
                         tracing::debug!(%to, error = %e, "datagram not sent");
                     }
-                    let mut s = self.lock();
-                    if let Some((_, sent)) = s.datagrams.pop_front() {
-                        s.datagram_bytes -= sent.len();
-                    }
+                    self.lock().datagrams.pop();
                 }
             }
         }

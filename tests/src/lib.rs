@@ -226,7 +226,8 @@ macro_rules! for_each_secure_scenario {
             cancels_reach_the_server,
             attach_and_detach,
             service_panic,
-            max_edges
+            max_edges,
+            shutdown_flushes
         ] }
     };
 }
@@ -261,6 +262,8 @@ macro_rules! for_each_scenario {
             scenarios::no_redial_after_goodbye_or_close,
             scenarios::the_accepting_side_does_not_redial,
             scenarios::garbage_frame,
+            scenarios::a_second_connection_moves_the_edge_at_once,
+            scenarios::a_get_sends_null_arguments,
             scenarios::remote_calls,
             scenarios::crash_mid_call,
             scenarios::services_anywhere,

@@ -124,26 +124,47 @@ impl RawConn {
         addr: SocketAddr,
         identity: &chaski_proto::tls::TlsIdentity,
     ) -> Result<RawConn, String> {
+        RawConn::tls(addr, &identity.ca, Some(identity))
+    }
+
+    /// Dials a secure node over TLS trusting `ca`, presenting no certificate at all.
+    pub fn connect_tls_without_certificate(addr: SocketAddr, ca: &[u8]) -> Result<RawConn, String> {
+        RawConn::tls(addr, ca, None)
+    }
+
+    fn tls(
+        addr: SocketAddr,
+        ca: &[u8],
+        identity: Option<&chaski_proto::tls::TlsIdentity>,
+    ) -> Result<RawConn, String> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
         let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(&identity.ca) {
+        for ca in CertificateDer::pem_slice_iter(ca) {
             roots
                 .add(ca.map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
         }
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&identity.cert)
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_slice(&identity.key).map_err(|e| e.to_string())?;
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| e.to_string())?;
+        .with_root_certificates(roots);
+        let config = match identity {
+            Some(identity) => {
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(&identity.cert)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| e.to_string())?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(&identity.key).map_err(|e| e.to_string())?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| e.to_string())?
+            }
+            None => builder.with_no_client_auth(),
+        };
         let name =
             ServerName::try_from(chaski_proto::tls::CLUSTER_NAME).map_err(|e| e.to_string())?;
         let session =

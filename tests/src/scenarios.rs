@@ -427,6 +427,125 @@ pub fn garbage_frame<H: Harness>(h: &H, host: &str) {
     n.iter().for_each(|x| x.shutdown());
 }
 
+/// A peer that opens a second connection which wins the tie-break (PROTOCOL §4.3): the node
+/// tells the old one `Duplicate` at once and writes nothing more on it; a request the peer had
+/// sent there is answered on the new one; the edge never drops. The same with the order of
+/// nonces reversed: the newcomer is told, the old edge stays.
+pub fn a_second_connection_moves_the_edge_at_once<H: Harness>(h: &H, host: &str) {
+    use chaski_proto::message::CallKind;
+    let server = start_on(h, host, cfg("server"));
+    server.attach("double", |x: i64| Ok(2 * x)).unwrap();
+    let with_nonce = |nonce: u64| {
+        let mut hello = hello_offering(900, None, &[], &[]);
+        if let Message::Hello(hh) = &mut hello {
+            hh.nonce = nonce;
+        }
+        hello
+    };
+    let request = |id: u64| Message::Request {
+        id,
+        service: "double".into(),
+        path: String::new(),
+        kind: CallKind::Call,
+        args: bytes::Bytes::from_static(&[0x15]), // 21
+        timeout_ms: None,
+    };
+    let mut old = RawConn::edge(server.addr(), &with_nonce(50));
+    assert!(wait_until(WAIT, || server.edges().len() == 1));
+    // A request goes out on the old connection just as the new one is made.
+    old.send(&request(1));
+    let mut new = RawConn::edge(server.addr(), &with_nonce(7));
+    let mut seen_on_old = Vec::new();
+    while let Some(m) = old.recv(WAIT) {
+        let goodbye = matches!(m, Message::Goodbye(_));
+        seen_on_old.push(m);
+        if goodbye {
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            seen_on_old.last(),
+            Some(Message::Goodbye(DisconnectReason::Duplicate))
+        ),
+        "the old connection was not told: {seen_on_old:?}"
+    );
+    // Sent before the peer read the goodbye: still answered, on the kept connection.
+    old.send(&request(2));
+    old.send(&Message::Goodbye(DisconnectReason::Duplicate));
+    assert!(old.closed_within(WAIT), "the old connection stayed open");
+    let mut answered = BTreeSet::new();
+    // Request 1 may have been answered on the old connection before the new one came.
+    for m in &seen_on_old {
+        if let Message::Response { id, .. } = m {
+            answered.insert(*id);
+        }
+    }
+    while answered.len() < 2 {
+        match new.recv(WAIT) {
+            Some(Message::Response { id, result }) => {
+                assert_eq!(result.as_deref().ok(), Some(&[0x18, 0x2a][..]), "{id}");
+                answered.insert(id);
+            }
+            Some(_) => {}
+            None => panic!("requests unanswered: got only {answered:?}"),
+        }
+    }
+    assert_eq!(server.edges().len(), 1);
+    assert!(wait_event(&server, QUIET, |e| matches!(e, Event::PeerLost { .. })).is_none());
+    // A third connection with a larger nonce loses: it is told, the edge stays on `new`.
+    let mut late = RawConn::connect(server.addr());
+    late.send(&with_nonce(99));
+    assert!(matches!(
+        late.recv(WAIT),
+        Some(Message::Goodbye(DisconnectReason::Duplicate))
+    ));
+    new.send(&Message::Ping {
+        id: 5,
+        padding: bytes::Bytes::new(),
+    });
+    loop {
+        match new.recv(WAIT) {
+            Some(Message::Pong { id: 5, .. }) => break,
+            Some(_) => {}
+            None => panic!("the kept connection stopped answering"),
+        }
+    }
+    server.shutdown();
+}
+
+/// An attribute read (`get`) sends no arguments as CBOR null (PROTOCOL §3), not an empty
+/// byte string.
+pub fn a_get_sends_null_arguments<H: Harness>(h: &H, host: &str) {
+    use chaski_proto::message::CallKind;
+    let caller = start_on(h, host, cfg("caller"));
+    // A hand-driven server of `info`, connected to the caller.
+    let mut raw = RawConn::edge(caller.addr(), &hello_offering(901, None, &[], &["info"]));
+    assert!(wait_until(WAIT, || caller.edges().len() == 1));
+    std::thread::scope(|s| {
+        let got = s.spawn(|| caller.get::<String>("info", "version", WAIT));
+        let (id, args) = loop {
+            match raw.recv(WAIT) {
+                Some(Message::Request {
+                    id,
+                    kind: CallKind::Get,
+                    args,
+                    ..
+                }) => break (id, args),
+                Some(_) => {}
+                None => panic!("no request"),
+            }
+        };
+        assert_eq!(&args[..], &[0xf6], "no arguments must be CBOR null");
+        raw.send(&Message::Response {
+            id,
+            result: Ok(bytes::Bytes::from_static(&[0x61, b'1'])),
+        });
+        assert_eq!(got.join().unwrap().unwrap(), "1");
+    });
+    caller.shutdown();
+}
+
 /// The service of the remote-call scenario; `hung` counts calls that entered `hang`.
 fn demo_service(hung: Arc<AtomicUsize>) -> Service {
     let random = Service::builder()

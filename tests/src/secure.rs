@@ -81,6 +81,18 @@ pub fn strangers_are_refused<H: Harness>(h: &H, host: &str) {
         "a certificate of another CA was accepted"
     );
     assert!(refused_for(&node, "TLS"));
+    // A stranger that trusts our CA (so it does not refuse the node first) with another
+    // CA's certificate: the node's own check refuses it. And one with no certificate at all.
+    let (ours, _) = s.ca.issue("reference", 30).unwrap();
+    let mut forged = theirs.clone();
+    forged.ca = ours.ca.clone();
+    assert_refused(RawConn::connect_tls(node.addr(), &forged), "another CA's");
+    assert!(refused_for(&node, "TLS"));
+    assert_refused(
+        RawConn::connect_tls_without_certificate(node.addr(), &ours.ca),
+        "no",
+    );
+    assert!(refused_for(&node, "TLS"));
     // Our cluster's, but expired.
     let day = Duration::from_secs(86_400);
     let now = SystemTime::now();
@@ -101,6 +113,18 @@ pub fn strangers_are_refused<H: Harness>(h: &H, host: &str) {
     assert!(refused_for(&node, "xpired"));
     assert!(node.edges().is_empty());
     node.shutdown();
+}
+
+/// A TLS client the node must refuse: the handshake fails, or (TLS 1.3: the client finishes
+/// first) the node's verdict arrives as an alert instead of a Hello.
+fn assert_refused(conn: Result<RawConn, String>, whose: &str) {
+    if let Ok(mut c) = conn {
+        c.send(&hello(73, None, &[]));
+        assert!(
+            c.recv(WAIT).is_none(),
+            "a client with {whose} certificate got an answer"
+        );
+    }
 }
 
 /// A member cannot take over another member's edge by claiming its id: the Hello must carry

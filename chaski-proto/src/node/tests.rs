@@ -475,6 +475,8 @@ fn frames_are_coalesced_per_connection() {
 #[cfg(test)]
 #[path = "tests_behaviour.rs"]
 mod behaviour;
+#[path = "tests_bounds.rs"]
+mod bounds;
 #[path = "tests_duplicates.rs"]
 mod duplicates;
 #[path = "tests_hardening.rs"]
