@@ -14,6 +14,9 @@ if command -v docker-compose >/dev/null; then
     compose() { docker-compose -p "$project" -f compose.yaml "$@"; }
 elif docker compose version >/dev/null 2>&1; then
     compose() { docker compose -p "$project" -f compose.yaml "$@"; }
+elif [[ ${CI:-} == true ]]; then
+    echo "FAIL: CI=true and neither docker-compose nor docker compose is installed" >&2
+    exit 1
 else
     echo "SKIP: neither docker-compose nor docker compose is installed"
     exit 0
@@ -35,8 +38,12 @@ fail() {
     done
     exit 1
 }
-# log_has SERVICE PATTERN: whether the service's log has a line matching PATTERN.
-log_has() { docker logs "$(container "$1")" 2>&1 | grep -qE -- "$2"; }
+# logs SERVICE: the service's log; a log that cannot be read fails the test (it is never
+# taken for an empty one).
+logs() { docker logs "$(container "$1")" 2>&1 || fail "cannot read $1's log"; }
+# log_has SERVICE PATTERN: whether the service's log has a line matching PATTERN (grep reads
+# the whole log: `grep -q` in a pipe would stop its writer early, a failure under pipefail).
+log_has() { local l; l=$(logs "$1"); grep -qE -- "$2" <<<"$l"; }
 # wait_log SERVICE PATTERN SECONDS: waits for the pattern; prints how long it took (s).
 wait_log() {
     local start=$(date +%s.%N) end=$((SECONDS + $3))
@@ -48,8 +55,17 @@ wait_log() {
 }
 # since START: seconds from START (date +%s.%N) to now, to 0.01 s.
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
-count() { docker logs "$(container "$1")" 2>&1 | grep -cE -- "$2" || true; }
-last_n() { docker logs "$(container "$1")" 2>&1 | grep -oE -- "$2 [0-9]+" | tail -1 | grep -oE '[0-9]+$' || echo 0; }
+# count SERVICE PATTERN: lines of the log matching PATTERN (0 only when none match).
+count() { local l; l=$(logs "$1"); grep -cE -- "$2" <<<"$l" || true; }
+# last_n SERVICE WORD: the number after the last "WORD <n>" in the log (0 if there is none).
+last_n() {
+    local l n
+    l=$(logs "$1")
+    n=$(grep -oE -- "$2 [0-9]+" <<<"$l" | tail -1 | grep -oE '[0-9]+$' || true)
+    echo "${n:-0}"
+}
+# health SERVICE: the container's health as its HEALTHCHECK reports it.
+health() { docker inspect -f '{{.State.Health.Status}}' "$(container "$1")" || fail "inspect $1"; }
 
 echo "== docker: the mesh comes up ($CHASKI_IMAGE)"
 compose up -d >/dev/null 2>&1 || fail "compose up"
@@ -60,6 +76,14 @@ echo "   display receives alerts (published on root-b's side, across the two roo
 wait_log logger '^\[alerts\] alert' 30 >/dev/null
 wait_log client '^call demo.add\([0-9]+, [0-9]+\) = ' 30 >/dev/null
 echo "   client's remote calls to service answered across containers"
+end=$((SECONDS + 40))
+for s in root-a root-b display; do
+    until [[ $(health "$s") == healthy ]]; do
+        ((SECONDS < end)) || fail "$s is not healthy by its HEALTHCHECK: $(health "$s")"
+        sleep 0.5
+    done
+done
+echo "   the image's HEALTHCHECK reports root-a, root-b and display healthy"
 
 echo "== docker kill logger: root-b notices"
 docker kill "$(container logger)" >/dev/null

@@ -328,6 +328,26 @@ pub fn defined() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    /// The README's quick start is `chaski-tokio/examples/quickstart.rs` word for word (CI runs
+    /// the example; `cargo test` runs the README's block as a doctest).
+    #[test]
+    fn the_readme_quick_start_is_the_example() {
+        let readme = include_str!("../../README.md");
+        let from = readme
+            .find("## Quick start (tokio)")
+            .expect("a quick start section");
+        let block = &readme[from..];
+        let start = block.find("```rust\n").expect("its code block") + "```rust\n".len();
+        let end = start + block[start..].find("```\n").expect("the block's end");
+        let example: String = include_str!("../../chaski-tokio/examples/quickstart.rs")
+            .lines()
+            .filter(|l| !l.starts_with("//!"))
+            .skip_while(|l| l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(block[start..end], example);
+    }
+
     #[test]
     fn registry_is_complete() {
         let mut defined = super::defined();
