@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use chaski_proto::codec::encode_value;
 use chaski_proto::codec::{decode_message, encode_frame, FrameDecoder};
 use chaski_proto::message::{
-    Discovery, Hello, PairIntent, Publish, ServiceSearch, PROTOCOL_VERSION,
+    Datagram, Discovery, Hello, PairIntent, Publish, ServiceSearch, PROTOCOL_VERSION,
 };
 use chaski_proto::{
-    CallKind, Config, ConnId, Direction, DisconnectReason, Message, Node, NodeId, OnPair, Output,
-    RemoteError, RequestId,
+    CallKind, Config, ConnId, Direction, DisconnectReason, Event, Message, Node, NodeId, OnPair,
+    Output, RemoteError, RequestId, Status,
 };
 
 /// Reads the fuzz data as a stream of small numbers; zeros once it runs out.
@@ -41,8 +42,20 @@ impl Src<'_> {
         a.to_vec()
     }
     fn name(&mut self) -> String {
-        // A small alphabet so that names collide and tables fill.
-        ["a", "b", "c", "", "topic", "svc"][usize::from(self.small(6))].to_string()
+        // A small alphabet so that names collide and tables fill, with the characters that
+        // mean something (wildcards, levels, the reserved `@`), control characters, and names
+        // past `max_name_len`.
+        match self.small(14) {
+            0..=5 => ["a", "b", "c", "", "topic", "svc"][usize::from(self.small(6))].to_string(),
+            6 => "a/*".into(),
+            7 => "**".into(),
+            8 => "a/b".into(),
+            9 => "@".into(),
+            10 => "@node".into(),
+            11 => "x*".into(),
+            12 => "evil\n\u{1b}[31m".into(),
+            _ => "l".repeat(250 + usize::from(self.small(16))),
+        }
     }
     fn id(&mut self) -> NodeId {
         // More peers than the node's limits, so every bound can be reached.
@@ -223,7 +236,9 @@ pub fn run(data: &[u8]) {
         .discovery_pool(16)
         .max_frame_len(4096)
         .max_outbound(16 * 1024)
-        .max_memory(64 * 1024);
+        .max_memory(64 * 1024)
+        .max_datagram_len(MAX_DATAGRAM)
+        .status_replies_per_sec(8);
     let listen: SocketAddr = ([127, 0, 0, 1], 8999).into();
     let mut node = Node::new(cfg, Some(listen)).expect("the fuzz configuration is valid");
     let me = node.id();
@@ -236,6 +251,9 @@ pub fn run(data: &[u8]) {
     let mut answers: HashMap<ConnId, BytesMut> = HashMap::new();
     // Connections whose socket takes nothing now.
     let mut stuck: Vec<ConnId> = Vec::new();
+    // Requests the node gave its application, to answer; status queries it sent.
+    let mut requests: Vec<(NodeId, u64)> = Vec::new();
+    let mut tokens: Vec<u64> = Vec::new();
     for _ in 0..256 {
         if src.0.is_empty() {
             break;
@@ -278,7 +296,7 @@ pub fn run(data: &[u8]) {
             }
             6 => {
                 let from: SocketAddr = ([127, 0, 0, 1], 9000 + u16::from(src.small(4))).into();
-                let d = src.bytes(64);
+                let d = datagram(&mut src, &mut tokens);
                 node.handle_datagram(from, &d, now);
             }
             7 => {
@@ -318,7 +336,7 @@ pub fn run(data: &[u8]) {
             }
             _ => {
                 let peer = src.id();
-                let _ = match src.small(13) {
+                let _ = match src.small(17) {
                     0 => node.subscribe(&src.name(), now).map(|_| ()),
                     1 => node.unsubscribe(&src.name(), now).map(|_| ()),
                     2 => node
@@ -355,6 +373,31 @@ pub fn run(data: &[u8]) {
                         node.cancel_call(RequestId(u64::from(src.small(8))), now);
                         Ok(())
                     }
+                    12 => {
+                        // The application answers a request it was given (or one it was not).
+                        let (peer, id) = match requests.len() {
+                            0 => (peer, u64::from(src.u8())),
+                            n => requests.swap_remove(usize::from(src.u8()) % n),
+                        };
+                        let result = if src.small(3) == 0 {
+                            Err(src.remote_error())
+                        } else {
+                            Ok(Bytes::from(vec![0xf6; usize::from(src.u8()) * 40]))
+                        };
+                        node.respond(peer, id, result, now)
+                    }
+                    13 => node.unserve(&src.name(), now),
+                    14 => {
+                        let to: SocketAddr =
+                            ([127, 0, 0, 1], 9000 + u16::from(src.small(4))).into();
+                        node.query_status(to, now).map(|t| tokens.push(t))
+                    }
+                    15 => {
+                        let to: SocketAddr =
+                            ([127, 0, 0, 1], 9000 + u16::from(src.small(4))).into();
+                        let payload = Bytes::from(vec![7; usize::from(src.u8()) * 300]);
+                        node.publish_datagram(to, &src.name(), payload)
+                    }
                     _ => {
                         node.shutdown(now);
                         Ok(())
@@ -365,6 +408,12 @@ pub fn run(data: &[u8]) {
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Dial { conn, .. } => dials.push(conn),
+                Output::Event(Event::Request { peer, id, .. }) if requests.len() < 64 => {
+                    requests.push((peer, id))
+                }
+                Output::Datagram { data, .. } => {
+                    assert!(data.len() <= MAX_DATAGRAM, "a datagram over the limit");
+                }
                 Output::Close { conn } => {
                     // What was queued before the close is the runtime's to write; it must be
                     // valid too, but nothing answers it.
@@ -394,6 +443,47 @@ pub fn run(data: &[u8]) {
             assert!(e.topics.len() <= LIMITS);
             assert!(e.services.len() <= LIMITS);
         }
+    }
+}
+
+/// The largest datagram of the fuzzed node ([`Config::max_datagram_len`]).
+const MAX_DATAGRAM: usize = 2000;
+
+/// A datagram: raw bytes, or a status query padded up to (and past) the limit, a status reply
+/// (to a token the node used, or not), or a publish.
+fn datagram(src: &mut Src, tokens: &mut [u64]) -> Vec<u8> {
+    match src.small(5) {
+        0 => src.bytes(64),
+        1 => encode_value(&Datagram::StatusRequest {
+            token: u64::from(src.u8()),
+            padding: Bytes::from(vec![0; usize::from(src.u8()) * 9]),
+        })
+        .unwrap_or_default(),
+        2 => {
+            let token = match tokens.len() {
+                0 => u64::from(src.u8()),
+                n => tokens[usize::from(src.u8()) % n],
+            };
+            encode_value(&Datagram::StatusReply {
+                token,
+                status: Status {
+                    name: src.name(),
+                    id: src.id(),
+                    paired: (0..src.small(4)).map(|_| (src.name(), true)).collect(),
+                    services: (0..src.small(4)).map(|_| src.name()).collect(),
+                    edges: usize::from(src.u8()),
+                    root: false,
+                    reconnecting: false,
+                    truncated: src.small(2) == 0,
+                },
+            })
+            .unwrap_or_default()
+        }
+        _ => encode_value(&Datagram::Publish {
+            topic: src.name(),
+            payload: Bytes::from(vec![1; usize::from(src.u8()) * 9]),
+        })
+        .unwrap_or_default(),
     }
 }
 

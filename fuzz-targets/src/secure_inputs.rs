@@ -1,6 +1,8 @@
 //! Two secure nodes joined by a link the fuzz data controls: bytes carried faithfully, carried
-//! with one byte flipped, or dropped; a third connection where a stranger's arbitrary bytes
-//! arrive; timer ticks and publishes. The TLS handshake, record decryption and the refusal of
+//! with one byte flipped (either way), or dropped; the link closed (a goodbye and TLS's
+//! close_notify carried, or a bare EOF); a third connection where either a stranger's
+//! arbitrary bytes arrive or a real TLS node with another CA's certificate or an expired one
+//! dials; timer ticks and publishes. The TLS handshake, record decryption and the refusal of
 //! strangers run under hostile input: never a panic, and the memory counts never drift.
 
 use std::net::SocketAddr;
@@ -20,6 +22,13 @@ const A_CERT: &[u8] = include_bytes!("../fixtures/tls/node.pem");
 const A_KEY: &[u8] = include_bytes!("../fixtures/tls/node.key");
 const B_CERT: &[u8] = include_bytes!("../fixtures/tls2/node.pem");
 const B_KEY: &[u8] = include_bytes!("../fixtures/tls2/node.key");
+/// Signed by the same CA, expired before the fixed clock's 2030.
+const EXPIRED_CERT: &[u8] = include_bytes!("../fixtures/tls-expired/node.pem");
+const EXPIRED_KEY: &[u8] = include_bytes!("../fixtures/tls-expired/node.key");
+/// Another CA's node (it trusts its own CA).
+const FOREIGN_CA: &[u8] = include_bytes!("../fixtures/tls-foreign/ca.pem");
+const FOREIGN_CERT: &[u8] = include_bytes!("../fixtures/tls-foreign/node.pem");
+const FOREIGN_KEY: &[u8] = include_bytes!("../fixtures/tls-foreign/node.key");
 
 /// 1 January 2030: inside the fixtures' validity, whatever the date of the run.
 #[derive(Debug)]
@@ -34,8 +43,12 @@ impl TimeProvider for Fixed {
 }
 
 fn node(cert: &[u8], key: &[u8], port: u16) -> Node {
+    node_of(CA, cert, key, port)
+}
+
+fn node_of(ca: &[u8], cert: &[u8], key: &[u8], port: u16) -> Node {
     let identity = TlsIdentity {
-        ca: CA.to_vec(),
+        ca: ca.to_vec(),
         cert: cert.to_vec(),
         key: key.to_vec(),
     };
@@ -54,11 +67,12 @@ fn node(cert: &[u8], key: &[u8], port: u16) -> Node {
     Node::new(cfg, Some(([127, 0, 0, 1], port).into())).expect("a valid configuration")
 }
 
-/// What a node wants written on `conn`, all of it (other outputs are dropped).
+/// What a node wants written on each connection, all of it, including what it leaves to write
+/// after closing one (other outputs are dropped).
 fn drain(n: &mut Node, now: Instant) -> Vec<(ConnId, Bytes)> {
     let mut out = Vec::new();
     while let Some(o) = n.poll_output() {
-        if let Output::Transmit { conn } = o {
+        if let Output::Transmit { conn } | Output::Close { conn } = o {
             out.push((conn, n.take_outbound(conn, now)));
         }
     }
@@ -96,7 +110,19 @@ fn nodes_after(data: &[u8]) -> Option<(Node, Node)> {
         Direction::Inbound,
         now,
     );
+    // The stranger: arbitrary bytes, or a TLS node whose certificate b must refuse.
+    let mut c = match src.small(3) {
+        0 => Some(node_of(FOREIGN_CA, FOREIGN_CERT, FOREIGN_KEY, 9003)),
+        1 => Some(node(EXPIRED_CERT, EXPIRED_KEY, 9004)),
+        _ => None,
+    };
+    let c_dial = c.as_mut().and_then(|c| {
+        let d = c.connect(b_addr, now).ok()?;
+        c.handle_connected(d, b_addr, Direction::Outbound, now);
+        Some(d)
+    });
     let (mut to_b, mut to_a): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+    let (mut c_to_b, mut b_to_c): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
     for _ in 0..128 {
         for (conn, bytes) in drain(&mut a, now) {
             if conn == dial {
@@ -106,12 +132,21 @@ fn nodes_after(data: &[u8]) -> Option<(Node, Node)> {
         for (conn, bytes) in drain(&mut b, now) {
             if conn == accepted {
                 to_a.extend_from_slice(&bytes);
+            } else if conn == stranger {
+                b_to_c.extend_from_slice(&bytes);
+            }
+        }
+        if let Some(c) = c.as_mut() {
+            for (conn, bytes) in drain(c, now) {
+                if Some(conn) == c_dial {
+                    c_to_b.extend_from_slice(&bytes);
+                }
             }
         }
         if src.0.is_empty() {
             break;
         }
-        match src.small(8) {
+        match src.small(12) {
             // Carried as written.
             0 | 1 => {
                 b.handle_bytes(accepted, &std::mem::take(&mut to_b), now);
@@ -128,10 +163,41 @@ fn nodes_after(data: &[u8]) -> Option<(Node, Node)> {
             }
             // Lost.
             3 => to_a.clear(),
-            // A stranger's bytes.
-            4 => {
-                let junk = src.bytes(96);
-                b.handle_bytes(stranger, &junk, now);
+            // A stranger's bytes, or the TLS stranger's, carried both ways.
+            4 => match (c.as_mut(), c_dial) {
+                (Some(c), Some(d)) => {
+                    b.handle_bytes(stranger, &std::mem::take(&mut c_to_b), now);
+                    c.handle_bytes(d, &std::mem::take(&mut b_to_c), now);
+                }
+                _ => {
+                    let junk = src.bytes(96);
+                    b.handle_bytes(stranger, &junk, now);
+                }
+            },
+            // Carried the other way with one byte flipped.
+            8 => {
+                let mut v = std::mem::take(&mut to_a);
+                if !v.is_empty() {
+                    let i = usize::from(src.u8()) * 7 % v.len();
+                    v[i] ^= src.u8() | 1;
+                }
+                a.handle_bytes(dial, &v, now);
+            }
+            // a leaves: its goodbye and close_notify (drained next round) reach b, then EOF.
+            9 => {
+                a.shutdown(now);
+                for (conn, bytes) in drain(&mut a, now) {
+                    if conn == dial {
+                        to_b.extend_from_slice(&bytes);
+                    }
+                }
+                b.handle_bytes(accepted, &std::mem::take(&mut to_b), now);
+                b.handle_closed(accepted, now);
+            }
+            // The link breaks: EOF on both sides, whatever was in flight.
+            10 => {
+                a.handle_closed(dial, now);
+                b.handle_closed(accepted, now);
             }
             5 => {
                 now += Duration::from_millis(u64::from(src.u8()) * 50);
@@ -149,6 +215,11 @@ fn nodes_after(data: &[u8]) -> Option<(Node, Node)> {
         }
         assert_eq!(a.memory(), a.memory_recounted(), "a's memory count drifted");
         assert_eq!(b.memory(), b.memory_recounted(), "b's memory count drifted");
+        // A stranger never gets an edge.
+        assert!(b.edge_count() <= 1, "a stranger got an edge");
+        if let Some(c) = &c {
+            assert_eq!(c.edge_count(), 0, "a refused certificate got an edge");
+        }
     }
     Some((a, b))
 }
@@ -159,9 +230,26 @@ mod tests {
     /// byte in a record ends the session without an edge.
     #[test]
     fn a_faithful_link_connects_and_a_flipped_byte_does_not() {
-        let (a, b) = super::nodes_after(&[0; 40]).unwrap();
+        // (The first byte picks the stranger: 2 = arbitrary bytes.)
+        let (a, b) = super::nodes_after(&[[2].as_slice(), &[0; 40]].concat()).unwrap();
         assert_eq!((a.edge_count(), b.edge_count()), (1, 1));
-        let (a, b) = super::nodes_after(&[2, 60, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        let (a, b) = super::nodes_after(&[2, 2, 60, 1, 0, 0, 0, 0, 0, 0]).unwrap();
         assert_eq!((a.edge_count(), b.edge_count()), (0, 0));
+    }
+
+    /// A TLS stranger carried faithfully reaches b's certificate check and is refused (both
+    /// another CA's node and an expired one), while a and b still connect.
+    #[test]
+    fn tls_strangers_are_refused_by_their_certificates() {
+        for pick in [0u8, 1] {
+            let mut input = vec![pick];
+            input.extend([0, 4].repeat(30));
+            let (a, b) = super::nodes_after(&input).unwrap();
+            assert_eq!((a.edge_count(), b.edge_count()), (1, 1));
+            assert!(
+                b.counters().bad_peers >= 1,
+                "stranger {pick} was never refused"
+            );
+        }
     }
 }
