@@ -422,6 +422,50 @@ mod tests {
     }
 
     #[test]
+    fn nesting_counts_every_array_and_map_up_to_16() {
+        // d arrays nested (the outermost counts), around a 0: 16 decode, 17 do not.
+        let nested = |d: usize| {
+            let mut body = vec![0x81u8; d];
+            body.push(0x00);
+            body
+        };
+        assert!(decode_value::<ciborium::Value>(&nested(RECURSION_LIMIT)).is_ok());
+        assert!(decode_value::<ciborium::Value>(&nested(RECURSION_LIMIT + 1)).is_err());
+        // Maps count the same way.
+        let mut maps = vec![0xa1u8, 0x00].repeat(RECURSION_LIMIT);
+        maps.push(0x00);
+        assert!(decode_value::<ciborium::Value>(&maps).is_ok());
+        let mut maps = vec![0xa1u8, 0x00].repeat(RECURSION_LIMIT + 1);
+        maps.push(0x00);
+        assert!(decode_value::<ciborium::Value>(&maps).is_err());
+    }
+
+    #[test]
+    fn node_ids_are_integers_or_bignums_of_any_length_that_fit() {
+        let id = |bytes: &[u8]| decode_value::<NodeId>(bytes);
+        // Below 2^64: a plain integer; above, a tag-2 bignum of its big-endian bytes, leading
+        // zeros dropped (9 to 16 bytes) when this node writes it.
+        assert_eq!(encode_value(&NodeId(7)).unwrap(), [0x07]);
+        let big = NodeId(1 << 64);
+        let mut want = vec![0xc2, 0x49, 0x01];
+        want.extend([0; 8]);
+        assert_eq!(encode_value(&big).unwrap(), want);
+        // Read: any length whose value fits, leading zeros included (RFC 8949 §3.4.3).
+        assert_eq!(id(&want), Ok(big));
+        let mut seventeen = vec![0xc2, 0x51, 0x00];
+        seventeen.extend([0xff; 16]);
+        assert_eq!(id(&seventeen), Ok(NodeId(u128::MAX)));
+        let mut small = vec![0xc2, 0x49];
+        small.extend([0; 8]);
+        small.push(5);
+        assert_eq!(id(&small), Ok(NodeId(5)));
+        // More than 128 bits: refused.
+        let mut over = vec![0xc2, 0x51, 0x01];
+        over.extend([0; 16]);
+        assert!(id(&over).is_err());
+    }
+
+    #[test]
     fn payload_is_a_byte_string() {
         let msg = Message::Ping {
             id: 1,

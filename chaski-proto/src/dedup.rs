@@ -111,7 +111,8 @@ impl Window {
 /// `capacity / WINDOW` origins (the oldest origin is forgotten first). One lookup per message,
 /// and no memory per message.
 ///
-/// A number more than [`WINDOW`] below the highest seen from its origin counts as seen.
+/// The window is `highest - (WINDOW - 1) ..= highest`: a number [`WINDOW`] or more below the
+/// highest seen from its origin counts as seen.
 ///
 /// ```
 /// use chaski_proto::dedup::SeqWindows;
@@ -205,6 +206,15 @@ mod tests {
         assert!(small.insert(0u8, 1), "a forgotten origin starts afresh");
         // An origin costs a few words, whatever the window.
         assert!(std::mem::size_of::<Window>() <= 8 + WINDOW as usize / 8);
+    }
+
+    #[test]
+    fn the_window_is_the_newest_256_numbers_exactly() {
+        let mut w = SeqWindows::new(WINDOW as usize);
+        assert!(w.insert(1u8, 1000));
+        assert!(w.insert(1u8, 1000 - (WINDOW - 1)), "255 below the newest: remembered");
+        assert!(!w.insert(1u8, 1000 - WINDOW), "256 below the newest: seen");
+        assert!(!w.insert(1u8, 1000 - (WINDOW - 1)), "now a duplicate");
     }
 
     #[test]
