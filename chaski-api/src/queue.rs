@@ -355,6 +355,16 @@ impl<T: Weigh> Messages<T> {
     pub fn stats(&self) -> QueueStats {
         self.shared.stats()
     }
+
+    /// Whether the stream has ended: the node shut down and every item was taken (nothing
+    /// more will come; a receive then returns `None` at once).
+    pub fn is_closed(&self) -> bool {
+        if !self.batch().is_empty() {
+            return false;
+        }
+        let g = lock(&self.shared);
+        g.closed && g.items.is_empty()
+    }
 }
 
 impl<T: Weigh> Stream for Messages<T> {

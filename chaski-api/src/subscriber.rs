@@ -86,6 +86,11 @@ impl Subscriber {
     pub fn stats(&self) -> QueueStats {
         self.messages.stats()
     }
+
+    /// Whether the stream has ended (the node shut down and every message was taken).
+    pub fn is_closed(&self) -> bool {
+        self.messages.is_closed()
+    }
 }
 
 impl Stream for Subscriber {

@@ -212,7 +212,10 @@ mod tests {
     fn the_window_is_the_newest_256_numbers_exactly() {
         let mut w = SeqWindows::new(WINDOW as usize);
         assert!(w.insert(1u8, 1000));
-        assert!(w.insert(1u8, 1000 - (WINDOW - 1)), "255 below the newest: remembered");
+        assert!(
+            w.insert(1u8, 1000 - (WINDOW - 1)),
+            "255 below the newest: remembered"
+        );
         assert!(!w.insert(1u8, 1000 - WINDOW), "256 below the newest: seen");
         assert!(!w.insert(1u8, 1000 - (WINDOW - 1)), "now a duplicate");
     }

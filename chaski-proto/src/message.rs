@@ -565,34 +565,36 @@ mod tests {
     /// compile until it is listed, and so round-tripped.
     #[test]
     fn every_variant_round_trips() {
-        fn reason_listed(r: &DisconnectReason) {
+        // Each variant's place: an exhaustive match, so a new variant does not compile until
+        // it has one; the arrays below must then hold every place.
+        fn reason_place(r: &DisconnectReason) -> usize {
             match r {
-                DisconnectReason::Shutdown
-                | DisconnectReason::Closed
-                | DisconnectReason::Duplicate
-                | DisconnectReason::SelfConnection
-                | DisconnectReason::AlreadyPaired
-                | DisconnectReason::Unneeded
-                | DisconnectReason::VersionMismatch { .. }
-                | DisconnectReason::ProtocolError(_)
-                | DisconnectReason::LimitExceeded(_)
-                | DisconnectReason::HandshakeTimeout
-                | DisconnectReason::IdleTimeout
-                | DisconnectReason::TooManyConnections
-                | DisconnectReason::ConnectionLost
-                | DisconnectReason::NotAuthorized(_) => {}
+                DisconnectReason::Shutdown => 0,
+                DisconnectReason::Closed => 1,
+                DisconnectReason::Duplicate => 2,
+                DisconnectReason::SelfConnection => 3,
+                DisconnectReason::AlreadyPaired => 4,
+                DisconnectReason::Unneeded => 5,
+                DisconnectReason::VersionMismatch { .. } => 6,
+                DisconnectReason::ProtocolError(_) => 7,
+                DisconnectReason::LimitExceeded(_) => 8,
+                DisconnectReason::HandshakeTimeout => 9,
+                DisconnectReason::IdleTimeout => 10,
+                DisconnectReason::TooManyConnections => 11,
+                DisconnectReason::ConnectionLost => 12,
+                DisconnectReason::NotAuthorized(_) => 13,
             }
         }
-        fn error_listed(e: &RemoteError) {
+        fn error_place(e: &RemoteError) -> usize {
             match e {
-                RemoteError::NotFound(_)
-                | RemoteError::NoSuchMethod(_)
-                | RemoteError::BadArguments(_)
-                | RemoteError::Failed(_)
-                | RemoteError::Timeout
-                | RemoteError::Disconnected
-                | RemoteError::Busy
-                | RemoteError::Cancelled => {}
+                RemoteError::NotFound(_) => 0,
+                RemoteError::NoSuchMethod(_) => 1,
+                RemoteError::BadArguments(_) => 2,
+                RemoteError::Failed(_) => 3,
+                RemoteError::Timeout => 4,
+                RemoteError::Disconnected => 5,
+                RemoteError::Busy => 6,
+                RemoteError::Cancelled => 7,
             }
         }
         let reasons = [
@@ -629,12 +631,22 @@ mod tests {
             let body = d.next_frame().unwrap().unwrap();
             assert_eq!(decode_message(&body).unwrap(), m);
         };
+        let places: std::collections::BTreeSet<usize> = reasons.iter().map(reason_place).collect();
+        assert_eq!(
+            places,
+            (0..14).collect(),
+            "a reason is missing from the list"
+        );
+        let places: std::collections::BTreeSet<usize> = errors.iter().map(error_place).collect();
+        assert_eq!(
+            places,
+            (0..8).collect(),
+            "an error is missing from the list"
+        );
         for r in reasons {
-            reason_listed(&r);
             round_trip(Message::Goodbye(r));
         }
         for e in errors {
-            error_listed(&e);
             round_trip(Message::Response {
                 id: 1,
                 result: Err(e),

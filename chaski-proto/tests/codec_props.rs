@@ -44,6 +44,7 @@ fn reason() -> impl Strategy<Value = DisconnectReason> {
         Just(DisconnectReason::IdleTimeout),
         Just(DisconnectReason::TooManyConnections),
         Just(DisconnectReason::ConnectionLost),
+        name().prop_map(DisconnectReason::NotAuthorized),
     ]
 }
 

@@ -362,7 +362,7 @@ fn ping_size_raises_latency_and_reset_clears_it() {
         .unwrap();
     assert!(sim.run_until(Duration::from_secs(1), |s| {
         let e = s.node(0).edges();
-        e.iter().all(|e| e.latency.is_some())
+        e.len() == 2 && e.iter().all(|e| e.latency.is_some())
     }));
     let l1 = sim.node(0).edge_info(p1).unwrap().latency.unwrap();
     let l2 = sim.node(0).edge_info(p2).unwrap().latency.unwrap();

@@ -62,7 +62,7 @@ impl Src<'_> {
         NodeId(u128::from(self.small(12)))
     }
     fn reason(&mut self) -> DisconnectReason {
-        match self.small(13) {
+        match self.small(14) {
             0 => DisconnectReason::Shutdown,
             1 => DisconnectReason::Closed,
             2 => DisconnectReason::Duplicate,
@@ -75,6 +75,7 @@ impl Src<'_> {
             9 => DisconnectReason::HandshakeTimeout,
             10 => DisconnectReason::IdleTimeout,
             11 => DisconnectReason::TooManyConnections,
+            12 => DisconnectReason::NotAuthorized(self.name()),
             _ => DisconnectReason::ConnectionLost,
         }
     }

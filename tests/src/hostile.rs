@@ -73,7 +73,7 @@ pub fn slow_loris<H: Harness>(h: &H, host: &str) {
     trickle.send_bytes(&[0, 0]);
     for raw in [&mut silent, &mut trickle] {
         match raw.recv(WAIT) {
-            Some(Message::Goodbye(DisconnectReason::HandshakeTimeout)) | None => {}
+            Some(Message::Goodbye(DisconnectReason::HandshakeTimeout)) => {}
             other => panic!("expected a handshake-timeout goodbye, got {other:?}"),
         }
         assert!(raw.closed_within(WAIT));
@@ -261,8 +261,10 @@ pub fn slow_consumer_drop_oldest<H: Harness>(h: &H, host: &str) {
         stats.dropped,
         (peak.saturating_sub(before)) / 1024
     );
+    // 20 MiB offered, 0.5 MiB kept: the heap grows by what is in flight (sockets' buffers,
+    // one read chunk per connection, the publisher's own), well under what was offered.
     assert!(
-        peak < before + 64 * MIB,
+        peak < before + 16 * MIB,
         "heap grew by {} MiB for 20 MiB offered",
         (peak - before) / MIB
     );
@@ -304,14 +306,16 @@ pub fn slow_consumer_back_pressure<H: Harness>(h: &H, host: &str) {
             held_at = Some(held);
             assert!(held < count, "back-pressure never reached the publisher");
             assert_eq!(stats.dropped, 0, "back-pressure loses nothing");
+            // Reading stops once the queue is full; the chunk read last (256 KiB: at most
+            // 256 messages of 1 KiB) is still delivered.
             assert!(
-                stats.len <= queue + 64 * 64,
-                "the queue grew to {}",
+                stats.len <= queue + 256,
+                "the queue grew to {} (bound {queue})",
                 stats.len
             );
             assert!(
-                peak < before + 64 * MIB,
-                "heap grew by {} MiB",
+                peak < before + 8 * MIB,
+                "heap grew by {} MiB for 40 MiB offered",
                 (peak - before) / MIB
             );
             // Reading releases the publisher; everything arrives, in order.

@@ -270,10 +270,10 @@ pub fn stream_chain<H: Harness>(h: &H, host: &str) {
         n[i].connect(&addr(&n[i + 1])).unwrap();
     }
     // Subscriptions are told at once, but over the wire: wait until each link knows.
-    assert!(wait_until(WAIT, || n[..5].iter().all(|x| x
-        .edges()
-        .iter()
-        .all(|e| e.topics.contains(&"topic1".to_string())))));
+    assert!(wait_until(WAIT, || n[..5].iter().all(|x| {
+        let e = x.edges();
+        !e.is_empty() && e.iter().all(|e| e.topics.contains(&"topic1".to_string()))
+    })));
     for k in 0..6 {
         n[0].publish("topic1", format!("test{k}").as_bytes())
             .unwrap();
@@ -355,9 +355,19 @@ pub fn root_relay_and_routing<H: Harness>(h: &H, host: &str) {
     n[0].publish("t", b"once").unwrap();
     assert_eq!(&n[2].recv(WAIT).unwrap().payload[..], b"once");
     assert_eq!(&n[3].recv(WAIT).unwrap().payload[..], b"once");
-    assert!(n[2].recv(Duration::from_millis(200)).is_none());
-    assert!(n[3].recv(Duration::from_millis(10)).is_none());
-    assert!(n[0].recv(Duration::from_millis(10)).is_none());
+    // D has relayed its copy by now; what D publishes next reaches C and A after it, so each
+    // one's next message is D's marker: a second "once" (or A's own) would come first.
+    n[3].publish("t", b"marker").unwrap();
+    assert_eq!(
+        &n[2].recv(WAIT).unwrap().payload[..],
+        b"marker",
+        "C got a copy twice"
+    );
+    assert_eq!(
+        &n[0].recv(WAIT).unwrap().payload[..],
+        b"marker",
+        "A got its own back"
+    );
     n.iter().for_each(|x| x.shutdown());
 }
 
@@ -846,7 +856,13 @@ pub fn message_ttl<H: Harness>(h: &H, host: &str) {
     assert_eq!(n[1].recv(WAIT).expect("hop 1").hops, 1);
     let m = n[2].recv(WAIT).expect("hop 2");
     assert_eq!((&m.payload[..], m.hops), (&b"two hops"[..], 2));
-    assert!(n[3].recv(QUIET).is_none(), "a publish went past its ttl");
+    // c2 relays in order: its own next publish reaches c3 after anything it passed on.
+    n[2].publish("t", b"marker").unwrap();
+    assert_eq!(
+        &n[3].recv(WAIT).expect("c2's marker").payload[..],
+        b"marker",
+        "a publish went past its ttl"
+    );
     n.iter().for_each(|x| x.shutdown());
 }
 
@@ -870,7 +886,15 @@ pub fn unsubscribe_stops_delivery<H: Harness>(h: &H, host: &str) {
         .any(|e| e.id == n[1].id() && e.topics.is_empty())));
     n[0].publish("t", b"two").unwrap();
     assert_eq!(&n[2].recv(WAIT).unwrap().payload[..], b"two");
-    assert!(n[1].recv(QUIET).is_none(), "delivered after unsubscribe");
+    // Subscribed again: the next publish reaches the leaver, and nothing before it.
+    n[1].subscribe("t").unwrap();
+    knows_topic(&n[0], &[&n[1]], "t");
+    n[0].publish("t", b"three").unwrap();
+    assert_eq!(
+        &n[1].recv(WAIT).expect("three").payload[..],
+        b"three",
+        "delivered after unsubscribe"
+    );
     n.iter().for_each(|x| x.shutdown());
 }
 
@@ -916,14 +940,16 @@ pub fn wildcard_subscribers<H: Harness>(h: &H, host: &str) {
         got(&n[2], 1),
         vec![("sensors/kitchen/temperature".into(), b"21.5".to_vec())]
     );
-    assert!(
-        n[1].recv(QUIET).is_none(),
-        "a topic outside the pattern arrived"
-    );
-    assert!(
-        n[2].recv(QUIET).is_none(),
-        "a topic outside the pattern arrived"
-    );
+    // A marker both patterns match, sent last along the same path: each one's next message.
+    n[3].publish("sensors/hall/temperature", b"marker").unwrap();
+    for x in &n[1..3] {
+        let m = x.recv(WAIT).expect("the marker");
+        assert_eq!(
+            (m.topic.as_str(), &m.payload[..]),
+            ("sensors/hall/temperature", &b"marker"[..]),
+            "a topic outside the pattern arrived"
+        );
+    }
     n.iter().for_each(|x| x.shutdown());
 }
 
@@ -938,8 +964,22 @@ pub fn subscriber_handles<H: Harness>(h: &H, host: &str) {
     n[1].connect(&addr(&n[0])).unwrap();
     let sensors = n[1].subscriber("sensors/**").unwrap();
     let alerts = n[1].subscriber("alerts/*").unwrap();
+    // The node-wide stream's own topic, for markers.
+    n[1].subscribe("wide").unwrap();
     knows_topic(&n[0], &[&n[1]], "sensors/**");
     knows_topic(&n[0], &[&n[1]], "alerts/*");
+    knows_topic(&n[0], &[&n[1]], "wide");
+    // The next message of the node-wide stream is the marker published now: nothing a
+    // subscriber took came before it.
+    let wide_marker = |k: u8| {
+        n[0].publish("wide", &[k]).unwrap();
+        let m = n[1].recv(WAIT).expect("the node-wide marker");
+        assert_eq!(
+            (m.topic.as_str(), &m.payload[..]),
+            ("wide", &[k][..]),
+            "the node-wide stream got a subscriber's message"
+        );
+    };
     n[0].publish("sensors/a/t", b"1").unwrap();
     n[0].publish("alerts/fire", b"2").unwrap();
     let m = sensors.recv_timeout(WAIT).expect("sensors/a/t");
@@ -952,14 +992,13 @@ pub fn subscriber_handles<H: Harness>(h: &H, host: &str) {
         (m.topic.as_str(), &m.payload[..]),
         ("alerts/fire", &b"2"[..])
     );
-    assert!(
-        sensors.recv_timeout(QUIET).is_none(),
+    n[0].publish("sensors/marker", b"m").unwrap();
+    assert_eq!(
+        &sensors.recv_timeout(WAIT).expect("the marker").payload[..],
+        b"m",
         "another pattern's message"
     );
-    assert!(
-        n[1].recv(QUIET).is_none(),
-        "the node-wide stream got a subscriber's message"
-    );
+    wide_marker(1);
     // Dropped: the publisher learns it and stops sending those topics.
     drop(alerts);
     assert!(wait_until(WAIT, || n[0].edges().iter().any(|e| e.id
@@ -979,9 +1018,11 @@ pub fn subscriber_handles<H: Harness>(h: &H, host: &str) {
         &again.recv_timeout(WAIT).expect("sensors/c/t").payload[..],
         b"5"
     );
-    assert!(n[1].recv(QUIET).is_none());
-    // The node's shutdown ends the stream.
+    wide_marker(2);
+    // The node's shutdown ends the stream: closed, not merely quiet.
+    assert!(!again.is_closed());
     n.iter().for_each(|x| x.shutdown());
+    assert!(again.is_closed(), "the stream did not end with the node");
     assert!(again.recv_timeout(WAIT).is_none());
 }
 
@@ -1316,7 +1357,9 @@ pub fn services_anywhere<H: Harness>(h: &H, host: &str) {
     for i in [0, 2, 3] {
         n[i].connect(&addr(&n[1])).unwrap();
     }
-    assert!(n[0].edges().iter().all(|e| e.services.is_empty()));
+    let edges = n[0].edges();
+    assert_eq!(edges.len(), 1, "the caller knows only the relay");
+    assert!(edges[0].services.is_empty());
     let who: String = n[0].call("math", "who", &(), WAIT).unwrap();
     assert!(who == "s1" || who == "s2", "{who}");
     // The search made both servers dial the caller.
