@@ -70,7 +70,7 @@ pub async fn run(args: NodeArgs, base: Config) -> Result<(), Failure> {
     }
     client::line(format_args!(
         "node {} listening on {} (TCP and UDP); subscribed to [{}]{}",
-        node.name(),
+        chaski_proto::text::Escaped(node.name()),
         node.local_addr(),
         args.sub.join(", "),
         if args.serve { "; serving demo" } else { "" }

@@ -25,7 +25,7 @@ pub async fn run(args: RootArgs, base: Config) -> Result<(), Failure> {
     let node = Node::bind(&args.bind, cfg).await?;
     crate::client::line(format_args!(
         "root {} listening on {} (TCP and UDP); SIGINT or SIGTERM to stop",
-        node.name(),
+        chaski_proto::text::Escaped(node.name()),
         node.local_addr()
     ))?;
     Ok(stay::run_until_stopped(&node, &args.member, Vec::new()).await?)

@@ -25,7 +25,7 @@ pub async fn run(args: ServeArgs, base: Config) -> Result<(), Failure> {
     node.serve("demo", example_service()).await?;
     crate::client::line(format_args!(
         "serving `demo` at {}; try: chaski call {} demo.add '[2, 3]'",
-        node.address(),
+        chaski_proto::text::Escaped(&node.address()),
         node.local_addr()
     ))?;
     Ok(stay::run_until_stopped(&node, &args.member, Vec::new()).await?)

@@ -826,3 +826,40 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A peer's name with a line break and a terminal escape is printed escaped: no forged line,
+/// no escape sequence reaches the terminal (stderr reports and `edges` output alike).
+#[test]
+fn a_peers_name_cannot_forge_output() {
+    let evil = "evil\nFORGED-LOG-LINE \u{1b}[31mred";
+    let (_root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0", "--name", evil], &[]);
+    let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
+    let (_member, _, member_err) = start(
+        &[
+            "node",
+            "--bind",
+            "127.0.0.1:0",
+            "--connect",
+            &addr,
+            "--name",
+            "m",
+        ],
+        &[],
+    );
+    let line = member_err
+        .find(DEADLINE, |l| l.starts_with("connected to"))
+        .unwrap();
+    assert!(
+        line.contains("evil\\nFORGED-LOG-LINE \\u{1b}[31mred"),
+        "{line}"
+    );
+    assert!(member_err
+        .find(Duration::from_millis(500), |l| l.starts_with("FORGED"))
+        .is_none());
+    let (code, out, err) = run_code(&["edges", &addr]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !out.contains('\u{1b}') && !out.lines().any(|l| l.starts_with("FORGED")),
+        "{out}"
+    );
+}
