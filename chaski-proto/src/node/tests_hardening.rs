@@ -681,3 +681,54 @@ fn status_replies_are_bounded_per_second() {
     drain(&mut off);
     assert_eq!(replies(&mut off, now, 3), 0);
 }
+
+/// A node with a 24 KiB memory budget (18 KiB for connection buffers) and peers 7, 8 and 9
+/// subscribed to `t`, everything sent so far taken.
+fn small_budget() -> (Node, Instant) {
+    let (mut n, now) = node(
+        Config::default()
+            .max_memory(24 * 1024)
+            .max_frame_len(4096)
+            .max_outbound(8192),
+    );
+    assert_eq!(n.config().buffer_budget(), 18 * 1024);
+    for (c, id) in [(1, 7), (2, 8), (3, 9)] {
+        peer(&mut n, c, id, &["t"], now);
+    }
+    drain(&mut n);
+    assert_eq!(n.memory().outbound, 0);
+    (n, now)
+}
+
+/// A compact publish on `t` is 34 bytes and its payload.
+const PUBLISH_ON_T: usize = 34;
+
+#[test]
+fn publishers_wait_from_just_past_half_the_budget() {
+    let (mut n, now) = small_budget();
+    // Exactly half (9 KiB, as one publish to each of three peers): not yet.
+    let each = 3 * 1024 - PUBLISH_ON_T;
+    n.publish("t", Bytes::from(vec![0; each]), now).unwrap();
+    assert_eq!(n.memory().outbound, 9 * 1024);
+    assert!(!n.publish_would_wait("u"), "waiting at exactly half");
+    // One publish more: past half, a publish on any topic waits.
+    n.publish("t", Bytes::new(), now).unwrap();
+    assert!(n.publish_would_wait("u"));
+}
+
+#[test]
+fn nothing_is_shed_at_exactly_the_budget() {
+    let (mut n, now) = small_budget();
+    // Twice 3 KiB to each of three peers: 18 KiB exactly.
+    let each = 3 * 1024 - PUBLISH_ON_T;
+    for _ in 0..2 {
+        n.publish("t", Bytes::from(vec![0; each]), now).unwrap();
+    }
+    assert_eq!(n.memory().outbound, n.config().buffer_budget());
+    assert_eq!(n.counters().memory_shed, 0, "shed at exactly the budget");
+    assert_eq!(n.edge_count(), 3);
+    // Past it: the biggest holder goes.
+    n.publish("t", Bytes::new(), now).unwrap();
+    assert_eq!(n.counters().memory_shed, 1);
+    assert_eq!(n.edge_count(), 2);
+}
