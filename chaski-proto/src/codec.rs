@@ -327,6 +327,92 @@ impl FrameDecoder {
     }
 }
 
+/// The kind a frame body names, if it is well-formed CBOR naming a kind not in
+/// [`MESSAGE_KINDS`](crate::message::MESSAGE_KINDS) (a newer peer's message: skipped, not an error). `None` for a known kind
+/// (then the body is malformed) or anything else.
+pub fn unknown_kind(body: &[u8]) -> Option<String> {
+    let value: ciborium::Value = decode_value(body).ok()?;
+    let name = match value {
+        ciborium::Value::Map(m) if m.len() == 1 => match m.into_iter().next() {
+            Some((ciborium::Value::Text(k), _)) => k,
+            _ => return None,
+        },
+        ciborium::Value::Text(k) => k,
+        _ => return None,
+    };
+    if crate::message::MESSAGE_KINDS.contains(&name.as_str()) {
+        return None;
+    }
+    let mut kind = name;
+    if kind.len() > 64 {
+        let mut cut = 64;
+        while !kind.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        kind.truncate(cut);
+    }
+    Some(kind)
+}
+
+/// A goodbye or a response that names a reason or an error this node does not know (a newer
+/// peer's), read as the nearest one it knows: a goodbye with
+/// [`DisconnectReason::ProtocolError`](crate::message::DisconnectReason::ProtocolError) naming it, a response failed with
+/// [`RemoteError::Failed`](crate::message::RemoteError::Failed) naming it. `None` for anything else.
+pub fn tolerant_decode(body: &[u8]) -> Option<Message> {
+    use ciborium::Value;
+    let value: Value = decode_value(body).ok()?;
+    let Value::Map(mut outer) = value else {
+        return None;
+    };
+    if outer.len() != 1 {
+        return None;
+    }
+    let (key, inner) = outer.pop()?;
+    /// The name of an enum value: its text, or the key of its one-entry map.
+    fn named(v: &Value) -> Option<String> {
+        match v {
+            Value::Text(t) => Some(t.clone()),
+            Value::Map(m) if m.len() == 1 => m[0].0.as_text().map(str::to_string),
+            _ => None,
+        }
+    }
+    match key.as_text()? {
+        "Goodbye" => Some(Message::Goodbye(
+            crate::message::DisconnectReason::ProtocolError(format!(
+                "a reason this version does not know: {}",
+                named(&inner)?
+            )),
+        )),
+        "Response" => {
+            let Value::Map(fields) = inner else {
+                return None;
+            };
+            let field = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k.as_text() == Some(name))
+                    .map(|(_, v)| v)
+            };
+            let id = u64::try_from(field("id")?.as_integer()?).ok()?;
+            let Value::Map(result) = field("result")? else {
+                return None;
+            };
+            let (tag, error) = result.first()?;
+            if tag.as_text()? != "Err" {
+                return None;
+            }
+            Some(Message::Response {
+                id,
+                result: Err(crate::message::RemoteError::Failed(format!(
+                    "an error this version does not know: {}",
+                    named(error)?
+                ))),
+            })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

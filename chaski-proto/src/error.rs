@@ -1,6 +1,5 @@
 //! Typed errors of the core.
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::addr::AddrError;
@@ -107,34 +106,4 @@ pub enum ConnectError {
     /// The local node is shutting down.
     #[error("node is shutting down")]
     ShutDown,
-}
-
-/// Why a remote call failed. Travels on the wire inside a response.
-#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum RemoteError {
-    /// No connected peer (or not that peer) offers the service.
-    #[error("service \"{}\" not found", Escaped(.0))]
-    NotFound(String),
-    /// The service has no method or attribute at that path.
-    #[error("no such method or attribute: {}", Escaped(.0))]
-    NoSuchMethod(String),
-    /// The arguments did not fit the method.
-    #[error("bad arguments: {}", Escaped(.0))]
-    BadArguments(String),
-    /// The method ran and failed.
-    #[error("remote failure: {}", Escaped(.0))]
-    Failed(String),
-    /// No answer within the call's timeout.
-    #[error("call timed out")]
-    Timeout,
-    /// The connection to the serving peer ended.
-    #[error("disconnected from the serving peer")]
-    Disconnected,
-    /// The serving peer has too many requests from us in progress.
-    #[error("serving peer is busy")]
-    Busy,
-    /// The caller gave up.
-    #[error("call cancelled")]
-    Cancelled,
 }

@@ -45,9 +45,11 @@ pub mod topic;
 pub use addr::{parse_addr, Host, PeerAddr};
 pub use codec::{encode_frame, FrameDecoder};
 pub use config::{Config, ConfigError, OnCongestion, OnPair, SlowConsumer};
-pub use error::{CodecError, CommandError, ConnectError, RemoteError};
+pub use error::{CodecError, CommandError, ConnectError};
 pub use id::{ConnId, NodeId, ParseNodeIdError, RequestId};
-pub use message::{CallKind, DisconnectReason, EdgeReport, Message, Status, PROTOCOL_VERSION};
+pub use message::{
+    CallKind, DisconnectReason, EdgeReport, Message, RemoteError, Status, PROTOCOL_VERSION,
+};
 pub use node::{
     Direction, EdgeInfo, Event, MemoryUse, Node, Output, Received, NODE_SERVICE, ROOT_TOPIC,
 };

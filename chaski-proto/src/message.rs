@@ -11,7 +11,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::config::OnPair;
-use crate::error::RemoteError;
 use crate::id::NodeId;
 use crate::text::Escaped;
 
@@ -332,90 +331,6 @@ pub const MESSAGE_KINDS: [&str; 13] = [
     "Goodbye",
 ];
 
-/// The kind a frame body names, if it is well-formed CBOR naming a kind not in
-/// [`MESSAGE_KINDS`] (a newer peer's message: skipped, not an error). `None` for a known kind
-/// (then the body is malformed) or anything else.
-pub fn unknown_kind(body: &[u8]) -> Option<String> {
-    let value: ciborium::Value = crate::codec::decode_value(body).ok()?;
-    let name = match value {
-        ciborium::Value::Map(m) if m.len() == 1 => match m.into_iter().next() {
-            Some((ciborium::Value::Text(k), _)) => k,
-            _ => return None,
-        },
-        ciborium::Value::Text(k) => k,
-        _ => return None,
-    };
-    if MESSAGE_KINDS.contains(&name.as_str()) {
-        return None;
-    }
-    let mut kind = name;
-    if kind.len() > 64 {
-        let mut cut = 64;
-        while !kind.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        kind.truncate(cut);
-    }
-    Some(kind)
-}
-
-/// A goodbye or a response that names a reason or an error this node does not know (a newer
-/// peer's), read as the nearest one it knows: a goodbye with
-/// [`DisconnectReason::ProtocolError`] naming it, a response failed with
-/// [`RemoteError::Failed`] naming it. `None` for anything else.
-pub fn tolerant_decode(body: &[u8]) -> Option<Message> {
-    use ciborium::Value;
-    let value: Value = crate::codec::decode_value(body).ok()?;
-    let Value::Map(mut outer) = value else {
-        return None;
-    };
-    if outer.len() != 1 {
-        return None;
-    }
-    let (key, inner) = outer.pop()?;
-    /// The name of an enum value: its text, or the key of its one-entry map.
-    fn named(v: &Value) -> Option<String> {
-        match v {
-            Value::Text(t) => Some(t.clone()),
-            Value::Map(m) if m.len() == 1 => m[0].0.as_text().map(str::to_string),
-            _ => None,
-        }
-    }
-    match key.as_text()? {
-        "Goodbye" => Some(Message::Goodbye(DisconnectReason::ProtocolError(format!(
-            "a reason this version does not know: {}",
-            named(&inner)?
-        )))),
-        "Response" => {
-            let Value::Map(fields) = inner else {
-                return None;
-            };
-            let field = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k.as_text() == Some(name))
-                    .map(|(_, v)| v)
-            };
-            let id = u64::try_from(field("id")?.as_integer()?).ok()?;
-            let Value::Map(result) = field("result")? else {
-                return None;
-            };
-            let (tag, error) = result.first()?;
-            if tag.as_text()? != "Err" {
-                return None;
-            }
-            Some(Message::Response {
-                id,
-                result: Err(RemoteError::Failed(format!(
-                    "an error this version does not know: {}",
-                    named(error)?
-                ))),
-            })
-        }
-        _ => None,
-    }
-}
-
 /// A node's status, as a UDP status reply gives it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -501,11 +416,40 @@ pub enum Datagram {
     },
 }
 
+/// Why a remote call failed. Travels on the wire inside a response.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// No connected peer (or not that peer) offers the service.
+    #[error("service \"{}\" not found", Escaped(.0))]
+    NotFound(String),
+    /// The service has no method or attribute at that path.
+    #[error("no such method or attribute: {}", Escaped(.0))]
+    NoSuchMethod(String),
+    /// The arguments did not fit the method.
+    #[error("bad arguments: {}", Escaped(.0))]
+    BadArguments(String),
+    /// The method ran and failed.
+    #[error("remote failure: {}", Escaped(.0))]
+    Failed(String),
+    /// No answer within the call's timeout.
+    #[error("call timed out")]
+    Timeout,
+    /// The connection to the serving peer ended.
+    #[error("disconnected from the serving peer")]
+    Disconnected,
+    /// The serving peer has too many requests from us in progress.
+    #[error("serving peer is busy")]
+    Busy,
+    /// The caller gave up.
+    #[error("call cancelled")]
+    Cancelled,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::{decode_message, encode_frame, FrameDecoder};
-    use crate::error::RemoteError;
 
     /// [`MESSAGE_KINDS`] names every kind (the match is exhaustive: a new kind fails to compile
     /// until it is listed here), and the names are the encoding's.
@@ -552,7 +496,7 @@ mod tests {
         assert_eq!(listed.len(), MESSAGE_KINDS.len());
         for kind in MESSAGE_KINDS {
             assert_eq!(
-                unknown_kind(
+                crate::codec::unknown_kind(
                     &crate::codec::encode_value(&ciborium::Value::Text(kind.into())).unwrap()
                 ),
                 None

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use chaski_proto::codec::unknown_kind;
 use chaski_proto::codec::{decode_message, encode_frame, encode_value, FrameDecoder};
-use chaski_proto::message::{negotiate, unknown_kind, Hello, Publish, MESSAGE_KINDS};
+use chaski_proto::message::{negotiate, Hello, Publish, MESSAGE_KINDS};
 use chaski_proto::{
     Config, ConnId, Direction, DisconnectReason, Event, Message, Node, NodeId, Output,
 };
@@ -185,7 +186,7 @@ fn unknown_errors_and_reasons_are_read_as_the_nearest_known() {
     );
     let body = encode_value(&response).unwrap();
     assert!(chaski_proto::codec::decode_message(&body).is_err());
-    match chaski_proto::message::tolerant_decode(&body) {
+    match chaski_proto::codec::tolerant_decode(&body) {
         Some(Message::Response {
             id: 4,
             result: Err(chaski_proto::RemoteError::Failed(m)),
@@ -193,7 +194,7 @@ fn unknown_errors_and_reasons_are_read_as_the_nearest_known() {
         other => panic!("{other:?}"),
     }
     let goodbye = map("Goodbye", Value::Text("Maintenance".into()));
-    match chaski_proto::message::tolerant_decode(&encode_value(&goodbye).unwrap()) {
+    match chaski_proto::codec::tolerant_decode(&encode_value(&goodbye).unwrap()) {
         Some(Message::Goodbye(DisconnectReason::ProtocolError(m))) => {
             assert!(m.contains("Maintenance"), "{m}")
         }

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::{Event, Node, Purpose, TimerKey};
-use crate::error::{CommandError, RemoteError};
+use crate::error::CommandError;
 use crate::id::{NodeId, RequestId};
+use crate::message::RemoteError;
 use crate::message::{CallKind, Message, ServiceSearch};
 use crate::text::Escaped;
 

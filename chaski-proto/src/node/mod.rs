@@ -1112,10 +1112,10 @@ impl Node {
         if body.first() != Some(&PUBLISH_MARK) {
             return match decode_value(body).or_else(|e| {
                 // A newer peer's reason or error, read as the nearest known one.
-                crate::message::tolerant_decode(body).ok_or(e)
+                crate::codec::tolerant_decode(body).ok_or(e)
             }) {
                 Ok(msg) => self.handle_message(conn, msg, now),
-                Err(e) => match (crate::message::unknown_kind(body), self.conns.get(&conn)) {
+                Err(e) => match (crate::codec::unknown_kind(body), self.conns.get(&conn)) {
                     // A kind of message a newer peer knows and we do not: skipped.
                     (Some(kind), Some(c)) if matches!(c.state, ConnState::Established(_)) => {
                         let ConnState::Established(peer) = c.state else {

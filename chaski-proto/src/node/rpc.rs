@@ -9,8 +9,9 @@ use tracing::debug;
 
 use super::{Event, Node, Output, Received, TimerKey, TopicState};
 use crate::codec::{decode_value, encode_value};
-use crate::error::{CommandError, RemoteError};
+use crate::error::CommandError;
 use crate::id::{ConnId, NodeId};
+use crate::message::RemoteError;
 use crate::message::{CallKind, Datagram, DisconnectReason, Message, Status};
 
 /// The longest deadline a caller may give a request (a day).

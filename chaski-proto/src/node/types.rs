@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::error::{ConnectError, RemoteError};
+use crate::error::ConnectError;
 use crate::id::{ConnId, NodeId, RequestId};
+use crate::message::RemoteError;
 use crate::message::{CallKind, DisconnectReason, Status};
 
 /// Which side opened a connection.
