@@ -11,7 +11,7 @@ use futures_channel::oneshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::Event;
+use chaski_proto::Event;
 use chaski_proto::{CallKind, EdgeInfo, Node as Core, NodeId, Received, Status};
 
 use crate::error::{Error, Result};

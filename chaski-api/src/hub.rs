@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 
 use chaski_proto::{
-    ConnId, Event, Node, NodeId, Received, RemoteError, RequestId, SlowConsumer, Status,
+    ConnId, Delivery, Event, Node, NodeId, Received, RemoteError, RequestId, SlowConsumer, Status,
 };
 
 use crate::context::{CallContext, Cancel, Cancellable};
@@ -65,13 +65,13 @@ pub struct Hub {
     messages: MessageQueue<Received>,
     /// Messages of this turn, handed to the queue at once by [`Hub::deliver`].
     inbox: Vec<Received>,
-    events: MessageQueue<crate::Event>,
+    events: MessageQueue<Event>,
 }
 
 impl Hub {
     /// A hub with the configured message queue, and the consumer sides of the message and
     /// event queues.
-    pub fn new(cfg: &chaski_proto::Config) -> (Hub, Messages<Received>, Messages<crate::Event>) {
+    pub fn new(cfg: &chaski_proto::Config) -> (Hub, Messages<Received>, Messages<Event>) {
         let (messages, m) =
             MessageQueue::new(cfg.message_queue, cfg.queue_budget(), cfg.slow_consumer);
         let (events, e) = MessageQueue::new(EVENT_QUEUE, usize::MAX, SlowConsumer::DropOldest);
@@ -235,12 +235,37 @@ impl Hub {
         }
     }
 
-    /// Routes one event; returns a request for the runtime to run (spawned, so user code never
-    /// runs on the driver).
-    pub fn route(&mut self, node: &mut Node, ev: Event, now: Instant) -> Option<Invocation> {
-        match ev {
-            Event::Message(m) => self.inbox.push(m),
-            Event::Request {
+    /// A lifecycle event: answers the connect or ping it finishes, then joins the application's
+    /// event stream.
+    pub fn event(&mut self, ev: Event) {
+        match &ev {
+            Event::PeerConnected { conn, info, .. } => {
+                if let Some(w) = self.connects.remove(conn) {
+                    let _ = w.send(Ok((**info).clone()));
+                }
+            }
+            Event::ConnectFailed { conn, error, .. } => {
+                if let Some(w) = self.connects.remove(conn) {
+                    let _ = w.send(Err(Error::Connect(error.clone())));
+                }
+            }
+            Event::Latency { ping, rtt, .. } => {
+                if let Some(w) = self.pings.remove(ping) {
+                    let _ = w.send(Ok(*rtt));
+                }
+            }
+            _ => {}
+        }
+        self.events.push(ev);
+    }
+
+    /// What the application asked for, to its stream or waiter; a request for a local service
+    /// comes back as an [`Invocation`] for the runtime to run (spawned, so user code never runs
+    /// on the driver).
+    pub fn delivery(&mut self, node: &mut Node, d: Delivery, now: Instant) -> Option<Invocation> {
+        match d {
+            Delivery::Message(m) => self.inbox.push(m),
+            Delivery::Request {
                 peer,
                 id,
                 service,
@@ -265,17 +290,17 @@ impl Hub {
                     let _ = node.respond(peer, id, Err(RemoteError::NotFound(service)), now);
                 }
             },
-            Event::Response { id, result } => {
+            Delivery::Response { id, result } => {
                 if let Some(w) = self.calls.remove(&id) {
                     let _ = w.send(result.map_err(Error::Remote));
                 }
             }
-            Event::Cancelled { peer, id } => {
+            Delivery::Cancelled { peer, id } => {
                 if let Some(c) = self.running.remove(&(peer, id)) {
                     c.cancel();
                 }
             }
-            Event::ServiceFound { service, peer } => {
+            Delivery::ServiceFound { service, peer } => {
                 for w in self.seeking.remove(&service).unwrap_or_default() {
                     let _ = w.send(match peer {
                         Some(_) => Ok(()),
@@ -283,34 +308,12 @@ impl Hub {
                     });
                 }
             }
-            Event::Status { token, status, .. } => {
+            Delivery::Status { token, status, .. } => {
                 if let Some(w) = self.statuses.remove(&token) {
                     let _ = w.send(status.ok_or(Error::Timeout));
                 }
             }
-            ev => {
-                match &ev {
-                    Event::PeerConnected { conn, info, .. } => {
-                        if let Some(w) = self.connects.remove(conn) {
-                            let _ = w.send(Ok((**info).clone()));
-                        }
-                    }
-                    Event::ConnectFailed { conn, error, .. } => {
-                        if let Some(w) = self.connects.remove(conn) {
-                            let _ = w.send(Err(Error::Connect(error.clone())));
-                        }
-                    }
-                    Event::Latency { ping, rtt, .. } => {
-                        if let Some(w) = self.pings.remove(ping) {
-                            let _ = w.send(Ok(*rtt));
-                        }
-                    }
-                    _ => {}
-                }
-                if let Some(ev) = crate::Event::from_core(ev) {
-                    self.events.push(ev);
-                }
-            }
+            _ => {}
         }
         None
     }
@@ -394,7 +397,7 @@ mod tests {
         let now = Instant::now();
         for t in ["sensors/a/t", "alerts/x", "sensors/b/h", "sensors/c/t"] {
             assert!(hub
-                .route(&mut node, Event::Message(message(t)), now)
+                .delivery(&mut node, Delivery::Message(message(t)), now)
                 .is_none());
         }
         hub.deliver();
@@ -411,7 +414,7 @@ mod tests {
         let cx = Context::from_waker(Waker::noop());
         assert!(hub.poll_space(&cx).is_ready());
         for t in ["sensors/d/t", "sensors/e/t"] {
-            hub.route(&mut node, Event::Message(message(t)), now);
+            hub.delivery(&mut node, Delivery::Message(message(t)), now);
         }
         hub.deliver();
         assert!(hub.poll_space(&cx).is_pending());

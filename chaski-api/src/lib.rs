@@ -15,7 +15,6 @@ mod block;
 mod context;
 mod datagrams;
 mod error;
-mod event;
 mod handle;
 mod hub;
 mod queue;
@@ -30,7 +29,6 @@ mod tasks;
 pub use bind::bind_std;
 pub use block::block_on;
 pub use error::{Error, Result};
-pub use event::Event;
 pub use handle::{Handle, Proxy};
 pub use hub::{Hub, Invocation, Waiter};
 pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
@@ -50,8 +48,8 @@ pub use chaski_proto::addr::AddrError;
 pub use chaski_proto::tls::{Tls, TlsError, TlsIdentity};
 pub use chaski_proto::{
     CallKind, CommandError, Config, ConfigError, ConnId, ConnectError, Direction, DisconnectReason,
-    EdgeInfo, EdgeReport, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError,
-    RequestId, SlowConsumer, Status, NODE_SERVICE,
+    EdgeInfo, EdgeReport, Event, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received,
+    RemoteError, RequestId, SlowConsumer, Status, NODE_SERVICE,
 };
 
 /// Everything a program on any runtime names, re-exported by each runtime crate (`chaski-tokio`,

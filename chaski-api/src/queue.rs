@@ -29,7 +29,7 @@ impl Weigh for chaski_proto::Received {
     }
 }
 
-impl Weigh for crate::Event {
+impl Weigh for chaski_proto::Event {
     fn weight(&self) -> usize {
         std::mem::size_of::<Self>()
     }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::datagrams::DatagramQueue;
-use crate::Event;
+use chaski_proto::Event;
 use chaski_proto::{Config, ConnId, Direction, Node as Core, NodeId, Output, Received};
 
 use crate::handle::Handle;
@@ -142,8 +142,9 @@ impl State {
                     self.datagrams.push(to, data);
                     wake(&self.udp);
                 }
-                Output::Event(ev) => {
-                    if let Some(call) = self.hub.route(&mut self.core, ev, now) {
+                Output::Event(ev) => self.hub.event(ev),
+                Output::Deliver(d) => {
+                    if let Some(call) = self.hub.delivery(&mut self.core, d, now) {
                         self.actions.push(Action::Call(call));
                     }
                 }

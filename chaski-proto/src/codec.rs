@@ -518,10 +518,10 @@ mod tests {
         assert!(decode_value::<ciborium::Value>(&nested(RECURSION_LIMIT)).is_ok());
         assert!(decode_value::<ciborium::Value>(&nested(RECURSION_LIMIT + 1)).is_err());
         // Maps count the same way.
-        let mut maps = vec![0xa1u8, 0x00].repeat(RECURSION_LIMIT);
+        let mut maps = [0xa1u8, 0x00].repeat(RECURSION_LIMIT);
         maps.push(0x00);
         assert!(decode_value::<ciborium::Value>(&maps).is_ok());
-        let mut maps = vec![0xa1u8, 0x00].repeat(RECURSION_LIMIT + 1);
+        let mut maps = [0xa1u8, 0x00].repeat(RECURSION_LIMIT + 1);
         maps.push(0x00);
         assert!(decode_value::<ciborium::Value>(&maps).is_err());
     }

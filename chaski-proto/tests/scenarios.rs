@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chaski_proto::sim::{Idx, Sim};
-use chaski_proto::{CallKind, Config, DisconnectReason, Event, OnPair, RemoteError};
+use chaski_proto::{CallKind, Config, Delivery, DisconnectReason, Event, OnPair, RemoteError};
 
 const W3: Duration = Duration::from_secs(3);
 
@@ -179,13 +179,13 @@ fn serve_one(
 ) -> (String, CallKind) {
     let mut seen = 0;
     assert!(sim.run_until(W3, |s| {
-        s.events(n)
+        s.delivered(n)
             .iter()
-            .any(|(_, e)| matches!(e, Event::Request { .. }))
+            .any(|(_, e)| matches!(e, Delivery::Request { .. }))
     }));
-    let evs = sim.take_events(n);
+    let evs = sim.take_delivered(n);
     for (_, e) in evs {
-        if let Event::Request {
+        if let Delivery::Request {
             peer,
             id,
             path,
@@ -208,12 +208,12 @@ fn serve_one(
 fn response(sim: &mut Sim, n: Idx, id: chaski_proto::RequestId) -> Result<Bytes, RemoteError> {
     let mut out = None;
     assert!(sim.run_until(Duration::from_secs(30), |s| {
-        s.events(n)
+        s.delivered(n)
             .iter()
-            .any(|(_, e)| matches!(e, Event::Response { id: i, .. } if *i == id))
+            .any(|(_, e)| matches!(e, Delivery::Response { id: i, .. } if *i == id))
     }));
-    for (_, e) in sim.events(n) {
-        if let Event::Response { id: i, result } = e {
+    for (_, e) in sim.delivered(n) {
+        if let Delivery::Response { id: i, result } = e {
             if *i == id {
                 out = Some(result.clone());
             }
@@ -545,10 +545,10 @@ fn stream_chain_six_nodes_in_order_over_five_hops() {
         assert!(sim.run_until(W3, |s| s.received(5).len() == k + 1));
     }
     let got: Vec<String> = sim
-        .events(nodes[5])
+        .delivered(nodes[5])
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::Message(m) => {
+            Delivery::Message(m) => {
                 assert_eq!(m.hops, 5);
                 Some(String::from_utf8(m.payload.to_vec()).unwrap())
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chaski_proto::sim::{Idx, Sim};
-use chaski_proto::{CallKind, Config, Event, NodeId, RemoteError, RequestId};
+use chaski_proto::{CallKind, Config, Delivery, NodeId, RemoteError, RequestId};
 
 const W3: Duration = Duration::from_secs(3);
 
@@ -63,12 +63,12 @@ fn answer_all(sim: &mut Sim, n: Idx, with: &'static [u8]) {
             node.respond(peer, id, Ok(Bytes::from_static(with)), now)
         });
     }
-    sim.take_events(n);
+    sim.take_delivered(n);
 }
 
 fn response(sim: &Sim, n: Idx, id: RequestId) -> Option<Result<Bytes, RemoteError>> {
-    sim.events(n).iter().find_map(|(_, e)| match e {
-        Event::Response { id: i, result } if *i == id => Some(result.clone()),
+    sim.delivered(n).iter().find_map(|(_, e)| match e {
+        Delivery::Response { id: i, result } if *i == id => Some(result.clone()),
         _ => None,
     })
 }
@@ -108,9 +108,9 @@ fn a_server_three_hops_away_is_found_and_called() {
     assert_eq!(found, None, "nobody near serves it: a search starts");
     let server_id = sim.node(server).id();
     assert!(
-        sim.run_until(W3, |s| s.events(caller).iter().any(|(_, e)| matches!(
+        sim.run_until(W3, |s| s.delivered(caller).iter().any(|(_, e)| matches!(
             e,
-            Event::ServiceFound { service, peer: Some(p) } if service == "math" && *p == server_id
+            Delivery::ServiceFound { service, peer: Some(p) } if service == "math" && *p == server_id
         )))
     );
     assert!(
@@ -129,10 +129,10 @@ fn a_server_three_hops_away_is_found_and_called() {
 
 /// The requests node `n` has received so far (caller, id), from its events.
 fn requests_of(sim: &Sim, n: Idx) -> Vec<(NodeId, u64)> {
-    sim.events(n)
+    sim.delivered(n)
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::Request { peer, id, .. } => Some((*peer, *id)),
+            Delivery::Request { peer, id, .. } => Some((*peer, *id)),
             _ => None,
         })
         .collect()
@@ -173,9 +173,9 @@ fn no_server_anywhere_is_not_found() {
         Err(RemoteError::NotFound("nothing".into()))
     );
     assert!(sim.now() - started < Duration::from_secs(2));
-    assert!(sim.events(caller).iter().any(|(_, e)| matches!(
+    assert!(sim.delivered(caller).iter().any(|(_, e)| matches!(
         e,
-        Event::ServiceFound { service, peer: None } if service == "nothing"
+        Delivery::ServiceFound { service, peer: None } if service == "nothing"
     )));
     // With no edge at all there is nothing to search through.
     let alone = node(&mut sim, "alone");
@@ -270,7 +270,7 @@ fn busy_or_withdrawn_servers_pass_the_call_on() {
     // Only one server left, and it is busy: its error comes back.
     sim.with(s2, |n, now| n.unserve("math", now)).unwrap();
     sim.run_for(Duration::from_millis(50));
-    sim.take_events(s1);
+    sim.take_delivered(s1);
     let id = call(&mut sim, caller, "math", W3);
     assert!(sim.run_until(W3, |s| !requests_of(s, s1).is_empty()));
     for (peer, rid) in requests_of(&sim, s1) {
@@ -291,9 +291,9 @@ fn busy_or_withdrawn_servers_pass_the_call_on() {
 fn cancels_reach_the_server() {
     let (mut sim, caller, [server]) = servers_of_math(37, ["server"]);
     let cancelled = |s: &Sim, id: u64| {
-        s.events(server)
+        s.delivered(server)
             .iter()
-            .any(|(_, e)| matches!(e, Event::Cancelled { id: i, .. } if *i == id))
+            .any(|(_, e)| matches!(e, Delivery::Cancelled { id: i, .. } if *i == id))
     };
 
     let id = call(&mut sim, caller, "math", W3);
@@ -410,9 +410,9 @@ fn late_timers_and_shutdown_end_calls() {
             Some(Err(RemoteError::Disconnected))
         );
     }
-    assert!(sim.events(caller).iter().any(|(_, e)| matches!(
+    assert!(sim.delivered(caller).iter().any(|(_, e)| matches!(
         e,
-        Event::ServiceFound { service, peer: None } if service == "nowhere"
+        Delivery::ServiceFound { service, peer: None } if service == "nowhere"
     )));
 }
 
@@ -438,9 +438,9 @@ fn successive_searches_are_all_forwarded() {
             Ok(None)
         );
         assert!(
-            sim.run_until(W3, |s| s.events(caller).iter().any(|(_, e)| matches!(
+            sim.run_until(W3, |s| s.delivered(caller).iter().any(|(_, e)| matches!(
                 e,
-                Event::ServiceFound { service: found, peer: Some(p) } if found == service && *p == id
+                Delivery::ServiceFound { service: found, peer: Some(p) } if found == service && *p == id
             ))),
             "{service} not found"
         );

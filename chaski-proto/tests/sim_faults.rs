@@ -242,8 +242,8 @@ proptest! {
             });
             prop_assert!(all, "{topic}: not delivered to every node joined to the publisher");
             sim.run_for(Duration::from_millis(500));
-            for i in 0..n {
-                let got = sim.received(i)[before[i]..]
+            for (i, &seen) in before.iter().enumerate() {
+                let got = sim.received(i)[seen..]
                     .iter()
                     .filter(|(t, p)| t == topic && p[..] == *payload.as_bytes())
                     .count();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chaski_proto::sim::{Idx, Sim};
-use chaski_proto::{Config, Event, NodeId};
+use chaski_proto::{Config, Delivery, NodeId};
 use proptest::prelude::*;
 
 const TOPICS: [&str; 3] = ["a", "b", "c"];
@@ -138,8 +138,8 @@ fn check_delivery(mut sim: Sim, m: &Mesh, topics: &[&str]) -> Result<(), TestCas
     sim.run_for(Duration::from_secs(2));
     let mut got: BTreeMap<(Idx, u64), Vec<Idx>> = BTreeMap::new();
     for r in 0..m.n {
-        for (_, e) in sim.events(r) {
-            if let Event::Message(msg) = e {
+        for (_, e) in sim.delivered(r) {
+            if let Delivery::Message(msg) = e {
                 let origin = sim.idx_of(msg.origin.unwrap()).unwrap();
                 got.entry((origin, msg.seq)).or_default().push(r);
             }

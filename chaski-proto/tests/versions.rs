@@ -10,7 +10,7 @@ use chaski_proto::codec::unknown_kind;
 use chaski_proto::codec::{decode_message, encode_frame, encode_value, FrameDecoder};
 use chaski_proto::message::{negotiate, Hello, Publish, MESSAGE_KINDS};
 use chaski_proto::{
-    Config, ConnId, Direction, DisconnectReason, Event, Message, Node, NodeId, Output,
+    Config, ConnId, Delivery, Direction, DisconnectReason, Event, Message, Node, NodeId, Output,
 };
 
 fn addr(port: u16) -> SocketAddr {
@@ -56,6 +56,7 @@ struct Run {
     node: Node,
     now: Instant,
     events: Vec<Event>,
+    delivered: Vec<Delivery>,
     sent: FrameDecoder,
     closed: bool,
 }
@@ -70,6 +71,7 @@ impl Run {
             node,
             now,
             events: Vec::new(),
+            delivered: Vec::new(),
             sent: FrameDecoder::new(1 << 20),
             closed: false,
         }
@@ -85,6 +87,7 @@ impl Run {
                 }
                 Output::Close { .. } => self.closed = true,
                 Output::Event(e) => self.events.push(e),
+                Output::Deliver(d) => self.delivered.push(d),
                 _ => {}
             }
         }
@@ -156,8 +159,8 @@ fn a_next_version_node_interoperates() {
     )
     .unwrap();
     run.feed(&b);
-    assert!(run.events.iter().any(
-        |e| matches!(e, Event::Message(m) if m.topic == "news" && &m.payload[..] == b"still here")
+    assert!(run.delivered.iter().any(
+        |e| matches!(e, Delivery::Message(m) if m.topic == "news" && &m.payload[..] == b"still here")
     ));
     // A known kind with a malformed body is still an error.
     let bad = ciborium::Value::Map(vec![(

@@ -15,7 +15,7 @@ use chaski_proto::message::{
     Datagram, Discovery, Hello, PairIntent, Publish, ServiceSearch, PROTOCOL_VERSION,
 };
 use chaski_proto::{
-    CallKind, Config, ConnId, Direction, DisconnectReason, Event, Message, Node, NodeId, OnPair,
+    CallKind, Config, ConnId, Delivery, Direction, DisconnectReason, Message, Node, NodeId, OnPair,
     Output, RemoteError, RequestId, Status,
 };
 
@@ -409,7 +409,7 @@ pub fn run(data: &[u8]) {
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Dial { conn, .. } => dials.push(conn),
-                Output::Event(Event::Request { peer, id, .. }) if requests.len() < 64 => {
+                Output::Deliver(Delivery::Request { peer, id, .. }) if requests.len() < 64 => {
                     requests.push((peer, id))
                 }
                 Output::Datagram { data, .. } => {

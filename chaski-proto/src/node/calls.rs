@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::debug;
 
-use super::{Event, Node, Purpose, TimerKey};
+use super::{Delivery, Node, Purpose, TimerKey};
 use crate::error::CommandError;
 use crate::id::{NodeId, RequestId};
 use crate::message::RemoteError;
@@ -106,7 +106,7 @@ impl Node {
         id
     }
 
-    /// Calls `path` of `service` on `peer`. The answer arrives as [`Event::Response`] with the
+    /// Calls `path` of `service` on `peer`. The answer arrives as [`Delivery::Response`] with the
     /// returned id, at the latest after `timeout` (default `rpc_timeout`) as
     /// [`RemoteError::Timeout`].
     #[allow(clippy::too_many_arguments)]
@@ -139,7 +139,7 @@ impl Node {
     /// waits while a search ([`Node::seek_service`]) finds one; a server lost, busy or no
     /// longer serving while it has the call passes it to another (a lost one may have run it:
     /// calls that must not run twice should be idempotent). The answer arrives as
-    /// [`Event::Response`], at the latest at the deadline; [`RemoteError::NotFound`] if no
+    /// [`Delivery::Response`], at the latest at the deadline; [`RemoteError::NotFound`] if no
     /// server was found.
     #[allow(clippy::too_many_arguments)]
     pub fn call_service(
@@ -241,7 +241,7 @@ impl Node {
     fn finish_call(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
         self.calls.remove(&id);
         self.timers.cancel(&TimerKey::Call(id));
-        self.push_event(Event::Response {
+        self.push_delivery(Delivery::Response {
             id: RequestId(id),
             result,
         });
@@ -334,13 +334,13 @@ impl Node {
     /// Fails every call (the node shuts down).
     pub(super) fn fail_all_calls(&mut self) {
         for id in std::mem::take(&mut self.calls).into_keys() {
-            self.push_event(Event::Response {
+            self.push_delivery(Delivery::Response {
                 id: RequestId(id),
                 result: Err(RemoteError::Disconnected),
             });
         }
         for service in std::mem::take(&mut self.searches).into_keys() {
-            self.push_event(Event::ServiceFound {
+            self.push_delivery(Delivery::ServiceFound {
                 service,
                 peer: None,
             });
@@ -351,7 +351,7 @@ impl Node {
 
     /// Looks for a server of `service`: `Some` if one is connected now; otherwise a search
     /// floods the mesh (every server that hears it dials this node) and
-    /// [`Event::ServiceFound`] tells when one is connected, or that none answered within
+    /// [`Delivery::ServiceFound`] tells when one is connected, or that none answered within
     /// `discovery_timeout`.
     pub fn seek_service(
         &mut self,
@@ -461,7 +461,7 @@ impl Node {
             self.timers
                 .cancel(&TimerKey::ServiceSearch(service.clone()));
             debug!(service = %Escaped(&service), %peer, "found a server");
-            self.push_event(Event::ServiceFound {
+            self.push_delivery(Delivery::ServiceFound {
                 service,
                 peer: Some(peer),
             });
@@ -494,7 +494,7 @@ impl Node {
         }
         self.searches.remove(service);
         debug!(service = %Escaped(service), "no server answered");
-        self.push_event(Event::ServiceFound {
+        self.push_delivery(Delivery::ServiceFound {
             service: service.to_string(),
             peer: None,
         });
@@ -527,6 +527,6 @@ impl Node {
         if let Some(e) = self.edges.get_mut(&peer) {
             e.inbound_requests = e.inbound_requests.saturating_sub(1);
         }
-        self.push_event(Event::Cancelled { peer, id });
+        self.push_delivery(Delivery::Cancelled { peer, id });
     }
 }

@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 
 pub use budget::MemoryUse;
 use timers::{TimerKey, Timers};
-pub use types::{Direction, EdgeInfo, Event, Output, Received};
+pub use types::{Delivery, Direction, EdgeInfo, Event, Output, Received};
 
 use crate::codec::{
     decode_publish_ref, decode_value, encode_frame, split_frame, FrameDecoder, PUBLISH_MARK,
@@ -595,7 +595,7 @@ impl Node {
             }
         }
         let out = self.queue.pop_front();
-        if matches!(out, Some(Output::Event(_))) {
+        if out.as_ref().is_some_and(for_application) {
             self.queued_events -= 1;
         }
         out
@@ -734,19 +734,24 @@ impl Node {
     }
 
     pub(crate) fn push_event(&mut self, ev: Event) {
+        self.push_for_application(Output::Event(ev));
+    }
+
+    pub(crate) fn push_delivery(&mut self, d: Delivery) {
+        self.push_for_application(Output::Deliver(d));
+    }
+
+    /// Queues an event or a delivery, within `max_events` of them together.
+    fn push_for_application(&mut self, out: Output) {
         if self.queue.len() >= self.cfg.max_events && self.queued_events > 0 {
-            // Over the bound (a runtime that stopped draining): the oldest event goes.
-            if let Some(pos) = self
-                .queue
-                .iter()
-                .position(|o| matches!(o, Output::Event(_)))
-            {
+            // Over the bound (a runtime that stopped draining): the oldest goes.
+            if let Some(pos) = self.queue.iter().position(for_application) {
                 self.queue.remove(pos);
                 self.queued_events -= 1;
                 self.dropped_events += 1;
             }
         }
-        self.queue.push_back(Output::Event(ev));
+        self.queue.push_back(out);
         self.queued_events += 1;
     }
 
@@ -1413,7 +1418,7 @@ impl Node {
             .collect();
         for id in gone {
             self.inbound.remove(&(peer, id));
-            self.push_event(Event::Cancelled { peer, id });
+            self.push_delivery(Delivery::Cancelled { peer, id });
         }
         // The side that dialed redials, at the address it dialed: the acceptor may not reach
         // the dialer at all (a client behind a NAT, or one that has exited).
@@ -1465,7 +1470,7 @@ impl Node {
         }
         self.fail_all_calls();
         for (token, (addr, ..)) in std::mem::take(&mut self.status_queries) {
-            self.push_event(Event::Status {
+            self.push_delivery(Delivery::Status {
                 token,
                 addr,
                 status: None,
@@ -1561,6 +1566,11 @@ impl Node {
         });
         self.end_conn(conn, reason, false, false, now);
     }
+}
+
+/// Whether an output is for the application (an event or a delivery), not the runtime.
+fn for_application(o: &Output) -> bool {
+    matches!(o, Output::Event(_) | Output::Deliver(_))
 }
 
 #[cfg(test)]

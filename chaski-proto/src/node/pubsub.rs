@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Event, Node, Received, TopicState, ROOT_TOPIC};
+use super::{Delivery, Node, Received, TopicState, ROOT_TOPIC};
 use crate::config::Config;
 use crate::error::CommandError;
 use crate::id::{ConnId, NodeId};
@@ -202,7 +202,7 @@ impl Node {
             p.hops = p.hops.saturating_sub(1);
         }
         if subscribed {
-            self.push_event(Event::Message(Received {
+            self.push_delivery(Delivery::Message(Received {
                 topic: p.topic.to_string(),
                 // A copy: the received slice would pin its whole read buffer (many frames)
                 // for as long as the application holds the message, so a queue bounded in

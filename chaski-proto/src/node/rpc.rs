@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::debug;
 
-use super::{Event, Node, Output, Received, TimerKey, TopicState};
+use super::{Delivery, Node, Output, Received, TimerKey, TopicState};
 use crate::codec::{decode_value, encode_value};
 use crate::error::CommandError;
 use crate::id::{ConnId, NodeId};
@@ -43,7 +43,7 @@ impl Node {
         Ok(())
     }
 
-    /// Answers a [`Event::Request`]. Answering a request twice, or one whose peer has gone, is an
+    /// Answers a [`Delivery::Request`]. Answering a request twice, or one whose peer has gone, is an
     /// error.
     pub fn respond(
         &mut self,
@@ -111,7 +111,7 @@ impl Node {
         if let Some(e) = self.edges.get_mut(&peer) {
             e.inbound_requests += 1;
         }
-        self.push_event(Event::Request {
+        self.push_delivery(Delivery::Request {
             peer,
             id,
             service,
@@ -133,7 +133,7 @@ impl Node {
         }
         let addr = *addr;
         self.status_queries.remove(&token);
-        self.push_event(Event::Status {
+        self.push_delivery(Delivery::Status {
             token,
             addr,
             status: None,
@@ -253,7 +253,7 @@ impl Node {
     }
 
     /// Asks the node at `addr` for its status over UDP. The answer (or `None` after
-    /// `status_timeout`) arrives as [`Event::Status`] with the returned token.
+    /// `status_timeout`) arrives as [`Delivery::Status`] with the returned token.
     pub fn query_status(&mut self, addr: SocketAddr, now: Instant) -> Result<u64, CommandError> {
         self.check_live()?;
         if self.status_queries.len() >= self.cfg.max_pending_status {
@@ -368,7 +368,7 @@ impl Node {
                 }
                 self.status_queries.remove(&token);
                 self.timers.cancel(&TimerKey::Status(token));
-                self.push_event(Event::Status {
+                self.push_delivery(Delivery::Status {
                     token,
                     addr: from,
                     status: Some(status),
@@ -380,7 +380,7 @@ impl Node {
                 } else if topic == super::ROOT_TOPIC {
                     self.counters.reserved_dropped += 1;
                 } else if self.is_subscribed(&topic) {
-                    self.push_event(Event::Message(Received {
+                    self.push_delivery(Delivery::Message(Received {
                         topic,
                         payload,
                         origin: None,

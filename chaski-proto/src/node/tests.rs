@@ -44,6 +44,7 @@ enum Output {
     Dial { conn: ConnId, addr: SocketAddr },
     Close { conn: ConnId },
     Event(Event),
+    Deliver(Delivery),
 }
 
 fn drain(n: &mut Node) -> Vec<Output> {
@@ -65,6 +66,7 @@ fn drain(n: &mut Node) -> Vec<Output> {
             super::Output::Datagram { to, data } => outs.push(Output::Datagram { to, data }),
             super::Output::Dial { conn, addr } => outs.push(Output::Dial { conn, addr }),
             super::Output::Event(e) => outs.push(Output::Event(e)),
+            super::Output::Deliver(d) => outs.push(Output::Deliver(d)),
         }
     }
     outs
@@ -287,7 +289,7 @@ fn request_flood_is_bounded() {
     let outs = drain(&mut n);
     let requests = outs
         .iter()
-        .filter(|o| matches!(o, Output::Event(Event::Request { .. })))
+        .filter(|o| matches!(o, Output::Deliver(Delivery::Request { .. })))
         .count();
     assert_eq!(requests, 3);
     let busy = sent(&outs, ConnId(1))
@@ -455,7 +457,7 @@ fn status_over_udp_answers_and_times_out() {
     assert!(drain(&mut n).is_empty());
     n.handle_timeout(now + Duration::from_secs(2));
     assert!(drain(&mut n).iter().any(
-        |o| matches!(o, Output::Event(Event::Status { status: None, token: t, .. }) if *t == token)
+        |o| matches!(o, Output::Deliver(Delivery::Status { status: None, token: t, .. }) if *t == token)
     ));
 }
 

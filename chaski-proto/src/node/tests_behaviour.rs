@@ -26,7 +26,7 @@ fn publish_frame(
 fn messages(outs: &[Output]) -> Vec<Received> {
     outs.iter()
         .filter_map(|o| match o {
-            Output::Event(Event::Message(m)) => Some(m.clone()),
+            Output::Deliver(Delivery::Message(m)) => Some(m.clone()),
             _ => None,
         })
         .collect()
@@ -444,7 +444,7 @@ fn calls_get_responses_timeouts_and_disconnects() {
     n.handle_bytes(ConnId(1), &response(a), now);
     assert!(matches!(
         drain(&mut n).as_slice(),
-        [Output::Event(Event::Response { id, result: Ok(r) })] if *id == a && &r[..] == b"r"
+        [Output::Deliver(Delivery::Response { id, result: Ok(r) })] if *id == a && &r[..] == b"r"
     ));
     // The next timer is b's deadline (keep-alives come after 7 s).
     assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(3)));
@@ -452,17 +452,17 @@ fn calls_get_responses_timeouts_and_disconnects() {
     n.handle_timeout(now + Duration::from_secs(2));
     assert!(!drain(&mut n)
         .iter()
-        .any(|o| matches!(o, Output::Event(Event::Response { .. }))));
+        .any(|o| matches!(o, Output::Deliver(Delivery::Response { .. }))));
     n.handle_timeout(now + Duration::from_secs(3));
     assert!(drain(&mut n).iter().any(|o| matches!(
         o,
-        Output::Event(Event::Response { id, result: Err(crate::RemoteError::Timeout) }) if *id == b
+        Output::Deliver(Delivery::Response { id, result: Err(crate::RemoteError::Timeout) }) if *id == b
     )));
     // c fails at once when its peer goes.
     n.handle_closed(ConnId(2), now + Duration::from_secs(3));
     assert!(drain(&mut n).iter().any(|o| matches!(
         o,
-        Output::Event(Event::Response { id, result: Err(crate::RemoteError::Disconnected) }) if *id == c
+        Output::Deliver(Delivery::Response { id, result: Err(crate::RemoteError::Disconnected) }) if *id == c
     )));
     // A cancelled call forgets its answer.
     let d = call(&mut n, 7, None);
@@ -471,7 +471,7 @@ fn calls_get_responses_timeouts_and_disconnects() {
     n.handle_bytes(ConnId(1), &response(d), now);
     assert!(drain(&mut n)
         .iter()
-        .all(|o| !matches!(o, Output::Event(Event::Response { .. }))));
+        .all(|o| !matches!(o, Output::Deliver(Delivery::Response { .. }))));
 }
 
 #[test]
@@ -503,7 +503,7 @@ fn requests_for_unknown_services_are_answered_not_found_and_ids_are_not_reused()
     let outs = drain(&mut n);
     assert!(matches!(
         outs.as_slice(),
-        [Output::Event(Event::Request {
+        [Output::Deliver(Delivery::Request {
             id: 2,
             kind: CallKind::Get,
             deadline: Some(d),
@@ -1315,7 +1315,7 @@ fn services_paths_and_status_queries_are_bounded_and_tracked() {
     n.handle_timeout(now + Duration::from_millis(2999));
     assert!(!drain(&mut n)
         .iter()
-        .any(|o| matches!(o, Output::Event(Event::Status { .. }))));
+        .any(|o| matches!(o, Output::Deliver(Delivery::Status { .. }))));
     assert!(!n.status().reconnecting);
     n.handle_closed(c, now);
     assert!(n.status().reconnecting);

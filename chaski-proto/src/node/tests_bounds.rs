@@ -123,7 +123,7 @@ fn a_callers_deadline_is_honoured_up_to_a_day() {
         });
         n.handle_bytes(ConnId(1), &request, now);
         let deadline = drain(&mut n).into_iter().find_map(|o| match o {
-            Output::Event(Event::Request { deadline, .. }) => Some(deadline),
+            Output::Deliver(Delivery::Request { deadline, .. }) => Some(deadline),
             _ => None,
         });
         assert_eq!(deadline, Some(want), "timeout_ms {ms:?}");

@@ -102,11 +102,11 @@ fn what_the_peer_sent_on_the_old_connection_is_answered_on_the_new_one() {
         [Message::Pong { id: 9, .. }]
     ));
     assert!(outs.iter().any(
-        |o| matches!(o, Output::Event(Event::Request { id: 41, peer, .. }) if *peer == NodeId(7))
+        |o| matches!(o, Output::Deliver(Delivery::Request { id: 41, peer, .. }) if *peer == NodeId(7))
     ));
     assert!(outs
         .iter()
-        .any(|o| matches!(o, Output::Event(Event::Message(m)) if m.payload == "x")));
+        .any(|o| matches!(o, Output::Deliver(Delivery::Message(m)) if m.payload == "x")));
     n.respond(NodeId(7), 41, Ok(Bytes::from_static(&[1])), now)
         .unwrap();
     let outs = drain(&mut n);
@@ -213,9 +213,9 @@ fn a_losing_newcomer_counts_what_the_peer_sent_on_it_in_a_cross_dial() {
         sent(&outs, ConnId(50)).as_slice(),
         [Message::Goodbye(DisconnectReason::Duplicate)]
     ));
-    assert!(outs
-        .iter()
-        .any(|o| matches!(o, Output::Event(Event::Message(m)) if m.payload == "on the loser")));
+    assert!(outs.iter().any(
+        |o| matches!(o, Output::Deliver(Delivery::Message(m)) if m.payload == "on the loser")
+    ));
     assert!(!lost_or_connected(&outs));
 }
 

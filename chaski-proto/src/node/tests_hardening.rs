@@ -94,7 +94,7 @@ fn many_peers_pushing_unfinished_frames_stay_within_the_budget() {
     }));
     n.handle_bytes(ConnId(50), &p, now);
     assert!(drain(&mut n).iter().any(
-        |o| matches!(o, Output::Event(Event::Message(m)) if &m.payload[..] == b"still heard")
+        |o| matches!(o, Output::Deliver(Delivery::Message(m)) if &m.payload[..] == b"still heard")
     ));
     check_memory(&n);
 }
@@ -328,7 +328,7 @@ fn a_truncated_status_is_asked_again_once_with_a_full_size_query() {
     let outs = drain(&mut n);
     assert!(matches!(
         outs.as_slice(),
-        [Output::Event(Event::Status { status: Some(s), .. })] if s.truncated
+        [Output::Deliver(Delivery::Status { status: Some(s), .. })] if s.truncated
     ));
 }
 
@@ -615,7 +615,7 @@ fn wildcard_subscriptions_deliver_relay_and_filter_at_the_sender() {
     }));
     n.handle_bytes(ConnId(3), &p, now);
     let outs = drain(&mut n);
-    assert!(outs.iter().any(|o| matches!(o, Output::Event(Event::Message(m)) if m.topic == "sensors/kitchen/temperature")));
+    assert!(outs.iter().any(|o| matches!(o, Output::Deliver(Delivery::Message(m)) if m.topic == "sensors/kitchen/temperature")));
     assert_eq!(sent(&outs, ConnId(2)).len(), 1);
     assert!(sent(&outs, ConnId(1)).is_empty());
 }

@@ -79,7 +79,7 @@ fn a_publish_is_refused_at_the_first_node_when_its_topic_could_not_be_announced(
                 );
                 assert!(!outs
                     .iter()
-                    .any(|o| matches!(o, Output::Event(Event::Message(_)))));
+                    .any(|o| matches!(o, Output::Deliver(Delivery::Message(_)))));
                 assert_eq!(n.counters().bad_peers, 1);
             }
         }
@@ -106,7 +106,7 @@ fn a_udp_publish_to_a_pattern_is_not_delivered() {
     let got: Vec<String> = drain(&mut n)
         .into_iter()
         .filter_map(|o| match o {
-            Output::Event(Event::Message(m)) => Some(m.topic),
+            Output::Deliver(Delivery::Message(m)) => Some(m.topic),
             _ => None,
         })
         .collect();

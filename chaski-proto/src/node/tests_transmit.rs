@@ -403,7 +403,7 @@ fn frames_split_anywhere_are_handled_as_whole_ones() {
         let got: Vec<usize> = drain(&mut n)
             .into_iter()
             .filter_map(|o| match o {
-                Output::Event(Event::Message(m)) => Some(m.payload.len()),
+                Output::Deliver(Delivery::Message(m)) => Some(m.payload.len()),
                 _ => None,
             })
             .collect();

@@ -50,8 +50,12 @@ pub enum Output {
         /// Connection.
         conn: ConnId,
     },
-    /// Something for the application.
+    /// Something that happened to the node (its edges, pairing, latency, bad peers): for the
+    /// application's event stream.
     Event(Event),
+    /// What the application asked for or subscribed to: a message, a request to serve, the
+    /// answer to a call or a status query.
+    Deliver(Delivery),
 }
 
 /// A message received by this node.
@@ -71,7 +75,8 @@ pub struct Received {
     pub from: Option<NodeId>,
 }
 
-/// An application event.
+/// Something that happened to the node: its edges, pairing, latency, bad peers. What a program
+/// reads from its node's event stream (every runtime gives these, unchanged).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {
@@ -125,6 +130,45 @@ pub enum Event {
         /// The peer paired with, or `None` when the node became the topic's anchor.
         with: Option<NodeId>,
     },
+    /// A pong arrived.
+    Latency {
+        /// The peer.
+        peer: NodeId,
+        /// The ping's id.
+        ping: u64,
+        /// This round trip.
+        rtt: Duration,
+        /// Half the smoothed RTT.
+        latency: Duration,
+        /// RTT variance.
+        jitter: Duration,
+    },
+    /// A peer sent a message of a kind this node does not know (a newer protocol version):
+    /// it was skipped, and the connection goes on.
+    UnknownMessage {
+        /// The peer.
+        peer: NodeId,
+        /// The message's kind, as its encoding names it (at most 64 bytes of it).
+        kind: String,
+    },
+    /// A connection was closed because of bad input from the peer.
+    BadPeer {
+        /// The connection.
+        conn: ConnId,
+        /// The peer, if the Hello had arrived.
+        peer: Option<NodeId>,
+        /// The reason sent in the goodbye.
+        reason: DisconnectReason,
+    },
+}
+
+/// What the node hands its application because the application asked for it: a message on a
+/// topic it subscribes to, a request to one of its services (and its cancellation), the answer
+/// to one of its calls, searches or status queries. Each goes to its own stream or waiter, never
+/// to the event stream.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Delivery {
     /// A published message arrived.
     Message(Received),
     /// A peer calls one of our services; answer with [`Node::respond`](crate::Node::respond).
@@ -144,7 +188,7 @@ pub enum Event {
         /// When the caller stops waiting (if it said).
         deadline: Option<std::time::Instant>,
     },
-    /// A caller cancelled a request of [`Event::Request`] (or its edge was lost): it wants no
+    /// A caller cancelled a request of [`Delivery::Request`] (or its edge was lost): it wants no
     /// answer any more, and the work may stop.
     Cancelled {
         /// The caller.
@@ -166,19 +210,6 @@ pub enum Event {
         /// Result or typed error.
         result: Result<Bytes, RemoteError>,
     },
-    /// A pong arrived.
-    Latency {
-        /// The peer.
-        peer: NodeId,
-        /// The ping's id.
-        ping: u64,
-        /// This round trip.
-        rtt: Duration,
-        /// Half the smoothed RTT.
-        latency: Duration,
-        /// RTT variance.
-        jitter: Duration,
-    },
     /// A UDP status query finished (`status` is `None` on timeout).
     Status {
         /// The query's token.
@@ -187,23 +218,6 @@ pub enum Event {
         addr: SocketAddr,
         /// The reply.
         status: Option<Status>,
-    },
-    /// A peer sent a message of a kind this node does not know (a newer protocol version):
-    /// it was skipped, and the connection goes on.
-    UnknownMessage {
-        /// The peer.
-        peer: NodeId,
-        /// The message's kind, as its encoding names it (at most 64 bytes of it).
-        kind: String,
-    },
-    /// A connection was closed because of bad input from the peer.
-    BadPeer {
-        /// The connection.
-        conn: ConnId,
-        /// The peer, if the Hello had arrived.
-        peer: Option<NodeId>,
-        /// The reason sent in the goodbye.
-        reason: DisconnectReason,
     },
 }
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::id::{ConnId, NodeId};
-use crate::node::{Direction, Event, Node, Output};
+use crate::node::{Delivery, Direction, Event, Node, Output};
 
 /// Index of a node in the simulation.
 pub type Idx = usize;
@@ -79,6 +79,7 @@ struct SimNode {
     next_inbound: u64,
     links: HashMap<ConnId, u64>,
     events: Vec<(Instant, Event)>,
+    delivered: Vec<(Instant, Delivery)>,
 }
 
 /// The simulated network.
@@ -188,6 +189,7 @@ impl Sim {
             next_inbound: 0,
             links: HashMap::new(),
             events: Vec::new(),
+            delivered: Vec::new(),
         });
         idx
     }
@@ -248,6 +250,17 @@ impl Sim {
     /// Takes node `i`'s recorded events.
     pub fn take_events(&mut self, i: Idx) -> Vec<(Instant, Event)> {
         std::mem::take(&mut self.nodes[i].events)
+    }
+
+    /// Everything node `i` handed its application so far (messages, requests, answers), with
+    /// its time.
+    pub fn delivered(&self, i: Idx) -> &[(Instant, Delivery)] {
+        &self.nodes[i].delivered
+    }
+
+    /// Takes what node `i` handed its application.
+    pub fn take_delivered(&mut self, i: Idx) -> Vec<(Instant, Delivery)> {
+        std::mem::take(&mut self.nodes[i].delivered)
     }
 
     /// Whether both `a` and `b` hold an edge to each other.
@@ -477,6 +490,12 @@ impl Sim {
                         self.nodes[i].events.push((now, ev));
                     }
                 }
+                Output::Deliver(d) => {
+                    if self.record_events {
+                        let now = self.now;
+                        self.nodes[i].delivered.push((now, d));
+                    }
+                }
             }
         }
         let wake = self.nodes[i].node.as_ref().and_then(|n| n.poll_timeout());
@@ -652,13 +671,13 @@ impl Sim {
             .sum()
     }
 
-    /// Messages received by node `i` (from its recorded events), as (topic, payload) pairs.
+    /// Messages received by node `i` (from what it delivered), as (topic, payload) pairs.
     pub fn received(&self, i: Idx) -> Vec<(String, Bytes)> {
         self.nodes[i]
-            .events
+            .delivered
             .iter()
-            .filter_map(|(_, e)| match e {
-                Event::Message(m) => Some((m.topic.clone(), m.payload.clone())),
+            .filter_map(|(_, d)| match d {
+                Delivery::Message(m) => Some((m.topic.clone(), m.payload.clone())),
                 _ => None,
             })
             .collect()
