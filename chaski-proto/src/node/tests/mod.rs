@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::codec::{decode_message, FrameDecoder};
+use crate::codec::{decode_message, encode_frame, FrameDecoder};
+use crate::config::OnPair;
+use crate::error::{CommandError, ConnectError};
+use crate::id::{ConnId, NodeId};
+use crate::message::{DisconnectReason, Message};
 use crate::message::{CallKind, Hello, PROTOCOL_VERSION};
 
 fn addr(port: u16) -> SocketAddr {
@@ -475,15 +479,9 @@ fn frames_are_coalesced_per_connection() {
 }
 
 #[cfg(test)]
-#[path = "tests_behaviour.rs"]
 mod behaviour;
-#[path = "tests_bounds.rs"]
 mod bounds;
-#[path = "tests_duplicates.rs"]
 mod duplicates;
-#[path = "tests_hardening.rs"]
 mod hardening;
-#[path = "tests_peer_input.rs"]
 mod peer_input;
-#[path = "tests_transmit.rs"]
 mod transmit;
