@@ -5,11 +5,13 @@
 //! Collections whose order is observable are `BTreeMap`s or ordered lists, so a run is
 //! reproducible from its inputs.
 
+mod announce;
 mod budget;
 mod calls;
 mod conn;
 mod discovery;
 mod dispatch;
+mod duplicates;
 mod handshake;
 mod liveness;
 mod open;

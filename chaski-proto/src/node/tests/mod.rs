@@ -10,8 +10,8 @@ use crate::codec::{decode_message, encode_frame, FrameDecoder};
 use crate::config::OnPair;
 use crate::error::{CommandError, ConnectError};
 use crate::id::{ConnId, NodeId};
-use crate::message::{DisconnectReason, Message};
 use crate::message::{CallKind, Hello, PROTOCOL_VERSION};
+use crate::message::{DisconnectReason, Message};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
