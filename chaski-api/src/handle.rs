@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use chaski_proto::Event;
-use chaski_proto::{CallKind, EdgeInfo, Node as Core, NodeId, Received, Status};
+use chaski_proto::{CallKind, EdgeInfo, Node as Core, NodeId, Received, RemoteCall, Status};
 
 use crate::error::{Error, Result};
 use crate::hub::Waiter;
@@ -429,13 +429,15 @@ impl Proxy {
         let timeout = Some(self.timeout);
         let (tx, rx) = oneshot::channel();
         let id = self.node.with(|s, now| {
+            let what = RemoteCall {
+                service: &self.service,
+                path,
+                kind,
+                args,
+            };
             let id = match self.peer {
-                Some(peer) => s
-                    .core
-                    .call(peer, &self.service, path, kind, args, timeout, now),
-                None => s
-                    .core
-                    .call_service(&self.service, path, kind, args, timeout, now),
+                Some(peer) => s.core.call(peer, what, timeout, now),
+                None => s.core.call_service(what, timeout, now),
             }
             .map_err(|e| match e {
                 chaski_proto::CommandError::NoEdges => Error::NoService(self.service.clone()),

@@ -51,6 +51,6 @@ pub use message::{
     CallKind, DisconnectReason, EdgeReport, Message, RemoteError, Status, PROTOCOL_VERSION,
 };
 pub use node::{
-    Delivery, Direction, EdgeInfo, Event, MemoryUse, Node, Output, Received, NODE_SERVICE,
-    ROOT_TOPIC,
+    Delivery, Direction, EdgeInfo, Event, MemoryUse, Node, Output, Received, RemoteCall,
+    NODE_SERVICE, ROOT_TOPIC,
 };

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chaski_proto::sim::{Idx, Sim};
-use chaski_proto::{CallKind, Config, Delivery, DisconnectReason, Event, OnPair, RemoteError};
+use chaski_proto::{
+    CallKind, Config, Delivery, DisconnectReason, Event, OnPair, RemoteCall, RemoteError,
+};
 
 const W3: Duration = Duration::from_secs(3);
 
@@ -234,7 +236,17 @@ fn response_echo_rpc() {
     let payload = Bytes::from_static(b"{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\"}");
     let id = sim
         .with(0, |node, now| {
-            node.call(peer, "echo", "", CallKind::Call, payload.clone(), None, now)
+            node.call(
+                peer,
+                RemoteCall {
+                    service: "echo",
+                    path: "",
+                    kind: CallKind::Call,
+                    args: payload.clone(),
+                },
+                None,
+                now,
+            )
         })
         .unwrap();
     serve_one(&mut sim, 1, |a| Ok(a.clone()));
@@ -412,10 +424,12 @@ fn remote_calls_errors_and_sequence() {
         .with(1, |n, now| {
             n.call(
                 server,
-                "json",
-                "dumps",
-                CallKind::Call,
-                Bytes::new(),
+                RemoteCall {
+                    service: "json",
+                    path: "dumps",
+                    kind: CallKind::Call,
+                    args: Bytes::new(),
+                },
                 None,
                 now,
             )
@@ -430,10 +444,12 @@ fn remote_calls_errors_and_sequence() {
         .with(1, |n, now| {
             n.call(
                 server,
-                "os",
-                "path.sep",
-                CallKind::Get,
-                Bytes::new(),
+                RemoteCall {
+                    service: "os",
+                    path: "path.sep",
+                    kind: CallKind::Get,
+                    args: Bytes::new(),
+                },
                 None,
                 now,
             )
@@ -446,10 +462,12 @@ fn remote_calls_errors_and_sequence() {
         .with(1, |n, now| {
             n.call(
                 server,
-                "os",
-                "nope",
-                CallKind::Call,
-                Bytes::new(),
+                RemoteCall {
+                    service: "os",
+                    path: "nope",
+                    kind: CallKind::Call,
+                    args: Bytes::new(),
+                },
                 None,
                 now,
             )
@@ -468,10 +486,12 @@ fn remote_calls_errors_and_sequence() {
             .with(1, |n, now| {
                 n.call(
                     server,
-                    "os",
-                    "listdir",
-                    CallKind::Call,
-                    Bytes::from(vec![k]),
+                    RemoteCall {
+                        service: "os",
+                        path: "listdir",
+                        kind: CallKind::Call,
+                        args: Bytes::from(vec![k]),
+                    },
                     None,
                     now,
                 )
@@ -486,10 +506,12 @@ fn remote_calls_errors_and_sequence() {
         .with(1, |n, now| {
             n.call(
                 server,
-                "os",
-                "slow",
-                CallKind::Call,
-                Bytes::new(),
+                RemoteCall {
+                    service: "os",
+                    path: "slow",
+                    kind: CallKind::Call,
+                    args: Bytes::new(),
+                },
                 Some(Duration::from_secs(2)),
                 now,
             )
@@ -502,10 +524,12 @@ fn remote_calls_errors_and_sequence() {
         .with(1, |n, now| {
             n.call(
                 server,
-                "os",
-                "slow",
-                CallKind::Call,
-                Bytes::new(),
+                RemoteCall {
+                    service: "os",
+                    path: "slow",
+                    kind: CallKind::Call,
+                    args: Bytes::new(),
+                },
                 None,
                 now,
             )

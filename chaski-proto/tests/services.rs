@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chaski_proto::sim::{Idx, Sim};
-use chaski_proto::{CallKind, Config, Delivery, NodeId, RemoteError, RequestId};
+use chaski_proto::{CallKind, Config, Delivery, NodeId, RemoteCall, RemoteError, RequestId};
 
 const W3: Duration = Duration::from_secs(3);
 
@@ -46,10 +46,12 @@ fn serve(sim: &mut Sim, n: Idx, service: &str) {
 fn call(sim: &mut Sim, n: Idx, service: &str, timeout: Duration) -> RequestId {
     sim.with(n, |node, now| {
         node.call_service(
-            service,
-            "f",
-            CallKind::Call,
-            Bytes::new(),
+            RemoteCall {
+                service,
+                path: "f",
+                kind: CallKind::Call,
+                args: Bytes::new(),
+            },
             Some(timeout),
             now,
         )
@@ -222,7 +224,17 @@ fn a_lost_server_fails_over() {
     );
     let direct = sim
         .with(caller, |n, now| {
-            n.call(s1_id, "math", "f", CallKind::Call, Bytes::new(), None, now)
+            n.call(
+                s1_id,
+                RemoteCall {
+                    service: "math",
+                    path: "f",
+                    kind: CallKind::Call,
+                    args: Bytes::new(),
+                },
+                None,
+                now,
+            )
         })
         .unwrap();
     sim.run_for(Duration::from_millis(50));
@@ -358,10 +370,12 @@ fn the_node_service_reports_edges_unless_turned_off() {
             .with(a, |n, now| {
                 n.call(
                     peer,
-                    NODE_SERVICE,
-                    path,
-                    CallKind::Call,
-                    Bytes::new(),
+                    RemoteCall {
+                        service: NODE_SERVICE,
+                        path,
+                        kind: CallKind::Call,
+                        args: Bytes::new(),
+                    },
                     None,
                     now,
                 )

@@ -16,7 +16,7 @@ use chaski_proto::message::{
 };
 use chaski_proto::{
     CallKind, Config, ConnId, Delivery, Direction, DisconnectReason, Message, Node, NodeId, OnPair,
-    Output, RemoteError, RequestId, Status,
+    Output, RemoteCall, RemoteError, RequestId, Status,
 };
 
 /// Reads the fuzz data as a stream of small numbers; zeros once it runs out.
@@ -349,10 +349,12 @@ pub fn run(data: &[u8]) {
                     6 => node
                         .call(
                             peer,
-                            &src.name(),
-                            &src.name(),
-                            CallKind::Call,
-                            Bytes::new(),
+                            RemoteCall {
+                                service: &src.name(),
+                                path: &src.name(),
+                                kind: CallKind::Call,
+                                args: Bytes::new(),
+                            },
                             None,
                             now,
                         )
@@ -361,10 +363,12 @@ pub fn run(data: &[u8]) {
                     8 => node.close(peer, now),
                     9 => node
                         .call_service(
-                            &src.name(),
-                            &src.name(),
-                            CallKind::Call,
-                            Bytes::new(),
+                            RemoteCall {
+                                service: &src.name(),
+                                path: &src.name(),
+                                kind: CallKind::Call,
+                                args: Bytes::new(),
+                            },
                             None,
                             now,
                         )

@@ -39,6 +39,27 @@ struct Route {
     tried: Vec<NodeId>,
 }
 
+/// A remote call to make: which method (or attribute) of which service, with what arguments
+/// (a CBOR value: see PROTOCOL §8).
+///
+/// ```
+/// use bytes::Bytes;
+/// use chaski_proto::{CallKind, RemoteCall};
+/// let add = RemoteCall { service: "math", path: "add", kind: CallKind::Call, args: Bytes::from_static(&[0x82, 2, 3]) };
+/// assert_eq!(add.path, "add");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteCall<'a> {
+    /// The service's name.
+    pub service: &'a str,
+    /// The dotted path of a method or attribute in it (`""` for an attached function).
+    pub path: &'a str,
+    /// A call, or an attribute read.
+    pub kind: CallKind,
+    /// The arguments, CBOR-encoded (`null` for none).
+    pub args: Bytes,
+}
+
 impl Node {
     /// The connected peers that offer `service`, in edge order.
     pub fn servers(&self, service: &str) -> Vec<NodeId> {
@@ -106,21 +127,16 @@ impl Node {
         id
     }
 
-    /// Calls `path` of `service` on `peer`. The answer arrives as [`Delivery::Response`] with the
-    /// returned id, at the latest after `timeout` (default `rpc_timeout`) as
-    /// [`RemoteError::Timeout`].
-    #[allow(clippy::too_many_arguments)]
+    /// Calls `what` on `peer`. The answer arrives as [`Delivery::Response`] with the returned
+    /// id, at the latest after `timeout` (default `rpc_timeout`) as [`RemoteError::Timeout`].
     pub fn call(
         &mut self,
         peer: NodeId,
-        service: &str,
-        path: &str,
-        kind: CallKind,
-        args: Bytes,
+        what: RemoteCall<'_>,
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<RequestId, CommandError> {
-        self.check_call(service, path, &args)?;
+        self.check_call(what.service, what.path, &what.args)?;
         if !self.edges.contains_key(&peer) {
             return Err(CommandError::NotConnected);
         }
@@ -130,7 +146,7 @@ impl Node {
             deadline,
             route: None,
         });
-        self.send_request(peer, id, service, path, kind, args, deadline, now);
+        self.send_request(peer, id, what, deadline, now);
         Ok(RequestId(id))
     }
 
@@ -141,28 +157,24 @@ impl Node {
     /// calls that must not run twice should be idempotent). The answer arrives as
     /// [`Delivery::Response`], at the latest at the deadline; [`RemoteError::NotFound`] if no
     /// server was found.
-    #[allow(clippy::too_many_arguments)]
     pub fn call_service(
         &mut self,
-        service: &str,
-        path: &str,
-        kind: CallKind,
-        args: Bytes,
+        what: RemoteCall<'_>,
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<RequestId, CommandError> {
-        self.check_call(service, path, &args)?;
-        if self.find_service(service).is_none() {
-            self.start_search(service, now)?;
+        self.check_call(what.service, what.path, &what.args)?;
+        if self.find_service(what.service).is_none() {
+            self.start_search(what.service, now)?;
         }
         let id = self.new_call(Call {
             peer: None,
             deadline: now + timeout.unwrap_or(self.cfg.rpc_timeout),
             route: Some(Box::new(Route {
-                service: service.to_string(),
-                path: path.to_string(),
-                kind,
-                args,
+                service: what.service.to_string(),
+                path: what.path.to_string(),
+                kind: what.kind,
+                args: what.args,
                 tried: Vec::new(),
             })),
         });
@@ -193,19 +205,22 @@ impl Node {
             c.peer = Some(peer);
         }
         debug!(service = %Escaped(&service), %peer, id, "call sent to a server");
-        self.send_request(peer, id, &service, &path, kind, args, deadline, now);
+        let what = RemoteCall {
+            service: &service,
+            path: &path,
+            kind,
+            args,
+        };
+        self.send_request(peer, id, what, deadline, now);
         true
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Sends request `id` for `what` to `peer`, telling it how long the caller waits.
     fn send_request(
         &mut self,
         peer: NodeId,
         id: u64,
-        service: &str,
-        path: &str,
-        kind: CallKind,
-        args: Bytes,
+        what: RemoteCall<'_>,
         deadline: Instant,
         now: Instant,
     ) {
@@ -214,10 +229,10 @@ impl Node {
             peer,
             &Message::Request {
                 id,
-                service: service.to_string(),
-                path: path.to_string(),
-                kind,
-                args,
+                service: what.service.to_string(),
+                path: what.path.to_string(),
+                kind: what.kind,
+                args: what.args,
                 timeout_ms: Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
             },
             now,

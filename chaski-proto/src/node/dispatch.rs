@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::conn::ConnState;
+use super::rpc::IncomingRequest;
 use super::{Event, Node, UNKNOWN_EVENTS};
 use crate::codec::{decode_publish_ref, decode_value, split_frame, PUBLISH_MARK};
 use crate::id::ConnId;
@@ -213,7 +214,17 @@ impl Node {
                 kind,
                 args,
                 timeout_ms,
-            } => self.on_request(conn, peer, id, service, path, kind, args, timeout_ms, now),
+            } => {
+                let request = IncomingRequest {
+                    id,
+                    service,
+                    path,
+                    kind,
+                    args,
+                    timeout_ms,
+                };
+                self.on_request(conn, peer, request, now)
+            }
             Message::Response { id, result } => self.on_response(peer, id, result, now),
             Message::Cancel { id } => self.on_cancel(peer, id),
             Message::FindService(search) => self.on_find_service(peer, search, now),

@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use budget::MemoryUse;
+pub use calls::RemoteCall;
 use conn::{Closing, Conn, ConnState, Edge};
 use timers::{TimerKey, Timers};
 pub use types::{Delivery, Direction, EdgeInfo, Event, Output, Received};

@@ -17,6 +17,16 @@ use crate::message::{CallKind, Datagram, DisconnectReason, Message, Status};
 /// The longest deadline a caller may give a request (a day).
 const MAX_DEADLINE_MS: u64 = 24 * 3600 * 1000;
 
+/// A request as a peer sent it (the fields of [`Message::Request`]).
+pub(super) struct IncomingRequest {
+    pub(super) id: u64,
+    pub(super) service: String,
+    pub(super) path: String,
+    pub(super) kind: CallKind,
+    pub(super) args: Bytes,
+    pub(super) timeout_ms: Option<u64>,
+}
+
 impl Node {
     /// Offers a service by name to every neighbour (announced at once).
     pub fn serve(&mut self, name: &str, now: Instant) -> Result<(), CommandError> {
@@ -71,19 +81,21 @@ impl Node {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_request(
         &mut self,
         conn: ConnId,
         peer: NodeId,
-        id: u64,
-        service: String,
-        path: String,
-        kind: CallKind,
-        args: Bytes,
-        timeout_ms: Option<u64>,
+        request: IncomingRequest,
         now: Instant,
     ) {
+        let IncomingRequest {
+            id,
+            service,
+            path,
+            kind,
+            args,
+            timeout_ms,
+        } = request;
         // Answer on the edge's current connection (this one may be a superseded duplicate).
         let reply =
             |me: &mut Self, result| me.send_to_peer(peer, &Message::Response { id, result }, now);

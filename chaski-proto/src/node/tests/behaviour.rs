@@ -320,10 +320,12 @@ fn size_bounds_refuse_exactly_past_the_limit() {
     let call = |n: &mut Node, len: usize| {
         n.call(
             NodeId(7),
-            "s",
-            "p",
-            CallKind::Call,
-            Bytes::from(vec![0; len]),
+            RemoteCall {
+                service: "s",
+                path: "p",
+                kind: CallKind::Call,
+                args: Bytes::from(vec![0; len]),
+            },
             None,
             now,
         )
@@ -419,10 +421,12 @@ fn calls_get_responses_timeouts_and_disconnects() {
     let call = |n: &mut Node, peer, timeout| {
         n.call(
             NodeId(peer),
-            "s",
-            "p",
-            CallKind::Call,
-            Bytes::new(),
+            RemoteCall {
+                service: "s",
+                path: "p",
+                kind: CallKind::Call,
+                args: Bytes::new(),
+            },
             timeout,
             now,
         )
@@ -1286,10 +1290,12 @@ fn services_paths_and_status_queries_are_bounded_and_tracked() {
     let call = |n: &mut Node, path: &str, len: usize| {
         n.call(
             NodeId(7),
-            "s",
-            path,
-            CallKind::Call,
-            Bytes::from(vec![0; len]),
+            RemoteCall {
+                service: "s",
+                path,
+                kind: CallKind::Call,
+                args: Bytes::from(vec![0; len]),
+            },
             None,
             now,
         )

@@ -9,10 +9,12 @@ use crate::message::ServiceSearch;
 fn call(n: &mut Node, now: Instant) -> Result<RequestId, CommandError> {
     n.call(
         NodeId(7),
-        "s",
-        "m",
-        CallKind::Call,
-        Bytes::from_static(&[0xf6]),
+        RemoteCall {
+            service: "s",
+            path: "m",
+            kind: CallKind::Call,
+            args: Bytes::from_static(&[0xf6]),
+        },
         Some(Duration::from_secs(5)),
         now,
     )

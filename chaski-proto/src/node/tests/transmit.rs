@@ -232,8 +232,18 @@ fn shutdown_keeps_only_the_timers_of_what_still_flushes() {
     drain(&mut n);
     n.subscribe("t", now).unwrap();
     n.discover(now).unwrap();
-    n.call(NodeId(7), "s", "f", CallKind::Call, Bytes::new(), None, now)
-        .unwrap();
+    n.call(
+        NodeId(7),
+        RemoteCall {
+            service: "s",
+            path: "f",
+            kind: CallKind::Call,
+            args: Bytes::new(),
+        },
+        None,
+        now,
+    )
+    .unwrap();
     assert!(n.timer_count() >= 4, "edges, discovery and the call");
     n.shutdown(now);
     // Two closing connections with their goodbyes: their `linger` is all that is left.
@@ -257,8 +267,18 @@ fn timers_follow_what_they_guard() {
     assert_eq!(base, 2, "one keep-alive per edge");
     let ids: Vec<RequestId> = (0..10)
         .map(|_| {
-            n.call(NodeId(7), "s", "f", CallKind::Call, Bytes::new(), None, now)
-                .unwrap()
+            n.call(
+                NodeId(7),
+                RemoteCall {
+                    service: "s",
+                    path: "f",
+                    kind: CallKind::Call,
+                    args: Bytes::new(),
+                },
+                None,
+                now,
+            )
+            .unwrap()
         })
         .collect();
     assert_eq!(n.timer_count(), base + 10);
