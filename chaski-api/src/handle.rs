@@ -15,11 +15,11 @@ use chaski_proto::Event;
 use chaski_proto::{CallKind, EdgeInfo, Node as Core, NodeId, Received, RemoteCall, Status};
 
 use crate::error::{Error, Result};
-use crate::hub::Waiter;
+use crate::hub::Reply;
 use crate::queue::Messages;
 use crate::resolve::{first_success, resolve_all};
 use crate::service::{decode, encode, Service};
-use crate::shared::{Guard, Shared, State};
+use crate::shared::{Engine, Guard, State};
 use crate::subscriber::Subscriber;
 
 /// A running node, as every runtime exposes it (each runtime's `Node` dereferences to this,
@@ -30,7 +30,7 @@ use crate::subscriber::Subscriber;
 /// lock and at most one wake-up of the task that writes to a peer.
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<Engine>,
     _guard: Arc<Guard>,
 }
 
@@ -42,7 +42,7 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(shared: Arc<Shared>, guard: Arc<Guard>) -> Handle {
+    pub(crate) fn new(shared: Arc<Engine>, guard: Arc<Guard>) -> Handle {
         Handle {
             shared,
             _guard: guard,
@@ -50,7 +50,7 @@ impl Handle {
     }
 
     /// The node's shared state (for a runtime's own extensions).
-    pub fn shared(&self) -> &Arc<Shared> {
+    pub fn shared(&self) -> &Arc<Engine> {
         &self.shared
     }
 
@@ -74,18 +74,18 @@ impl Handle {
         format!("{}@{}", self.name(), self.local_addr())
     }
 
-    /// Runs `f` on the node's state (core and hub).
-    fn with<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
+    /// Runs `f` on the node's state (core and hub) in a [`Engine::turn`].
+    fn turn<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
         self.shared.turn(f)
     }
 
     /// Starts something whose answer comes later through a waiter.
-    async fn ask<T>(
+    async fn turn_and_wait<T>(
         &self,
-        start: impl FnOnce(&mut State, Instant, Waiter<T>) -> Result<()>,
+        start: impl FnOnce(&mut State, Instant, Reply<T>) -> Result<()>,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.with(|s, now| start(s, now, tx))?;
+        self.turn(|s, now| start(s, now, tx))?;
         rx.await.map_err(|_| Error::ShutDown)?
     }
 
@@ -96,7 +96,7 @@ impl Handle {
     pub async fn connect(&self, addr: &str) -> Result<EdgeInfo> {
         let addrs = resolve_all(addr).await?;
         first_success(addrs, |addr| {
-            self.ask(move |s, now, w| {
+            self.turn_and_wait(move |s, now, w| {
                 let conn = s.core.connect(addr, now)?;
                 s.hub.wait_connect(conn, w);
                 Ok(())
@@ -109,7 +109,7 @@ impl Handle {
     /// neighbours are told at once. What it matches arrives on [`Handle::messages`], the
     /// node-wide stream (see [`Handle::subscriber`] for a stream of its own).
     pub async fn subscribe(&self, topic: &str) -> Result<()> {
-        self.with(|s, now| {
+        self.turn(|s, now| {
             s.core.subscribe(topic, now)?;
             s.hub.subscribe_wide(topic);
             Ok(())
@@ -130,7 +130,7 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn subscriber(&self, pattern: &str) -> Result<Subscriber> {
-        let (id, messages) = self.with(|s, now| -> Result<_> {
+        let (id, messages) = self.turn(|s, now| -> Result<_> {
             s.core.subscribe(pattern, now)?;
             Ok(s.hub.add_subscriber(pattern))
         })?;
@@ -140,7 +140,7 @@ impl Handle {
     /// Unsubscribes from what [`Handle::subscribe`] asked for; neighbours are told at once (a
     /// [`Subscriber`] of the same pattern keeps it until it is dropped).
     pub async fn unsubscribe(&self, topic: &str) -> Result<()> {
-        self.with(|s, now| {
+        self.turn(|s, now| {
             if s.hub.unsubscribe_wide(topic) {
                 s.core.unsubscribe(topic, now)?;
             }
@@ -160,7 +160,7 @@ impl Handle {
         Core::check_publish(&self.shared.info().config, topic, payload.len())?;
         let mut payload = Some(payload);
         poll_fn(|cx| {
-            self.with(|s, now| {
+            self.turn(|s, now| {
                 if s.publish_waits(topic, cx) {
                     return Poll::Pending;
                 }
@@ -187,7 +187,7 @@ impl Handle {
     ) -> Result<()> {
         let addr = resolve_all(addr).await?[0];
         let payload = payload.into();
-        Ok(self.with(|s, _| s.core.publish_datagram(addr, topic, payload))?)
+        Ok(self.turn(|s, _| s.core.publish_datagram(addr, topic, payload))?)
     }
 
     /// Received messages, from a bounded queue (see [`Config::slow_consumer`](chaski_proto::Config::slow_consumer)).
@@ -204,7 +204,7 @@ impl Handle {
     /// Discovers peers for every unpaired topic; returns once every topic is paired (by a peer,
     /// or as the topic's anchor after the discovery timeout).
     pub async fn discover(&self) -> Result<()> {
-        self.ask(|s, now, w| {
+        self.turn_and_wait(|s, now, w| {
             s.core.discover(now)?;
             s.hub.wait_paired(&s.core, w);
             Ok(())
@@ -214,7 +214,7 @@ impl Handle {
 
     /// Pings a peer with `padding` bytes each way; returns the round trip.
     pub async fn ping(&self, peer: NodeId, padding: usize) -> Result<Duration> {
-        self.ask(|s, now, w| {
+        self.turn_and_wait(|s, now, w| {
             let id = s.core.ping(peer, padding, now)?;
             s.hub.wait_ping(id, w);
             Ok(())
@@ -225,7 +225,7 @@ impl Handle {
     /// Asks a node for its status over UDP.
     pub async fn status(&self, addr: &str) -> Result<Status> {
         let addr = resolve_all(addr).await?[0];
-        self.ask(|s, now, w| {
+        self.turn_and_wait(|s, now, w| {
             let token = s.core.query_status(addr, now)?;
             s.hub.wait_status(token, w);
             Ok(())
@@ -235,7 +235,7 @@ impl Handle {
 
     /// This node's own status.
     pub async fn local_status(&self) -> Result<Status> {
-        self.with(|s, _| {
+        self.turn(|s, _| {
             if s.is_finished() {
                 return Err(Error::ShutDown);
             }
@@ -245,7 +245,7 @@ impl Handle {
 
     /// A snapshot of every edge.
     pub async fn edges(&self) -> Result<Vec<EdgeInfo>> {
-        self.with(|s, _| {
+        self.turn(|s, _| {
             if s.is_finished() {
                 return Err(Error::ShutDown);
             }
@@ -255,7 +255,7 @@ impl Handle {
 
     /// Whether the node is redialing `peer` (it lost, without a goodbye, an edge it had dialed).
     pub async fn is_redialing(&self, peer: NodeId) -> Result<bool> {
-        self.with(|s, _| {
+        self.turn(|s, _| {
             if s.is_finished() {
                 return Err(Error::ShutDown);
             }
@@ -265,14 +265,14 @@ impl Handle {
 
     /// Closes the edge to a peer with a goodbye; it is not redialed.
     pub async fn close(&self, peer: NodeId) -> Result<()> {
-        Ok(self.with(|s, now| s.core.close(peer, now))?)
+        Ok(self.turn(|s, now| s.core.close(peer, now))?)
     }
 
     /// Says goodbye to every peer and returns once every connection is closed (what was
     /// queued for a peer is written first, for at most `linger` without progress).
     pub async fn shutdown(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        let already = self.with(|s, now| {
+        let already = self.turn(|s, now| {
             if s.core.is_shut_down() && s.is_finished() {
                 return true;
             }
@@ -290,7 +290,7 @@ impl Handle {
 
     /// Offers a service under `name`.
     pub async fn serve(&self, name: &str, service: Service) -> Result<()> {
-        self.with(|s, now| {
+        self.turn(|s, now| {
             s.core.serve(name, now)?;
             s.hub.add_service(name, service);
             Ok(())
@@ -309,7 +309,7 @@ impl Handle {
 
     /// Withdraws a service or attached function.
     pub async fn detach(&self, name: &str) -> Result<()> {
-        self.with(|s, now| {
+        self.turn(|s, now| {
             s.hub.remove_service(name);
             Ok(s.core.unserve(name, now)?)
         })
@@ -332,7 +332,7 @@ impl Handle {
     /// ```
     pub async fn proxy(&self, name: &str) -> Result<Proxy> {
         let found = self
-            .ask(|s, now, w| {
+            .turn_and_wait(|s, now, w| {
                 match s.core.seek_service(name, now) {
                     Ok(Some(_)) => {
                         let _ = w.send(Ok(()));
@@ -413,7 +413,7 @@ impl Proxy {
     /// The connected servers of the service, in the order their edges were established (for
     /// [`Handle::proxy_on`]: its peer, while connected).
     pub async fn servers(&self) -> Vec<NodeId> {
-        self.node.with(|s, _| match self.peer {
+        self.node.turn(|s, _| match self.peer {
             Some(p) => s.core.is_connected_to(p).then_some(p).into_iter().collect(),
             None => s.core.servers(&self.service),
         })
@@ -428,7 +428,7 @@ impl Proxy {
     async fn raw(&self, path: &str, kind: CallKind, args: Bytes) -> Result<Bytes> {
         let timeout = Some(self.timeout);
         let (tx, rx) = oneshot::channel();
-        let id = self.node.with(|s, now| {
+        let id = self.node.turn(|s, now| {
             let what = RemoteCall {
                 service: &self.service,
                 path,

@@ -19,10 +19,10 @@ use crate::queue::{MessageQueue, Messages};
 use crate::service::{CallFuture, Service};
 
 /// The sending half of a one-shot answer.
-pub type Waiter<T> = oneshot::Sender<Result<T>>;
+pub type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// A request from a peer to run on a local service; answer with
-/// [`Shared::respond`](crate::Shared::respond)`(peer, id, future.await)`.
+/// [`Engine::respond`](crate::Engine::respond)`(peer, id, future.await)`.
 pub struct Invocation {
     /// The caller.
     pub peer: NodeId,
@@ -51,13 +51,13 @@ pub struct Hub {
     wide: BTreeSet<String>,
     /// Each subscriber's queue: capacity, bytes, policy (as the node-wide one).
     queue_bounds: (usize, usize, SlowConsumer),
-    connects: HashMap<ConnId, Waiter<chaski_proto::EdgeInfo>>,
-    calls: HashMap<RequestId, Waiter<Bytes>>,
-    pings: HashMap<u64, Waiter<Duration>>,
-    statuses: HashMap<u64, Waiter<Status>>,
-    paired: Vec<Waiter<()>>,
+    connects: HashMap<ConnId, Reply<chaski_proto::EdgeInfo>>,
+    calls: HashMap<RequestId, Reply<Bytes>>,
+    pings: HashMap<u64, Reply<Duration>>,
+    statuses: HashMap<u64, Reply<Status>>,
+    paired: Vec<Reply<()>>,
     /// Waiting for a server of a service: service → waiters.
-    seeking: HashMap<String, Vec<Waiter<()>>>,
+    seeking: HashMap<String, Vec<Reply<()>>>,
     services: BTreeMap<String, Service>,
     /// Requests being answered, each with its cancel flag (bounded by the core's
     /// `max_inbound_requests` per peer).
@@ -96,12 +96,12 @@ impl Hub {
     }
 
     /// Waits for the edge of a `connect`.
-    pub fn wait_connect(&mut self, conn: ConnId, w: Waiter<chaski_proto::EdgeInfo>) {
+    pub fn wait_connect(&mut self, conn: ConnId, w: Reply<chaski_proto::EdgeInfo>) {
         self.connects.insert(conn, w);
     }
 
     /// Waits for the answer to a call.
-    pub fn wait_call(&mut self, id: RequestId, w: Waiter<Bytes>) {
+    pub fn wait_call(&mut self, id: RequestId, w: Reply<Bytes>) {
         self.calls.insert(id, w);
     }
 
@@ -112,17 +112,17 @@ impl Hub {
     }
 
     /// Waits for the pong of a ping.
-    pub fn wait_ping(&mut self, id: u64, w: Waiter<Duration>) {
+    pub fn wait_ping(&mut self, id: u64, w: Reply<Duration>) {
         self.pings.insert(id, w);
     }
 
     /// Waits for a status reply.
-    pub fn wait_status(&mut self, token: u64, w: Waiter<Status>) {
+    pub fn wait_status(&mut self, token: u64, w: Reply<Status>) {
         self.statuses.insert(token, w);
     }
 
     /// Waits until every topic of the node is paired.
-    pub fn wait_paired(&mut self, node: &Node, w: Waiter<()>) {
+    pub fn wait_paired(&mut self, node: &Node, w: Reply<()>) {
         if node.is_paired() {
             let _ = w.send(Ok(()));
         } else {
@@ -131,7 +131,7 @@ impl Hub {
     }
 
     /// Waits until a server of `service` is connected ([`Node::seek_service`]).
-    pub fn wait_service(&mut self, service: &str, w: Waiter<()>) {
+    pub fn wait_service(&mut self, service: &str, w: Reply<()>) {
         self.seeking.entry(service.to_string()).or_default().push(w);
     }
 

@@ -1,7 +1,7 @@
 //! # chaski-api
 //!
 //! The runtime layer every Chaski runtime (tokio, smol, mio) shares, so that none of it is
-//! written three times: the node's [`Shared`] state (the protocol core and the [`Hub`] behind
+//! written three times: the node's [`Engine`] state (the protocol core and the [`Hub`] behind
 //! one lock, called inline by handles and tasks), the pumps that drive a connection, the UDP
 //! socket, accepting and timers over a small [`Runtime`] trait, the user API ([`Handle`],
 //! [`Proxy`], [`Service`]s, [`Error`]), address resolution, serde-typed arguments ([`encode`],
@@ -30,7 +30,7 @@ pub use bind::bind_std;
 pub use block::block_on;
 pub use error::{Error, Result};
 pub use handle::{Handle, Proxy};
-pub use hub::{Hub, Invocation, Waiter};
+pub use hub::{Hub, Invocation, Reply};
 pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
 pub use resolve::{resolve, resolve_all};
 pub use secure::{tls, tls_from_dir, CA_FILE, CERT_FILE, KEY_FILE};
@@ -38,7 +38,7 @@ pub use secure::{tls, tls_from_dir, CA_FILE, CERT_FILE, KEY_FILE};
 pub mod pki;
 pub use runtime::{retry_until_ready, Runtime, TcpIo, UdpIo};
 pub use service::{decode, encode, CallContext, Service, ServiceBuilder, ServiceError};
-pub use shared::{Backend, Info, Shared, State, Timers};
+pub use shared::{Engine, Info, Launcher, State, TimerWait};
 pub use subscriber::Subscriber;
 
 pub(crate) use chaski_proto::topic::matches as topic_matches;

@@ -67,7 +67,7 @@ struct Inner<T> {
 }
 
 #[derive(Debug)]
-struct Shared<T> {
+struct Channel<T> {
     inner: Mutex<Inner<T>>,
     cond: Condvar,
     capacity: usize,
@@ -78,7 +78,7 @@ struct Shared<T> {
 /// The producer side, held by the driver.
 #[derive(Debug)]
 pub struct MessageQueue<T: Weigh> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Channel<T>>,
 }
 
 /// The consumer side: a `Stream`, or blocking with [`Messages::recv_timeout`]. Clones share
@@ -89,7 +89,7 @@ pub struct MessageQueue<T: Weigh> {
 /// front of the queue.
 #[derive(Debug)]
 pub struct Messages<T: Weigh> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Channel<T>>,
     batch: Mutex<VecDeque<T>>,
     /// This receiver's id among its clones.
     id: u64,
@@ -119,7 +119,7 @@ impl<T: Weigh> Drop for Messages<T> {
     }
 }
 
-impl<T> Shared<T> {
+impl<T> Channel<T> {
     fn stats(&self) -> QueueStats {
         let g = lock(self);
         QueueStats {
@@ -136,7 +136,7 @@ impl<T> Shared<T> {
     }
 }
 
-impl<T> Shared<T> {
+impl<T> Channel<T> {
     /// Tells readers (every waiting receiver's task, blocked threads) that items arrived;
     /// releases the lock.
     fn readable(&self, mut g: MutexGuard<'_, Inner<T>>) {
@@ -151,7 +151,7 @@ impl<T> Shared<T> {
     }
 }
 
-fn lock<T>(s: &Shared<T>) -> MutexGuard<'_, Inner<T>> {
+fn lock<T>(s: &Channel<T>) -> MutexGuard<'_, Inner<T>> {
     // A panic while holding this lock cannot leave the queue inconsistent: recover it.
     s.inner.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -160,7 +160,7 @@ impl<T: Weigh> MessageQueue<T> {
     /// A queue of at most `capacity` items and `max_bytes` bytes ([`Weigh`]) with the given
     /// policy, and its consumer side.
     pub fn new(capacity: usize, max_bytes: usize, policy: SlowConsumer) -> (Self, Messages<T>) {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Channel {
             inner: Mutex::new(Inner {
                 items: VecDeque::new(),
                 bytes: 0,
@@ -265,7 +265,7 @@ impl<T: Weigh> Drop for MessageQueue<T> {
 
 impl<T: Weigh> Messages<T> {
     /// A new receiver of `shared`, with its own id.
-    fn attach(shared: Arc<Shared<T>>) -> Self {
+    fn attach(shared: Arc<Channel<T>>) -> Self {
         let id = {
             let mut g = lock(&shared);
             g.next_reader += 1;

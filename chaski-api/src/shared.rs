@@ -1,7 +1,7 @@
 //! A node's state, shared by its handles and its tasks: the core and the hub behind one lock.
 //!
 //! Whoever has something for the node (a handle's command, a task's socket read, a timer)
-//! takes the lock, calls the core inline, and [`State::pump`]s its outputs: a connection with
+//! takes the lock, calls the core inline, and [`State::carry_out`]s its outputs: a connection with
 //! bytes to write has its task woken, received messages go to the application's queue, and
 //! dials and service calls are started once the lock is released. The pumps below (a
 //! connection, the UDP socket, accepting, timers) are the same on every runtime.
@@ -20,7 +20,7 @@ use chaski_proto::Event;
 use chaski_proto::{Config, ConnId, Direction, Node as Core, NodeId, Output, Received};
 
 use crate::handle::Handle;
-use crate::hub::{Hub, Invocation, Waiter};
+use crate::hub::{Hub, Invocation, Reply};
 use crate::queue::Messages;
 use crate::runtime::{TcpIo, UdpIo};
 
@@ -52,13 +52,13 @@ pub(crate) enum Action {
 }
 
 /// The runtime's part in starting things: dials and service calls.
-pub trait Backend: Send + Sync + 'static {
-    /// Opens connection `conn` to `addr`, then reports it with [`Shared::dialed`] and drives
-    /// it with [`Shared::poll_conn`].
-    fn dial(&self, shared: &Arc<Shared>, conn: ConnId, addr: SocketAddr);
+pub trait Launcher: Send + Sync + 'static {
+    /// Opens connection `conn` to `addr`, then reports it with [`Engine::dialed`] and drives
+    /// it with [`Engine::poll_conn`].
+    fn dial(&self, shared: &Arc<Engine>, conn: ConnId, addr: SocketAddr);
     /// Runs a request for a local service off the lock, then answers it with
-    /// [`Shared::respond`].
-    fn call(&self, shared: &Arc<Shared>, call: Invocation);
+    /// [`Engine::respond`].
+    fn call(&self, shared: &Arc<Engine>, call: Invocation);
 }
 
 /// The runtime's side of one connection.
@@ -86,7 +86,7 @@ pub struct State {
     publishers: Vec<Waker>,
     /// The core's congestion releases when the publishers last looked.
     released: u64,
-    shutdown: Vec<Waiter<()>>,
+    shutdown: Vec<Reply<()>>,
     actions: Vec<Action>,
     next_inbound: u64,
     finished: bool,
@@ -107,7 +107,7 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 impl State {
     /// Carries out everything the core asked for, until it has nothing left: what the hub
     /// does in turn (answers it gives, calls it cancels) leaves before the lock is released.
-    fn pump(&mut self, now: Instant) {
+    fn carry_out(&mut self, now: Instant) {
         loop {
             self.drain(now);
             self.hub.sweep(&mut self.core, now);
@@ -116,7 +116,7 @@ impl State {
             }
         }
         self.hub.deliver();
-        self.after_pump();
+        self.wake_waiters();
     }
 
     /// Takes every output of the core once.
@@ -152,8 +152,8 @@ impl State {
         }
     }
 
-    /// Wakes whoever waits on what the pump changed.
-    fn after_pump(&mut self) {
+    /// Wakes whoever waits on what carrying out changed.
+    fn wake_waiters(&mut self) {
         let released = self.core.congestion_released();
         if !self.publishers.is_empty() && (released != self.released || self.core.is_shut_down()) {
             for w in self.publishers.drain(..) {
@@ -212,7 +212,7 @@ impl State {
     }
 
     /// Waits for the end of a shutdown (`None`: it is over already).
-    pub(crate) fn wait_finished(&mut self, w: Waiter<()>) -> Option<Waiter<()>> {
+    pub(crate) fn wait_finished(&mut self, w: Reply<()>) -> Option<Reply<()>> {
         if self.finished {
             Some(w)
         } else {
@@ -256,7 +256,7 @@ pub struct Info {
 }
 
 /// Shuts the node down when the last handle goes.
-pub(crate) struct Guard(Arc<Shared>);
+pub(crate) struct Guard(Arc<Engine>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -265,9 +265,9 @@ impl Drop for Guard {
 }
 
 /// One node's shared state and the pumps that drive it.
-pub struct Shared {
+pub struct Engine {
     state: Mutex<State>,
-    backend: Box<dyn Backend>,
+    launcher: Box<dyn Launcher>,
     info: Info,
     guard: Mutex<Weak<Guard>>,
 }
@@ -290,9 +290,9 @@ enum Step {
     Gone,
 }
 
-impl Shared {
-    /// A node over `core`, started by `backend`.
-    pub fn new(core: Core, backend: Box<dyn Backend>) -> Arc<Shared> {
+impl Engine {
+    /// A node over `core`, started by `launcher`.
+    pub fn new(core: Core, launcher: Box<dyn Launcher>) -> Arc<Engine> {
         let config = core.config().clone();
         let (hub, messages, events) = Hub::new(&config);
         let info = Info {
@@ -305,7 +305,7 @@ impl Shared {
             messages,
             events,
         };
-        Arc::new(Shared {
+        Arc::new(Engine {
             state: Mutex::new(State {
                 core,
                 hub,
@@ -322,7 +322,7 @@ impl Shared {
                 next_inbound: 0,
                 finished: false,
             }),
-            backend,
+            launcher,
             info,
             guard: Mutex::new(Weak::new()),
         })
@@ -357,21 +357,21 @@ impl Shared {
         let mut g = self.lock();
         let was = IN_TURN.replace(true);
         let r = f(&mut g, now);
-        g.pump(now);
+        g.carry_out(now);
         let actions = std::mem::take(&mut g.actions);
         IN_TURN.set(was);
         drop(g);
         for a in actions {
             match a {
-                Action::Dial(conn, addr) => self.backend.dial(self, conn, addr),
-                Action::Call(call) => self.backend.call(self, call),
+                Action::Dial(conn, addr) => self.launcher.dial(self, conn, addr),
+                Action::Call(call) => self.launcher.call(self, call),
             }
         }
         r
     }
 
-    /// Runs `f` as a [`Shared::turn`] unless this thread is in a turn already (something
-    /// dropped under the lock): then the turn under way sees to it (its pump sweeps).
+    /// Runs `f` as a [`Engine::turn`] unless this thread is in a turn already (something
+    /// dropped under the lock): then the turn under way sees to it (carrying out its outputs sweeps).
     pub(crate) fn outside_turn(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant)) {
         if !IN_TURN.get() {
             self.turn(f);
@@ -389,7 +389,7 @@ impl Shared {
     }
 
     /// A dial finished: `Ok` with the peer's address, or the error. `true` if the
-    /// connection should now be driven with [`Shared::poll_conn`].
+    /// connection should now be driven with [`Engine::poll_conn`].
     pub fn dialed(self: &Arc<Self>, conn: ConnId, result: std::io::Result<SocketAddr>) -> bool {
         self.turn(|s, now| match result {
             Ok(peer) => {
@@ -406,7 +406,7 @@ impl Shared {
     }
 
     /// A connection was accepted from `peer`: its id, or `None` if the node refuses it (shut
-    /// down). Drive it with [`Shared::poll_conn`].
+    /// down). Drive it with [`Engine::poll_conn`].
     pub fn accepted(self: &Arc<Self>, peer: SocketAddr) -> Option<ConnId> {
         self.turn(|s, now| {
             if s.core.is_shut_down() {
@@ -657,24 +657,24 @@ impl Shared {
 
     /// Runs the timers due now; gives the next deadline, or `Ready` once the node has
     /// finished. Registers the task to be woken when an earlier deadline is set.
-    pub fn poll_timers(self: &Arc<Self>, cx: &Context<'_>) -> Timers {
+    pub fn poll_timers(self: &Arc<Self>, cx: &Context<'_>) -> TimerWait {
         self.turn(|s, now| {
             if s.finished {
-                return Timers::Finished;
+                return TimerWait::Finished;
             }
             if s.core.poll_timeout().is_some_and(|t| t <= now) {
                 s.core.handle_timeout(now);
             }
             register(&mut s.timer, cx);
             s.armed = s.core.poll_timeout();
-            Timers::Next(s.armed)
+            TimerWait::Next(s.armed)
         })
     }
 }
 
-/// What [`Shared::poll_timers`] found.
+/// What [`Engine::poll_timers`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timers {
+pub enum TimerWait {
     /// The node has finished: the timer task ends.
     Finished,
     /// Sleep until this deadline (`None`: until woken).

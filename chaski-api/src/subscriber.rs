@@ -10,7 +10,7 @@ use futures_core::Stream;
 use chaski_proto::Received;
 
 use crate::queue::{BlockingIter, Messages, QueueStats};
-use crate::shared::Shared;
+use crate::shared::Engine;
 
 /// The messages one subscription's pattern matches, and nothing else: a `Stream` on async
 /// runtimes, [`Subscriber::recv_timeout`] or [`Subscriber::blocking_iter`] without one. Dropping
@@ -25,7 +25,7 @@ pub struct Subscriber {
 
 /// Unsubscribes when the subscriber goes.
 struct Registration {
-    shared: Arc<Shared>,
+    shared: Arc<Engine>,
     id: u64,
 }
 
@@ -49,7 +49,7 @@ impl Drop for Registration {
 
 impl Subscriber {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<Engine>,
         id: u64,
         pattern: &str,
         messages: Messages<Received>,

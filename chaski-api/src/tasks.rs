@@ -13,7 +13,7 @@ use chaski_proto::{Config, ConnId, Node as Core};
 use crate::handle::Handle;
 use crate::hub::Invocation;
 use crate::runtime::{Runtime, TcpIo};
-use crate::shared::{Backend, Shared, Timers};
+use crate::shared::{Engine, Launcher, TimerWait};
 
 /// Timers sleep this much past their deadline, so deadlines close together (keep-alives of
 /// many idle edges) are handled in one wake-up.
@@ -32,17 +32,17 @@ pub fn start<R: Runtime>(
     udp: R::Udp,
 ) -> crate::Result<Handle> {
     let core = Core::new(crate::seeded(config, local), Some(local))?;
-    let shared = Shared::new(core, Box::new(AsyncBackend(rt.clone())));
+    let shared = Engine::new(core, Box::new(AsyncLauncher(rt.clone())));
     rt.spawn(accept(rt.clone(), shared.clone(), listener));
     rt.spawn(datagrams::<R>(shared.clone(), udp));
     rt.spawn(timers::<R>(shared.clone()));
     Ok(shared.handle())
 }
 
-struct AsyncBackend<R>(R);
+struct AsyncLauncher<R>(R);
 
-impl<R: Runtime> Backend for AsyncBackend<R> {
-    fn dial(&self, shared: &Arc<Shared>, conn: ConnId, addr: SocketAddr) {
+impl<R: Runtime> Launcher for AsyncLauncher<R> {
+    fn dial(&self, shared: &Arc<Engine>, conn: ConnId, addr: SocketAddr) {
         let shared = shared.clone();
         let deadline = Instant::now() + shared.info().config.handshake_timeout;
         self.0.spawn(async move {
@@ -67,7 +67,7 @@ impl<R: Runtime> Backend for AsyncBackend<R> {
         });
     }
 
-    fn call(&self, shared: &Arc<Shared>, call: Invocation) {
+    fn call(&self, shared: &Arc<Engine>, call: Invocation) {
         let shared = shared.clone();
         self.0.spawn(async move {
             let Invocation { peer, id, future } = call;
@@ -78,11 +78,11 @@ impl<R: Runtime> Backend for AsyncBackend<R> {
 }
 
 /// Drives one connection until it is over; dropping `io` closes the socket.
-async fn drive<T: TcpIo>(shared: Arc<Shared>, conn: ConnId, io: T) {
+async fn drive<T: TcpIo>(shared: Arc<Engine>, conn: ConnId, io: T) {
     poll_fn(|cx| shared.poll_conn(cx, conn, &io)).await;
 }
 
-async fn accept<R: Runtime>(rt: R, shared: Arc<Shared>, listener: R::Listener) {
+async fn accept<R: Runtime>(rt: R, shared: Arc<Engine>, listener: R::Listener) {
     loop {
         let accepted = poll_fn(|cx| {
             if shared.listener_done(cx) {
@@ -106,17 +106,17 @@ async fn accept<R: Runtime>(rt: R, shared: Arc<Shared>, listener: R::Listener) {
     }
 }
 
-async fn datagrams<R: Runtime>(shared: Arc<Shared>, udp: R::Udp) {
+async fn datagrams<R: Runtime>(shared: Arc<Engine>, udp: R::Udp) {
     poll_fn(|cx| shared.poll_udp(cx, &udp)).await;
 }
 
-async fn timers<R: Runtime>(shared: Arc<Shared>) {
+async fn timers<R: Runtime>(shared: Arc<Engine>) {
     let mut timer = pin!(R::timer(Instant::now() + Duration::from_secs(3600)));
     poll_fn(|cx| loop {
         match shared.poll_timers(cx) {
-            Timers::Finished => return Poll::Ready(()),
-            Timers::Next(None) => return Poll::Pending,
-            Timers::Next(Some(at)) => {
+            TimerWait::Finished => return Poll::Ready(()),
+            TimerWait::Next(None) => return Poll::Pending,
+            TimerWait::Next(Some(at)) => {
                 R::reset(timer.as_mut(), at + TIMER_SLACK);
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         poll.registry(),
         CHASKI,
     )?;
-    driver.with_node(|node, now| node.subscribe("ticks", now))?;
+    driver.turn(|node, now| node.subscribe("ticks", now))?;
     println!("embedded node listens on {}", driver.local_addr());
 
     // A peer on its own thread (the blocking handle), publishing to us.
@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 driver.handle_event(event);
             } else if event.token() == CONTROL {
                 println!("control socket poked: stopping");
-                driver.with_node(|node, now| node.shutdown(now));
+                driver.turn(|node, now| node.shutdown(now));
             }
         }
         driver.tick();
@@ -88,11 +88,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 String::from_utf8_lossy(&msg.payload)
             );
             let reply = format!("ack {received}");
-            driver.with_node(|node, now| node.publish("acks", reply.into(), now))?;
+            driver.turn(|node, now| node.publish("acks", reply.into(), now))?;
         }
-        if received == 5 && !driver.with_node(|node, _| node.is_shut_down()) {
+        if received == 5 && !driver.turn(|node, _| node.is_shut_down()) {
             // The answers leave with the goodbye: the core flushes before closing.
-            driver.with_node(|node, now| node.shutdown(now));
+            driver.turn(|node, now| node.shutdown(now));
         }
         if Instant::now() > deadline {
             return Err("the peer did not publish in time".into());

@@ -6,9 +6,9 @@ use std::sync::Weak;
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use chaski_api::{block_on, Invocation, Shared};
+use chaski_api::{block_on, Engine, Invocation};
 
-type Job = (Weak<Shared>, Invocation);
+type Job = (Weak<Engine>, Invocation);
 
 /// Hands invocations to the worker thread, started at the first call. Dropping it ends the
 /// worker (and any call still running: the node is gone).
@@ -19,7 +19,7 @@ pub(crate) struct Calls {
 
 impl Calls {
     /// Runs `call`; its answer goes to the node (if it still exists).
-    pub(crate) fn run(&mut self, node: Weak<Shared>, call: Invocation) {
+    pub(crate) fn run(&mut self, node: Weak<Engine>, call: Invocation) {
         let tx = self.tx.get_or_insert_with(|| {
             let (tx, rx) = async_channel::unbounded();
             let spawned = std::thread::Builder::new()

@@ -1,5 +1,5 @@
 //! The embeddable driver: a node inside a caller's `mio::Poll` loop. It owns the node's
-//! sockets and calls the pumps every runtime shares (`chaski_api::Shared`) when mio reports
+//! sockets and calls the pumps every runtime shares (`chaski_api::Engine`) when mio reports
 //! them ready or when another thread wakes them.
 
 use std::cell::Cell;
@@ -18,7 +18,7 @@ use tracing::debug;
 use crate::calls::Calls;
 use chaski_api::Event;
 use chaski_api::{
-    resolve, Backend, Handle, Invocation, Messages, Result, Shared, TcpIo, Timers, UdpIo,
+    resolve, Engine, Handle, Invocation, Launcher, Messages, Result, TcpIo, TimerWait, UdpIo,
 };
 use chaski_proto::{Config, ConnId, Node as Core, Received};
 
@@ -94,17 +94,17 @@ fn waker(wakes: &Arc<Wakes>, what: What) -> Waker {
 }
 
 /// The node's start-ups on mio: dials go to the loop, calls to the worker thread.
-struct MioBackend {
+struct MioLauncher {
     wakes: Arc<Wakes>,
     calls: Mutex<Calls>,
 }
 
-impl Backend for MioBackend {
-    fn dial(&self, _: &Arc<Shared>, conn: ConnId, addr: SocketAddr) {
+impl Launcher for MioLauncher {
+    fn dial(&self, _: &Arc<Engine>, conn: ConnId, addr: SocketAddr) {
         self.wakes.note(|p| p.dials.push((conn, addr)));
     }
 
-    fn call(&self, shared: &Arc<Shared>, call: Invocation) {
+    fn call(&self, shared: &Arc<Engine>, call: Invocation) {
         self.calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -170,7 +170,7 @@ struct Conn {
 /// [`Driver::tick`]; sleep at most [`Driver::timeout`]. Other threads may use
 /// [`Driver::handle`] (their calls wake the loop through a `mio::Waker`).
 pub struct Driver {
-    shared: Arc<Shared>,
+    shared: Arc<Engine>,
     wakes: Arc<Wakes>,
     listener: TcpListener,
     udp: Udp,
@@ -210,12 +210,12 @@ impl Driver {
             pending: Mutex::new(Pending::default()),
             waker: mio::Waker::new(registry, Token(first + 2))?,
         });
-        let backend = MioBackend {
+        let launcher = MioLauncher {
             wakes: wakes.clone(),
             calls: Mutex::new(Calls::default()),
         };
         let core = Core::new(chaski_api::seeded(config, local), Some(local))?;
-        let shared = Shared::new(core, Box::new(backend));
+        let shared = Engine::new(core, Box::new(launcher));
         Ok(Driver {
             udp_waker: waker(&wakes, What::Udp),
             timer_waker: waker(&wakes, What::Timer),
@@ -249,10 +249,10 @@ impl Driver {
     ///
     /// ```no_run
     /// # fn f(driver: &chaski_mio::Driver) -> Result<(), chaski_proto::CommandError> {
-    /// driver.with_node(|node, now| node.subscribe("ticks", now))?;
+    /// driver.turn(|node, now| node.subscribe("ticks", now))?;
     /// # Ok(()) }
     /// ```
-    pub fn with_node<R>(&self, f: impl FnOnce(&mut Core, Instant) -> R) -> R {
+    pub fn turn<R>(&self, f: impl FnOnce(&mut Core, Instant) -> R) -> R {
         let _in = InDriver::enter();
         self.shared.turn(|s, now| f(s.core(), now))
     }
@@ -333,8 +333,8 @@ impl Driver {
     fn run_timers(&mut self) {
         let cx = Context::from_waker(&self.timer_waker);
         self.deadline = match self.shared.poll_timers(&cx) {
-            Timers::Finished => None,
-            Timers::Next(at) => at.map(|t| t + chaski_api::TIMER_SLACK),
+            TimerWait::Finished => None,
+            TimerWait::Next(at) => at.map(|t| t + chaski_api::TIMER_SLACK),
         };
     }
 

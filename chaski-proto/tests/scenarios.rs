@@ -26,7 +26,7 @@ fn create_nodes(sim: &mut Sim, subs: &[&[&str]]) -> Vec<Idx> {
                 .paired(i == 0);
             let n = sim.add_node(cfg);
             for t in *topics {
-                sim.with(n, |node, now| node.subscribe(t, now)).unwrap();
+                sim.turn(n, |node, now| node.subscribe(t, now)).unwrap();
             }
             n
         })
@@ -69,7 +69,7 @@ fn set(pairs: &[(Idx, Idx)]) -> BTreeSet<(Idx, Idx)> {
 
 /// Runs discovery on `n` and waits until all its topics are paired.
 fn discover(sim: &mut Sim, n: Idx, on_pair: OnPair) {
-    sim.with(n, |node, now| node.discover_with(on_pair, now))
+    sim.turn(n, |node, now| node.discover_with(on_pair, now))
         .unwrap();
     assert!(
         sim.run_until(Duration::from_secs(15), |s| s.node(n).is_paired()),
@@ -103,7 +103,7 @@ fn disconnection_on_shutdown_reaches_every_peer() {
     let mut sim = Sim::new(3);
     let n = create_nodes(&mut sim, &single(5));
     connect_all(&mut sim, &[(1, 0), (2, 0), (3, 0), (4, 0)]);
-    sim.with(0, |node, now| node.shutdown(now));
+    sim.turn(0, |node, now| node.shutdown(now));
     assert!(sim.run_until(W3, |s| n.iter().all(|&i| s.edge_count(i) == 0)));
     // Graceful: nobody redials a node that said goodbye.
     sim.run_for(Duration::from_secs(10));
@@ -137,7 +137,7 @@ fn edges_disconnection() {
     assert_eq!(counts(&sim, &n), [5, 2, 2, 2, 2, 5]);
     let peers: Vec<_> = sim.node(0).peers().collect();
     for (k, p) in peers.into_iter().enumerate() {
-        sim.with(0, |node, now| node.close(p, now)).unwrap();
+        sim.turn(0, |node, now| node.close(p, now)).unwrap();
         sim.run_for(W3);
         assert_eq!(sim.edge_count(0), 4 - k);
     }
@@ -152,7 +152,7 @@ fn edges_client_orphan() {
     connect_all(&mut sim, &[(1, 0), (2, 0), (3, 0), (4, 0)]);
     for &c in &n[1..] {
         let p = sim.node(c).peers().next().unwrap();
-        sim.with(c, |node, now| node.close(p, now)).unwrap();
+        sim.turn(c, |node, now| node.close(p, now)).unwrap();
     }
     assert!(sim.run_until(W3, |s| n.iter().all(|&i| s.edge_count(i) == 0)));
     sim.run_for(Duration::from_secs(10));
@@ -165,7 +165,7 @@ fn edges_server_orphan() {
     let n = create_nodes(&mut sim, &single(5));
     connect_all(&mut sim, &[(1, 0), (2, 0), (3, 0), (4, 0)]);
     for p in sim.node(0).peers().collect::<Vec<_>>() {
-        sim.with(0, |node, now| node.close(p, now)).unwrap();
+        sim.turn(0, |node, now| node.close(p, now)).unwrap();
     }
     assert!(sim.run_until(W3, |s| n.iter().all(|&i| s.edge_count(i) == 0)));
     sim.run_for(Duration::from_secs(10));
@@ -198,7 +198,7 @@ fn serve_one(
         {
             seen += 1;
             let r = answer(&args);
-            sim.with(n, |node, now| node.respond(peer, id, r, now))
+            sim.turn(n, |node, now| node.respond(peer, id, r, now))
                 .unwrap();
             assert_eq!(seen, 1);
             return (path, kind);
@@ -229,13 +229,13 @@ fn response_echo_rpc() {
     let mut sim = Sim::new(7);
     let _ = create_nodes(&mut sim, &single(2));
     connect_all(&mut sim, &[(1, 0)]);
-    sim.with(1, |node, now| node.serve("echo", now)).unwrap();
+    sim.turn(1, |node, now| node.serve("echo", now)).unwrap();
     sim.run_for(Duration::from_millis(10));
     let peer = sim.node(1).id();
     assert_eq!(sim.node(0).find_service("echo"), Some(peer));
     let payload = Bytes::from_static(b"{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\"}");
     let id = sim
-        .with(0, |node, now| {
+        .turn(0, |node, now| {
             node.call(
                 peer,
                 RemoteCall {
@@ -277,7 +277,7 @@ fn single_server_connect_discovery() {
     let n = create_nodes(&mut sim, &[&["A"], &["B"], &["B"]]);
     connect_all(&mut sim, &[(0, 1), (0, 2)]);
     assert_eq!(counts(&sim, &n), [2, 1, 1]);
-    sim.with(1, |node, now| node.set_paired("B", now)).unwrap();
+    sim.turn(1, |node, now| node.set_paired("B", now)).unwrap();
     discover(&mut sim, 2, OnPair::None);
     assert_eq!(counts(&sim, &n), [2, 2, 2]);
     assert_eq!(sim.edge_set(), set(&[(0, 1), (0, 2), (1, 2)]));
@@ -304,7 +304,7 @@ fn single_discovery_with_disconnection() {
     let mut sim = Sim::new(11);
     let n = create_nodes(&mut sim, &[&["A"], &["B"], &["B"]]);
     connect_all(&mut sim, &[(1, 0), (2, 0)]);
-    sim.with(1, |node, now| node.set_paired("B", now)).unwrap();
+    sim.turn(1, |node, now| node.set_paired("B", now)).unwrap();
     discover(&mut sim, 2, OnPair::Disconnect);
     assert_eq!(counts(&sim, &n), [1, 2, 1]);
     assert_eq!(sim.edge_set(), set(&[(0, 1), (1, 2)]));
@@ -369,8 +369,8 @@ fn ping_size_raises_latency_and_reset_clears_it() {
     let _ = create_nodes(&mut sim, &single(3));
     connect_all(&mut sim, &[(1, 0), (2, 0)]);
     let (p1, p2) = (sim.node(1).id(), sim.node(2).id());
-    sim.with(0, |node, now| node.ping(p1, 0, now)).unwrap();
-    sim.with(0, |node, now| node.ping(p2, 100_000, now))
+    sim.turn(0, |node, now| node.ping(p1, 0, now)).unwrap();
+    sim.turn(0, |node, now| node.ping(p2, 100_000, now))
         .unwrap();
     assert!(sim.run_until(Duration::from_secs(1), |s| {
         let e = s.node(0).edges();
@@ -379,7 +379,7 @@ fn ping_size_raises_latency_and_reset_clears_it() {
     let l1 = sim.node(0).edge_info(p1).unwrap().latency.unwrap();
     let l2 = sim.node(0).edge_info(p2).unwrap().latency.unwrap();
     assert!(l2 > l1, "{l2:?} should exceed {l1:?}");
-    sim.with(0, |node, _| {
+    sim.turn(0, |node, _| {
         node.reset_latency(p1).unwrap();
         node.reset_latency(p2).unwrap();
     });
@@ -393,14 +393,14 @@ fn message_ttl_limits_hops() {
     let nodes: Vec<Idx> = (0..6)
         .map(|i| {
             let n = sim.add_node(Config::default().name(format!("n{i}")).ttl(3));
-            sim.with(n, |node, now| node.subscribe("t", now)).unwrap();
+            sim.turn(n, |node, now| node.subscribe("t", now)).unwrap();
             n
         })
         .collect();
     let line: Vec<(Idx, Idx)> = (0..5).map(|i| (i, i + 1)).collect();
     connect_all(&mut sim, &line);
     sim.run_for(Duration::from_millis(50));
-    sim.with(0, |node, now| {
+    sim.turn(0, |node, now| {
         node.publish("t", Bytes::from_static(b"x"), now)
     })
     .unwrap();
@@ -416,12 +416,12 @@ fn remote_calls_errors_and_sequence() {
     let mut sim = Sim::new(17);
     let _ = create_nodes(&mut sim, &single(2));
     connect_all(&mut sim, &[(1, 0)]);
-    sim.with(0, |node, now| node.serve("os", now)).unwrap();
+    sim.turn(0, |node, now| node.serve("os", now)).unwrap();
     sim.run_for(Duration::from_millis(10));
     let server = sim.node(0).id();
     // Unknown service: answered by the core, no application involved.
     let id = sim
-        .with(1, |n, now| {
+        .turn(1, |n, now| {
             n.call(
                 server,
                 RemoteCall {
@@ -441,7 +441,7 @@ fn remote_calls_errors_and_sequence() {
     );
     // Nested path, attribute get, unknown method, failure: decided by the serving application.
     let id = sim
-        .with(1, |n, now| {
+        .turn(1, |n, now| {
             n.call(
                 server,
                 RemoteCall {
@@ -459,7 +459,7 @@ fn remote_calls_errors_and_sequence() {
     assert_eq!((path.as_str(), kind), ("path.sep", CallKind::Get));
     assert_eq!(response(&mut sim, 1, id), Ok(Bytes::from_static(b"/")));
     let id = sim
-        .with(1, |n, now| {
+        .turn(1, |n, now| {
             n.call(
                 server,
                 RemoteCall {
@@ -483,7 +483,7 @@ fn remote_calls_errors_and_sequence() {
     // Ten sequential calls.
     for k in 0..10u8 {
         let id = sim
-            .with(1, |n, now| {
+            .turn(1, |n, now| {
                 n.call(
                     server,
                     RemoteCall {
@@ -503,7 +503,7 @@ fn remote_calls_errors_and_sequence() {
     // A call nobody answers times out.
     let t0 = sim.now();
     let id = sim
-        .with(1, |n, now| {
+        .turn(1, |n, now| {
             n.call(
                 server,
                 RemoteCall {
@@ -521,7 +521,7 @@ fn remote_calls_errors_and_sequence() {
     assert!(sim.now() - t0 >= Duration::from_secs(2));
     // The server's peer crashes mid-call: Disconnected, at once.
     let id = sim
-        .with(1, |n, now| {
+        .turn(1, |n, now| {
             n.call(
                 server,
                 RemoteCall {
@@ -554,7 +554,7 @@ fn stream_chain_six_nodes_in_order_over_five_hops() {
                     .name(format!("Producer{i}"))
                     .reconnections(0),
             );
-            sim.with(n, |node, now| node.subscribe("topic1", now))
+            sim.turn(n, |node, now| node.subscribe("topic1", now))
                 .unwrap();
             n
         })
@@ -564,7 +564,7 @@ fn stream_chain_six_nodes_in_order_over_five_hops() {
     sim.run_for(Duration::from_millis(300));
     for k in 0..6 {
         let msg = Bytes::from(format!("test{k}"));
-        sim.with(0, |node, now| node.publish("topic1", msg, now))
+        sim.turn(0, |node, now| node.publish("topic1", msg, now))
             .unwrap();
         assert!(sim.run_until(W3, |s| s.received(5).len() == k + 1));
     }
@@ -594,18 +594,18 @@ fn root_relays_any_topic() {
     let c1 = sim.add_node(Config::default().name("chain1"));
     let c2 = sim.add_node(Config::default().name("chain2"));
     for n in [c1, c2] {
-        sim.with(n, |node, now| node.subscribe("topic1", now))
+        sim.turn(n, |node, now| node.subscribe("topic1", now))
             .unwrap();
     }
     connect_all(&mut sim, &[(c1, root), (c2, root)]);
-    sim.with(c1, |node, now| {
+    sim.turn(c1, |node, now| {
         node.publish("topic1", Bytes::from_static(b"test0"), now)
     })
     .unwrap();
     assert!(sim.run_until(W3, |s| s.received(c2).len() == 1));
     for k in 1..6 {
         let msg = Bytes::from(format!("test{k}"));
-        sim.with(root, |node, now| node.publish("topic1", msg, now))
+        sim.turn(root, |node, now| node.publish("topic1", msg, now))
             .unwrap();
     }
     assert!(sim.run_until(W3, |s| s.received(c2).len() == 6));
@@ -622,7 +622,7 @@ fn subscribed(sim: &mut Sim, names: &[(&str, &str)]) -> Vec<Idx> {
         .iter()
         .map(|(name, topic)| {
             let n = sim.add_node(Config::default().name(*name).reconnections(0));
-            sim.with(n, |node, now| node.subscribe(topic, now)).unwrap();
+            sim.turn(n, |node, now| node.subscribe(topic, now)).unwrap();
             n
         })
         .collect()
@@ -633,7 +633,7 @@ fn triangle_and_square_deliver_exactly_once() {
     let mut sim = Sim::new(20);
     let n = subscribed(&mut sim, &[("A", "t"), ("C", "t"), ("D", "t")]);
     connect_all(&mut sim, &[(n[0], n[1]), (n[1], n[2]), (n[2], n[0])]);
-    sim.with(n[0], |node, now| {
+    sim.turn(n[0], |node, now| {
         node.publish("t", Bytes::from_static(b"x"), now)
     })
     .unwrap();
@@ -655,7 +655,7 @@ fn triangle_and_square_deliver_exactly_once() {
         &mut sim,
         &[(n[0], n[1]), (n[1], n[2]), (n[2], n[3]), (n[3], n[0])],
     );
-    sim.with(n[0], |node, now| {
+    sim.turn(n[0], |node, now| {
         node.publish("t", Bytes::from_static(b"x"), now)
     })
     .unwrap();
@@ -672,7 +672,7 @@ fn non_subscribed_relay_blocks_propagation() {
     let n = subscribed(&mut sim, &[("A", "t"), ("B", "x"), ("C", "t")]);
     connect_all(&mut sim, &[(n[0], n[1]), (n[1], n[2])]);
     let before = sim.deliveries;
-    sim.with(n[0], |node, now| {
+    sim.turn(n[0], |node, now| {
         node.publish("t", Bytes::from_static(b"x"), now)
     })
     .unwrap();
@@ -737,7 +737,7 @@ fn hub(seed: u64, topics: &[&str], max_connections: usize) -> (Sim, Idx, Vec<Idx
                 .max_connections(max_connections)
                 .discovery_timeout(Duration::from_millis(300)),
         );
-        sim.with(n, |node, now| node.subscribe(t, now)).unwrap();
+        sim.turn(n, |node, now| node.subscribe(t, now)).unwrap();
         connect_all(&mut sim, &[(n, root)]);
         discover(&mut sim, n, OnPair::Disconnect);
         nodes.push(n);
@@ -805,14 +805,14 @@ fn clusters_formed_apart_merge_through_one_origin() {
         unreachable!()
     };
     for n in [a1, m1, a2, m2, new] {
-        sim.with(n, |node, now| node.subscribe("t", now)).unwrap();
+        sim.turn(n, |node, now| node.subscribe("t", now)).unwrap();
     }
     for n in [x, y] {
-        sim.with(n, |node, now| node.subscribe("other", now))
+        sim.turn(n, |node, now| node.subscribe("other", now))
             .unwrap();
     }
-    sim.with(a1, |node, now| node.set_paired("t", now)).unwrap();
-    sim.with(a2, |node, now| node.set_paired("t", now)).unwrap();
+    sim.turn(a1, |node, now| node.set_paired("t", now)).unwrap();
+    sim.turn(a2, |node, now| node.set_paired("t", now)).unwrap();
     connect_all(&mut sim, &[(m1, a1), (m2, a2)]);
     discover(&mut sim, m1, OnPair::None);
     discover(&mut sim, m2, OnPair::None);
@@ -844,7 +844,7 @@ fn random_meshes_converge_to_one_cluster_per_topic() {
         let subs: Vec<usize> = (0..n).map(|_| rng.usize(..3)).collect();
         for (i, &t) in subs.iter().enumerate() {
             let idx = sim.add_node(Config::default().name(format!("n{i}")));
-            sim.with(idx, |node, now| node.subscribe(&format!("t{t}"), now))
+            sim.turn(idx, |node, now| node.subscribe(&format!("t{t}"), now))
                 .unwrap();
             if i > 0 {
                 sim.connect(idx, rng.usize(..i));
@@ -853,7 +853,7 @@ fn random_meshes_converge_to_one_cluster_per_topic() {
         sim.run_for(Duration::from_secs(1));
         for i in 0..n {
             sim.run_for(Duration::from_millis(rng.u64(..100)));
-            sim.with(i, |node, now| node.discover(now)).unwrap();
+            sim.turn(i, |node, now| node.discover(now)).unwrap();
         }
         assert!(sim.run_until(Duration::from_secs(30), |s| (0..n)
             .all(|i| s.node(i).is_paired())));

@@ -162,11 +162,11 @@ fn secure_nodes_connect_with_proven_ids_and_exchange_messages() {
         "a node without a name takes its certificate's"
     );
     assert_eq!(sim.node(b).id(), proven(&b_id));
-    sim.with(b, |n, now| n.subscribe("news", now)).unwrap();
+    sim.turn(b, |n, now| n.subscribe("news", now)).unwrap();
     sim.connect(a, b);
     assert!(sim.run_until(W3, |s| s.connected(a, b)));
     for i in 0..20u8 {
-        sim.with(a, |n, now| {
+        sim.turn(a, |n, now| {
             n.publish("news", Bytes::from(vec![i; 3000]), now)
         })
         .unwrap();

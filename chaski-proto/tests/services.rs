@@ -40,11 +40,11 @@ fn servers_of_math<const N: usize>(seed: u64, names: [&str; N]) -> (Sim, Idx, [I
 }
 
 fn serve(sim: &mut Sim, n: Idx, service: &str) {
-    sim.with(n, |node, now| node.serve(service, now)).unwrap();
+    sim.turn(n, |node, now| node.serve(service, now)).unwrap();
 }
 
 fn call(sim: &mut Sim, n: Idx, service: &str, timeout: Duration) -> RequestId {
-    sim.with(n, |node, now| {
+    sim.turn(n, |node, now| {
         node.call_service(
             RemoteCall {
                 service,
@@ -61,7 +61,7 @@ fn call(sim: &mut Sim, n: Idx, service: &str, timeout: Duration) -> RequestId {
 
 fn answer_all(sim: &mut Sim, n: Idx, with: &'static [u8]) {
     for (peer, id) in requests_of(sim, n) {
-        let _ = sim.with(n, |node, now| {
+        let _ = sim.turn(n, |node, now| {
             node.respond(peer, id, Ok(Bytes::from_static(with)), now)
         });
     }
@@ -105,7 +105,7 @@ fn a_server_three_hops_away_is_found_and_called() {
     assert_eq!(sim.node(caller).find_service("math"), None);
 
     let found = sim
-        .with(caller, |n, now| n.seek_service("math", now))
+        .turn(caller, |n, now| n.seek_service("math", now))
         .unwrap();
     assert_eq!(found, None, "nobody near serves it: a search starts");
     let server_id = sim.node(server).id();
@@ -181,7 +181,7 @@ fn no_server_anywhere_is_not_found() {
     )));
     // With no edge at all there is nothing to search through.
     let alone = node(&mut sim, "alone");
-    let err = sim.with(alone, |n, now| n.seek_service("math", now));
+    let err = sim.turn(alone, |n, now| n.seek_service("math", now));
     assert_eq!(err, Err(chaski_proto::CommandError::NoEdges));
 }
 
@@ -223,7 +223,7 @@ fn a_lost_server_fails_over() {
         "the first goes to s1"
     );
     let direct = sim
-        .with(caller, |n, now| {
+        .turn(caller, |n, now| {
             n.call(
                 s1_id,
                 RemoteCall {
@@ -264,7 +264,7 @@ fn busy_or_withdrawn_servers_pass_the_call_on() {
     let id = call(&mut sim, caller, "math", W3);
     assert!(sim.run_until(W3, |s| !requests_of(s, s1).is_empty()));
     for (peer, rid) in requests_of(&sim, s1) {
-        sim.with(s1, |n, now| {
+        sim.turn(s1, |n, now| {
             n.respond(peer, rid, Err(RemoteError::Busy), now)
         })
         .unwrap();
@@ -280,13 +280,13 @@ fn busy_or_withdrawn_servers_pass_the_call_on() {
     );
 
     // Only one server left, and it is busy: its error comes back.
-    sim.with(s2, |n, now| n.unserve("math", now)).unwrap();
+    sim.turn(s2, |n, now| n.unserve("math", now)).unwrap();
     sim.run_for(Duration::from_millis(50));
     sim.take_delivered(s1);
     let id = call(&mut sim, caller, "math", W3);
     assert!(sim.run_until(W3, |s| !requests_of(s, s1).is_empty()));
     for (peer, rid) in requests_of(&sim, s1) {
-        sim.with(s1, |n, now| {
+        sim.turn(s1, |n, now| {
             n.respond(peer, rid, Err(RemoteError::Busy), now)
         })
         .unwrap();
@@ -310,10 +310,10 @@ fn cancels_reach_the_server() {
 
     let id = call(&mut sim, caller, "math", W3);
     assert!(sim.run_until(W3, |s| !requests_of(s, server).is_empty()));
-    assert!(sim.with(caller, |n, now| n.cancel_call(id, now)));
+    assert!(sim.turn(caller, |n, now| n.cancel_call(id, now)));
     assert!(sim.run_until(W3, |s| cancelled(s, id.0)), "explicit cancel");
     let (peer, rid) = requests_of(&sim, server)[0];
-    let late = sim.with(server, |n, now| n.respond(peer, rid, Ok(Bytes::new()), now));
+    let late = sim.turn(server, |n, now| n.respond(peer, rid, Ok(Bytes::new()), now));
     assert_eq!(late, Err(chaski_proto::CommandError::UnknownRequest));
 
     let id = call(&mut sim, caller, "math", Duration::from_millis(500));
@@ -367,7 +367,7 @@ fn the_node_service_reports_edges_unless_turned_off() {
     let ask = |sim: &mut Sim, to: Idx, path: &str| {
         let peer = sim.node(to).id();
         let id = sim
-            .with(a, |n, now| {
+            .turn(a, |n, now| {
                 n.call(
                     peer,
                     RemoteCall {
@@ -399,7 +399,7 @@ fn the_node_service_reports_edges_unless_turned_off() {
         Err(RemoteError::NotFound(NODE_SERVICE.into()))
     );
     assert_eq!(
-        sim.with(b, |n, now| n.serve(NODE_SERVICE, now)),
+        sim.turn(b, |n, now| n.serve(NODE_SERVICE, now)),
         Err(CommandError::Reserved("@"))
     );
 }
@@ -410,14 +410,14 @@ fn the_node_service_reports_edges_unless_turned_off() {
 fn late_timers_and_shutdown_end_calls() {
     let (mut sim, caller, [_server]) = servers_of_math(40, ["server"]);
     let id = call(&mut sim, caller, "math", Duration::from_millis(500));
-    sim.with(caller, |n, now| {
+    sim.turn(caller, |n, now| {
         n.handle_timeout(now + Duration::from_secs(2))
     });
     assert_eq!(response(&sim, caller, id), Some(Err(RemoteError::Timeout)));
     let id = call(&mut sim, caller, "math", W3);
     // A call still waiting for a server, with its search.
     let waiting = call(&mut sim, caller, "nowhere", W3);
-    sim.with(caller, |n, now| n.shutdown(now));
+    sim.turn(caller, |n, now| n.shutdown(now));
     for id in [id, waiting] {
         assert_eq!(
             response(&sim, caller, id),
@@ -448,7 +448,7 @@ fn successive_searches_are_all_forwarded() {
     for (service, server) in [("alpha", a), ("beta", b)] {
         let id = sim.node(server).id();
         assert_eq!(
-            sim.with(caller, |n, now| n.seek_service(service, now)),
+            sim.turn(caller, |n, now| n.seek_service(service, now)),
             Ok(None)
         );
         assert!(

@@ -34,7 +34,7 @@ fn tally(sim: &Sim, i: Idx) -> BTreeMap<Bytes, usize> {
 fn publish(sim: &mut Sim, from: Idx, label: &str, k: usize) -> Bytes {
     let payload = Bytes::from(format!("{label}-{k}"));
     let p = payload.clone();
-    sim.with(from, |node, now| node.publish("t", p, now))
+    sim.turn(from, |node, now| node.publish("t", p, now))
         .unwrap();
     payload
 }
@@ -44,7 +44,7 @@ fn chain(seed: u64) -> Sim {
     let mut sim = Sim::new(seed);
     for name in ["a", "b", "c", "d"] {
         let i = sim.add_node(cfg(name));
-        sim.with(i, |node, now| node.subscribe("t", now)).unwrap();
+        sim.turn(i, |node, now| node.subscribe("t", now)).unwrap();
     }
     for (x, y) in [(0, 1), (1, 2), (2, 3)] {
         sim.connect(x, y);
@@ -125,7 +125,7 @@ fn a_crash_and_restart_mid_stream_loses_only_what_had_no_path_and_duplicates_not
     }
     sim.run_for(Duration::from_secs(2));
     sim.restart(2, None);
-    sim.with(2, |node, now| node.subscribe("t", now)).unwrap();
+    sim.turn(2, |node, now| node.subscribe("t", now)).unwrap();
     // b redials the restarted c by its back-off (b had dialed c); c dials d again, as a
     // restarted program does from its own configuration (only the side that dialed redials).
     sim.connect(2, 3);
@@ -185,14 +185,14 @@ proptest! {
         for i in 0..n {
             let idx = sim.add_node(cfg(&format!("n{i}")).discovery_timeout(Duration::from_millis(500)));
             let topic = if i % 2 == 0 { "even" } else { "odd" };
-            sim.with(idx, |node, now| node.subscribe(topic, now)).unwrap();
+            sim.turn(idx, |node, now| node.subscribe(topic, now)).unwrap();
             if i > 0 {
                 sim.connect(idx, i - 1);
             }
         }
         sim.run_for(Duration::from_secs(1));
         for i in 0..n {
-            let _ = sim.with(i, |node, now| node.discover(now));
+            let _ = sim.turn(i, |node, now| node.discover(now));
         }
         let mut at = 0;
         let mut cut_pairs = Vec::new();
@@ -235,7 +235,7 @@ proptest! {
             }
             let before: Vec<usize> = (0..n).map(|i| sim.received(i).len()).collect();
             let payload = format!("after the faults on {topic}");
-            sim.with(publisher, |node, now| node.publish(topic, bytes::Bytes::from(payload.clone()), now))
+            sim.turn(publisher, |node, now| node.publish(topic, bytes::Bytes::from(payload.clone()), now))
                 .unwrap();
             let all = sim.run_until(Duration::from_secs(5), |s| {
                 reach.iter().filter(|&&i| i != publisher).all(|&i| s.received(i).len() > before[i])
@@ -273,16 +273,16 @@ fn a_seeker_that_missed_an_earlier_discovery_still_pairs() {
         let a = sim.add_node(cfg("a").seed(first_seed));
         let b = sim.add_node(cfg("b").seed(second_seed));
         for i in [a, b] {
-            sim.with(i, |node, now| node.subscribe("t", now)).unwrap();
+            sim.turn(i, |node, now| node.subscribe("t", now)).unwrap();
         }
         sim.connect(a, root);
         assert!(sim.run_until(Duration::from_secs(1), |s| s.connected(a, root)));
-        sim.with(a, |node, now| node.discover(now)).unwrap();
+        sim.turn(a, |node, now| node.discover(now)).unwrap();
         // b connects while a's discovery is under way: it never hears it.
         sim.run_for(Duration::from_millis(500));
         sim.connect(b, root);
         assert!(sim.run_until(Duration::from_secs(1), |s| s.connected(b, root)));
-        sim.with(b, |node, now| node.discover(now)).unwrap();
+        sim.turn(b, |node, now| node.discover(now)).unwrap();
         assert!(
             sim.run_until(Duration::from_secs(10), |s| s.connected(a, b)),
             "a and b never paired (seeds {first_seed}, {second_seed})"

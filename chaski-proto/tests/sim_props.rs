@@ -54,7 +54,7 @@ fn build_with(seed: u64, m: &Mesh, subscriptions: &[&str]) -> Sim {
         let i = sim.add_node(Config::default().name(format!("n{i}")).root(m.roots[i]));
         for (t, &on) in subscriptions.iter().zip(&m.subs[i]) {
             if on {
-                sim.with(i, |node, now| node.subscribe(t, now)).unwrap();
+                sim.turn(i, |node, now| node.subscribe(t, now)).unwrap();
             }
         }
     }
@@ -130,7 +130,7 @@ fn check_delivery(mut sim: Sim, m: &Mesh, topics: &[&str]) -> Result<(), TestCas
         for &t in topics {
             let payload = Bytes::from(format!("{i}/{t}"));
             // Valid topic, small payload: a publish may not be refused.
-            let seq = sim.with(i, |node, now| node.publish(t, payload, now));
+            let seq = sim.turn(i, |node, now| node.publish(t, payload, now));
             prop_assert!(seq.is_ok(), "publish refused: {:?}", seq);
             expect.insert((i, seq.unwrap()), expected_receivers(&sim, i, t));
         }
@@ -193,14 +193,14 @@ proptest! {
             let topic = TOPICS[t];
             let up = sim.is_up(a);
             match op {
-                0 | 1 if up && sim.is_up(b) => { let addr = sim.addr(b); let _ = sim.with(a, |n, now| n.connect(addr, now)); }
-                2 if up => { let _ = sim.with(a, |n, now| n.subscribe(topic, now)); }
-                3 if up => { let _ = sim.with(a, |n, now| n.unsubscribe(topic, now)); }
-                4 if up => { let _ = sim.with(a, |n, now| n.publish(topic, Bytes::from_static(b"p"), now)); }
-                5 if up => { let _ = sim.with(a, |n, now| n.discover(now)); }
+                0 | 1 if up && sim.is_up(b) => { let addr = sim.addr(b); let _ = sim.turn(a, |n, now| n.connect(addr, now)); }
+                2 if up => { let _ = sim.turn(a, |n, now| n.subscribe(topic, now)); }
+                3 if up => { let _ = sim.turn(a, |n, now| n.unsubscribe(topic, now)); }
+                4 if up => { let _ = sim.turn(a, |n, now| n.publish(topic, Bytes::from_static(b"p"), now)); }
+                5 if up => { let _ = sim.turn(a, |n, now| n.discover(now)); }
                 6 if up => {
                     let p = sim.node(a).peers().nth(b);
-                    if let Some(p) = p { let _ = sim.with(a, |n, now| n.close(p, now)); }
+                    if let Some(p) = p { let _ = sim.turn(a, |n, now| n.close(p, now)); }
                 }
                 7 => if up { sim.crash(a) } else { sim.restart(a, None) },
                 8 => sim.cut(a, b),

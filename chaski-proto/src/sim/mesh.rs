@@ -67,7 +67,7 @@ pub fn random_mesh(nodes: usize, topics: usize, seed: u64) -> MeshReport {
         let t = rng.usize(..topics);
         subs.push(t);
         // A fresh node with a valid topic name always subscribes.
-        let _ = sim.with(idx, |node, now| node.subscribe(&names[t], now));
+        let _ = sim.turn(idx, |node, now| node.subscribe(&names[t], now));
         // A random bootstrap link to an earlier node keeps the mesh connected; a few extra
         // links make cycles.
         if i > 0 {
@@ -87,7 +87,7 @@ pub fn random_mesh(nodes: usize, topics: usize, seed: u64) -> MeshReport {
     for (at, i) in order {
         sim.run_for(Duration::from_millis(at - elapsed));
         elapsed = at;
-        let _ = sim.with(i, |node, now| node.discover(now));
+        let _ = sim.turn(i, |node, now| node.discover(now));
     }
     let converged = sim.run_until(Duration::from_secs(120), |s| {
         (0..s.len()).all(|i| s.node(i).is_paired())

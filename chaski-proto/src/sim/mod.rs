@@ -227,7 +227,7 @@ impl Sim {
     }
 
     /// Runs a command on a node at the current virtual time, then carries out its outputs.
-    pub fn with<R>(&mut self, i: Idx, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
+    pub fn turn<R>(&mut self, i: Idx, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
         let now = self.now;
         let node = self.nodes[i].node.as_mut().expect("node is crashed");
         let r = f(node, now);
@@ -238,7 +238,7 @@ impl Sim {
     /// `a` dials `b`.
     pub fn connect(&mut self, a: Idx, b: Idx) -> ConnId {
         let addr = self.addr(b);
-        self.with(a, |n, now| n.connect(addr, now))
+        self.turn(a, |n, now| n.connect(addr, now))
             .expect("connect refused")
     }
 
