@@ -1,48 +1,43 @@
 //! # chaski-api
 //!
-//! The runtime layer every Chaski runtime (tokio, smol, mio) shares, so that none of it is
-//! written three times: the node's [`Engine`] state (the protocol core and the [`Hub`] behind
-//! one lock, called inline by handles and tasks), the pumps that drive a connection, the UDP
-//! socket, accepting and timers over a small [`Runtime`] trait, the user API ([`Handle`],
-//! [`Proxy`], [`Service`]s, [`Error`]), address resolution, serde-typed arguments ([`encode`],
-//! [`decode`]) and the bounded [`Messages`] queue with its slow-consumer policy.
+//! What every Chaski runtime (tokio, smol, mio) shares, in two rooms, so that none of it is
+//! written three times:
+//!
+//! - **the user's API**, at this crate's root and re-exported by each runtime crate: a running
+//!   node's [`Handle`] (the same on every runtime), [`Proxy`]s to remote services and the
+//!   [`Service`]s a node offers, [`Subscriber`]s and the bounded [`Messages`] streams, typed
+//!   [`Error`]s, lifecycle [`Event`]s, address resolution and TLS set-up;
+//! - **the runtime kit** (`kit`, hidden from these docs): the node's engine (the protocol core
+//!   and the hub behind one lock), the pumps that drive connections, UDP, accepting and timers,
+//!   and the small traits a runtime implements. Runtime crates build a node from it; nothing in
+//!   it is reachable from a user's type.
+//!
+//! The kit imports the API's values (errors, streams, services); the API drives the node
+//! through the kit; neither imports the other both ways.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod bind;
-mod block;
+mod api;
 mod context;
-mod datagrams;
 mod error;
-mod handle;
-mod hub;
+#[doc(hidden)]
+pub mod kit;
 mod queue;
-mod resolve;
-mod runtime;
-mod secure;
 mod service;
-mod shared;
-mod subscriber;
-mod tasks;
 
-pub use bind::bind_std;
-pub use block::block_on;
-pub use error::{Error, Result};
-pub use handle::{Handle, Proxy};
-pub use hub::{Hub, Invocation, Reply};
-pub use queue::{BlockingIter, MessageQueue, Messages, QueueStats};
-pub use resolve::{resolve, resolve_all};
-pub use secure::{tls, tls_from_dir, CA_FILE, CERT_FILE, KEY_FILE};
 #[cfg(feature = "pki")]
-pub mod pki;
-pub use runtime::{retry_until_ready, Runtime, TcpIo, UdpIo};
-pub use service::{decode, encode, CallContext, Service, ServiceBuilder, ServiceError};
-pub use shared::{Engine, Info, Launcher, State, TimerWait};
-pub use subscriber::Subscriber;
-
-pub(crate) use chaski_proto::topic::matches as topic_matches;
-pub use tasks::{start, TIMER_SLACK};
+pub use api::pki;
+pub use api::{
+    block_on, resolve, resolve_all, tls, tls_from_dir, Handle, Proxy, Subscriber, CA_FILE,
+    CERT_FILE, KEY_FILE,
+};
+#[doc(hidden)]
+pub use api::{handle_for, start};
+pub use context::CallContext;
+pub use error::{Error, Result};
+pub use queue::{BlockingIter, Events, Messages, QueueStats};
+pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 
 pub use chaski_proto::addr::AddrError;
 pub use chaski_proto::tls::{Tls, TlsError, TlsIdentity};
@@ -60,38 +55,9 @@ pub mod prelude {
     pub use crate::{
         decode, encode, AddrError, BlockingIter, CallContext, CallKind, CommandError, Config,
         ConfigError, ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, EdgeReport,
-        Error, Event, Handle, Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats,
-        Received, RemoteError, RequestId, Result, Service, ServiceBuilder, ServiceError,
-        SlowConsumer, Status, Subscriber, Tls, TlsError, TlsIdentity, NODE_SERVICE,
+        Error, Event, Events, Handle, Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError,
+        QueueStats, Received, RemoteError, RequestId, Result, Service, ServiceBuilder,
+        ServiceError, SlowConsumer, Status, Subscriber, Tls, TlsError, TlsIdentity, NODE_SERVICE,
     };
     pub use crate::{tls, tls_from_dir};
-}
-
-/// Gives a configuration without a seed one drawn from the operating system's randomness
-/// (through the standard library's hash keys), so that node ids are neither guessable nor
-/// repeated. A configured seed is kept (reproducible ids).
-pub fn seeded(config: Config, local: std::net::SocketAddr) -> Config {
-    use std::hash::BuildHasher;
-    if config.seed != 0 {
-        return config;
-    }
-    let random = std::collections::hash_map::RandomState::new().hash_one(local);
-    config.seed(random.max(1))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn unseeded_configs_get_distinct_random_seeds_and_a_seed_is_kept() {
-        let at: std::net::SocketAddr = "127.0.0.1:8511".parse().unwrap();
-        let seeds: std::collections::BTreeSet<u64> = (0..100)
-            .map(|_| crate::seeded(crate::Config::default(), at).seed)
-            .collect();
-        assert_eq!(
-            seeds.len(),
-            100,
-            "the same address gave the same seed twice"
-        );
-        assert_eq!(crate::seeded(crate::Config::default().seed(7), at).seed, 7);
-    }
 }

@@ -40,7 +40,7 @@ impl Weigh for chaski_proto::Event {
 pub struct QueueStats {
     /// Items queued now.
     pub len: usize,
-    /// Bytes they hold ([`Weigh`]).
+    /// Bytes they hold (payload bytes, for messages).
     pub bytes: usize,
     /// Items dropped by the drop-oldest policy.
     pub dropped: u64,
@@ -80,6 +80,9 @@ struct Channel<T> {
 pub struct MessageQueue<T: Weigh> {
     shared: Arc<Channel<T>>,
 }
+
+/// A node's lifecycle event stream ([`Handle::events`](crate::Handle::events)).
+pub type Events = Messages<chaski_proto::Event>;
 
 /// The consumer side: a `Stream`, or blocking with [`Messages::recv_timeout`]. Clones share
 /// one queue (each item goes to one of them).
@@ -214,13 +217,19 @@ impl<T: Weigh> MessageQueue<T> {
         self.shared.readable(g);
     }
 
-    /// Whether the driver should stop reading sockets (back-pressure only): the queue holds
-    /// as many items, or bytes, as it may.
-    pub fn is_full(&self) -> bool {
+    /// Whether the queue holds as many items, or bytes, as it may (back-pressure only).
+    #[cfg(test)]
+    fn is_full(&self) -> bool {
         self.shared.policy == SlowConsumer::BackPressure && {
             let g = lock(&self.shared);
             self.shared.at_bound(&g)
         }
+    }
+
+    /// Counters.
+    #[cfg(test)]
+    fn stats(&self) -> QueueStats {
+        self.shared.stats()
     }
 
     /// Ready once the queue has room; registers the task otherwise (every waiting task is
@@ -249,11 +258,6 @@ impl<T: Weigh> MessageQueue<T> {
         }
         drop(g);
         self.shared.cond.notify_all();
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> QueueStats {
-        self.shared.stats()
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use crate::failure::{Failure, USAGE};
 
-/// `addr` as given, once its form is valid (host:port, [v6]:port, Name@host:port): a malformed
+/// `addr` as given, once its form is valid (host:port, `[v6]:port`, Name@host:port): a malformed
 /// address is a usage error (exit 2) at once, never retried.
 pub fn target(what: &str, addr: &str) -> Result<String, Failure> {
     chaski_proto::parse_addr(addr).map_err(|e| Failure {

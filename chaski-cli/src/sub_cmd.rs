@@ -15,7 +15,7 @@ use crate::stay;
 /// The options of `chaski sub`.
 #[derive(Args, Debug)]
 pub struct SubArgs {
-    /// A node to connect to (host:port, [v6]:port, Name@host:port).
+    /// A node to connect to (host:port, Name@host:port; an IPv6 host in brackets).
     addr: String,
     /// Topics to subscribe to.
     #[arg(required = true)]

@@ -6,7 +6,8 @@ use std::sync::Weak;
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use chaski_api::{block_on, Engine, Invocation};
+use chaski_api::block_on;
+use chaski_api::kit::{Engine, Invocation};
 
 type Job = (Weak<Engine>, Invocation);
 

@@ -16,10 +16,9 @@ use mio::{Interest, Registry, Token};
 use tracing::debug;
 
 use crate::calls::Calls;
+use chaski_api::kit::{Engine, Invocation, Launcher, TcpIo, TimerWait, UdpIo};
 use chaski_api::Event;
-use chaski_api::{
-    resolve, Engine, Handle, Invocation, Launcher, Messages, Result, TcpIo, TimerWait, UdpIo,
-};
+use chaski_api::{resolve, Handle, Messages, Result};
 use chaski_proto::{Config, ConnId, Node as Core, Received};
 
 thread_local! {
@@ -196,7 +195,7 @@ impl Driver {
     ) -> Result<Driver> {
         config.validate()?;
         let want = resolve(addr)?;
-        let (listener, udp) = chaski_api::bind_std(want)?;
+        let (listener, udp) = chaski_api::kit::bind_std(want)?;
         let (mut listener, mut udp) = (TcpListener::from_std(listener), UdpSocket::from_std(udp));
         let local = listener.local_addr()?;
         let first = first_token.0;
@@ -214,7 +213,7 @@ impl Driver {
             wakes: wakes.clone(),
             calls: Mutex::new(Calls::default()),
         };
-        let core = Core::new(chaski_api::seeded(config, local), Some(local))?;
+        let core = Core::new(chaski_api::kit::seeded(config, local), Some(local))?;
         let shared = Engine::new(core, Box::new(launcher));
         Ok(Driver {
             udp_waker: waker(&wakes, What::Udp),
@@ -236,7 +235,7 @@ impl Driver {
     /// A handle other threads may use (async; [`crate::Node`] wraps it in blocking calls).
     /// The node runs while any handle lives; once every handle is dropped, it shuts down.
     pub fn handle(&mut self) -> Handle {
-        self.shared.handle()
+        chaski_api::handle_for(&self.shared)
     }
 
     /// The bound address.
@@ -334,7 +333,7 @@ impl Driver {
         let cx = Context::from_waker(&self.timer_waker);
         self.deadline = match self.shared.poll_timers(&cx) {
             TimerWait::Finished => None,
-            TimerWait::Next(at) => at.map(|t| t + chaski_api::TIMER_SLACK),
+            TimerWait::Next(at) => at.map(|t| t + chaski_api::kit::TIMER_SLACK),
         };
     }
 

@@ -53,7 +53,7 @@ impl Node {
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
         config.validate()?;
         let want = resolve(addr)?;
-        let (listener, udp) = chaski_api::bind_std(want)?;
+        let (listener, udp) = chaski_api::kit::bind_std(want)?;
         let local = listener.local_addr()?;
         let (listener, udp) = (Async::new(listener)?, Async::new(udp)?);
         Ok(Node(chaski_api::start(

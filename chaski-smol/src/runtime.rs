@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use chaski_api::{retry_until_ready, Runtime, TcpIo, UdpIo};
+use chaski_api::kit::{retry_until_ready, Runtime, TcpIo, UdpIo};
 use smol::{Async, Timer};
 
 /// smol's global executor.

@@ -27,7 +27,7 @@ impl Node {
     pub async fn bind(addr: &str, config: Config) -> Result<Node> {
         config.validate()?;
         let want = resolve(addr)?;
-        let (listener, udp) = chaski_api::bind_std(want)?;
+        let (listener, udp) = chaski_api::kit::bind_std(want)?;
         let (listener, udp) = (TcpListener::from_std(listener)?, UdpSocket::from_std(udp)?);
         let local = listener.local_addr()?;
         Ok(Node(chaski_api::start(

@@ -91,8 +91,8 @@ impl Node {
     }
 
     /// Whether publishing on `topic` should wait: a neighbour it goes to has more than
-    /// [`Config::congestion_limit`] bytes waiting, or all the node's connections together have
-    /// more than half of [`Config::buffer_budget`] (until they fall under a quarter). The wait ends when that peer takes its
+    /// [`Config::congestion_limit`](crate::Config::congestion_limit) bytes waiting, or all the node's connections together have
+    /// more than half of [`Config::buffer_budget`](crate::Config::buffer_budget) (until they fall under a quarter). The wait ends when that peer takes its
     /// bytes, or is dropped for not taking any for `stall_timeout`; other peers are never
     /// held by it.
     pub fn publish_would_wait(&self, topic: &str) -> bool {
@@ -124,7 +124,7 @@ impl Node {
         }
     }
 
-    /// Connections with more than [`Config::congestion_limit`] bytes waiting.
+    /// Connections with more than [`Config::congestion_limit`](crate::Config::congestion_limit) bytes waiting.
     pub fn congested_count(&self) -> usize {
         self.congested.len()
     }

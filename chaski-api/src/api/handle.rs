@@ -11,16 +11,15 @@ use futures_channel::oneshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use chaski_proto::Event;
-use chaski_proto::{CallKind, EdgeInfo, Node as Core, NodeId, Received, RemoteCall, Status};
+use chaski_proto::{EdgeInfo, Node as Core, NodeId, Received, Status};
 
+use super::proxy::Proxy;
+use super::resolve::{first_success, resolve_all};
+use super::subscriber::Subscriber;
 use crate::error::{Error, Result};
-use crate::hub::Reply;
-use crate::queue::Messages;
-use crate::resolve::{first_success, resolve_all};
-use crate::service::{decode, encode, Service};
-use crate::shared::{Engine, Guard, State};
-use crate::subscriber::Subscriber;
+use crate::kit::{Engine, Keepalive, Reply, State};
+use crate::queue::{Events, Messages};
+use crate::service::Service;
 
 /// A running node, as every runtime exposes it (each runtime's `Node` dereferences to this,
 /// or wraps it in blocking calls). Cheap to clone; the node runs until [`Handle::shutdown`]
@@ -30,43 +29,39 @@ use crate::subscriber::Subscriber;
 /// lock and at most one wake-up of the task that writes to a peer.
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Engine>,
-    _guard: Arc<Guard>,
+    engine: Arc<Engine>,
+    _keepalive: Arc<Keepalive>,
 }
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let i = self.shared.info();
+        let i = self.engine.info();
         write!(f, "{}@{}", i.name, i.local)
     }
 }
 
 impl Handle {
-    pub(crate) fn new(shared: Arc<Engine>, guard: Arc<Guard>) -> Handle {
+    /// A handle of the node `engine` runs (the node runs while any handle lives).
+    pub(crate) fn new(engine: &Arc<Engine>) -> Handle {
         Handle {
-            shared,
-            _guard: guard,
+            engine: engine.clone(),
+            _keepalive: engine.keepalive(),
         }
-    }
-
-    /// The node's shared state (for a runtime's own extensions).
-    pub fn shared(&self) -> &Arc<Engine> {
-        &self.shared
     }
 
     /// The bound address (TCP and UDP).
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.info().local
+        self.engine.info().local
     }
 
     /// The node id.
     pub fn id(&self) -> NodeId {
-        self.shared.info().id
+        self.engine.info().id
     }
 
     /// The node name.
     pub fn name(&self) -> &str {
-        &self.shared.info().name
+        &self.engine.info().name
     }
 
     /// `Name@host:port`.
@@ -75,8 +70,8 @@ impl Handle {
     }
 
     /// Runs `f` on the node's state (core and hub) in a [`Engine::turn`].
-    fn turn<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
-        self.shared.turn(f)
+    pub(super) fn turn<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
+        self.engine.turn(f)
     }
 
     /// Starts something whose answer comes later through a waiter.
@@ -134,7 +129,7 @@ impl Handle {
             s.core.subscribe(pattern, now)?;
             Ok(s.hub.add_subscriber(pattern))
         })?;
-        Ok(Subscriber::new(self.shared.clone(), id, pattern, messages))
+        Ok(Subscriber::new(self.engine.clone(), id, pattern, messages))
     }
 
     /// Unsubscribes from what [`Handle::subscribe`] asked for; neighbours are told at once (a
@@ -157,7 +152,7 @@ impl Handle {
     /// held by it.
     pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<()> {
         let payload = payload.into();
-        Core::check_publish(&self.shared.info().config, topic, payload.len())?;
+        Core::check_publish(&self.engine.info().config, topic, payload.len())?;
         let mut payload = Some(payload);
         poll_fn(|cx| {
             self.turn(|s, now| {
@@ -192,13 +187,13 @@ impl Handle {
 
     /// Received messages, from a bounded queue (see [`Config::slow_consumer`](chaski_proto::Config::slow_consumer)).
     pub fn messages(&self) -> Messages<Received> {
-        self.shared.info().messages.clone()
+        self.engine.info().messages.clone()
     }
 
     /// Lifecycle events (peer connected / lost, paired, latency, bad peers); oldest dropped
     /// first when nobody reads them.
-    pub fn events(&self) -> Messages<Event> {
-        self.shared.info().events.clone()
+    pub fn events(&self) -> Events {
+        self.engine.info().events.clone()
     }
 
     /// Discovers peers for every unpaired topic; returns once every topic is paired (by a peer,
@@ -347,12 +342,8 @@ impl Handle {
             })
             .await;
         found?;
-        Ok(Proxy {
-            node: self.clone(),
-            service: name.to_string(),
-            peer: None,
-            timeout: self.shared.info().config.rpc_timeout,
-        })
+        let timeout = self.engine.info().config.rpc_timeout;
+        Ok(Proxy::new(&self.engine, name, None, timeout))
     }
 
     /// A proxy to the service `name` on one connected peer only: no search, no spreading, no
@@ -366,111 +357,28 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub fn proxy_on(&self, peer: NodeId, name: &str) -> Proxy {
-        Proxy {
-            node: self.clone(),
-            service: name.to_string(),
-            peer: Some(peer),
-            timeout: self.shared.info().config.rpc_timeout,
-        }
+        let timeout = self.engine.info().config.rpc_timeout;
+        Proxy::new(&self.engine, name, Some(peer), timeout)
     }
 }
 
-/// Remote calls to one service, spread over the servers of it this node is connected to (see
-/// [`Handle::proxy`]). Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Proxy {
-    node: Handle,
-    service: String,
-    /// Set for [`Handle::proxy_on`]: the one peer called.
-    peer: Option<NodeId>,
-    timeout: Duration,
+/// Starts a node on runtime `R` over sockets bound at `local` (what every async runtime's
+/// `Node::bind` does once it has its sockets); gives its handle.
+#[doc(hidden)]
+pub fn start<R: crate::kit::Runtime>(
+    rt: R,
+    config: chaski_proto::Config,
+    local: SocketAddr,
+    listener: R::Listener,
+    udp: R::Udp,
+) -> Result<Handle> {
+    let engine = crate::kit::spawn(rt, config, local, listener, udp)?;
+    Ok(Handle::new(&engine))
 }
 
-/// Cancels a call whose future is dropped before its answer.
-struct Abandon<'a> {
-    node: &'a Handle,
-    id: chaski_proto::RequestId,
-    armed: bool,
-}
-
-impl Drop for Abandon<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let id = self.id;
-            self.node.shared.outside_turn(|s, now| {
-                s.hub.abandon_call(&mut s.core, id, now);
-            });
-        }
-    }
-}
-
-impl Proxy {
-    /// The service's name.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
-    /// The connected servers of the service, in the order their edges were established (for
-    /// [`Handle::proxy_on`]: its peer, while connected).
-    pub async fn servers(&self) -> Vec<NodeId> {
-        self.node.turn(|s, _| match self.peer {
-            Some(p) => s.core.is_connected_to(p).then_some(p).into_iter().collect(),
-            None => s.core.servers(&self.service),
-        })
-    }
-
-    /// The same proxy with another per-call timeout.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    async fn raw(&self, path: &str, kind: CallKind, args: Bytes) -> Result<Bytes> {
-        let timeout = Some(self.timeout);
-        let (tx, rx) = oneshot::channel();
-        let id = self.node.turn(|s, now| {
-            let what = RemoteCall {
-                service: &self.service,
-                path,
-                kind,
-                args,
-            };
-            let id = match self.peer {
-                Some(peer) => s.core.call(peer, what, timeout, now),
-                None => s.core.call_service(what, timeout, now),
-            }
-            .map_err(|e| match e {
-                chaski_proto::CommandError::NoEdges => Error::NoService(self.service.clone()),
-                e => e.into(),
-            })?;
-            s.hub.wait_call(id, tx);
-            Ok::<_, Error>(id)
-        })?;
-        // Dropping this future cancels the call at once: the server is told then, not at the
-        // node's next turn.
-        let mut guard = Abandon {
-            node: &self.node,
-            id,
-            armed: true,
-        };
-        let answer = rx.await;
-        guard.armed = false;
-        answer.map_err(|_| Error::ShutDown)?
-    }
-
-    /// Calls the method at `path` (dotted for nested services) with serde-typed arguments
-    /// (a tuple for several, `()` for none).
-    pub async fn call<A: Serialize, R: DeserializeOwned>(&self, path: &str, args: &A) -> Result<R> {
-        let out = self.raw(path, CallKind::Call, encode(args)?).await?;
-        decode(&out)
-    }
-
-    /// Reads the attribute at `path`.
-    pub async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R> {
-        // No arguments: CBOR null, as PROTOCOL §3 says (an empty byte string is no value).
-        let out = self
-            .raw(path, CallKind::Get, Bytes::from_static(&[0xf6]))
-            .await?;
-        decode(&out)
-    }
+/// A handle of the node `engine` runs (for a runtime that drives the engine itself, as the
+/// mio driver does).
+#[doc(hidden)]
+pub fn handle_for(engine: &Arc<Engine>) -> Handle {
+    Handle::new(engine)
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// socket holds that UDP port.
 ///
 /// ```
-/// let (tcp, udp) = chaski_api::bind_std("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let (tcp, udp) = chaski_api::kit::bind_std("127.0.0.1:0".parse().unwrap()).unwrap();
 /// assert_eq!(tcp.local_addr().unwrap(), udp.local_addr().unwrap());
 /// ```
 pub fn bind_std(want: SocketAddr) -> Result<(TcpListener, UdpSocket)> {

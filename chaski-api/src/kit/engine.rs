@@ -15,14 +15,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::datagrams::DatagramQueue;
-use chaski_proto::Event;
 use chaski_proto::{Config, ConnId, Direction, Node as Core, NodeId, Output, Received};
 
-use crate::handle::Handle;
-use crate::hub::{Hub, Invocation, Reply};
-use crate::queue::Messages;
-use crate::runtime::{TcpIo, UdpIo};
+use super::datagrams::DatagramQueue;
+use super::hub::{Hub, Invocation, Reply};
+use super::runtime::{TcpIo, UdpIo};
+use crate::queue::{Events, Messages};
 
 /// Largest chunk read from, or written to, a socket at once.
 const CHUNK: usize = 256 * 1024;
@@ -252,13 +250,14 @@ pub struct Info {
     /// Received messages.
     pub messages: Messages<Received>,
     /// Lifecycle events.
-    pub events: Messages<Event>,
+    pub events: Events,
 }
 
-/// Shuts the node down when the last handle goes.
-pub(crate) struct Guard(Arc<Engine>);
+/// Keeps the node running while someone holds it (every handle does); when the last one goes,
+/// the node shuts down.
+pub struct Keepalive(Arc<Engine>);
 
-impl Drop for Guard {
+impl Drop for Keepalive {
     fn drop(&mut self) {
         self.0.turn(|s, now| s.core.shutdown(now));
     }
@@ -269,7 +268,7 @@ pub struct Engine {
     state: Mutex<State>,
     launcher: Box<dyn Launcher>,
     info: Info,
-    guard: Mutex<Weak<Guard>>,
+    keepalive: Mutex<Weak<Keepalive>>,
 }
 
 /// What the next step of a connection's task is.
@@ -324,7 +323,7 @@ impl Engine {
             }),
             launcher,
             info,
-            guard: Mutex::new(Weak::new()),
+            keepalive: Mutex::new(Weak::new()),
         })
     }
 
@@ -333,16 +332,15 @@ impl Engine {
         &self.info
     }
 
-    /// A handle. While any handle lives the node runs; when the last one is dropped, it
-    /// shuts down (a later handle finds it shut down).
-    pub fn handle(self: &Arc<Self>) -> Handle {
-        let mut g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
-        let guard = g.upgrade().unwrap_or_else(|| {
-            let guard = Arc::new(Guard(self.clone()));
-            *g = Arc::downgrade(&guard);
-            guard
-        });
-        Handle::new(self.clone(), guard)
+    /// The node's keepalive: while any clone of it lives the node runs; when the last is
+    /// dropped, it shuts down (a later one finds it shut down).
+    pub fn keepalive(self: &Arc<Self>) -> Arc<Keepalive> {
+        let mut k = self.keepalive.lock().unwrap_or_else(|p| p.into_inner());
+        k.upgrade().unwrap_or_else(|| {
+            let keepalive = Arc::new(Keepalive(self.clone()));
+            *k = Arc::downgrade(&keepalive);
+            keepalive
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -15,14 +15,14 @@ use chaski_proto::{
 
 use crate::context::{CallContext, Cancel, Cancellable};
 use crate::error::{Error, Result};
-use crate::queue::{MessageQueue, Messages};
+use crate::queue::{Events, MessageQueue, Messages};
 use crate::service::{CallFuture, Service};
 
 /// The sending half of a one-shot answer.
 pub type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// A request from a peer to run on a local service; answer with
-/// [`Engine::respond`](crate::Engine::respond)`(peer, id, future.await)`.
+/// [`Engine::respond`](super::Engine::respond)`(peer, id, future.await)`.
 pub struct Invocation {
     /// The caller.
     pub peer: NodeId,
@@ -35,7 +35,7 @@ pub struct Invocation {
 /// Lifecycle events kept for the application before the oldest is dropped.
 const EVENT_QUEUE: usize = 4096;
 
-/// A subscription with a stream of its own ([`crate::Subscriber`]).
+/// A subscription with a stream of its own (a `Subscriber`, to the application).
 struct Sub {
     id: u64,
     pattern: String,
@@ -71,7 +71,7 @@ pub struct Hub {
 impl Hub {
     /// A hub with the configured message queue, and the consumer sides of the message and
     /// event queues.
-    pub fn new(cfg: &chaski_proto::Config) -> (Hub, Messages<Received>, Messages<Event>) {
+    pub fn new(cfg: &chaski_proto::Config) -> (Hub, Messages<Received>, Events) {
         let (messages, m) =
             MessageQueue::new(cfg.message_queue, cfg.queue_budget(), cfg.slow_consumer);
         let (events, e) = MessageQueue::new(EVENT_QUEUE, usize::MAX, SlowConsumer::DropOldest);
@@ -166,12 +166,15 @@ impl Hub {
         let mut wide = Vec::new();
         for m in self.inbox.drain(..) {
             for (s, batch) in self.subs.iter().zip(&mut each) {
-                if crate::topic_matches(&s.pattern, &m.topic) {
+                if chaski_proto::topic::matches(&s.pattern, &m.topic) {
                     batch.push(m.clone());
                 }
             }
             if self.wide.contains(&m.topic)
-                || self.wide.iter().any(|p| crate::topic_matches(p, &m.topic))
+                || self
+                    .wide
+                    .iter()
+                    .any(|p| chaski_proto::topic::matches(p, &m.topic))
             {
                 wide.push(m);
             }

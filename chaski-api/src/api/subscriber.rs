@@ -9,8 +9,8 @@ use futures_core::Stream;
 
 use chaski_proto::Received;
 
+use crate::kit::Engine;
 use crate::queue::{BlockingIter, Messages, QueueStats};
-use crate::shared::Engine;
 
 /// The messages one subscription's pattern matches, and nothing else: a `Stream` on async
 /// runtimes, [`Subscriber::recv_timeout`] or [`Subscriber::blocking_iter`] without one. Dropping
@@ -25,7 +25,7 @@ pub struct Subscriber {
 
 /// Unsubscribes when the subscriber goes.
 struct Registration {
-    shared: Arc<Engine>,
+    engine: Arc<Engine>,
     id: u64,
 }
 
@@ -38,7 +38,7 @@ impl std::fmt::Debug for Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let id = self.id;
-        self.shared.turn(|s, now| {
+        self.engine.turn(|s, now| {
             if let Some(pattern) = s.hub.remove_subscriber(id) {
                 // A node that has shut down has nothing left to unsubscribe.
                 let _ = s.core.unsubscribe(&pattern, now);
@@ -49,7 +49,7 @@ impl Drop for Registration {
 
 impl Subscriber {
     pub(crate) fn new(
-        shared: Arc<Engine>,
+        engine: Arc<Engine>,
         id: u64,
         pattern: &str,
         messages: Messages<Received>,
@@ -57,7 +57,7 @@ impl Subscriber {
         Subscriber {
             pattern: pattern.to_string(),
             messages,
-            _registration: Registration { shared, id },
+            _registration: Registration { engine, id },
         }
     }
 

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use chaski_proto::{Config, ConnId, Node as Core};
 
-use crate::handle::Handle;
-use crate::hub::Invocation;
-use crate::runtime::{Runtime, TcpIo};
-use crate::shared::{Engine, Launcher, TimerWait};
+use super::engine::{Engine, Launcher, TimerWait};
+use super::hub::Invocation;
+use super::runtime::{Runtime, TcpIo};
 
 /// Timers sleep this much past their deadline, so deadlines close together (keep-alives of
 /// many idle edges) are handled in one wake-up.
@@ -23,20 +22,20 @@ pub const TIMER_SLACK: Duration = Duration::from_millis(10);
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Starts a node on runtime `R` over sockets bound at `local`: spawns its tasks, gives its
-/// handle. Fails if the configuration is not valid.
-pub fn start<R: Runtime>(
+/// engine. Fails if the configuration is not valid.
+pub fn spawn<R: Runtime>(
     rt: R,
     config: Config,
     local: SocketAddr,
     listener: R::Listener,
     udp: R::Udp,
-) -> crate::Result<Handle> {
-    let core = Core::new(crate::seeded(config, local), Some(local))?;
+) -> crate::Result<Arc<Engine>> {
+    let core = Core::new(super::seeded(config, local), Some(local))?;
     let shared = Engine::new(core, Box::new(AsyncLauncher(rt.clone())));
     rt.spawn(accept(rt.clone(), shared.clone(), listener));
     rt.spawn(datagrams::<R>(shared.clone(), udp));
     rt.spawn(timers::<R>(shared.clone()));
-    Ok(shared.handle())
+    Ok(shared)
 }
 
 struct AsyncLauncher<R>(R);

@@ -13,8 +13,8 @@ use rcgen::{
 use chaski_proto::tls::{id_of_cert, TlsError, TlsIdentity, CLUSTER_NAME};
 use chaski_proto::NodeId;
 
+use super::secure::{CA_FILE, CERT_FILE, KEY_FILE};
 use crate::error::{Error, Result};
-use crate::secure::{CA_FILE, CERT_FILE, KEY_FILE};
 
 /// The CA's key, in its directory.
 pub const CA_KEY_FILE: &str = "ca.key";
