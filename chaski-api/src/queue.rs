@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -59,7 +60,6 @@ struct Inner<T> {
     /// The task of each receiver waiting for items, by receiver id (a receiver's clone has
     /// its own, so two tasks reading one stream are both woken).
     readers: Vec<(u64, Waker)>,
-    next_reader: u64,
     /// Tasks waiting for room (one per connection at most).
     space: Vec<Waker>,
     /// Threads blocked in `recv_timeout` (the condvar is signalled only if some are).
@@ -70,6 +70,8 @@ struct Inner<T> {
 struct Channel<T> {
     inner: Mutex<Inner<T>>,
     cond: Condvar,
+    /// The next clone's id.
+    next_reader: AtomicU64,
     capacity: usize,
     max_bytes: usize,
     policy: SlowConsumer,
@@ -84,41 +86,37 @@ pub struct MessageQueue<T: Weigh> {
 /// A node's lifecycle event stream ([`Handle::events`](crate::Handle::events)).
 pub type Events = Messages<chaski_proto::Event>;
 
-/// The consumer side: a `Stream`, or blocking with [`Messages::recv_timeout`]. Clones share
-/// one queue (each item goes to one of them).
+/// The consumer side, one per queue: a `Stream`, or blocking with [`Messages::recv_timeout`].
+/// Clones are the same stream (each item goes to one of them, in order), so a program may take
+/// it anew for every message (`node.messages().next().await`) at no cost.
 ///
-/// A receiver takes up to 256 queued items at once into its own batch (one lock of the shared
-/// queue per batch, not per item); a dropped receiver gives what it did not read back to the
-/// front of the queue.
+/// Items leave the queue up to 256 at a time (one lock of the queue per batch, not per item),
+/// into a batch every clone reads from.
 #[derive(Debug)]
 pub struct Messages<T: Weigh> {
     shared: Arc<Channel<T>>,
-    batch: Mutex<VecDeque<T>>,
-    /// This receiver's id among its clones.
+    batch: Arc<Mutex<VecDeque<T>>>,
+    /// This clone's id, under which its task waits for items.
     id: u64,
 }
 
 impl<T: Weigh> Clone for Messages<T> {
     fn clone(&self) -> Self {
-        Messages::attach(self.shared.clone())
+        Messages {
+            shared: self.shared.clone(),
+            batch: self.batch.clone(),
+            id: self.shared.next_reader.fetch_add(1, Ordering::Relaxed),
+        }
     }
 }
 
 impl<T: Weigh> Drop for Messages<T> {
     fn drop(&mut self) {
         let id = self.id;
-        let batch = self.batch.get_mut().unwrap_or_else(|p| p.into_inner());
         let mut g = lock(&self.shared);
-        g.readers.retain(|(r, _)| *r != id);
-        if batch.is_empty() {
-            return;
+        if !g.readers.is_empty() {
+            g.readers.retain(|(r, _)| *r != id);
         }
-        g.delivered -= batch.len() as u64;
-        while let Some(item) = batch.pop_back() {
-            g.bytes += item.weight();
-            g.items.push_front(item);
-        }
-        self.shared.readable(g);
     }
 }
 
@@ -171,11 +169,11 @@ impl<T: Weigh> MessageQueue<T> {
                 dropped: 0,
                 delivered: 0,
                 readers: Vec::new(),
-                next_reader: 0,
                 space: Vec::new(),
                 waiting: 0,
             }),
             cond: Condvar::new(),
+            next_reader: AtomicU64::new(1),
             capacity: capacity.max(1),
             max_bytes: max_bytes.max(1),
             policy,
@@ -184,7 +182,11 @@ impl<T: Weigh> MessageQueue<T> {
             MessageQueue {
                 shared: shared.clone(),
             },
-            Messages::attach(shared),
+            Messages {
+                shared,
+                batch: Arc::default(),
+                id: 0,
+            },
         )
     }
 
@@ -268,21 +270,7 @@ impl<T: Weigh> Drop for MessageQueue<T> {
 }
 
 impl<T: Weigh> Messages<T> {
-    /// A new receiver of `shared`, with its own id.
-    fn attach(shared: Arc<Channel<T>>) -> Self {
-        let id = {
-            let mut g = lock(&shared);
-            g.next_reader += 1;
-            g.next_reader
-        };
-        Messages {
-            shared,
-            batch: Mutex::new(VecDeque::new()),
-            id,
-        }
-    }
-
-    /// The next item of this receiver's batch, or of the queue (then up to [`BATCH`] items
+    /// The next item of the stream's batch, or of the queue (then up to [`BATCH`] items
     /// and about [`BATCH_BYTES`] bytes are taken as the batch); `g` is the queue, locked.
     fn take(g: &mut Inner<T>, batch: &mut VecDeque<T>) -> Option<T> {
         if let Some(item) = batch.pop_front() {
@@ -327,22 +315,21 @@ impl<T: Weigh> Messages<T> {
 
     /// Blocks up to `timeout` for the next item; `None` on timeout or once closed and empty.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
-        let mut batch = self.batch();
-        if let Some(item) = batch.pop_front() {
-            return Some(item);
-        }
-        let mut g = lock(&self.shared);
-        if let Some(item) = Self::take(&mut g, &mut batch) {
-            return Some(item);
-        }
         let deadline = Instant::now() + timeout;
         loop {
+            let mut batch = self.batch();
+            if let Some(item) = batch.pop_front() {
+                return Some(item);
+            }
+            let mut g = lock(&self.shared);
             if let Some(item) = Self::take(&mut g, &mut batch) {
                 return Some(item);
             }
             if g.closed {
                 return None;
             }
+            // Other clones use the batch meanwhile (the queue's lock is taken after it).
+            drop(batch);
             let left = deadline.checked_duration_since(Instant::now())?;
             g.waiting += 1;
             g = self
@@ -541,25 +528,23 @@ mod tests {
     }
 
     #[test]
-    fn a_receiver_takes_a_batch_and_gives_back_what_it_did_not_read() {
+    fn clones_are_one_stream_in_order_and_a_clone_per_item_costs_no_batch() {
         let (q, m) = MessageQueue::new(10_000, usize::MAX, SlowConsumer::BackPressure);
         q.push_many(0..1000);
         let other = m.clone();
         assert_eq!(other.try_recv(), Some(0));
-        // The rest of its batch is its own; the queue keeps what was not taken.
+        // One batch left the queue; every clone reads it, in order.
         assert_eq!(q.stats().len, 1000 - BATCH);
-        assert_eq!(m.try_recv(), Some(BATCH as i32));
-        assert_eq!(q.stats().len, 1000 - 2 * BATCH);
-        // Dropped: what it did not read goes back to the front of the queue, in order.
+        assert_eq!(m.try_recv(), Some(1));
         drop(other);
-        assert_eq!(q.stats().len, 1000 - 2 * BATCH + (BATCH - 1));
-        let rest: Vec<i32> = std::iter::from_fn(|| m.try_recv()).collect();
-        // m's own batch first, then the queue: the given-back items, then the rest.
-        let b = BATCH as i32;
-        let mut expect: Vec<i32> = (b + 1..2 * b).collect();
-        expect.extend(1..b);
-        expect.extend(2 * b..1000);
-        assert_eq!(rest, expect);
+        assert_eq!(q.stats().len, 1000 - BATCH, "nothing is given back");
+        // A fresh clone for every item (the README's `node.messages().next()`): in order,
+        // and the queue gives up one batch at a time, not one per clone.
+        let mut got = vec![0, 1];
+        for _ in 2..1000 {
+            got.push(m.clone().try_recv().expect("an item"));
+        }
+        assert_eq!(got, (0..1000).collect::<Vec<i32>>());
         assert_eq!(m.stats().delivered, 1000);
     }
 
