@@ -19,28 +19,22 @@ use chaski_proto::{Config, ConnId, Direction, Node as Core, NodeId, Output, Rece
 
 use super::datagrams::DatagramQueue;
 use super::hub::{Hub, Invocation, Reply};
-use super::runtime::{TcpIo, UdpIo};
+use super::runtime::UdpIo;
 use crate::queue::{Events, Messages};
 
 /// Largest chunk read from, or written to, a socket at once.
 const CHUNK: usize = 256 * 1024;
-/// Below this many waiting bytes, a connection's task lets others run once before writing,
-/// so that a burst of small publishes leaves in one write.
-const SMALL_WRITE: usize = 16 * 1024;
-/// From this many waiting bytes on, a write goes straight from the core's buffer under the lock
-/// (no copy): the copy would cost more than the publishers wait.
-const DIRECT_WRITE: usize = 128 * 1024;
-/// Socket operations one connection's task does before it lets others run.
-const BUDGET: usize = 32;
+/// Socket operations one task does before it lets others run.
+pub(super) const BUDGET: usize = 32;
 
 thread_local! {
     /// Whether this thread runs a turn now (the node's lock is not reentrant).
     static IN_TURN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Every task reads into this thread's buffer (an idle connection holds none).
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+    pub(super) static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
     /// And writes from this one: bytes are copied out of the core under the lock, and written
     /// without it.
-    static WRITE_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+    pub(super) static WRITE_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
 }
 
 /// What the runtime must start once the lock is released.
@@ -61,19 +55,19 @@ pub trait Launcher: Send + Sync + 'static {
 
 /// The runtime's side of one connection.
 #[derive(Default)]
-struct Slot {
-    waker: Option<Waker>,
+pub(super) struct Slot {
+    pub(super) waker: Option<Waker>,
     /// The core closed it: write what is left, then end.
-    closing: bool,
+    pub(super) closing: bool,
     /// A small write was put off once, so that more bytes join it.
-    deferred: bool,
+    pub(super) deferred: bool,
 }
 
 /// Everything behind the node's lock.
 pub struct State {
     pub(crate) core: Core,
     pub(crate) hub: Hub,
-    slots: HashMap<ConnId, Slot>,
+    pub(super) slots: HashMap<ConnId, Slot>,
     datagrams: DatagramQueue,
     udp: Option<Waker>,
     listener: Option<Waker>,
@@ -87,7 +81,7 @@ pub struct State {
     shutdown: Vec<Reply<()>>,
     actions: Vec<Action>,
     next_inbound: u64,
-    finished: bool,
+    pub(super) finished: bool,
 }
 
 fn wake(w: &Option<Waker>) {
@@ -96,7 +90,7 @@ fn wake(w: &Option<Waker>) {
     }
 }
 
-fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+pub(super) fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
     if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
         *slot = Some(cx.waker().clone());
     }
@@ -192,7 +186,7 @@ impl State {
 
     /// Whether reading must wait for the application (back-pressure, queue full); registers
     /// the task to be woken when it has room.
-    fn read_paused(&self, cx: &Context<'_>) -> bool {
+    pub(super) fn read_paused(&self, cx: &Context<'_>) -> bool {
         self.hub.poll_space(cx).is_pending()
     }
 
@@ -271,24 +265,6 @@ pub struct Engine {
     keepalive: Mutex<Weak<Keepalive>>,
 }
 
-/// What the next step of a connection's task is.
-enum Step {
-    /// Write this many bytes of the write buffer.
-    Write(usize),
-    /// Let others run first (more bytes may join a small write).
-    Defer,
-    /// Written straight from the core's buffer.
-    Wrote,
-    /// The socket failed.
-    Lost,
-    /// Nothing to write now.
-    Idle,
-    /// Closed by the core and flushed: send FIN and end.
-    Close,
-    /// Forgotten (or the node finished): end.
-    Gone,
-}
-
 impl Engine {
     /// A node over `core`, started by `launcher`.
     pub fn new(core: Core, launcher: Box<dyn Launcher>) -> Arc<Engine> {
@@ -343,7 +319,7 @@ impl Engine {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic under the lock (a bug) must not turn every later call into a panic.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -432,168 +408,11 @@ impl Engine {
     }
 
     /// The connection ended (EOF, reset, failed write): forget it.
-    fn lost(self: &Arc<Self>, conn: ConnId) {
+    pub(super) fn lost(self: &Arc<Self>, conn: ConnId) {
         self.turn(|s, now| {
             s.slots.remove(&conn);
             s.core.handle_closed(conn, now);
         });
-    }
-
-    /// Reports the last write (`written` bytes; `blocked` if the socket would take no more),
-    /// then copies the next chunk into `buf` (if given).
-    fn next_write<T: TcpIo + ?Sized>(
-        self: &Arc<Self>,
-        cx: &mut Context<'_>,
-        conn: ConnId,
-        written: usize,
-        blocked: bool,
-        buf: Option<&mut [u8]>,
-        io: &T,
-    ) -> Step {
-        self.turn(|s, now| {
-            if written > 0 || blocked {
-                s.core.advance(conn, written, now);
-            }
-            if s.finished {
-                return Step::Gone;
-            }
-            let Some(slot) = s.slots.get_mut(&conn) else {
-                return Step::Gone;
-            };
-            register(&mut slot.waker, cx);
-            let Some(buf) = buf else {
-                return Step::Idle;
-            };
-            let waiting = s.core.outbound_len(conn);
-            if waiting > 0 && waiting < SMALL_WRITE && !slot.deferred && !slot.closing {
-                slot.deferred = true;
-                return Step::Defer;
-            }
-            slot.deferred = false;
-            let data = s.core.outbound(conn);
-            if data.is_empty() {
-                return if slot.closing {
-                    s.slots.remove(&conn);
-                    Step::Close
-                } else {
-                    Step::Idle
-                };
-            }
-            if data.len() >= DIRECT_WRITE {
-                // Large: written straight from the core's buffer (no copy), under the lock.
-                return match io.poll_write(cx, data) {
-                    Poll::Ready(Ok(k)) if k > 0 => {
-                        s.core.advance(conn, k, now);
-                        Step::Wrote
-                    }
-                    Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                        Step::Wrote
-                    }
-                    Poll::Ready(_) => Step::Lost,
-                    Poll::Pending => {
-                        s.core.advance(conn, 0, now);
-                        Step::Idle
-                    }
-                };
-            }
-            let n = data.len().min(buf.len());
-            buf[..n].copy_from_slice(&data[..n]);
-            Step::Write(n)
-        })
-    }
-
-    /// Drives one connection: writes what the core has for it as far as the socket takes
-    /// it, and hands what arrives to the core. `Ready` when the connection is over (drop the
-    /// socket then). Call again whenever the task is woken.
-    pub fn poll_conn<T: TcpIo + ?Sized>(
-        self: &Arc<Self>,
-        cx: &mut Context<'_>,
-        conn: ConnId,
-        io: &T,
-    ) -> Poll<()> {
-        let mut budget = BUDGET;
-        loop {
-            // Write first: what the core holds for this peer, while the socket takes it.
-            let step = WRITE_BUF.with_borrow_mut(|buf| {
-                let mut written = 0;
-                loop {
-                    if budget == 0 {
-                        let _ = self.next_write(cx, conn, written, false, None, io);
-                        return Flow::Yield;
-                    }
-                    budget -= 1;
-                    match self.next_write(cx, conn, written, false, Some(&mut buf[..]), io) {
-                        Step::Write(n) => match io.poll_write(cx, &buf[..n]) {
-                            Poll::Ready(Ok(k)) if k > 0 => written = k,
-                            Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                                written = 0
-                            }
-                            Poll::Ready(_) => return Flow::Lost,
-                            Poll::Pending => {
-                                return self.next_write(cx, conn, 0, true, None, io).into();
-                            }
-                        },
-                        Step::Wrote => written = 0,
-                        other => return other.into(),
-                    }
-                }
-            });
-            match step {
-                Flow::Lost => {
-                    self.lost(conn);
-                    return Poll::Ready(());
-                }
-                Flow::Close => {
-                    io.shutdown_write();
-                    return Poll::Ready(());
-                }
-                Flow::Gone => return Poll::Ready(()),
-                Flow::Yield => {
-                    // Others get a turn; this task comes back at once.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Flow::Idle => {}
-            }
-            // Then read: one chunk, decoded and delivered by this task.
-            let read = READ_BUF.with_borrow_mut(|buf| {
-                let closing = {
-                    let s = self.lock();
-                    if s.read_paused(cx) {
-                        return Read::Paused;
-                    }
-                    s.slots.get(&conn).is_none_or(|slot| slot.closing)
-                };
-                if closing {
-                    return Read::Paused;
-                }
-                match io.poll_read(cx, buf) {
-                    Poll::Ready(Ok(0)) => Read::Lost,
-                    Poll::Ready(Ok(n)) => {
-                        self.turn(|s, now| s.core.handle_bytes(conn, &buf[..n], now));
-                        Read::Progress
-                    }
-                    Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                        Read::Progress
-                    }
-                    Poll::Ready(Err(_)) => Read::Lost,
-                    Poll::Pending => Read::Paused,
-                }
-            });
-            match read {
-                Read::Lost => {
-                    self.lost(conn);
-                    return Poll::Ready(());
-                }
-                Read::Progress if budget > 0 => budget -= 1,
-                Read::Progress => {
-                    // Others get a turn; this task comes back at once.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Read::Paused => return Poll::Pending,
-            }
-        }
     }
 
     /// Drives the UDP socket: sends queued datagrams, hands received ones to the core.
@@ -677,32 +496,4 @@ pub enum TimerWait {
     Finished,
     /// Sleep until this deadline (`None`: until woken).
     Next(Option<Instant>),
-}
-
-/// What a connection's write half ended on.
-enum Flow {
-    Idle,
-    Yield,
-    Close,
-    Gone,
-    Lost,
-}
-
-impl From<Step> for Flow {
-    fn from(s: Step) -> Flow {
-        match s {
-            Step::Write(_) | Step::Wrote | Step::Idle => Flow::Idle,
-            Step::Lost => Flow::Lost,
-            Step::Defer => Flow::Yield,
-            Step::Close => Flow::Close,
-            Step::Gone => Flow::Gone,
-        }
-    }
-}
-
-/// What a connection's read half ended on.
-enum Read {
-    Progress,
-    Paused,
-    Lost,
 }

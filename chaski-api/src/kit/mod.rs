@@ -10,6 +10,7 @@
 //! - [`bind_std`]: the node's sockets, bound once for every runtime.
 
 mod bind;
+mod connection;
 mod datagrams;
 mod engine;
 mod hub;
