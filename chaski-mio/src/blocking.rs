@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mio::{Events, Poll, Token};
+use mio::{Poll, Token};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use chaski_api::Event;
-use chaski_api::{block_on, Error, Handle, Messages, Result, Service, ServiceError, Subscriber};
+use chaski_api::{
+    block_on, Error, Events, Handle, Messages, Result, Service, ServiceError, Subscriber,
+};
 use chaski_proto::{Config, EdgeInfo, NodeId, Received, Status};
 
 use crate::driver::Driver;
@@ -45,7 +46,7 @@ impl Node {
                     }
                 };
                 let _ = tx.send(Ok(driver.handle()));
-                let mut events = Events::with_capacity(1024);
+                let mut events = mio::Events::with_capacity(1024);
                 loop {
                     if let Err(e) = poll.poll(&mut events, driver.timeout()) {
                         if e.kind() != std::io::ErrorKind::Interrupted {
@@ -71,130 +72,86 @@ impl Node {
     pub fn handle(&self) -> &Handle {
         &self.handle
     }
+}
 
+/// The blocking methods, each [`Handle`]'s method of the same name and arguments, waited for
+/// (`block_on` for an async one): one mechanism, so that the blocking API cannot drift from
+/// the async one (a test checks that every method of [`Handle`] is here).
+macro_rules! blocking {
+    (
+        $( $(#[$doc:meta])* $kind:ident fn $name:ident $(<$($g:ident),*>)?
+            (&self $(, $arg:ident : $ty:ty)*) -> $ret:ty $(where { $($w:tt)* })? ; )*
+    ) => {
+        impl Node {
+            $(
+                $(#[$doc])*
+                pub fn $name $(<$($g),*>)? (&self $(, $arg: $ty)*) -> $ret $(where $($w)*)? {
+                    blocking!(@call $kind self.handle.$name($($arg),*))
+                }
+            )*
+        }
+    };
+    (@call wait $e:expr) => { block_on($e) };
+    (@call now $e:expr) => { $e };
+}
+
+blocking! {
     /// The bound address (TCP and UDP).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.handle.local_addr()
-    }
-
+    now fn local_addr(&self) -> SocketAddr;
     /// The node id.
-    pub fn id(&self) -> NodeId {
-        self.handle.id()
-    }
-
+    now fn id(&self) -> NodeId;
     /// The node name.
-    pub fn name(&self) -> &str {
-        self.handle.name()
-    }
-
+    now fn name(&self) -> &str;
     /// `Name@host:port`.
-    pub fn address(&self) -> String {
-        self.handle.address()
-    }
-
+    now fn address(&self) -> String;
     /// Connects to a peer; returns once the edge exists (or the handshake timeout passed).
-    pub fn connect(&self, addr: &str) -> Result<EdgeInfo> {
-        block_on(self.handle.connect(addr))
-    }
-
-    /// Subscribes to a topic; neighbours are told at once.
-    pub fn subscribe(&self, topic: &str) -> Result<()> {
-        block_on(self.handle.subscribe(topic))
-    }
-
+    wait fn connect(&self, addr: &str) -> Result<EdgeInfo>;
+    /// Subscribes to a topic or pattern; neighbours are told at once.
+    wait fn subscribe(&self, topic: &str) -> Result<()>;
     /// Subscribes to a topic or pattern with a stream of its own
     /// ([`Handle::subscriber`](chaski_api::Handle::subscriber)): read it with
     /// [`Subscriber::recv_timeout`] or [`Subscriber::blocking_iter`]; dropping it unsubscribes.
-    pub fn subscriber(&self, pattern: &str) -> Result<Subscriber> {
-        block_on(self.handle.subscriber(pattern))
-    }
-
+    wait fn subscriber(&self, pattern: &str) -> Result<Subscriber>;
     /// Unsubscribes from a topic.
-    pub fn unsubscribe(&self, topic: &str) -> Result<()> {
-        block_on(self.handle.unsubscribe(topic))
-    }
-
+    wait fn unsubscribe(&self, topic: &str) -> Result<()>;
     /// Publishes to subscribed neighbours and roots; blocks while a peer is congested.
-    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<()> {
-        block_on(self.handle.publish(topic, payload))
-    }
-
+    wait fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<()>;
     /// Sends a best-effort publish in one UDP datagram to one node.
-    pub fn publish_datagram(
-        &self,
-        addr: &str,
-        topic: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<()> {
-        block_on(self.handle.publish_datagram(addr, topic, payload))
-    }
-
+    wait fn publish_datagram(&self, addr: &str, topic: &str, payload: impl Into<Bytes>) -> Result<()>;
     /// Received messages: [`Messages::recv_timeout`], [`Messages::try_recv`] or
     /// [`Messages::blocking_iter`].
-    pub fn messages(&self) -> Messages<Received> {
-        self.handle.messages()
-    }
-
+    now fn messages(&self) -> Messages<Received>;
     /// Lifecycle events.
-    pub fn events(&self) -> Messages<Event> {
-        self.handle.events()
-    }
-
+    now fn events(&self) -> Events;
     /// Discovers peers; returns once every topic is paired.
-    pub fn discover(&self) -> Result<()> {
-        block_on(self.handle.discover())
-    }
-
+    wait fn discover(&self) -> Result<()>;
     /// Pings a peer with `padding` bytes each way; returns the round trip.
-    pub fn ping(&self, peer: NodeId, padding: usize) -> Result<Duration> {
-        block_on(self.handle.ping(peer, padding))
-    }
-
+    wait fn ping(&self, peer: NodeId, padding: usize) -> Result<Duration>;
     /// Asks a node for its status over UDP.
-    pub fn status(&self, addr: &str) -> Result<Status> {
-        block_on(self.handle.status(addr))
-    }
-
+    wait fn status(&self, addr: &str) -> Result<Status>;
     /// This node's own status.
-    pub fn local_status(&self) -> Result<Status> {
-        block_on(self.handle.local_status())
-    }
-
+    wait fn local_status(&self) -> Result<Status>;
     /// A snapshot of every edge.
-    pub fn edges(&self) -> Result<Vec<EdgeInfo>> {
-        block_on(self.handle.edges())
-    }
-
+    wait fn edges(&self) -> Result<Vec<EdgeInfo>>;
+    /// Whether the node is redialing `peer` (it lost, without a goodbye, an edge it had dialed).
+    wait fn is_redialing(&self, peer: NodeId) -> Result<bool>;
     /// Closes the edge to a peer with a goodbye.
-    pub fn close(&self, peer: NodeId) -> Result<()> {
-        block_on(self.handle.close(peer))
-    }
-
+    wait fn close(&self, peer: NodeId) -> Result<()>;
     /// Says goodbye to every peer and stops the node's thread.
-    pub fn shutdown(&self) -> Result<()> {
-        block_on(self.handle.shutdown())
-    }
-
+    wait fn shutdown(&self) -> Result<()>;
     /// Offers a service under `name`.
-    pub fn serve(&self, name: &str, service: Service) -> Result<()> {
-        block_on(self.handle.serve(name, service))
-    }
-
+    wait fn serve(&self, name: &str, service: Service) -> Result<()>;
     /// Offers a single function under `name`.
-    pub fn attach<A, R, F>(&self, name: &str, f: F) -> Result<()>
-    where
+    wait fn attach<A, R, F>(&self, name: &str, f: F) -> Result<()> where {
         A: DeserializeOwned + Send + 'static,
         R: Serialize + 'static,
         F: Fn(A) -> std::result::Result<R, ServiceError> + Send + Sync + 'static,
-    {
-        block_on(self.handle.attach(name, f))
-    }
-
+    };
     /// Withdraws a service.
-    pub fn detach(&self, name: &str) -> Result<()> {
-        block_on(self.handle.detach(name))
-    }
+    wait fn detach(&self, name: &str) -> Result<()>;
+}
 
+impl Node {
     /// A proxy to `name`, wherever it is served in the mesh (see
     /// [`Handle::proxy`](chaski_api::Handle::proxy)): calls are spread over its servers and
     /// fail over when one is lost.
@@ -214,6 +171,11 @@ impl Node {
 pub struct Proxy(chaski_api::Proxy);
 
 impl Proxy {
+    /// The service's name.
+    pub fn service(&self) -> &str {
+        self.0.service()
+    }
+
     /// The connected servers of the service, in the order their edges were established.
     pub fn servers(&self) -> Vec<NodeId> {
         block_on(self.0.servers())
@@ -232,5 +194,47 @@ impl Proxy {
     /// Reads the attribute at `path`.
     pub fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R> {
         block_on(self.0.get(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The public methods of a type's `impl` blocks in a source file (`pub fn` / `pub async fn`),
+    /// and those of the `blocking!` list.
+    fn methods(src: &str, marker: &str) -> std::collections::BTreeSet<String> {
+        src.lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let rest = l.strip_prefix(marker)?;
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                (!name.is_empty()).then_some(name)
+            })
+            .collect()
+    }
+
+    /// Every method of the async `Handle` has its blocking twin here, and nothing else is here
+    /// (the same for `Proxy`), so the runtimes expose the same methods by the same names.
+    #[test]
+    fn the_blocking_node_has_every_method_of_the_handle() {
+        let handle = include_str!("../../chaski-api/src/api/handle.rs");
+        let handle_impl = &handle[handle.find("impl Handle {").expect("impl Handle")..];
+        let handle_impl = &handle_impl[..handle_impl.find("\n}\n").expect("its end")];
+        let mut async_api = methods(handle_impl, "pub async fn ");
+        async_api.extend(methods(handle_impl, "pub fn "));
+        let ours = include_str!("blocking.rs");
+        let mut blocking = methods(ours, "wait fn ");
+        blocking.extend(methods(ours, "now fn "));
+        blocking.extend(["proxy".to_string(), "proxy_on".to_string()]);
+        assert_eq!(async_api, blocking);
+
+        let proxy = include_str!("../../chaski-api/src/api/proxy.rs");
+        let proxy_impl = &proxy[proxy.find("impl Proxy {").expect("impl Proxy")..];
+        let mut async_proxy = methods(proxy_impl, "pub async fn ");
+        async_proxy.extend(methods(proxy_impl, "pub fn "));
+        let ours_proxy = &ours[ours.find("impl Proxy {").expect("our Proxy")..];
+        assert_eq!(async_proxy, methods(ours_proxy, "pub fn "));
     }
 }
