@@ -315,7 +315,8 @@ impl<T: Weigh> Messages<T> {
 
     /// Blocks up to `timeout` for the next item; `None` on timeout or once closed and empty.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
-        let deadline = Instant::now() + timeout;
+        // Read the clock only when there is something to wait for.
+        let mut deadline = None;
         loop {
             let mut batch = self.batch();
             if let Some(item) = batch.pop_front() {
@@ -330,6 +331,7 @@ impl<T: Weigh> Messages<T> {
             }
             // Other clones use the batch meanwhile (the queue's lock is taken after it).
             drop(batch);
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
             let left = deadline.checked_duration_since(Instant::now())?;
             g.waiting += 1;
             g = self
