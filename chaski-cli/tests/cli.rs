@@ -538,6 +538,20 @@ fn address_in(line: &str) -> String {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
+/// A root on loopback, and a `node` connected to it (with `extra` arguments), once the node
+/// says so: the root with its address, and the node with its stderr.
+fn root_and_member(extra: &[&str]) -> (Guard, String, Guard, Lines) {
+    let (root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0"], &[]);
+    let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
+    let mut args = vec!["node", "--bind", "127.0.0.1:0", "--connect", &addr];
+    args.extend(extra);
+    let (member, _, member_err) = start(&args, &[]);
+    assert!(member_err
+        .find(DEADLINE, |l| l.starts_with("connected to"))
+        .is_some());
+    (root, addr, member, member_err)
+}
+
 fn signal(child: &Guard, name: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{name}"), &child.0.id().to_string()])
@@ -632,23 +646,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
     }
     drop(server);
 
-    let (root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0"], &[]);
-    let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
-    let (watcher, _, watcher_err) = start(
-        &[
-            "node",
-            "--bind",
-            "127.0.0.1:0",
-            "--connect",
-            &addr,
-            "--sub",
-            "x",
-        ],
-        &[],
-    );
-    assert!(watcher_err
-        .find(DEADLINE, |l| l.starts_with("connected to"))
-        .is_some());
+    let (root, addr, watcher, _) = root_and_member(&["--sub", "x"]);
     let mut sub = Guard(
         chaski()
             .args(["sub", &addr, "news", "--bind", "127.0.0.1:0"])
@@ -688,23 +686,7 @@ fn help_shows_the_message_placeholders() {
 #[test]
 fn a_signal_ends_a_node_with_goodbyes_and_exit_0() {
     for sig in ["TERM", "INT"] {
-        let (mut root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0"], &[]);
-        let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
-        let (_member, _, member_err) = start(
-            &[
-                "node",
-                "--bind",
-                "127.0.0.1:0",
-                "--connect",
-                &addr,
-                "--name",
-                "member",
-            ],
-            &[],
-        );
-        assert!(member_err
-            .find(DEADLINE, |l| l.starts_with("connected to ChaskiRoot"))
-            .is_some());
+        let (mut root, _, _member, member_err) = root_and_member(&["--name", "member"]);
         signal(&root, sig);
         let status = wait(&mut root.0);
         assert_eq!(status.code(), Some(0), "SIG{sig}");

@@ -23,28 +23,43 @@ impl Node {
         ConnId(ConnId::OUTBOUND_BIT | self.next_conn)
     }
 
+    /// Records connection `conn` before its Hello: dialing (outbound) or handshaking
+    /// (accepted), frames held to `max_hello_len`, and the handshake's deadline set.
+    fn open_conn(
+        &mut self,
+        conn: ConnId,
+        (dir, remote): (Direction, SocketAddr),
+        purpose: Option<Purpose>,
+        nonce: u64,
+        now: Instant,
+    ) {
+        let deadline = now + self.cfg.handshake_timeout;
+        let state = match dir {
+            Direction::Outbound => ConnState::Dialing,
+            Direction::Inbound => ConnState::Handshaking,
+        };
+        let c = Conn {
+            dir,
+            remote,
+            state,
+            purpose,
+            nonce,
+            deadline,
+            decoder: FrameDecoder::new(self.cfg.max_hello_len.min(self.cfg.max_frame_len)),
+            out: BytesMut::new(),
+            blocked_since: None,
+            begun: 0,
+            tls: None,
+            peer_moved: false,
+        };
+        self.conns.insert(conn, c);
+        self.timers.set(TimerKey::Handshake(conn), deadline);
+    }
+
     pub(super) fn dial(&mut self, addr: SocketAddr, purpose: Purpose, now: Instant) -> ConnId {
         let conn = self.alloc_conn();
         let nonce = self.rng.u64(..);
-        self.conns.insert(
-            conn,
-            Conn {
-                dir: Direction::Outbound,
-                remote: addr,
-                state: ConnState::Dialing,
-                purpose: Some(purpose),
-                nonce,
-                deadline: now + self.cfg.handshake_timeout,
-                decoder: FrameDecoder::new(self.cfg.max_hello_len.min(self.cfg.max_frame_len)),
-                out: BytesMut::new(),
-                blocked_since: None,
-                begun: 0,
-                tls: None,
-                peer_moved: false,
-            },
-        );
-        self.timers
-            .set(TimerKey::Handshake(conn), now + self.cfg.handshake_timeout);
+        self.open_conn(conn, (Direction::Outbound, addr), Some(purpose), nonce, now);
         self.queue.push_back(Output::Dial { conn, addr });
         conn
     }
@@ -103,27 +118,7 @@ impl Node {
                     self.queue.push_back(Output::Close { conn });
                     return;
                 }
-                self.conns.insert(
-                    conn,
-                    Conn {
-                        dir,
-                        remote,
-                        state: ConnState::Handshaking,
-                        purpose: None,
-                        nonce: 0,
-                        deadline: now + self.cfg.handshake_timeout,
-                        decoder: FrameDecoder::new(
-                            self.cfg.max_hello_len.min(self.cfg.max_frame_len),
-                        ),
-                        out: BytesMut::new(),
-                        blocked_since: None,
-                        begun: 0,
-                        tls: None,
-                        peer_moved: false,
-                    },
-                );
-                self.timers
-                    .set(TimerKey::Handshake(conn), now + self.cfg.handshake_timeout);
+                self.open_conn(conn, (dir, remote), None, 0, now);
                 if self.shut_down {
                     self.close_conn(conn, DisconnectReason::Shutdown, true, now);
                     return;
