@@ -409,3 +409,108 @@ fn certificates_without_the_node_name_or_both_usages_are_refused_both_ways() {
         .unwrap_err()
         .contains(CLUSTER_NAME));
 }
+
+/// A member with a valid certificate that says Hello under another id is refused (the id a
+/// certificate proves is the only one it may claim), and said as itself it is let in: a
+/// secure node driven by hand, against a rustls client of the same cluster.
+#[test]
+fn a_hello_must_claim_the_id_its_certificate_proves() {
+    use chaski_proto::codec::{decode_message, encode_frame, FrameDecoder};
+    use chaski_proto::message::{Hello, Message, PROTOCOL_VERSION};
+    use chaski_proto::{ConnId, Direction, Node, NodeId, Output};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read, Write};
+
+    let ca = Ca::new();
+    let node_id = ca.issue("node", 2020, 2035);
+    let member = ca.issue("member", 2020, 2035);
+    let member_id = {
+        let der = CertificateDer::from_pem_slice(&member.cert).unwrap();
+        id_of_cert(&der).unwrap()
+    };
+    let client_config = || {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(&member.ca).unwrap())
+            .unwrap();
+        let chain = vec![CertificateDer::from_pem_slice(&member.cert).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(&member.key).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_details(
+                Arc::new(rustls::crypto::ring::default_provider()),
+                Arc::new(Fixed),
+            )
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap(),
+        )
+    };
+    // Runs a member's connection `conn` saying Hello as `claimed`; what the node answers.
+    let run = |claimed: NodeId, conn: ConnId| -> (Node, Vec<Message>) {
+        let now = std::time::Instant::now();
+        let cfg = Config::default().name("node").seed(1).secure(tls(&node_id));
+        let mut node = Node::new(cfg, Some(([127, 0, 0, 1], 9100).into())).unwrap();
+        node.handle_connected(conn, ([127, 0, 0, 1], 9200).into(), Direction::Inbound, now);
+        let name = ServerName::try_from(CLUSTER_NAME).unwrap();
+        let mut client = rustls::ClientConnection::new(client_config(), name).unwrap();
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            max_version: None,
+            id: claimed,
+            name: "member".into(),
+            listen: None,
+            topics: vec![],
+            paired: vec![],
+            services: vec![],
+            root: false,
+            pairing: None,
+            nonce: 1,
+        });
+        let mut frame = bytes::BytesMut::new();
+        encode_frame(&hello, &mut frame, 1 << 20).unwrap();
+        client.writer().write_all(&frame).unwrap();
+        let mut answers = FrameDecoder::new(1 << 20);
+        for _ in 0..20 {
+            let mut to_node = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_node).unwrap();
+            }
+            node.handle_bytes(conn, &to_node, now);
+            let mut to_client = Vec::new();
+            while let Some(o) = node.poll_output() {
+                if let Output::Transmit { conn: c } | Output::Close { conn: c } = o {
+                    if c == conn {
+                        to_client.extend_from_slice(&node.take_outbound(conn, now));
+                    }
+                }
+            }
+            let mut rd = &to_client[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+            }
+            let _ = client.process_new_packets();
+            let mut plain = Vec::new();
+            let _ = client.reader().read_to_end(&mut plain);
+            answers.extend(&plain);
+        }
+        let msgs = std::iter::from_fn(|| answers.next_frame().unwrap())
+            .map(|b| decode_message(&b).unwrap())
+            .collect();
+        (node, msgs)
+    };
+    // Claiming another member's id: refused, counted, no edge.
+    let (node, got) = run(NodeId(member_id.0 ^ 1), ConnId(1));
+    assert!(
+        matches!(got.last(), Some(Message::Goodbye(DisconnectReason::NotAuthorized(m))) if m.contains("certificate proves")),
+        "{got:?}"
+    );
+    assert_eq!(node.edge_count(), 0);
+    assert_eq!(node.counters().bad_peers, 1);
+    // As itself: the node's Hello comes back, an edge with that id.
+    let (node, got) = run(member_id, ConnId(2));
+    assert!(matches!(got.first(), Some(Message::Hello(_))), "{got:?}");
+    assert!(node.is_connected_to(member_id));
+}
