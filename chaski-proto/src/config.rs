@@ -225,6 +225,20 @@ pub struct Config {
     /// reserved service [`NODE_SERVICE`](crate::NODE_SERVICE), used by `chaski edges`;
     /// default true). Off, such a request is answered `NotFound`.
     pub introspect: bool,
+    /// How long a sender keeps a finished transfer available to receivers that miss chunks
+    /// (seconds in files; default 60).
+    #[serde(with = "seconds")]
+    pub file_keep: Duration,
+    /// How long a receiver waits without a new chunk before it asks the sender for what it
+    /// misses (seconds in files; default 1).
+    #[serde(with = "seconds")]
+    pub file_repair_after: Duration,
+    /// How long a receiver waits without any progress before it gives a transfer up
+    /// (seconds in files; default 30).
+    #[serde(with = "seconds")]
+    pub file_timeout: Duration,
+    /// Transfers a node sends at once (and keeps for repairs); default 16.
+    pub max_outgoing_files: usize,
     /// Secure links (TLS 1.3, mutual authentication with the cluster CA): every connection
     /// is encrypted, the node's id is its certificate's, and plaintext peers are refused; UDP
     /// publishes are off and status is answered to the node's own host only. `None` (the default): plaintext. Not read from a file:
@@ -281,6 +295,10 @@ impl Default for Config {
             dial_interval: Duration::from_millis(500),
             advertise: None,
             introspect: true,
+            file_keep: Duration::from_secs(60),
+            file_repair_after: Duration::from_secs(1),
+            file_timeout: Duration::from_secs(30),
+            max_outgoing_files: 16,
             tls: None,
         }
     }
@@ -390,6 +408,14 @@ setters! {
     advertise: Option<SocketAddr>,
     /// Sets [`Config::introspect`].
     introspect: bool,
+    /// Sets [`Config::file_keep`].
+    file_keep: Duration,
+    /// Sets [`Config::file_repair_after`].
+    file_repair_after: Duration,
+    /// Sets [`Config::file_timeout`].
+    file_timeout: Duration,
+    /// Sets [`Config::max_outgoing_files`].
+    max_outgoing_files: usize,
 }
 
 impl Config {
@@ -454,6 +480,7 @@ impl Config {
             ("max_inbound_requests", self.max_inbound_requests),
             ("max_pending_status", self.max_pending_status),
             ("max_hello_len", self.max_hello_len),
+            ("max_outgoing_files", self.max_outgoing_files),
         ];
         for (setting, v) in positive {
             if v == 0 {
@@ -470,6 +497,8 @@ impl Config {
             ("rpc_timeout", self.rpc_timeout),
             ("status_timeout", self.status_timeout),
             ("stall_timeout", self.stall_timeout),
+            ("file_repair_after", self.file_repair_after),
+            ("file_timeout", self.file_timeout),
         ];
         for (setting, v) in durations {
             if v.is_zero() {
@@ -479,11 +508,16 @@ impl Config {
                 return bad(setting, format!("{v:?} is over the limit of one year"));
             }
         }
-        if self.linger > MAX_DURATION || self.dial_interval > MAX_DURATION {
+        if self.linger > MAX_DURATION
+            || self.dial_interval > MAX_DURATION
+            || self.file_keep > MAX_DURATION
+        {
             let setting = if self.linger > MAX_DURATION {
                 "linger"
-            } else {
+            } else if self.dial_interval > MAX_DURATION {
                 "dial_interval"
+            } else {
+                "file_keep"
             };
             return bad(setting, "is over the limit of one year".into());
         }

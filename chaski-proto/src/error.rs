@@ -76,6 +76,12 @@ pub enum CommandError {
     /// Unknown request id.
     #[error("no such request")]
     UnknownRequest,
+    /// No transfer of that number is being sent (or it has ended).
+    #[error("no transfer {0} is being sent")]
+    UnknownTransfer(u64),
+    /// A chunk that does not fit its transfer (its size, its place, the file's size).
+    #[error("the chunk does not fit the transfer: {0}")]
+    BadChunk(String),
     /// An address could not be parsed.
     #[error(transparent)]
     Addr(#[from] AddrError),

@@ -32,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod dedup;
 pub mod error;
+pub mod files;
 pub mod id;
 pub mod latency;
 pub mod message;

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::config::OnPair;
+use crate::files::{FileChunk, FileEnd, FileGone, FileOffer, FileWant};
 use crate::id::NodeId;
 use crate::text::Escaped;
 
@@ -311,11 +312,21 @@ pub enum Message {
     },
     /// A graceful close.
     Goodbye(DisconnectReason),
+    /// A file offered on a topic (routed like a publish).
+    FileOffer(FileOffer),
+    /// A piece of a file (routed like a publish, or a repair to one peer).
+    FileChunk(FileChunk),
+    /// A file's end: its size and SHA-256 (routed like a publish).
+    FileEnd(FileEnd),
+    /// A receiver asks a sender for the chunks it misses.
+    FileWant(FileWant),
+    /// A sender no longer has a transfer.
+    FileGone(FileGone),
 }
 
 /// The kinds of [`Message`], as their CBOR encoding names them (the key of the one-entry map,
 /// or the text of a kind without fields).
-pub const MESSAGE_KINDS: [&str; 13] = [
+pub const MESSAGE_KINDS: [&str; 18] = [
     "Hello",
     "Topics",
     "Paired",
@@ -329,6 +340,11 @@ pub const MESSAGE_KINDS: [&str; 13] = [
     "FindService",
     "Response",
     "Goodbye",
+    "FileOffer",
+    "FileChunk",
+    "FileEnd",
+    "FileWant",
+    "FileGone",
 ];
 
 /// A node's status, as a UDP status reply gives it.
@@ -470,9 +486,24 @@ mod tests {
                 Message::FindService(_) => "FindService",
                 Message::Response { .. } => "Response",
                 Message::Goodbye(_) => "Goodbye",
+                Message::FileOffer(_) => "FileOffer",
+                Message::FileChunk(_) => "FileChunk",
+                Message::FileEnd(_) => "FileEnd",
+                Message::FileWant(_) => "FileWant",
+                Message::FileGone(_) => "FileGone",
             }
         }
         let samples = [
+            Message::FileGone(FileGone {
+                origin: NodeId(1),
+                id: 2,
+            }),
+            Message::FileWant(FileWant {
+                origin: NodeId(1),
+                id: 2,
+                ranges: vec![(0, 3)],
+                end: true,
+            }),
             Message::Topics(vec![]),
             Message::Cancel { id: 1 },
             Message::Goodbye(DisconnectReason::Closed),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::secure::TlsConn;
 use super::{Direction, Purpose};
@@ -50,6 +50,11 @@ pub(super) struct Conn {
     /// The peer said `Goodbye(Duplicate)` on this edge's connection before its other
     /// connection's Hello reached us: the edge stays here until that Hello arrives.
     pub(super) peer_moved: bool,
+    /// File frames waiting behind everything else (whole frames, oldest first): fed into
+    /// `out` as it empties, so that publishes and calls pass a transfer.
+    pub(super) bulk: VecDeque<Bytes>,
+    /// Bytes in `bulk`.
+    pub(super) bulk_bytes: usize,
 }
 
 impl Conn {
@@ -68,14 +73,37 @@ impl Conn {
         }
     }
 
-    /// Everything that waits to be written, sealed or not.
+    /// Everything that waits to be written, sealed or not, file frames included.
     pub(super) fn pending(&self) -> usize {
+        self.queued() + self.bulk_bytes
+    }
+
+    /// What waits to be written ahead of the file frames (what congestion is measured by).
+    pub(super) fn queued(&self) -> usize {
         self.out.len() + self.tls.as_ref().map_or(0, |t| t.wire.len())
+    }
+
+    /// Moves waiting file frames behind the rest while less than `upto` bytes wait ahead.
+    pub(super) fn feed_bulk(&mut self, upto: usize) {
+        while self.queued() < upto {
+            let Some(frame) = self.bulk.pop_front() else {
+                break;
+            };
+            self.bulk_bytes -= frame.len();
+            self.out.extend_from_slice(&frame);
+        }
+    }
+
+    /// Drops the waiting file frames (none has begun).
+    fn clear_bulk(&mut self) {
+        self.bulk.clear();
+        self.bulk_bytes = 0;
     }
 
     /// Drops everything that waits to be written; returns how much it was.
     pub(super) fn clear_pending(&mut self) -> usize {
         let n = self.pending();
+        self.clear_bulk();
         self.out.clear();
         if let Some(t) = &mut self.tls {
             t.wire.clear();
@@ -96,6 +124,7 @@ impl Conn {
     /// On a secure connection, sealed records cannot be dropped (the ones after would not
     /// decrypt): if whole records wait, everything goes and nothing may follow.
     pub(super) fn drop_unsent(&mut self) -> bool {
+        self.clear_bulk();
         match &mut self.tls {
             None => {
                 self.out.truncate(self.begun);

@@ -228,6 +228,11 @@ impl Node {
             Message::Response { id, result } => self.on_response(peer, id, result, now),
             Message::Cancel { id } => self.on_cancel(peer, id),
             Message::FindService(search) => self.on_find_service(peer, search, now),
+            Message::FileOffer(offer) => self.on_file_offer(conn, peer, offer, now),
+            Message::FileChunk(chunk) => self.on_file_chunk(conn, peer, chunk, now),
+            Message::FileEnd(end) => self.on_file_end(conn, peer, end, now),
+            Message::FileWant(want) => self.on_file_want(peer, want, now),
+            Message::FileGone(gone) => self.on_file_gone(peer, gone),
         }
     }
 }

@@ -123,7 +123,7 @@ impl Node {
             Some(Purpose::Pair(intent, _)) => {
                 debug!(topic = %Escaped(&intent.topic), %peer, "pairing dial met an existing edge");
             }
-            Some(Purpose::Offer(_)) | None => {}
+            Some(Purpose::Offer(_) | Purpose::Fetch(_)) | None => {}
         }
         if moved {
             // The peer left this connection already: both goodbyes have crossed.

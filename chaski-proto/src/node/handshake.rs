@@ -243,6 +243,7 @@ impl Node {
                 });
             }
             self.servers_changed(peer, now);
+            self.file_sender_connected(peer, now);
         }
     }
 

@@ -12,6 +12,7 @@ mod conn;
 mod discovery;
 mod dispatch;
 mod duplicates;
+mod files;
 mod handshake;
 mod liveness;
 mod open;
@@ -63,6 +64,8 @@ enum Purpose {
     Pair(PairIntent, NodeId),
     /// Offering a service to a node that seeks it.
     Offer(NodeId),
+    /// Asking a file's sender for the chunks a transfer misses.
+    Fetch(NodeId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +148,16 @@ pub struct Node {
     memory_waiting: bool,
     /// Whether the log already said that peers on other hosts cannot dial this node back.
     said_unreachable: bool,
+
+    /// Transfers this node sends, by number, and the last number given.
+    outgoing: files::OutgoingFiles,
+    next_file: u64,
+    /// Transfers this node receives.
+    incoming: files::IncomingFiles,
+    /// Patterns the application takes files on, with their limits.
+    file_patterns: Vec<(String, crate::files::FileLimits)>,
+    /// Connections whose reading waits: file frames from them fill a peer's bulk lane.
+    read_paused: BTreeSet<ConnId>,
 
     dirty: VecDeque<ConnId>,
     /// Scratch for what a TLS session decrypts (kept to spare an allocation per read).
@@ -238,6 +251,11 @@ impl Node {
             held_out: 0,
             memory_waiting: false,
             said_unreachable: false,
+            outgoing: BTreeMap::new(),
+            next_file: 0,
+            incoming: BTreeMap::new(),
+            file_patterns: Vec::new(),
+            read_paused: BTreeSet::new(),
             dirty: VecDeque::new(),
             plain: Vec::new(),
             queue: VecDeque::new(),
@@ -478,6 +496,8 @@ impl Node {
                 TimerKey::ServiceSearch(service) => self.search_timeout(&service, now),
                 TimerKey::Status(token) => self.status_timeout(token, now),
                 TimerKey::Redial(peer) => self.redial_timeout(peer, now),
+                TimerKey::FileRepair(key) => self.file_repair_timeout(key, now),
+                TimerKey::FileKeep(id) => self.file_keep_timeout(id, now),
             }
         }
     }

@@ -51,6 +51,8 @@ impl Node {
             begun: 0,
             tls: None,
             peer_moved: false,
+            bulk: std::collections::VecDeque::new(),
+            bulk_bytes: 0,
         };
         self.conns.insert(conn, c);
         self.timers.set(TimerKey::Handshake(conn), deadline);

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
 use super::conn::ConnState;
@@ -14,6 +14,10 @@ use super::{Event, Node, Output};
 use crate::codec::encode_frame;
 use crate::id::{ConnId, NodeId};
 use crate::message::{DisconnectReason, Message};
+
+/// File frames move from a connection's bulk lane into its outbound buffer while this many
+/// bytes or fewer wait there (what a publish may wait behind a transfer).
+pub(super) const BULK_FEED: usize = 256 * 1024;
 
 impl Node {
     /// Whether `conn` has anything to write (sealed or not, or a TLS handshake message).
@@ -40,6 +44,14 @@ impl Node {
     /// secure connection this seals what waits into TLS records first: everything queued
     /// since the last write goes out in as few records as it fills.
     pub fn outbound(&mut self, conn: ConnId) -> &[u8] {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.bulk_bytes > 0 {
+                c.feed_bulk(BULK_FEED);
+                if c.bulk_bytes <= self.cfg.congestion_limit() / 2 {
+                    self.resume_reading();
+                }
+            }
+        }
         self.seal(conn);
         match self.conns.get(&conn) {
             Some(c) => c.wire(),
@@ -64,7 +76,7 @@ impl Node {
                 }
                 c.blocked_since = Some(now);
             }
-            if c.pending() <= limit {
+            if c.queued() <= limit {
                 self.uncongest(conn);
             }
             self.shrank_out(n);
@@ -84,10 +96,17 @@ impl Node {
     /// Takes everything waiting for `conn` at once, as if the socket took it all (for
     /// simulations and tests; a runtime writes from [`Node::outbound`]).
     pub fn take_outbound(&mut self, conn: ConnId, now: Instant) -> Bytes {
-        self.seal(conn);
-        let data = Bytes::copy_from_slice(self.outbound(conn));
-        self.advance(conn, data.len(), now);
-        data
+        let mut data = BytesMut::new();
+        loop {
+            let next = self.outbound(conn);
+            if next.is_empty() {
+                break;
+            }
+            let n = next.len();
+            data.extend_from_slice(next);
+            self.advance(conn, n, now);
+        }
+        data.freeze()
     }
 
     /// Whether publishing on `topic` should wait: a neighbour it goes to has more than
@@ -149,7 +168,8 @@ impl Node {
             warn!(%conn, error = %e, "dropping a frame that cannot be encoded");
             return;
         }
-        let (was_empty, len, grown) = (before == 0, c.pending(), c.out.len() - before);
+        let (was_empty, len, total) = (before == 0, c.queued(), c.pending());
+        let grown = c.out.len() - before;
         self.grew_out(grown);
         self.counters.frames_sent += 1;
         if was_empty {
@@ -158,8 +178,67 @@ impl Node {
         if len > self.cfg.congestion_limit() {
             self.congested.insert(conn);
         }
-        if len > self.cfg.max_outbound {
+        if total > self.cfg.max_outbound {
             self.overflowed(conn, now);
+        }
+    }
+
+    /// Encodes a file frame for `conn`, behind everything else that waits for it (its bulk
+    /// lane): straight onto the outbound buffer while that holds little and nothing is in the
+    /// lane, else as a frame of its own that joins the buffer as it empties.
+    pub(super) fn send_bulk(&mut self, conn: ConnId, msg: &Message, now: Instant) {
+        let max = self.cfg.max_frame_len;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if matches!(c.state, ConnState::Superseded(_)) {
+            return;
+        }
+        let before = c.pending();
+        let encoded = if c.bulk.is_empty() && c.queued() < BULK_FEED {
+            encode_frame(msg, &mut c.out, max)
+        } else {
+            let mut frame = BytesMut::new();
+            let r = encode_frame(msg, &mut frame, max);
+            if r.is_ok() {
+                c.bulk_bytes += frame.len();
+                c.bulk.push_back(frame.freeze());
+            }
+            r
+        };
+        if let Err(e) = encoded {
+            warn!(%conn, error = %e, "dropping a file frame that cannot be encoded");
+            return;
+        }
+        let after = c.pending();
+        self.grew_out(after - before);
+        self.counters.frames_sent += 1;
+        if before == 0 {
+            self.dirty.push_back(conn);
+        }
+        if after > self.cfg.max_outbound {
+            self.overflowed(conn, now);
+        }
+    }
+
+    /// Whether reading `conn` may go on (it waits while file frames it brought fill a peer's
+    /// bulk lane past the congestion limit; [`Output::Resume`] says when it may again).
+    pub fn wants_read(&self, conn: ConnId) -> bool {
+        !self.read_paused.contains(&conn)
+    }
+
+    /// Lets every paused connection read again once no bulk lane holds more than half the
+    /// congestion limit.
+    pub(super) fn resume_reading(&mut self) {
+        if self.read_paused.is_empty() {
+            return;
+        }
+        let half = self.cfg.congestion_limit() / 2;
+        if self.conns.values().any(|c| c.bulk_bytes > half) {
+            return;
+        }
+        for conn in std::mem::take(&mut self.read_paused) {
+            self.queue.push_back(Output::Resume { conn });
         }
     }
 
@@ -179,7 +258,7 @@ impl Node {
             return false;
         }
         let grown = c.out.len() - before;
-        let len = c.pending();
+        let (len, total) = (c.queued(), c.pending());
         if before == 0 {
             self.dirty.push_back(conn);
         }
@@ -188,7 +267,7 @@ impl Node {
         if len > self.cfg.congestion_limit() {
             self.congested.insert(conn);
         }
-        if len > self.cfg.max_outbound {
+        if total > self.cfg.max_outbound {
             self.overflowed(conn, now);
         }
         true

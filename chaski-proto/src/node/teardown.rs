@@ -122,6 +122,8 @@ impl Node {
         };
         self.release(&c);
         self.uncongest(conn);
+        self.read_paused.remove(&conn);
+        self.resume_reading();
         self.timers.cancel(&TimerKey::Handshake(conn));
         if !self.closing.contains_key(&conn) {
             self.timers.cancel(&TimerKey::Stall(conn));
@@ -148,6 +150,8 @@ impl Node {
         if let Some(c) = self.conns.remove(&conn) {
             self.release(&c);
             self.uncongest(conn);
+            self.read_paused.remove(&conn);
+            self.resume_reading();
             self.timers.cancel(&TimerKey::Handshake(conn));
             self.timers.cancel(&TimerKey::Stall(conn));
             self.queue.push_back(Output::Close { conn });
@@ -171,6 +175,9 @@ impl Node {
             }
             Some(Purpose::Offer(origin)) => {
                 debug!(%origin, %error, "could not reach a service seeker");
+            }
+            Some(Purpose::Fetch(origin)) => {
+                debug!(%origin, %error, "could not reach a file's sender");
             }
             None => debug!(%conn, %error, "inbound connection ended before its Hello"),
         }

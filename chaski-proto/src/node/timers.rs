@@ -29,6 +29,10 @@ pub(crate) enum TimerKey {
     Status(u64),
     /// The next attempt to redial a peer.
     Redial(NodeId),
+    /// A transfer this node receives: ask for what is missing, or give it up.
+    FileRepair(crate::files::FileKey),
+    /// A transfer this node sent stops being kept for repairs.
+    FileKeep(u64),
 }
 
 /// Deadlines by key, at most one per key.

@@ -28,6 +28,12 @@ pub enum Output {
         /// Connection.
         conn: ConnId,
     },
+    /// Reading the connection may go on: it waited because file frames from it filled a
+    /// peer's bulk lane ([`Node::wants_read`](crate::Node::wants_read)).
+    Resume {
+        /// Connection.
+        conn: ConnId,
+    },
     /// Send one UDP datagram from the node's socket.
     Datagram {
         /// Destination.
@@ -218,6 +224,65 @@ pub enum Delivery {
         addr: SocketAddr,
         /// The reply.
         status: Option<Status>,
+    },
+    /// A transfer this node accepts files for was offered: the runtime makes a place for it
+    /// (`name` is the sender's: keep only [`safe_name`](crate::files::safe_name) of it).
+    FileOffered {
+        /// The transfer.
+        key: crate::files::FileKey,
+        /// The topic it came on.
+        topic: String,
+        /// The name the sender gave.
+        name: String,
+        /// Its size, if the sender said it ahead.
+        size: Option<u64>,
+        /// Bytes of every chunk but the last.
+        chunk: u32,
+        /// The sender's data about the file.
+        meta: Bytes,
+    },
+    /// Bytes of a transfer this node takes, each chunk once: they belong at `offset`.
+    FileData {
+        /// The transfer.
+        key: crate::files::FileKey,
+        /// Where the bytes go in the file.
+        offset: u64,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Every chunk of a transfer arrived and its end is known: the runtime checks the bytes
+    /// against `sha256` and keeps the file, or says it failed
+    /// ([`Node::file_failed`](crate::Node::file_failed)).
+    FileComplete {
+        /// The transfer.
+        key: crate::files::FileKey,
+        /// The file's size.
+        size: u64,
+        /// Its SHA-256, as the sender gave it.
+        sha256: Bytes,
+    },
+    /// A transfer this node took ended without a file: the runtime drops what it wrote.
+    FileFailed {
+        /// The transfer.
+        key: crate::files::FileKey,
+        /// Why.
+        error: crate::files::FileError,
+    },
+    /// A receiver asks for chunks of a transfer this node sends: the runtime reads them and
+    /// answers with [`Node::repair_chunk`](crate::Node::repair_chunk).
+    FileWanted {
+        /// The receiver (an edge).
+        peer: NodeId,
+        /// The transfer (this node's number for it).
+        id: u64,
+        /// Chunk numbers, as `[start, end)` ranges.
+        ranges: Vec<(u64, u64)>,
+    },
+    /// A transfer this node sent is no longer kept for repairs: the runtime may let its file
+    /// go.
+    FileExpired {
+        /// This node's number for it.
+        id: u64,
     },
 }
 

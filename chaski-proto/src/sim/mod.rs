@@ -484,6 +484,8 @@ impl Sim {
                         self.cancelled_dials.insert((i, conn));
                     }
                 },
+                // Reading is never held here: links deliver whatever they carry.
+                Output::Resume { .. } => {}
                 Output::Event(ev) => {
                     if self.record_events {
                         let now = self.now;

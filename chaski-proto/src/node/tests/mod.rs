@@ -69,6 +69,7 @@ fn drain(n: &mut Node) -> Vec<Output> {
             }
             super::Output::Datagram { to, data } => outs.push(Output::Datagram { to, data }),
             super::Output::Dial { conn, addr } => outs.push(Output::Dial { conn, addr }),
+            super::Output::Resume { .. } => {}
             super::Output::Event(e) => outs.push(Output::Event(e)),
             super::Output::Deliver(d) => outs.push(Output::Deliver(d)),
         }
@@ -482,6 +483,7 @@ fn frames_are_coalesced_per_connection() {
 mod behaviour;
 mod bounds;
 mod duplicates;
+mod files;
 mod hardening;
 mod peer_input;
 mod transmit;

@@ -1,0 +1,686 @@
+//! Files, driven by hand: what a receiver delivers and refuses (every hostile offer, chunk and
+//! end), when it asks the sender again, what a sender answers, the bulk lane's place behind
+//! other frames, and a relay that stops reading while a lane is full.
+
+use super::*;
+use crate::files::{
+    FileChunk, FileEnd, FileError, FileGone, FileKey, FileLimits, FileOffer, FileWant, MIN_CHUNK,
+};
+
+const CHUNK: u32 = MIN_CHUNK;
+const SENDER: u128 = 7;
+
+fn offer(id: u64, seq: u64, size: Option<u64>) -> FileOffer {
+    FileOffer {
+        origin: NodeId(SENDER),
+        seq,
+        topic: "files/logs".into(),
+        ttl: 8,
+        hops: 1,
+        id,
+        name: "app.log".into(),
+        size,
+        chunk: CHUNK,
+        meta: Bytes::from_static(b"m"),
+        addr: Some(addr(9007)),
+    }
+}
+
+fn chunk(id: u64, seq: u64, index: u64, len: usize) -> FileChunk {
+    FileChunk {
+        origin: NodeId(SENDER),
+        seq,
+        topic: "files/logs".into(),
+        ttl: 8,
+        hops: 1,
+        id,
+        index,
+        data: Bytes::from(vec![index as u8; len]),
+        repair: false,
+    }
+}
+
+fn end(id: u64, seq: u64, size: u64) -> FileEnd {
+    FileEnd {
+        origin: NodeId(SENDER),
+        seq,
+        topic: "files/logs".into(),
+        ttl: 8,
+        hops: 1,
+        id,
+        size,
+        sha256: Some(Bytes::from(vec![1; 32])),
+        repair: false,
+    }
+}
+
+/// A receiver of `files/**` with an edge from the sender (conn 1).
+fn receiver(limits: FileLimits) -> (Node, Instant) {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("files/**", now).unwrap();
+    n.accept_files("files/**", limits).unwrap();
+    peer(&mut n, 1, SENDER, &[], now);
+    (n, now)
+}
+
+fn feed(n: &mut Node, conn: u64, msg: Message, now: Instant) -> Vec<Output> {
+    n.handle_bytes(ConnId(conn), &frame(&msg), now);
+    drain(n)
+}
+
+fn deliveries(outs: &[Output]) -> Vec<&Delivery> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Deliver(d) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failed(outs: &[Output]) -> Option<FileError> {
+    outs.iter().find_map(|o| match o {
+        Output::Deliver(Delivery::FileFailed { error, .. }) => Some(error.clone()),
+        _ => None,
+    })
+}
+
+fn key(id: u64) -> FileKey {
+    FileKey {
+        origin: NodeId(SENDER),
+        id,
+    }
+}
+
+#[test]
+fn a_whole_transfer_is_delivered_in_place_once_and_completes() {
+    let (mut n, now) = receiver(FileLimits::default());
+    let size = 2 * u64::from(CHUNK) + 10;
+    let outs = feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(size))), now);
+    assert!(matches!(
+        deliveries(&outs)[..],
+        [Delivery::FileOffered { key: k, name, size: Some(s), chunk: c, .. }]
+            if *k == key(1) && name == "app.log" && *s == size && *c == CHUNK
+    ));
+    // Out of order, one twice (relayed twice: a new seq), the last one short.
+    let mut got = Vec::new();
+    for (seq, index, len) in [(2, 1, CHUNK as usize), (3, 2, 10), (4, 1, CHUNK as usize)] {
+        let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, seq, index, len)), now);
+        for d in deliveries(&outs) {
+            if let Delivery::FileData { key: k, offset, data } = d {
+                assert_eq!(*k, key(1));
+                got.push((*offset, data.len()));
+            }
+        }
+    }
+    assert_eq!(got, [(u64::from(CHUNK), CHUNK as usize), (2 * u64::from(CHUNK), 10)]);
+    assert_eq!(n.incoming_files().count(), 1);
+    let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 5, 0, CHUNK as usize)), now);
+    assert!(
+        !deliveries(&outs)
+            .iter()
+            .any(|d| matches!(d, Delivery::FileComplete { .. })),
+        "complete before its end arrived"
+    );
+    let outs = feed(&mut n, 1, Message::FileEnd(end(1, 6, size)), now);
+    assert!(matches!(
+        deliveries(&outs)[..],
+        [Delivery::FileComplete { key: k, size: s, sha256 }] if *k == key(1) && *s == size && sha256.len() == 32
+    ));
+    assert_eq!(n.incoming_files().count(), 0, "a finished transfer is forgotten");
+    // Frames of the finished transfer change nothing.
+    let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 7, 0, CHUNK as usize)), now);
+    assert!(deliveries(&outs).is_empty());
+}
+
+#[test]
+fn an_empty_file_completes_at_its_end() {
+    let (mut n, now) = receiver(FileLimits::default());
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(0))), now);
+    let outs = feed(&mut n, 1, Message::FileEnd(end(1, 2, 0)), now);
+    assert!(matches!(
+        deliveries(&outs)[..],
+        [Delivery::FileComplete { size: 0, .. }]
+    ));
+}
+
+#[test]
+fn hostile_chunks_and_ends_fail_the_transfer_and_nothing_else() {
+    let full = CHUNK as usize;
+    let size = 2 * u64::from(CHUNK);
+    type Case = (&'static str, Vec<Message>, fn(&FileError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "more chunks than the size allows",
+            vec![Message::FileChunk(chunk(1, 2, 2, full))],
+            |e| matches!(e, FileError::Malformed(_)),
+        ),
+        (
+            "a short chunk in the middle",
+            vec![Message::FileChunk(chunk(1, 2, 0, 10))],
+            |e| matches!(e, FileError::Malformed(_)),
+        ),
+        (
+            "a chunk larger than the chunk size",
+            vec![Message::FileChunk(chunk(1, 2, 0, full + 1))],
+            |e| matches!(e, FileError::Malformed(_)),
+        ),
+        (
+            "an empty chunk",
+            vec![Message::FileChunk(chunk(1, 2, 0, 0))],
+            |e| matches!(e, FileError::Malformed(_)),
+        ),
+        (
+            "a chunk at the end of the address space",
+            vec![Message::FileChunk(chunk(1, 2, u64::MAX, full))],
+            |e| matches!(e, FileError::TooLarge(_)),
+        ),
+        (
+            "an end whose size lies",
+            vec![Message::FileEnd(end(1, 2, size + 1))],
+            |e| matches!(e, FileError::Malformed(_)),
+        ),
+        (
+            "an end without a hash (the sender gave up)",
+            vec![Message::FileEnd(FileEnd {
+                sha256: None,
+                ..end(1, 2, size)
+            })],
+            |e| matches!(e, FileError::Abandoned(_)),
+        ),
+    ];
+    for (what, msgs, expected) in cases {
+        let (mut n, now) = receiver(FileLimits::default());
+        feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(size))), now);
+        // A second transfer beside it is not touched.
+        feed(&mut n, 1, Message::FileOffer(offer(2, 100, Some(size))), now);
+        let mut outs = Vec::new();
+        for m in msgs {
+            outs.extend(feed(&mut n, 1, m, now));
+        }
+        let error = failed(&outs).unwrap_or_else(|| panic!("{what}: not failed"));
+        assert!(expected(&error), "{what}: {error:?}");
+        assert_eq!(n.incoming_files().collect::<Vec<_>>(), [key(2)], "{what}");
+        assert!(n.is_connected_to(NodeId(SENDER)), "{what}: the edge went");
+        let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 50, 0, full)), now);
+        assert!(deliveries(&outs).is_empty(), "{what}: delivered after failing");
+    }
+}
+
+#[test]
+fn an_end_that_says_less_than_the_chunks_that_came_fails() {
+    let (mut n, now) = receiver(FileLimits::default());
+    // No size offered (a stream): two chunks came, the end says one.
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
+    feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 1, CHUNK as usize)), now);
+    let outs = feed(&mut n, 1, Message::FileEnd(end(1, 3, u64::from(CHUNK))), now);
+    assert!(matches!(failed(&outs), Some(FileError::Malformed(_))));
+    // Exactly enough is accepted.
+    let (mut n, now) = receiver(FileLimits::default());
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
+    feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 1, 1)), now);
+    let outs = feed(&mut n, 1, Message::FileEnd(end(1, 3, u64::from(CHUNK) + 1)), now);
+    assert_eq!(failed(&outs), None);
+}
+
+#[test]
+fn offers_past_the_receivers_bounds_are_refused_without_a_trace() {
+    let limits = FileLimits {
+        max_size: 10 * u64::from(CHUNK),
+        max_in_flight: 15 * u64::from(CHUNK),
+        max_transfers: 2,
+    };
+    let bad: Vec<(&str, FileOffer)> = vec![
+        ("too large", offer(1, 1, Some(limits.max_size + 1))),
+        (
+            "a chunk under the minimum",
+            FileOffer {
+                chunk: MIN_CHUNK - 1,
+                ..offer(1, 1, Some(10))
+            },
+        ),
+        (
+            "a chunk that cannot fit a frame",
+            FileOffer {
+                chunk: u32::MAX,
+                ..offer(1, 1, Some(10))
+            },
+        ),
+        (
+            "an empty name",
+            FileOffer {
+                name: String::new(),
+                ..offer(1, 1, Some(10))
+            },
+        ),
+        (
+            "a name of 10,000 components",
+            FileOffer {
+                name: "a/".repeat(10_000),
+                ..offer(1, 1, Some(10))
+            },
+        ),
+        (
+            "a topic nobody accepts files on",
+            FileOffer {
+                topic: "other".into(),
+                ..offer(1, 1, Some(10))
+            },
+        ),
+    ];
+    for (what, o) in bad {
+        let (mut n, now) = receiver(limits);
+        let outs = feed(&mut n, 1, Message::FileOffer(o), now);
+        assert!(deliveries(&outs).is_empty(), "{what}: delivered");
+        assert_eq!(n.incoming_files().count(), 0, "{what}: kept");
+        assert!(n.is_connected_to(NodeId(SENDER)), "{what}: the edge went");
+    }
+    // The bound on transfers and on bytes at once, exactly.
+    let (mut n, now) = receiver(limits);
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(limits.max_size))), now);
+    let over = 5 * u64::from(CHUNK) + 1;
+    feed(&mut n, 1, Message::FileOffer(offer(2, 2, Some(over))), now);
+    assert_eq!(n.incoming_files().count(), 1, "past max_in_flight taken");
+    feed(&mut n, 1, Message::FileOffer(offer(3, 3, Some(over - 1))), now);
+    assert_eq!(n.incoming_files().count(), 2, "max_in_flight exactly refused");
+    feed(&mut n, 1, Message::FileOffer(offer(4, 4, Some(1))), now);
+    assert_eq!(n.incoming_files().count(), 2, "past max_transfers taken");
+    // Limits past what the bookkeeping bounds are refused.
+    let huge = FileLimits {
+        max_size: u64::MAX,
+        ..limits
+    };
+    assert!(n.accept_files("x", huge).is_err());
+}
+
+#[test]
+fn a_chunk_for_an_unknown_transfer_or_a_repair_from_a_stranger_is_ignored() {
+    let (mut n, now) = receiver(FileLimits::default());
+    let outs = feed(&mut n, 1, Message::FileChunk(chunk(9, 1, 0, 10)), now);
+    assert!(deliveries(&outs).is_empty());
+    feed(&mut n, 1, Message::FileOffer(offer(1, 2, Some(10))), now);
+    // A third node claims a repair of the sender's transfer.
+    peer(&mut n, 2, 8, &[], now);
+    let forged = FileChunk {
+        repair: true,
+        seq: 0,
+        ..chunk(1, 0, 0, 10)
+    };
+    let outs = feed(&mut n, 2, Message::FileChunk(forged.clone()), now);
+    assert!(deliveries(&outs).is_empty(), "a repair from another node taken");
+    let outs = feed(&mut n, 1, Message::FileChunk(forged), now);
+    assert!(deliveries(&outs)
+        .iter()
+        .any(|d| matches!(d, Delivery::FileData { .. })));
+    // A "gone" from another node changes nothing either.
+    let gone = FileGone {
+        origin: NodeId(SENDER),
+        id: 1,
+    };
+    feed(&mut n, 2, Message::FileGone(gone.clone()), now);
+    assert_eq!(n.incoming_files().count(), 1);
+    let outs = feed(&mut n, 1, Message::FileGone(gone), now);
+    assert!(matches!(failed(&outs), Some(FileError::Abandoned(_))));
+}
+
+#[test]
+fn file_frames_on_a_pattern_or_the_empty_topic_drop_the_peer() {
+    for topic in ["files/*", ""] {
+        let (mut n, now) = receiver(FileLimits::default());
+        let o = FileOffer {
+            topic: topic.into(),
+            ..offer(1, 1, Some(10))
+        };
+        let outs = feed(&mut n, 1, Message::FileOffer(o), now);
+        assert!(closed(&outs, ConnId(1)), "{topic:?}");
+    }
+}
+
+#[test]
+fn a_quiet_transfer_asks_the_sender_for_what_it_misses_then_gives_up() {
+    let (mut n, now) = receiver(FileLimits::default());
+    let cfg = n.config().clone();
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(4 * u64::from(CHUNK)))), now);
+    feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 1, CHUNK as usize)), now);
+    // Nothing for file_repair_after: ask for 0 and 2..4.
+    let at = now + cfg.file_repair_after;
+    n.handle_timeout(at - Duration::from_millis(1));
+    assert!(sent(&drain(&mut n), ConnId(1)).is_empty(), "asked too early");
+    n.handle_timeout(at);
+    let wants: Vec<FileWant> = sent(&drain(&mut n), ConnId(1))
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::FileWant(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        wants,
+        [FileWant {
+            origin: NodeId(SENDER),
+            id: 1,
+            ranges: vec![(0, 1), (2, 4)],
+            end: true,
+        }]
+    );
+    // Repairs count as progress; the full window in asks for the next at once.
+    let mut last = at;
+    for index in [0, 2, 3] {
+        let repair = FileChunk {
+            repair: true,
+            seq: 0,
+            ..chunk(1, 0, index, CHUNK as usize)
+        };
+        last = at + Duration::from_millis(10);
+        feed(&mut n, 1, Message::FileChunk(repair), last);
+    }
+    n.handle_timeout(last);
+    let msgs = sent(&drain(&mut n), ConnId(1));
+    assert!(
+        matches!(&msgs[..], [Message::FileWant(w)] if w.ranges.is_empty() && w.end),
+        "{msgs:?}"
+    );
+    // Then nothing at all for file_timeout: failed as stalled.
+    let dead = last + cfg.file_timeout;
+    n.handle_timeout(dead - Duration::from_millis(1));
+    assert_eq!(failed(&drain(&mut n)), None);
+    n.handle_timeout(dead);
+    assert!(matches!(failed(&drain(&mut n)), Some(FileError::Stalled(_))));
+}
+
+#[test]
+fn without_an_edge_to_the_sender_the_receiver_dials_it_and_asks_once_connected() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("files/**", now).unwrap();
+    n.accept_files("files/**", FileLimits::default()).unwrap();
+    // The offer comes through a relay (peer 5), with the sender's address.
+    peer(&mut n, 1, 5, &["files/**"], now);
+    let relayed = FileOffer {
+        hops: 2,
+        ..offer(1, 1, Some(2 * u64::from(CHUNK)))
+    };
+    feed(&mut n, 1, Message::FileOffer(relayed), now);
+    feed(&mut n, 1, Message::FileEnd(end(1, 2, 2 * u64::from(CHUNK))), now);
+    n.handle_timeout(now);
+    let outs = drain(&mut n);
+    let dialed = behaviour::dials(&outs);
+    assert_eq!(dialed, [addr(9007)], "the sender is dialed at its address");
+    let conn = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::Dial { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .unwrap();
+    // One dial at a time.
+    n.handle_timeout(now + n.config().file_repair_after);
+    assert!(behaviour::dials(&drain(&mut n)).is_empty());
+    n.handle_connected(conn, addr(9007), Direction::Outbound, now);
+    n.handle_bytes(conn, &frame(&Message::Hello(hello(SENDER, &[]))), now);
+    let outs = drain(&mut n);
+    n.handle_timeout(now);
+    let mut msgs = sent(&outs, conn);
+    msgs.extend(sent(&drain(&mut n), conn));
+    assert!(
+        msgs.iter().any(
+            |m| matches!(m, Message::FileWant(w) if w.ranges == [(0, 2)] && !w.end)
+        ),
+        "{msgs:?}"
+    );
+}
+
+/// A sender with an edge to a receiver of `files/**` (conn 1).
+fn sender() -> (Node, Instant) {
+    let (mut n, now) = node(Config::default().file_keep(Duration::from_secs(5)));
+    peer(&mut n, 1, 9, &["files/**"], now);
+    (n, now)
+}
+
+#[test]
+fn a_sender_checks_its_own_transfer_and_forgets_it_after_file_keep() {
+    let (mut n, now) = sender();
+    let c = u64::from(CHUNK);
+    assert!(n
+        .offer_file("files/a", "a", None, MIN_CHUNK - 1, Bytes::new(), now)
+        .is_err());
+    assert!(n
+        .offer_file("files/a", "", None, CHUNK, Bytes::new(), now)
+        .is_err());
+    assert!(n
+        .offer_file("files/*", "a", None, CHUNK, Bytes::new(), now)
+        .is_err());
+    let id = n
+        .offer_file("files/a", "a", Some(c + 1), CHUNK, Bytes::new(), now)
+        .unwrap();
+    let chunk_of = |len: usize| Bytes::from(vec![0; len]);
+    assert!(matches!(
+        n.send_chunk(id, chunk_of(CHUNK as usize + 1), now),
+        Err(CommandError::BadChunk(_))
+    ));
+    n.send_chunk(id, chunk_of(CHUNK as usize), now).unwrap();
+    assert!(
+        n.send_chunk(id, chunk_of(2), now).is_err(),
+        "past the size offered"
+    );
+    assert!(n.end_file(id, Some([0; 32]), now).is_err(), "ended short");
+    n.send_chunk(id, chunk_of(1), now).unwrap();
+    assert!(n.send_chunk(id, chunk_of(1), now).is_err(), "a chunk after the last short one");
+    n.end_file(id, Some([3; 32]), now).unwrap();
+    assert!(matches!(
+        n.send_chunk(id, chunk_of(1), now),
+        Err(CommandError::UnknownTransfer(_))
+    ));
+    let kinds: Vec<&str> = sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileOffer(_) => Some("offer"),
+            Message::FileChunk(c) if !c.repair => Some("chunk"),
+            Message::FileEnd(e) if e.sha256.as_deref() == Some(&[3; 32][..]) => Some("end"),
+            _ => None,
+        })
+        .collect();
+    // The offer again just before the end (for receivers that joined since).
+    assert_eq!(kinds, ["offer", "chunk", "chunk", "offer", "end"]);
+    // Kept for repairs until file_keep is over.
+    n.handle_timeout(now + Duration::from_secs(5) - Duration::from_millis(1));
+    assert_eq!(n.outgoing_files().count(), 1);
+    n.handle_timeout(now + Duration::from_secs(5));
+    assert!(drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Deliver(Delivery::FileExpired { id: i }) if *i == id)));
+    assert_eq!(n.outgoing_files().count(), 0);
+}
+
+#[test]
+fn a_sender_offers_again_while_chunks_go_for_receivers_that_join_late() {
+    let (mut n, now) = sender();
+    let every = n.config().file_repair_after;
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    let data = Bytes::from(vec![0; CHUNK as usize]);
+    n.send_chunk(id, data.clone(), now).unwrap();
+    n.send_chunk(id, data.clone(), now + every / 2).unwrap();
+    n.send_chunk(id, data, now + every).unwrap();
+    let offers: Vec<u64> = sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileOffer(o) => Some(o.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offers.len(), 2, "{offers:?}");
+    assert_ne!(offers[0], offers[1], "an offer again has a new sequence number");
+}
+
+#[test]
+fn wants_are_bounded_to_what_was_sent_and_the_end_is_sent_again() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    for _ in 0..300 {
+        n.send_chunk(id, Bytes::from(vec![0; CHUNK as usize]), now)
+            .unwrap();
+    }
+    drain(&mut n);
+    let want = FileWant {
+        origin: n.id(),
+        id,
+        ranges: vec![(5, 3), (10, 1000), (u64::MAX - 1, u64::MAX)],
+        end: true,
+    };
+    let outs = feed(&mut n, 1, Message::FileWant(want.clone()), now);
+    let wanted: Vec<_> = deliveries(&outs)
+        .into_iter()
+        .filter_map(|d| match d {
+            Delivery::FileWanted { peer, id: i, ranges } if *i == id => Some((*peer, ranges.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(wanted, [(NodeId(9), vec![(10, 266)])], "bounded to 256 chunks");
+    assert!(
+        !sent(&outs, ConnId(1))
+            .iter()
+            .any(|m| matches!(m, Message::FileEnd(_))),
+        "an end sent before there is one"
+    );
+    n.end_file(id, Some([5; 32]), now).unwrap();
+    drain(&mut n);
+    let outs = feed(&mut n, 1, Message::FileWant(want), now);
+    assert!(sent(&outs, ConnId(1)).iter().any(
+        |m| matches!(m, Message::FileEnd(e) if e.repair && e.ttl == 1 && e.sha256.as_deref() == Some(&[5; 32][..]))
+    ));
+    // Repairs: only chunks that were sent, at their size, to an edge.
+    let full = Bytes::from(vec![0; CHUNK as usize]);
+    assert!(n.repair_chunk(NodeId(9), id, 300, full.clone(), now).is_err());
+    assert!(n.repair_chunk(NodeId(9), id, 3, full.slice(1..), now).is_err());
+    assert!(n.repair_chunk(NodeId(4), id, 3, full.clone(), now).is_err());
+    n.repair_chunk(NodeId(9), id, 3, full, now).unwrap();
+    assert!(sent(&drain(&mut n), ConnId(1)).iter().any(
+        |m| matches!(m, Message::FileChunk(c) if c.repair && c.index == 3 && c.ttl == 1)
+    ));
+    // A want for a transfer the sender does not have: it is gone.
+    let me = n.id();
+    let outs = feed(
+        &mut n,
+        1,
+        Message::FileWant(FileWant {
+            origin: me,
+            id: 77,
+            ranges: vec![(0, 1)],
+            end: false,
+        }),
+        now,
+    );
+    assert!(sent(&outs, ConnId(1))
+        .iter()
+        .any(|m| matches!(m, Message::FileGone(g) if g.id == 77)));
+}
+
+/// Takes the outputs, writing everything but what waits for `held`.
+fn drain_but(n: &mut Node, held: ConnId, now: Instant) -> Vec<crate::Output> {
+    let mut outs = Vec::new();
+    while let Some(o) = n.poll_output() {
+        if let crate::Output::Transmit { conn } = &o {
+            if *conn != held {
+                n.take_outbound(*conn, now);
+            }
+        }
+        outs.push(o);
+    }
+    outs
+}
+
+#[test]
+fn file_frames_wait_behind_publishes_and_a_full_lane_holds_the_sender() {
+    let (mut n, now) = sender();
+    let window = n.config().congestion_limit();
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    let mut sent_chunks = 0;
+    while !n.file_would_wait("files/a") {
+        n.send_chunk(id, Bytes::from(vec![0; CHUNK as usize]), now)
+            .unwrap();
+        sent_chunks += 1;
+        assert!(sent_chunks < 10_000, "never waits");
+    }
+    drain_but(&mut n, ConnId(1), now);
+    assert!(n.outbound_len(ConnId(1)) > window);
+    assert!(
+        !n.publish_would_wait("files/a"),
+        "a transfer makes publishes wait"
+    );
+    n.publish("files/a", Bytes::from_static(b"urgent"), now).unwrap();
+    // The publish leaves within the first writes, ahead of most of the transfer.
+    let first = n.outbound(ConnId(1)).len();
+    assert!(first < 2 * super::outbound::BULK_FEED, "{first} bytes ahead");
+    let mut d = FrameDecoder::new(1 << 24);
+    d.extend(n.outbound(ConnId(1)));
+    let msgs: Vec<Message> = std::iter::from_fn(|| d.next_frame().unwrap())
+        .map(|b| decode_message(&b).unwrap())
+        .collect();
+    assert!(msgs.iter().any(|m| matches!(m, Message::Publish(_))));
+    // Taken by the socket: the sender may go on.
+    n.take_outbound(ConnId(1), now);
+    assert!(!n.file_would_wait("files/a"));
+}
+
+#[test]
+fn a_relay_stops_reading_the_source_while_a_receivers_lane_is_full() {
+    let (mut n, now) = node(Config::default().root(true));
+    peer(&mut n, 1, SENDER, &[], now);
+    peer(&mut n, 2, 9, &["files/**"], now);
+    let window = n.config().congestion_limit();
+    let mut seq = 1;
+    feed(&mut n, 1, Message::FileOffer(offer(1, seq, None)), now);
+    let mut index = 0;
+    while n.wants_read(ConnId(1)) {
+        seq += 1;
+        n.handle_bytes(
+            ConnId(1),
+            &frame(&Message::FileChunk(chunk(1, seq, index, CHUNK as usize))),
+            now,
+        );
+        index += 1;
+        drain_but(&mut n, ConnId(2), now);
+        assert!(index < 10_000, "never paused");
+    }
+    let held = n.outbound_len(ConnId(2));
+    let most = window + super::outbound::BULK_FEED + 2 * CHUNK as usize;
+    assert!(held > window && held < most, "{held}");
+    // The receiver takes its bytes: the source is read again.
+    let mut resumed = false;
+    while n.outbound_len(ConnId(2)) > 0 {
+        let k = n.outbound(ConnId(2)).len();
+        n.advance(ConnId(2), k, now);
+        resumed |= drain_but(&mut n, ConnId(2), now)
+            .iter()
+            .any(|o| matches!(o, crate::Output::Resume { conn } if *conn == ConnId(1)));
+    }
+    assert!(resumed && n.wants_read(ConnId(1)));
+}
+
+#[test]
+fn under_skip_a_relay_skips_a_full_lane_and_keeps_reading() {
+    let cfg = Config::default()
+        .root(true)
+        .on_congestion(crate::OnCongestion::Skip);
+    let (mut n, now) = node(cfg);
+    peer(&mut n, 1, SENDER, &[], now);
+    peer(&mut n, 2, 9, &["files/**"], now);
+    let window = n.config().congestion_limit();
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
+    for index in 0..(2 * window / CHUNK as usize) as u64 {
+        n.handle_bytes(
+            ConnId(1),
+            &frame(&Message::FileChunk(chunk(1, index + 2, index, CHUNK as usize))),
+            now,
+        );
+        drain_but(&mut n, ConnId(2), now);
+        assert!(n.wants_read(ConnId(1)));
+    }
+    let most = window + super::outbound::BULK_FEED + 2 * CHUNK as usize;
+    assert!(n.outbound_len(ConnId(2)) < most);
+    assert!(n.counters().congestion_skipped > 0);
+}
