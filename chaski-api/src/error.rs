@@ -48,6 +48,9 @@ pub enum Error {
     /// The node has shut down.
     #[error("the node has shut down")]
     ShutDown,
+    /// A file transfer failed, or a file was refused.
+    #[error(transparent)]
+    File(#[from] chaski_proto::files::FileError),
     /// A TLS identity could not be loaded or set up.
     #[error(transparent)]
     Tls(#[from] chaski_proto::tls::TlsError),

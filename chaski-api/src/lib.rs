@@ -21,6 +21,7 @@
 mod api;
 mod context;
 mod error;
+mod files;
 #[doc(hidden)]
 pub mod kit;
 mod queue;
@@ -29,13 +30,14 @@ mod service;
 #[cfg(feature = "pki")]
 pub use api::pki;
 pub use api::{
-    block_on, resolve, resolve_all, tls, tls_from_dir, Handle, Proxy, Subscriber, CA_FILE,
-    CERT_FILE, KEY_FILE,
+    block_on, resolve, resolve_all, tls, tls_from_dir, Files, Handle, Proxy, Subscriber, Transfer,
+    CA_FILE, CERT_FILE, KEY_FILE,
 };
 #[doc(hidden)]
 pub use api::{handle_for, start};
 pub use context::CallContext;
 pub use error::{Error, Result};
+pub use files::{FileError, FileEvent, FileKey, FileLimits, ReceiveOptions, ReceivedFile, Sent};
 pub use queue::{BlockingIter, Events, Messages, QueueStats};
 pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 
@@ -55,9 +57,10 @@ pub mod prelude {
     pub use crate::{
         decode, encode, AddrError, BlockingIter, CallContext, CallKind, CommandError, Config,
         ConfigError, ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, EdgeReport,
-        Error, Event, Events, Handle, Messages, NodeId, OnCongestion, OnPair, ParseNodeIdError,
-        QueueStats, Received, RemoteError, RequestId, Result, Service, ServiceBuilder,
-        ServiceError, SlowConsumer, Status, Subscriber, Tls, TlsError, TlsIdentity, NODE_SERVICE,
+        Error, Event, Events, FileError, FileEvent, FileKey, FileLimits, Files, Handle, Messages,
+        NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats, ReceiveOptions, Received,
+        ReceivedFile, RemoteError, RequestId, Result, Sent, Service, ServiceBuilder, ServiceError,
+        SlowConsumer, Status, Subscriber, Tls, TlsError, TlsIdentity, Transfer, NODE_SERVICE,
     };
     pub use crate::{tls, tls_from_dir};
 }

@@ -1,6 +1,8 @@
 //! The blocking handle: the driver on a background thread, methods that block.
 
+use std::io::Read;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,7 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use chaski_api::{
-    block_on, Error, Events, Handle, Messages, Result, Service, ServiceError, Subscriber,
+    block_on, Error, Events, Files, Handle, Messages, ReceiveOptions, Result, Service,
+    ServiceError, Subscriber, Transfer,
 };
 use chaski_proto::{Config, EdgeInfo, NodeId, Received, Status};
 
@@ -149,6 +152,15 @@ blocking! {
     };
     /// Withdraws a service.
     wait fn detach(&self, name: &str) -> Result<()>;
+    /// Sends the file at `path` on `topic` (see
+    /// [`Handle::send_file`](chaski_api::Handle::send_file)); [`Transfer::wait`] for its end.
+    wait fn send_file(&self, topic: &str, path: impl AsRef<Path>, meta: impl Into<Bytes>) -> Result<Transfer>;
+    /// Sends what `reader` gives under `name` on `topic`.
+    wait fn send_stream(&self, topic: &str, name: &str, reader: impl Read + Send + 'static, meta: impl Into<Bytes>) -> Result<Transfer>;
+    /// Receives the files offered on `pattern` into `dir` (see
+    /// [`Handle::receive_files`](chaski_api::Handle::receive_files)): read the events with
+    /// [`Files::recv_timeout`] or [`Files::blocking_iter`].
+    wait fn receive_files(&self, pattern: &str, dir: impl AsRef<Path>, options: ReceiveOptions) -> Result<Files>;
 }
 
 impl Node {
@@ -224,6 +236,11 @@ mod tests {
         let handle_impl = &handle_impl[..handle_impl.find("\n}\n").expect("its end")];
         let mut async_api = methods(handle_impl, "pub async fn ");
         async_api.extend(methods(handle_impl, "pub fn "));
+        // Files' methods of the handle live in a module of their own.
+        let files = include_str!("../../chaski-api/src/api/files.rs");
+        let files_impl = &files[files.find("impl Handle {").expect("impl Handle")..];
+        async_api.extend(methods(files_impl, "pub async fn "));
+        async_api.extend(methods(files_impl, "pub fn "));
         let ours = include_str!("blocking.rs");
         let mut blocking = methods(ours, "wait fn ");
         blocking.extend(methods(ours, "now fn "));

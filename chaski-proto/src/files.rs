@@ -195,6 +195,9 @@ pub enum FileError {
     /// Larger than the receiver takes, or than its size said.
     #[error("the file is too large: {0}")]
     TooLarge(String),
+    /// The receiver takes no more at once (transfers, or bytes in flight).
+    #[error("not accepted: {0}")]
+    NotAccepted(String),
     /// The offer, a chunk or the end did not fit together.
     #[error("the transfer is malformed: {0}")]
     Malformed(String),
@@ -207,7 +210,10 @@ pub enum FileError {
     /// Nothing arrived for too long, and the sender could not be asked.
     #[error("the transfer stalled: {0}")]
     Stalled(String),
-    /// Writing the file failed (no space, no permission).
+    /// The disk is full.
+    #[error("no space left to write the file")]
+    NoSpace,
+    /// Writing the file failed (no permission, a bad directory).
     #[error("cannot write the file: {0}")]
     Io(String),
     /// The application cancelled it.

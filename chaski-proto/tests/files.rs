@@ -92,8 +92,10 @@ impl Sending {
                         let start = index as usize * CHUNK;
                         let end = (start + CHUNK).min(self.data.len());
                         let piece = Bytes::copy_from_slice(&self.data[start..end]);
-                        sim.turn(self.node, |n, now| n.repair_chunk(peer, id, index, piece, now))
-                            .expect("repair");
+                        sim.turn(self.node, |n, now| {
+                            n.repair_chunk(peer, id, index, piece, now)
+                        })
+                        .expect("repair");
                         self.repairs += 1;
                     }
                 }
@@ -208,7 +210,16 @@ fn a_file_reaches_every_receiver_through_a_root() {
     let data = content(3 * 1024 * 1024 + 5, 1);
     let mut s = Sending::start(&mut sim, sender, "files/x", "model.bin", data.clone());
     let mut got = vec![Receiving::default(), Receiving::default()];
-    run(&mut sim, 16, &mut [&mut s], &rs, &mut got, 1, Duration::from_secs(20), |_| {});
+    run(
+        &mut sim,
+        16,
+        &mut [&mut s],
+        &rs,
+        &mut got,
+        1,
+        Duration::from_secs(20),
+        |_| {},
+    );
     for g in &got {
         assert_received(g, &data, "model.bin");
     }
@@ -226,19 +237,28 @@ fn chunks_and_the_end_lost_to_a_cut_are_fetched_from_the_sender() {
         let cut_at = sim.elapsed() + Duration::from_millis(100 + 50 * seed);
         let (mut cut, mut healed) = (false, false);
         let victim = rs[0];
-        run(&mut sim, 2, &mut [&mut s], &rs, &mut got, 1, Duration::from_secs(30), |sim| {
-            if !cut && sim.elapsed() >= cut_at {
-                sim.cut(victim, root);
-                // The receiver cannot reach the sender either while cut.
-                sim.cut(victim, sender);
-                cut = true;
-            }
-            if cut && !healed && sim.elapsed() >= cut_at + Duration::from_secs(2) {
-                sim.heal(victim, root);
-                sim.heal(victim, sender);
-                healed = true;
-            }
-        });
+        run(
+            &mut sim,
+            2,
+            &mut [&mut s],
+            &rs,
+            &mut got,
+            1,
+            Duration::from_secs(30),
+            |sim| {
+                if !cut && sim.elapsed() >= cut_at {
+                    sim.cut(victim, root);
+                    // The receiver cannot reach the sender either while cut.
+                    sim.cut(victim, sender);
+                    cut = true;
+                }
+                if cut && !healed && sim.elapsed() >= cut_at + Duration::from_secs(2) {
+                    sim.heal(victim, root);
+                    sim.heal(victim, sender);
+                    healed = true;
+                }
+            },
+        );
         assert!(healed, "seed {seed}: the transfer ended before the heal");
         for g in &got {
             assert_received(g, &data, "rec.wav");
@@ -263,7 +283,10 @@ fn a_receiver_that_joins_late_gets_the_whole_file() {
         Duration::from_millis(120),
         |_| {},
     );
-    assert!(got[0].done.is_empty(), "over before the late receiver joined");
+    assert!(
+        got[0].done.is_empty(),
+        "over before the late receiver joined"
+    );
     let late = sim.add_node(cfg("late"));
     sim.turn(late, |n, now| {
         n.subscribe("files/**", now)?;
@@ -273,11 +296,23 @@ fn a_receiver_that_joins_late_gets_the_whole_file() {
     sim.connect(late, root);
     rs.push(late);
     got.push(Receiving::default());
-    run(&mut sim, 2, &mut [&mut s], &rs, &mut got, 1, Duration::from_secs(30), |_| {});
+    run(
+        &mut sim,
+        2,
+        &mut [&mut s],
+        &rs,
+        &mut got,
+        1,
+        Duration::from_secs(30),
+        |_| {},
+    );
     for g in &got {
         assert_received(g, &data, "late.bin");
     }
-    assert!(s.repairs > 0, "the late receiver's first chunks came from nowhere");
+    assert!(
+        s.repairs > 0,
+        "the late receiver's first chunks came from nowhere"
+    );
 }
 
 #[test]
@@ -305,7 +340,13 @@ fn two_senders_of_one_name_make_two_files() {
     assert_eq!(g.done.len(), 2);
     let mut contents: Vec<&Vec<u8>> = g.done.iter().map(|(_, _, bytes, _)| bytes).collect();
     contents.sort_by_key(|c| c.len());
-    assert!(contents[0] == &db && contents[1] == &da, "the two files mixed");
-    assert!(g.done.iter().all(|(_, name, _, ok)| name == "same.txt" && *ok));
+    assert!(
+        contents[0] == &db && contents[1] == &da,
+        "the two files mixed"
+    );
+    assert!(g
+        .done
+        .iter()
+        .all(|(_, name, _, ok)| name == "same.txt" && *ok));
     assert_ne!(g.done[0].0, g.done[1].0);
 }

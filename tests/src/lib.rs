@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod async_rt;
+pub mod files;
 pub mod hostile;
 pub mod mio_rt;
 pub mod raw;
@@ -184,14 +185,14 @@ macro_rules! conformance {
         }
         $crate::for_each_secure_scenario!([$crate::conformance] @secure $harness);
     };
-    (@secure $harness:expr; [$($name:ident),*]) => {
+    (@secure $harness:expr; [$($module:ident :: $name:ident),*]) => {
         /// The same scenarios with every node secure (TLS, one cluster CA), on IPv4.
         mod secure_links {
             use super::*;
             $( #[test] fn $name() {
                 let _gate = $crate::alloc::Scenario::enter();
                 let h = $harness;
-                $crate::scenarios::$name(&$crate::secure::Secure::new(&h), "127.0.0.1");
+                $crate::$module::$name(&$crate::secure::Secure::new(&h), "127.0.0.1");
             } )*
         }
     };
@@ -203,31 +204,32 @@ macro_rules! conformance {
 macro_rules! for_each_secure_scenario {
     ([$($m:tt)*] @secure $arg:expr) => {
         $($m)*! { @secure $arg; [
-            single_connections,
-            star_and_graceful_shutdown,
-            edges_disconnection,
-            orphans,
-            discovery,
-            discovery_through_a_paired_node,
-            multiple_discovery,
-            subscriptions_without_disconnect,
-            subscriptions_with_disconnect,
-            root_hub_topologies,
-            ping_size,
-            message_ttl,
-            unsubscribe_stops_delivery,
-            stream_chain,
-            root_relay_and_routing,
-            four_cycle_delivers_exactly_once,
-            wildcard_subscribers,
-            subscriber_handles,
-            remote_calls,
-            services_anywhere,
-            cancels_reach_the_server,
-            attach_and_detach,
-            service_panic,
-            max_edges,
-            shutdown_flushes
+            scenarios::single_connections,
+            scenarios::star_and_graceful_shutdown,
+            scenarios::edges_disconnection,
+            scenarios::orphans,
+            scenarios::discovery,
+            scenarios::discovery_through_a_paired_node,
+            scenarios::multiple_discovery,
+            scenarios::subscriptions_without_disconnect,
+            scenarios::subscriptions_with_disconnect,
+            scenarios::root_hub_topologies,
+            scenarios::ping_size,
+            scenarios::message_ttl,
+            scenarios::unsubscribe_stops_delivery,
+            scenarios::stream_chain,
+            scenarios::root_relay_and_routing,
+            scenarios::four_cycle_delivers_exactly_once,
+            scenarios::wildcard_subscribers,
+            scenarios::subscriber_handles,
+            scenarios::remote_calls,
+            scenarios::services_anywhere,
+            scenarios::cancels_reach_the_server,
+            scenarios::attach_and_detach,
+            scenarios::service_panic,
+            scenarios::max_edges,
+            scenarios::shutdown_flushes,
+            files::files_through_a_root
         ] }
     };
 }
@@ -273,7 +275,11 @@ macro_rules! for_each_scenario {
             scenarios::udp_status,
             scenarios::udp_publish,
             scenarios::max_edges,
-            scenarios::shutdown_flushes
+            scenarios::shutdown_flushes,
+            files::files_through_a_root,
+            files::files_refused_renamed_and_confined,
+            files::a_cancelled_transfer_leaves_nothing,
+            files::hostile_file_frames_leave_nothing
         ] [
             hostile::huge_length_prefix,
             hostile::slow_loris,
@@ -310,6 +316,7 @@ pub fn defined() -> Vec<String> {
     let mut out = Vec::new();
     for (module, src) in [
         ("scenarios", include_str!("scenarios.rs")),
+        ("files", include_str!("files.rs")),
         ("hostile", include_str!("hostile.rs")),
         ("secure", include_str!("secure.rs")),
     ] {

@@ -69,6 +69,11 @@ impl Handle {
         format!("{}@{}", self.name(), self.local_addr())
     }
 
+    /// The node's engine.
+    pub(super) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// Runs `f` on the node's state (core and hub) in a [`Engine::turn`].
     pub(super) fn turn<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
         self.engine.turn(f)

@@ -3,6 +3,7 @@
 //! without an async runtime. It drives the node through the runtime kit ([`crate::kit`]).
 
 mod block;
+mod files;
 mod handle;
 #[cfg(feature = "pki")]
 pub mod pki;
@@ -12,6 +13,7 @@ mod secure;
 mod subscriber;
 
 pub use block::block_on;
+pub use files::{Files, Transfer};
 pub use handle::{handle_for, start, Handle};
 pub use proxy::Proxy;
 pub use resolve::{resolve, resolve_all};

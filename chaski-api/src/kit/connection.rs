@@ -198,7 +198,10 @@ impl Engine {
         READ_BUF.with_borrow_mut(|buf| {
             {
                 let s = self.lock();
-                if s.read_paused(cx) || s.slots.get(&conn).is_none_or(|slot| slot.closing) {
+                if s.read_paused(cx)
+                    || !s.core.wants_read(conn)
+                    || s.slots.get(&conn).is_none_or(|slot| slot.closing)
+                {
                     return Next::Wait;
                 }
             }

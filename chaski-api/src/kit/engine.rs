@@ -115,7 +115,7 @@ impl State {
     fn drain(&mut self, now: Instant) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                Output::Transmit { conn } => {
+                Output::Transmit { conn } | Output::Resume { conn } => {
                     if let Some(s) = self.slots.get(&conn) {
                         wake(&s.waker);
                     }
@@ -195,12 +195,18 @@ impl State {
         if self.core.is_shut_down() || !self.core.publish_would_wait(topic) {
             return false;
         }
-        // A publish polled again while it waits registers once (bounded by the waiting tasks).
+        self.wait_release(cx);
+        true
+    }
+
+    /// Registers a task to be woken when a congested peer takes its bytes (or the node's
+    /// outbound memory falls), as a waiting publish is.
+    pub(crate) fn wait_release(&mut self, cx: &Context<'_>) {
+        // A task polled again while it waits registers once (bounded by the waiting tasks).
         if !self.publishers.iter().any(|w| w.will_wake(cx.waker())) {
             self.publishers.push(cx.waker().clone());
         }
         self.released = self.core.congestion_released();
-        true
     }
 
     /// Waits for the end of a shutdown (`None`: it is over already).

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::queue::{Events, MessageQueue, Messages};
 use crate::service::{CallFuture, Service};
 
+use super::transfers::Transfers;
+
 /// The sending half of a one-shot answer.
 pub type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -66,6 +68,8 @@ pub struct Hub {
     /// Messages of this turn, handed to the queue at once by [`Hub::deliver`].
     inbox: Vec<Received>,
     events: MessageQueue<Event>,
+    /// Files: receiving patterns and sending transfers.
+    pub(crate) transfers: Transfers,
 }
 
 impl Hub {
@@ -91,6 +95,7 @@ impl Hub {
             running: HashMap::new(),
             messages,
             events,
+            transfers: Transfers::default(),
         };
         (hub, m, e)
     }
@@ -198,7 +203,7 @@ impl Hub {
     /// holds the same pattern).
     pub fn unsubscribe_wide(&mut self, topic: &str) -> bool {
         self.wide.remove(topic);
-        !self.subs.iter().any(|s| s.pattern == topic)
+        !self.subs.iter().any(|s| s.pattern == topic) && !self.transfers.holds(topic)
     }
 
     /// A new subscriber of `pattern`: its id and its stream.
@@ -215,13 +220,22 @@ impl Hub {
         (id, messages)
     }
 
+    /// Whether anything still wants the messages or files of `pattern` (`subscribe`, a
+    /// subscriber, a receiving pattern).
+    pub(crate) fn wants(&self, pattern: &str) -> bool {
+        self.wide.contains(pattern)
+            || self.subs.iter().any(|s| s.pattern == pattern)
+            || self.transfers.holds(pattern)
+    }
+
     /// A subscriber was dropped: the pattern the node should stop subscribing to, if nothing
     /// else wants it (another subscriber, or `subscribe`).
     pub fn remove_subscriber(&mut self, id: u64) -> Option<String> {
         let pos = self.subs.iter().position(|s| s.id == id)?;
         let gone = self.subs.remove(pos);
         let still = self.wide.contains(&gone.pattern)
-            || self.subs.iter().any(|s| s.pattern == gone.pattern);
+            || self.subs.iter().any(|s| s.pattern == gone.pattern)
+            || self.transfers.holds(&gone.pattern);
         (!still).then_some(gone.pattern)
     }
 
@@ -231,6 +245,7 @@ impl Hub {
         for s in &self.subs {
             ready &= s.queue.poll_space(cx).is_ready();
         }
+        ready &= self.transfers.poll_space(cx);
         if ready {
             Poll::Ready(())
         } else {
@@ -266,6 +281,7 @@ impl Hub {
     /// comes back as an [`Invocation`] for the runtime to run (spawned, so user code never runs
     /// on the driver).
     pub fn delivery(&mut self, node: &mut Node, d: Delivery, now: Instant) -> Option<Invocation> {
+        let d = self.transfers.delivery(node, d)?;
         match d {
             Delivery::Message(m) => self.inbox.push(m),
             Delivery::Request {
@@ -371,6 +387,7 @@ impl Hub {
             s.queue.close();
         }
         self.events.close();
+        self.transfers.shutdown();
     }
 }
 

@@ -16,6 +16,7 @@ mod engine;
 mod hub;
 mod runtime;
 mod tasks;
+pub(crate) mod transfers;
 
 pub use bind::bind_std;
 pub use engine::{Engine, Info, Keepalive, Launcher, State, TimerWait};

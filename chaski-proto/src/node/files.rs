@@ -28,6 +28,10 @@ use crate::text::Escaped;
 /// and before its end), for receivers that join late.
 const OFFER_EVERY: u64 = 64;
 
+/// Transfers a receiver remembers being done with (refused, failed, finished), so that their
+/// offers, sent again, are not taken anew.
+const DONE_KEPT: usize = 256;
+
 /// Bytes a frame adds to a chunk's data, at most (topic and ids aside).
 const CHUNK_OVERHEAD: usize = 512;
 
@@ -134,7 +138,9 @@ impl Node {
         self.check_name("topic", pattern)?;
         crate::topic::check_pattern(pattern)?;
         if limits.max_size > MAX_FILE_SIZE || limits.max_transfers == 0 {
-            return Err(CommandError::Limit("file limits: max_size up to 1 TiB, max_transfers from 1"));
+            return Err(CommandError::Limit(
+                "file limits: max_size up to 1 TiB, max_transfers from 1",
+            ));
         }
         self.file_patterns.retain(|(p, _)| p != pattern);
         if self.file_patterns.len() >= self.cfg.max_peer_patterns {
@@ -163,6 +169,7 @@ impl Node {
     /// cancelled it): it is forgotten, nothing more is asked for it.
     pub fn file_failed(&mut self, key: FileKey) {
         if self.incoming.remove(&key).is_some() {
+            self.file_done(key);
             self.timers.cancel(&TimerKey::FileRepair(key));
         }
     }
@@ -215,28 +222,20 @@ impl Node {
             }
             return;
         }
-        let refuse = |why: &str| {
-            debug!(origin = %key.origin, id = key.id, why, "file refused");
-        };
-        if offer.chunk < MIN_CHUNK || offer.chunk as usize + CHUNK_OVERHEAD > self.cfg.max_frame_len
-        {
-            return refuse("chunk size out of bounds");
+        if self.done_files.contains(&key) {
+            return;
         }
-        if offer.name.is_empty() || offer.name.len() > self.cfg.max_name_len {
-            return refuse("name empty or too long");
-        }
-        if offer.size.is_some_and(|s| s > limits.max_size) {
-            return refuse("larger than the receiver takes");
-        }
-        let (count, in_flight) = self
-            .incoming
-            .values()
-            .filter(|t| t.limits == limits)
-            .fold((0usize, 0u64), |(n, b), t| (n + 1, b.saturating_add(t.weight())));
-        if count >= limits.max_transfers
-            || in_flight.saturating_add(offer.size.unwrap_or(0)) > limits.max_in_flight
-        {
-            return refuse("too many transfers or bytes at once");
+        if let Err(error) = self.check_offer(&offer, limits) {
+            debug!(origin = %key.origin, id = key.id, %error, "file refused");
+            self.counters.files_refused += 1;
+            self.file_done(key);
+            return self.push_delivery(Delivery::FileRefused {
+                key,
+                topic: offer.topic,
+                name: offer.name,
+                size: offer.size,
+                error,
+            });
         }
         debug!(origin = %key.origin, id = key.id, name = %Escaped(&offer.name), "file offered");
         self.incoming.insert(
@@ -267,6 +266,49 @@ impl Node {
         });
         // A transfer of nothing is complete once its end is known.
         self.maybe_complete(key);
+    }
+
+    /// Whether an offer fits the frame limits and the receiver's `limits` (with the transfers
+    /// it takes already).
+    fn check_offer(&self, offer: &FileOffer, limits: FileLimits) -> Result<(), FileError> {
+        if offer.chunk < MIN_CHUNK || offer.chunk as usize + CHUNK_OVERHEAD > self.cfg.max_frame_len
+        {
+            return Err(FileError::Malformed(format!(
+                "chunks of {} bytes",
+                offer.chunk
+            )));
+        }
+        if offer.name.is_empty() || offer.name.len() > self.cfg.max_name_len {
+            return Err(FileError::Malformed(format!(
+                "a name of {} bytes",
+                offer.name.len()
+            )));
+        }
+        if let Some(size) = offer.size.filter(|s| *s > limits.max_size) {
+            return Err(FileError::TooLarge(format!(
+                "{size} bytes, over the limit of {}",
+                limits.max_size
+            )));
+        }
+        let (count, in_flight) = self
+            .incoming
+            .values()
+            .filter(|t| t.limits == limits)
+            .fold((0usize, 0u64), |(n, b), t| {
+                (n + 1, b.saturating_add(t.weight()))
+            });
+        if count >= limits.max_transfers {
+            return Err(FileError::NotAccepted(format!(
+                "{count} transfers under way, the limit"
+            )));
+        }
+        if in_flight.saturating_add(offer.size.unwrap_or(0)) > limits.max_in_flight {
+            return Err(FileError::NotAccepted(format!(
+                "{in_flight} bytes in flight, the limit is {}",
+                limits.max_in_flight
+            )));
+        }
+        Ok(())
     }
 
     pub(super) fn on_file_chunk(
@@ -414,6 +456,7 @@ impl Node {
         }
         self.incoming.remove(&key);
         self.timers.cancel(&TimerKey::FileRepair(key));
+        self.file_done(key);
         self.push_delivery(Delivery::FileComplete {
             key,
             size,
@@ -422,8 +465,17 @@ impl Node {
         true
     }
 
+    /// Remembers that this node is done with a transfer.
+    fn file_done(&mut self, key: FileKey) {
+        if self.done_files.len() >= DONE_KEPT {
+            self.done_files.pop_front();
+        }
+        self.done_files.push_back(key);
+    }
+
     fn fail_file(&mut self, key: FileKey, error: FileError) {
         if self.incoming.remove(&key).is_some() {
+            self.file_done(key);
             debug!(origin = %key.origin, id = key.id, %error, "file failed");
             self.timers.cancel(&TimerKey::FileRepair(key));
             self.push_delivery(Delivery::FileFailed { key, error });
@@ -483,7 +535,15 @@ impl Node {
     pub(super) fn file_sender_connected(&mut self, peer: NodeId, now: Instant) {
         let keys: Vec<FileKey> = self
             .incoming
-            .range(FileKey { origin: peer, id: 0 }..=FileKey { origin: peer, id: u64::MAX })
+            .range(
+                FileKey {
+                    origin: peer,
+                    id: 0,
+                }..=FileKey {
+                    origin: peer,
+                    id: u64::MAX,
+                },
+            )
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
@@ -502,7 +562,10 @@ impl Node {
             origin: gone.origin,
             id: gone.id,
         };
-        self.fail_file(key, FileError::Abandoned("the sender no longer has it".into()));
+        self.fail_file(
+            key,
+            FileError::Abandoned("the sender no longer has it".into()),
+        );
     }
 
     // ----- sending ---------------------------------------------------------------------------
@@ -522,7 +585,10 @@ impl Node {
         self.check_live()?;
         Node::check_publish(&self.cfg, topic, meta.len() + name.len())?;
         self.check_name("file name", name)?;
-        let max = self.cfg.max_frame_len.saturating_sub(CHUNK_OVERHEAD + topic.len());
+        let max = self
+            .cfg
+            .max_frame_len
+            .saturating_sub(CHUNK_OVERHEAD + topic.len());
         if chunk < MIN_CHUNK || chunk as usize > max {
             return Err(CommandError::PayloadTooLarge {
                 len: chunk as usize,
@@ -552,7 +618,13 @@ impl Node {
             addr: self.listen_addr(),
         };
         let origin = self.id;
-        self.relay_bulk(topic, origin, origin, &Message::FileOffer(offer.clone()), now);
+        self.relay_bulk(
+            topic,
+            origin,
+            origin,
+            &Message::FileOffer(offer.clone()),
+            now,
+        );
         self.outgoing.insert(
             id,
             Outgoing {

@@ -154,6 +154,9 @@ pub struct Node {
     next_file: u64,
     /// Transfers this node receives.
     incoming: files::IncomingFiles,
+    /// Transfers lately refused, failed or finished here (their offers come again while they
+    /// go: each is taken, or refused, once).
+    done_files: VecDeque<crate::files::FileKey>,
     /// Patterns the application takes files on, with their limits.
     file_patterns: Vec<(String, crate::files::FileLimits)>,
     /// Connections whose reading waits: file frames from them fill a peer's bulk lane.
@@ -193,6 +196,8 @@ pub struct Counters {
     pub unknown_skipped: u64,
     /// Status queries not answered: past `status_replies_per_sec`.
     pub status_dropped: u64,
+    /// Files offered on an accepted pattern and refused (limits, malformed offers).
+    pub files_refused: u64,
 }
 
 impl Node {
@@ -254,6 +259,7 @@ impl Node {
             outgoing: BTreeMap::new(),
             next_file: 0,
             incoming: BTreeMap::new(),
+            done_files: VecDeque::new(),
             file_patterns: Vec::new(),
             read_paused: BTreeSet::new(),
             dirty: VecDeque::new(),

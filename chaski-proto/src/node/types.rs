@@ -241,6 +241,20 @@ pub enum Delivery {
         /// The sender's data about the file.
         meta: Bytes,
     },
+    /// A transfer offered on a topic this node accepts files on was refused: past the
+    /// receiver's limits, or malformed. Nothing of it is delivered.
+    FileRefused {
+        /// The transfer.
+        key: crate::files::FileKey,
+        /// The topic it came on.
+        topic: String,
+        /// The name the sender gave.
+        name: String,
+        /// Its size, if the sender said it.
+        size: Option<u64>,
+        /// Why.
+        error: crate::files::FileError,
+    },
     /// Bytes of a transfer this node takes, each chunk once: they belong at `offset`.
     FileData {
         /// The transfer.

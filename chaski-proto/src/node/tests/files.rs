@@ -104,17 +104,38 @@ fn a_whole_transfer_is_delivered_in_place_once_and_completes() {
     // Out of order, one twice (relayed twice: a new seq), the last one short.
     let mut got = Vec::new();
     for (seq, index, len) in [(2, 1, CHUNK as usize), (3, 2, 10), (4, 1, CHUNK as usize)] {
-        let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, seq, index, len)), now);
+        let outs = feed(
+            &mut n,
+            1,
+            Message::FileChunk(chunk(1, seq, index, len)),
+            now,
+        );
         for d in deliveries(&outs) {
-            if let Delivery::FileData { key: k, offset, data } = d {
+            if let Delivery::FileData {
+                key: k,
+                offset,
+                data,
+            } = d
+            {
                 assert_eq!(*k, key(1));
                 got.push((*offset, data.len()));
             }
         }
     }
-    assert_eq!(got, [(u64::from(CHUNK), CHUNK as usize), (2 * u64::from(CHUNK), 10)]);
+    assert_eq!(
+        got,
+        [
+            (u64::from(CHUNK), CHUNK as usize),
+            (2 * u64::from(CHUNK), 10)
+        ]
+    );
     assert_eq!(n.incoming_files().count(), 1);
-    let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 5, 0, CHUNK as usize)), now);
+    let outs = feed(
+        &mut n,
+        1,
+        Message::FileChunk(chunk(1, 5, 0, CHUNK as usize)),
+        now,
+    );
     assert!(
         !deliveries(&outs)
             .iter()
@@ -126,9 +147,18 @@ fn a_whole_transfer_is_delivered_in_place_once_and_completes() {
         deliveries(&outs)[..],
         [Delivery::FileComplete { key: k, size: s, sha256 }] if *k == key(1) && *s == size && sha256.len() == 32
     ));
-    assert_eq!(n.incoming_files().count(), 0, "a finished transfer is forgotten");
+    assert_eq!(
+        n.incoming_files().count(),
+        0,
+        "a finished transfer is forgotten"
+    );
     // Frames of the finished transfer change nothing.
-    let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 7, 0, CHUNK as usize)), now);
+    let outs = feed(
+        &mut n,
+        1,
+        Message::FileChunk(chunk(1, 7, 0, CHUNK as usize)),
+        now,
+    );
     assert!(deliveries(&outs).is_empty());
 }
 
@@ -192,7 +222,12 @@ fn hostile_chunks_and_ends_fail_the_transfer_and_nothing_else() {
         let (mut n, now) = receiver(FileLimits::default());
         feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(size))), now);
         // A second transfer beside it is not touched.
-        feed(&mut n, 1, Message::FileOffer(offer(2, 100, Some(size))), now);
+        feed(
+            &mut n,
+            1,
+            Message::FileOffer(offer(2, 100, Some(size))),
+            now,
+        );
         let mut outs = Vec::new();
         for m in msgs {
             outs.extend(feed(&mut n, 1, m, now));
@@ -202,7 +237,13 @@ fn hostile_chunks_and_ends_fail_the_transfer_and_nothing_else() {
         assert_eq!(n.incoming_files().collect::<Vec<_>>(), [key(2)], "{what}");
         assert!(n.is_connected_to(NodeId(SENDER)), "{what}: the edge went");
         let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 50, 0, full)), now);
-        assert!(deliveries(&outs).is_empty(), "{what}: delivered after failing");
+        assert!(
+            deliveries(&outs).is_empty(),
+            "{what}: delivered after failing"
+        );
+        // Its offer, sent again, is not taken anew.
+        let outs = feed(&mut n, 1, Message::FileOffer(offer(1, 51, Some(size))), now);
+        assert!(deliveries(&outs).is_empty(), "{what}: offered anew");
     }
 }
 
@@ -211,19 +252,34 @@ fn an_end_that_says_less_than_the_chunks_that_came_fails() {
     let (mut n, now) = receiver(FileLimits::default());
     // No size offered (a stream): two chunks came, the end says one.
     feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
-    feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 1, CHUNK as usize)), now);
-    let outs = feed(&mut n, 1, Message::FileEnd(end(1, 3, u64::from(CHUNK))), now);
+    feed(
+        &mut n,
+        1,
+        Message::FileChunk(chunk(1, 2, 1, CHUNK as usize)),
+        now,
+    );
+    let outs = feed(
+        &mut n,
+        1,
+        Message::FileEnd(end(1, 3, u64::from(CHUNK))),
+        now,
+    );
     assert!(matches!(failed(&outs), Some(FileError::Malformed(_))));
     // Exactly enough is accepted.
     let (mut n, now) = receiver(FileLimits::default());
     feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
     feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 1, 1)), now);
-    let outs = feed(&mut n, 1, Message::FileEnd(end(1, 3, u64::from(CHUNK) + 1)), now);
+    let outs = feed(
+        &mut n,
+        1,
+        Message::FileEnd(end(1, 3, u64::from(CHUNK) + 1)),
+        now,
+    );
     assert_eq!(failed(&outs), None);
 }
 
 #[test]
-fn offers_past_the_receivers_bounds_are_refused_without_a_trace() {
+fn offers_past_the_receivers_bounds_are_refused_and_kept_nowhere() {
     let limits = FileLimits {
         max_size: 10 * u64::from(CHUNK),
         max_in_flight: 15 * u64::from(CHUNK),
@@ -269,19 +325,56 @@ fn offers_past_the_receivers_bounds_are_refused_without_a_trace() {
     ];
     for (what, o) in bad {
         let (mut n, now) = receiver(limits);
+        let accepted = o.topic.starts_with("files/");
         let outs = feed(&mut n, 1, Message::FileOffer(o), now);
-        assert!(deliveries(&outs).is_empty(), "{what}: delivered");
+        // Refused with a reason on a topic the node takes files on; silently elsewhere.
+        let refused = usize::from(accepted);
+        let ds = deliveries(&outs);
+        assert_eq!(ds.len(), refused, "{what}: {ds:?}");
+        assert!(
+            ds.iter().all(|d| matches!(d, Delivery::FileRefused { .. })),
+            "{what}: {ds:?}"
+        );
+        assert_eq!(n.counters().files_refused, refused as u64, "{what}");
         assert_eq!(n.incoming_files().count(), 0, "{what}: kept");
         assert!(n.is_connected_to(NodeId(SENDER)), "{what}: the edge went");
     }
+    // An offer sent again is refused once.
+    let (mut n, now) = receiver(limits);
+    let too_large = offer(1, 1, Some(limits.max_size + 1));
+    feed(&mut n, 1, Message::FileOffer(too_large.clone()), now);
+    let again = FileOffer {
+        seq: 2,
+        ..too_large
+    };
+    let outs = feed(&mut n, 1, Message::FileOffer(again), now);
+    assert!(deliveries(&outs).is_empty(), "refused twice");
     // The bound on transfers and on bytes at once, exactly.
     let (mut n, now) = receiver(limits);
-    feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(limits.max_size))), now);
+    feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(1, 1, Some(limits.max_size))),
+        now,
+    );
     let over = 5 * u64::from(CHUNK) + 1;
-    feed(&mut n, 1, Message::FileOffer(offer(2, 2, Some(over))), now);
+    let outs = feed(&mut n, 1, Message::FileOffer(offer(2, 2, Some(over))), now);
     assert_eq!(n.incoming_files().count(), 1, "past max_in_flight taken");
-    feed(&mut n, 1, Message::FileOffer(offer(3, 3, Some(over - 1))), now);
-    assert_eq!(n.incoming_files().count(), 2, "max_in_flight exactly refused");
+    assert!(matches!(
+        deliveries(&outs)[..],
+        [Delivery::FileRefused { error: FileError::NotAccepted(_), size: Some(s), .. }] if *s == over
+    ));
+    feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(3, 3, Some(over - 1))),
+        now,
+    );
+    assert_eq!(
+        n.incoming_files().count(),
+        2,
+        "max_in_flight exactly refused"
+    );
     feed(&mut n, 1, Message::FileOffer(offer(4, 4, Some(1))), now);
     assert_eq!(n.incoming_files().count(), 2, "past max_transfers taken");
     // Limits past what the bookkeeping bounds are refused.
@@ -306,7 +399,10 @@ fn a_chunk_for_an_unknown_transfer_or_a_repair_from_a_stranger_is_ignored() {
         ..chunk(1, 0, 0, 10)
     };
     let outs = feed(&mut n, 2, Message::FileChunk(forged.clone()), now);
-    assert!(deliveries(&outs).is_empty(), "a repair from another node taken");
+    assert!(
+        deliveries(&outs).is_empty(),
+        "a repair from another node taken"
+    );
     let outs = feed(&mut n, 1, Message::FileChunk(forged), now);
     assert!(deliveries(&outs)
         .iter()
@@ -339,12 +435,25 @@ fn file_frames_on_a_pattern_or_the_empty_topic_drop_the_peer() {
 fn a_quiet_transfer_asks_the_sender_for_what_it_misses_then_gives_up() {
     let (mut n, now) = receiver(FileLimits::default());
     let cfg = n.config().clone();
-    feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(4 * u64::from(CHUNK)))), now);
-    feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 1, CHUNK as usize)), now);
+    feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(1, 1, Some(4 * u64::from(CHUNK)))),
+        now,
+    );
+    feed(
+        &mut n,
+        1,
+        Message::FileChunk(chunk(1, 2, 1, CHUNK as usize)),
+        now,
+    );
     // Nothing for file_repair_after: ask for 0 and 2..4.
     let at = now + cfg.file_repair_after;
     n.handle_timeout(at - Duration::from_millis(1));
-    assert!(sent(&drain(&mut n), ConnId(1)).is_empty(), "asked too early");
+    assert!(
+        sent(&drain(&mut n), ConnId(1)).is_empty(),
+        "asked too early"
+    );
     n.handle_timeout(at);
     let wants: Vec<FileWant> = sent(&drain(&mut n), ConnId(1))
         .into_iter()
@@ -384,7 +493,10 @@ fn a_quiet_transfer_asks_the_sender_for_what_it_misses_then_gives_up() {
     n.handle_timeout(dead - Duration::from_millis(1));
     assert_eq!(failed(&drain(&mut n)), None);
     n.handle_timeout(dead);
-    assert!(matches!(failed(&drain(&mut n)), Some(FileError::Stalled(_))));
+    assert!(matches!(
+        failed(&drain(&mut n)),
+        Some(FileError::Stalled(_))
+    ));
 }
 
 #[test]
@@ -399,7 +511,12 @@ fn without_an_edge_to_the_sender_the_receiver_dials_it_and_asks_once_connected()
         ..offer(1, 1, Some(2 * u64::from(CHUNK)))
     };
     feed(&mut n, 1, Message::FileOffer(relayed), now);
-    feed(&mut n, 1, Message::FileEnd(end(1, 2, 2 * u64::from(CHUNK))), now);
+    feed(
+        &mut n,
+        1,
+        Message::FileEnd(end(1, 2, 2 * u64::from(CHUNK))),
+        now,
+    );
     n.handle_timeout(now);
     let outs = drain(&mut n);
     let dialed = behaviour::dials(&outs);
@@ -421,9 +538,8 @@ fn without_an_edge_to_the_sender_the_receiver_dials_it_and_asks_once_connected()
     let mut msgs = sent(&outs, conn);
     msgs.extend(sent(&drain(&mut n), conn));
     assert!(
-        msgs.iter().any(
-            |m| matches!(m, Message::FileWant(w) if w.ranges == [(0, 2)] && !w.end)
-        ),
+        msgs.iter()
+            .any(|m| matches!(m, Message::FileWant(w) if w.ranges == [(0, 2)] && !w.end)),
         "{msgs:?}"
     );
 }
@@ -463,7 +579,10 @@ fn a_sender_checks_its_own_transfer_and_forgets_it_after_file_keep() {
     );
     assert!(n.end_file(id, Some([0; 32]), now).is_err(), "ended short");
     n.send_chunk(id, chunk_of(1), now).unwrap();
-    assert!(n.send_chunk(id, chunk_of(1), now).is_err(), "a chunk after the last short one");
+    assert!(
+        n.send_chunk(id, chunk_of(1), now).is_err(),
+        "a chunk after the last short one"
+    );
     n.end_file(id, Some([3; 32]), now).unwrap();
     assert!(matches!(
         n.send_chunk(id, chunk_of(1), now),
@@ -509,7 +628,10 @@ fn a_sender_offers_again_while_chunks_go_for_receivers_that_join_late() {
         })
         .collect();
     assert_eq!(offers.len(), 2, "{offers:?}");
-    assert_ne!(offers[0], offers[1], "an offer again has a new sequence number");
+    assert_ne!(
+        offers[0], offers[1],
+        "an offer again has a new sequence number"
+    );
 }
 
 #[test]
@@ -533,11 +655,19 @@ fn wants_are_bounded_to_what_was_sent_and_the_end_is_sent_again() {
     let wanted: Vec<_> = deliveries(&outs)
         .into_iter()
         .filter_map(|d| match d {
-            Delivery::FileWanted { peer, id: i, ranges } if *i == id => Some((*peer, ranges.clone())),
+            Delivery::FileWanted {
+                peer,
+                id: i,
+                ranges,
+            } if *i == id => Some((*peer, ranges.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(wanted, [(NodeId(9), vec![(10, 266)])], "bounded to 256 chunks");
+    assert_eq!(
+        wanted,
+        [(NodeId(9), vec![(10, 266)])],
+        "bounded to 256 chunks"
+    );
     assert!(
         !sent(&outs, ConnId(1))
             .iter()
@@ -552,13 +682,17 @@ fn wants_are_bounded_to_what_was_sent_and_the_end_is_sent_again() {
     ));
     // Repairs: only chunks that were sent, at their size, to an edge.
     let full = Bytes::from(vec![0; CHUNK as usize]);
-    assert!(n.repair_chunk(NodeId(9), id, 300, full.clone(), now).is_err());
-    assert!(n.repair_chunk(NodeId(9), id, 3, full.slice(1..), now).is_err());
+    assert!(n
+        .repair_chunk(NodeId(9), id, 300, full.clone(), now)
+        .is_err());
+    assert!(n
+        .repair_chunk(NodeId(9), id, 3, full.slice(1..), now)
+        .is_err());
     assert!(n.repair_chunk(NodeId(4), id, 3, full.clone(), now).is_err());
     n.repair_chunk(NodeId(9), id, 3, full, now).unwrap();
-    assert!(sent(&drain(&mut n), ConnId(1)).iter().any(
-        |m| matches!(m, Message::FileChunk(c) if c.repair && c.index == 3 && c.ttl == 1)
-    ));
+    assert!(sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .any(|m| matches!(m, Message::FileChunk(c) if c.repair && c.index == 3 && c.ttl == 1)));
     // A want for a transfer the sender does not have: it is gone.
     let me = n.id();
     let outs = feed(
@@ -611,10 +745,14 @@ fn file_frames_wait_behind_publishes_and_a_full_lane_holds_the_sender() {
         !n.publish_would_wait("files/a"),
         "a transfer makes publishes wait"
     );
-    n.publish("files/a", Bytes::from_static(b"urgent"), now).unwrap();
+    n.publish("files/a", Bytes::from_static(b"urgent"), now)
+        .unwrap();
     // The publish leaves within the first writes, ahead of most of the transfer.
     let first = n.outbound(ConnId(1)).len();
-    assert!(first < 2 * super::outbound::BULK_FEED, "{first} bytes ahead");
+    assert!(
+        first < 2 * super::outbound::BULK_FEED,
+        "{first} bytes ahead"
+    );
     let mut d = FrameDecoder::new(1 << 24);
     d.extend(n.outbound(ConnId(1)));
     let msgs: Vec<Message> = std::iter::from_fn(|| d.next_frame().unwrap())
@@ -674,7 +812,12 @@ fn under_skip_a_relay_skips_a_full_lane_and_keeps_reading() {
     for index in 0..(2 * window / CHUNK as usize) as u64 {
         n.handle_bytes(
             ConnId(1),
-            &frame(&Message::FileChunk(chunk(1, index + 2, index, CHUNK as usize))),
+            &frame(&Message::FileChunk(chunk(
+                1,
+                index + 2,
+                index,
+                CHUNK as usize,
+            ))),
             now,
         );
         drain_but(&mut n, ConnId(2), now);
