@@ -9,7 +9,8 @@ use chaski_tokio::{ConnectError, Error, RemoteError};
 pub const EXIT_CODES: &str = "\
 Exit codes: 0 success; 1 other failure; 2 usage (bad arguments or settings); \
 3 unreachable (cannot resolve or connect); 4 timed out; 5 remote error (the peer answered with \
-an error); 6 refused (the peer closed the connection with a reason).";
+an error); 6 refused (the peer closed the connection with a reason); 7 a file transfer failed \
+(cancelled, unreadable, changed while sent).";
 
 /// Not a failure: the command stopped early for a reason that needs no message (its standard
 /// output was closed by its reader).
@@ -26,6 +27,8 @@ pub const TIMEOUT: i32 = 4;
 pub const REMOTE: i32 = 5;
 /// The peer refused the connection (a goodbye with a reason).
 pub const REFUSED: i32 = 6;
+/// A file transfer failed.
+pub const FILE: i32 = 7;
 
 /// A failed command: what to print, and the exit code.
 #[derive(Debug)]
@@ -75,6 +78,7 @@ impl From<Error> for Failure {
             Error::Timeout | Error::Remote(RemoteError::Timeout) => TIMEOUT,
             Error::Remote(RemoteError::Disconnected) => UNREACHABLE,
             Error::Remote(_) | Error::NoService(_) => REMOTE,
+            Error::File(_) => FILE,
             _ => OTHER,
         };
         Failure {
@@ -110,6 +114,10 @@ mod tests {
             REFUSED
         );
         assert_eq!(code(Error::ShutDown), OTHER);
+        assert_eq!(
+            code(Error::File(chaski_tokio::FileError::HashMismatch)),
+            FILE
+        );
         assert_eq!(Failure::from("x".to_string()).code, OTHER);
     }
 }

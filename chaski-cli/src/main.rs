@@ -11,8 +11,11 @@ mod failure;
 mod node_cmd;
 mod ping_cmd;
 mod pki_cmd;
+mod progress;
 mod pub_cmd;
+mod receive_cmd;
 mod root_cmd;
+mod send_cmd;
 mod serve_cmd;
 mod settings;
 mod status_cmd;
@@ -64,6 +67,12 @@ enum Command {
     Sub(sub_cmd::SubArgs),
     /// Connect to ADDR and publish MESSAGE on TOPIC.
     Pub(pub_cmd::PubArgs),
+    /// Connect to ADDR and send each FILE on TOPIC to every node that receives files there
+    /// (through roots): one line per file sent, a progress line on a terminal.
+    Send(send_cmd::SendArgs),
+    /// Connect to ADDR and receive the files offered on TOPIC into --dir (each checked against
+    /// its SHA-256 before it gets its name): one line per file received.
+    Receive(receive_cmd::ReceiveArgs),
     /// Ask a node for its status over UDP.
     Status(status_cmd::StatusArgs),
     /// Connect to a node and measure round trips, like `ping`: one line per ping, then the
@@ -116,6 +125,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Node(args) => node_cmd::run(args, base).await,
         Command::Sub(args) => sub_cmd::run(args, base).await,
         Command::Pub(args) => pub_cmd::run(args, base).await,
+        Command::Send(args) => send_cmd::run(args, base).await,
+        Command::Receive(args) => receive_cmd::run(args, base).await,
         Command::Status(args) => status_cmd::run(args, base).await,
         Command::Ping(args) => ping_cmd::run(args, base).await,
         Command::Edges(args) => edges_cmd::run(args, base).await,
@@ -133,7 +144,7 @@ fn command_line() -> clap::Command {
     let help = format!("{}\n{}", settings::env_help(), failure::EXIT_CODES);
     let mut cmd = Cli::command();
     for name in [
-        "root", "node", "sub", "pub", "status", "ping", "edges", "call", "serve",
+        "root", "node", "sub", "pub", "send", "receive", "status", "ping", "edges", "call", "serve",
     ] {
         cmd = cmd.mut_subcommand(name, |c| c.after_help(help.clone()));
     }

@@ -845,3 +845,118 @@ fn a_peers_name_cannot_forge_output() {
         "{out}"
     );
 }
+
+/// `send` and `receive` through a root, in plain and secure meshes: every file arrives with
+/// the sender's SHA-256, a second file of one name gets a new name, `--json` gives the path,
+/// and a missing file is a usage error.
+#[test]
+fn files_go_through_a_root_with_send_and_receive() {
+    let dir = std::env::temp_dir().join(format!("chaski-cli-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    for d in ["src", "in", "sin"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(dir.join("src/data.bin"), &data).unwrap();
+    std::fs::write(dir.join("src/other.bin"), b"other").unwrap();
+    let (_root, root_out, _) = start(&["root", "--bind", "127.0.0.1:0"], &[]);
+    let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
+    let (mut receiver, out, err) = start(
+        &[
+            "receive",
+            &addr,
+            "files",
+            "--dir",
+            &path("in"),
+            "--count",
+            "2",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(err
+        .find(DEADLINE, |l| l.starts_with("connected to"))
+        .is_some());
+    let (code, sent, e) = run_code(&[
+        "send",
+        &addr,
+        "files",
+        &path("src/data.bin"),
+        &path("src/data.bin"),
+        "--keep",
+        "0",
+    ]);
+    assert_eq!(code, Some(0), "{e}");
+    let hash = sent
+        .lines()
+        .next()
+        .and_then(|l| l.split("sha256 ").nth(1))
+        .map(|h| h.trim_end_matches(')').to_string())
+        .unwrap_or_else(|| panic!("no hash in {sent:?}"));
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let line = out.find(DEADLINE, |_| true).expect("a file received");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("receive --json");
+        assert_eq!(v["sha256"].as_str(), Some(hash.as_str()), "{line}");
+        assert_eq!(v["size"], 3_000_000);
+        assert_eq!(std::fs::read(v["path"].as_str().unwrap()).unwrap(), data);
+        names.push(v["name"].as_str().unwrap().to_string());
+    }
+    names.sort();
+    assert_eq!(names, ["data (1).bin", "data.bin"]);
+    assert!(wait(&mut receiver.0).success());
+    // A file that is not there: a usage error before anything is sent.
+    let (code, _, e) = run_code(&["send", &addr, "files", &path("src/none"), "--keep", "0"]);
+    assert_eq!(code, Some(2), "{e}");
+
+    // The same over TLS.
+    assert_eq!(run_code(&["ca", "init", &path("ca")]).0, Some(0));
+    for n in ["sroot", "ssend", "srecv"] {
+        let (code, _, e) = run_code(&["cert", "issue", n, "--ca", &path("ca"), "--out", &path(n)]);
+        assert_eq!(code, Some(0), "{e}");
+    }
+    let (_sroot, sroot_out, _) = start(
+        &["root", "--bind", "127.0.0.1:0", "--tls-dir", &path("sroot")],
+        &[],
+    );
+    let saddr = address_in(&sroot_out.find(DEADLINE, |_| true).unwrap());
+    let (mut sreceiver, sout, serr) = start(
+        &[
+            "receive",
+            &saddr,
+            "files",
+            "--dir",
+            &path("sin"),
+            "--count",
+            "1",
+            "--tls-dir",
+            &path("srecv"),
+        ],
+        &[],
+    );
+    assert!(serr
+        .find(DEADLINE, |l| l.starts_with("connected to"))
+        .is_some());
+    let (code, _, e) = run_code(&[
+        "send",
+        &saddr,
+        "files",
+        &path("src/other.bin"),
+        "--keep",
+        "0",
+        "--tls-dir",
+        &path("ssend"),
+    ]);
+    assert_eq!(code, Some(0), "{e}");
+    let line = sout
+        .find(DEADLINE, |_| true)
+        .expect("a file received over TLS");
+    assert!(
+        line.starts_with("received ") && line.contains("other.bin"),
+        "{line}"
+    );
+    assert!(wait(&mut sreceiver.0).success());
+    assert_eq!(std::fs::read(dir.join("sin/other.bin")).unwrap(), b"other");
+    let _ = std::fs::remove_dir_all(&dir);
+}
