@@ -5,7 +5,8 @@
 # discovery and pairing across hosts, a remote call; a host that vanishes (its link down) is
 # noticed; a link brought down and up while traffic flows is noticed and heals, and what is
 # published after the heal arrives (times printed); SIGTERM gives a goodbye. Every wait is
-# bounded; hosts, links and processes are removed however the test ends.
+# bounded; hosts, links and processes are removed however the test ends. A 256 MiB file goes
+# through a root to two hosts, one of them cut mid-transfer: both end with the source's SHA-256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-target/release/chaski}")
@@ -146,6 +147,57 @@ set -e
 ((outsider_code == 6)) || fail "a publisher with another CA's certificate: exit $outsider_code"
 grep -qE 'plain|forged' "$logs/ssub.log" && fail "a stranger's message reached ssub"
 echo "   a plaintext peer and another CA's certificate are refused (exit 6, reason given)"
+
+echo "== a 256 MiB file through a root to hosts 4 and 5; host 5's link cut mid-transfer"
+head -c $((256 << 20)) /dev/urandom >"$logs/big.bin"
+src_sum=$(sha256sum "$logs/big.bin" | cut -d' ' -f1)
+mkdir "$logs/in4" "$logs/in5"
+froot=10.77.0.1:8711
+run 1 froot root --bind 0.0.0.0:8711
+run 4 frecv4 receive "$froot" files --dir "$logs/in4" --count 1 --bind 0.0.0.0:8712
+run 5 frecv5 receive "$froot" files --dir "$logs/in5" --count 1 --bind 0.0.0.0:8712
+wait_log frecv4 'receiving files' 20 >/dev/null
+wait_log frecv5 'receiving files' 20 >/dev/null
+# Host 5's link slowed (when tc can), so that the cut surely falls in the middle.
+shaped=false
+if tc qdisc add dev "${p}v5" root tbf rate 400mbit burst 256kb latency 400ms 2>/dev/null; then
+    shaped=true
+fi
+start=$(date +%s.%N)
+run 2 fsend send "$froot" files "$logs/big.bin" --keep 60 --bind 0.0.0.0:8713
+# Cut once host 5 has part of the file (the temporary file past 16 MiB), before it has all.
+end=$((SECONDS + 60))
+until (($(stat -c %s "$logs"/in5/.chaski-*.part 2>/dev/null | head -1 || echo 0) > (16 << 20))); do
+    ((SECONDS < end)) || fail "host 5 received nothing of the file within 60 s"
+    sleep 0.02
+done
+had=$(stat -c %s "$logs"/in5/.chaski-*.part 2>/dev/null | head -1 || echo 0)
+ip link set "${p}v5" down
+sleep 3
+ip link set "${p}v5" up
+echo "   host 5 cut for 3 s with $((had >> 20)) MiB of 256 written (link shaped: $shaped)"
+$shaped && tc qdisc del dev "${p}v5" root 2>/dev/null || true
+for h in frecv4 frecv5; do
+    wait_log "$h" '^received ' 120 >/dev/null
+done
+took=$(since "$start")
+for h in 4 5; do
+    got=$(sha256sum "$logs/in$h/big.bin" | cut -d' ' -f1)
+    [[ $got == "$src_sum" ]] || fail "host $h's file has SHA-256 $got, the source $src_sum"
+    grep -q "sha256 $src_sum" "$logs/frecv$h.log" || fail "host $h did not report the source's SHA-256"
+done
+leftover=$(find "$logs/in4" "$logs/in5" -name '.chaski-*' | wc -l)
+((leftover == 0)) || fail "temporary files left behind: $leftover"
+echo "   both hosts have the file with the source's SHA-256 ($took s from the send)"
+peaks=""
+for n in froot fsend; do
+    pid_var="pid_$n"
+    kb=$(awk '/^VmHWM/ { print $2 }' "/proc/${!pid_var}/status" 2>/dev/null || echo 0)
+    ((kb < 160 * 1024)) || fail "$n peaked at $((kb >> 10)) MiB of memory for a 256 MiB file"
+    peaks+=" $n $((kb >> 10)) MiB;"
+done
+echo "   peak resident memory:$peaks (the file is never held whole)"
+kill "$pid_fsend" "$pid_froot" 2>/dev/null || true
 
 echo "== host 6 vanishes (its link goes down)"
 ip link set "${p}v6" down

@@ -55,6 +55,9 @@ pub(super) struct Conn {
     pub(super) bulk: VecDeque<Bytes>,
     /// Bytes in `bulk`.
     pub(super) bulk_bytes: usize,
+    /// The bulk lane went past the congestion limit (senders of files wait) and has not
+    /// drained to half of it since.
+    pub(super) bulk_full: bool,
 }
 
 impl Conn {

@@ -119,9 +119,14 @@ impl Node {
     }
 
     pub(super) fn edge_timeout(&mut self, peer: NodeId, conn: ConnId, now: Instant) {
-        let Some(e) = self.edges.get(&peer).filter(|e| e.conn == conn) else {
+        let paused = self.read_paused.contains(&conn);
+        let Some(e) = self.edges.get_mut(&peer).filter(|e| e.conn == conn) else {
             return;
         };
+        if paused {
+            // Not read while its file frames wait for a slow peer: the silence is ours.
+            e.last_rx = now;
+        }
         if e.last_rx + self.cfg.idle_timeout <= now {
             debug!(%conn, "edge idle for too long");
             self.send(conn, &Message::Goodbye(DisconnectReason::IdleTimeout), now);

@@ -53,6 +53,7 @@ impl Node {
             peer_moved: false,
             bulk: std::collections::VecDeque::new(),
             bulk_bytes: 0,
+            bulk_full: false,
         };
         self.conns.insert(conn, c);
         self.timers.set(TimerKey::Handshake(conn), deadline);

@@ -48,6 +48,11 @@ impl Node {
             if c.bulk_bytes > 0 {
                 c.feed_bulk(BULK_FEED);
                 if c.bulk_bytes <= self.cfg.congestion_limit() / 2 {
+                    if c.bulk_full {
+                        // Senders of files waiting for this lane may go on.
+                        c.bulk_full = false;
+                        self.released += 1;
+                    }
                     self.resume_reading();
                 }
             }
@@ -209,6 +214,9 @@ impl Node {
         if let Err(e) = encoded {
             warn!(%conn, error = %e, "dropping a file frame that cannot be encoded");
             return;
+        }
+        if c.bulk_bytes > self.cfg.congestion_limit() {
+            c.bulk_full = true;
         }
         let after = c.pending();
         self.grew_out(after - before);

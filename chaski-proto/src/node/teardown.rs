@@ -122,6 +122,9 @@ impl Node {
         };
         self.release(&c);
         self.uncongest(conn);
+        if c.bulk_full {
+            self.released += 1;
+        }
         self.read_paused.remove(&conn);
         self.resume_reading();
         self.timers.cancel(&TimerKey::Handshake(conn));
@@ -150,6 +153,9 @@ impl Node {
         if let Some(c) = self.conns.remove(&conn) {
             self.release(&c);
             self.uncongest(conn);
+            if c.bulk_full {
+                self.released += 1;
+            }
             self.read_paused.remove(&conn);
             self.resume_reading();
             self.timers.cancel(&TimerKey::Handshake(conn));

@@ -759,9 +759,14 @@ fn file_frames_wait_behind_publishes_and_a_full_lane_holds_the_sender() {
         .map(|b| decode_message(&b).unwrap())
         .collect();
     assert!(msgs.iter().any(|m| matches!(m, Message::Publish(_))));
-    // Taken by the socket: the sender may go on.
+    // Taken by the socket: the sender may go on, and is told so.
+    let released = n.congestion_released();
     n.take_outbound(ConnId(1), now);
     assert!(!n.file_would_wait("files/a"));
+    assert!(
+        n.congestion_released() > released,
+        "a waiting sender is never woken"
+    );
 }
 
 #[test]
@@ -784,6 +789,23 @@ fn a_relay_stops_reading_the_source_while_a_receivers_lane_is_full() {
         drain_but(&mut n, ConnId(2), now);
         assert!(index < 10_000, "never paused");
     }
+    // Not read is not silent: the source is not dropped as idle while it waits.
+    let idle = n.config().idle_timeout;
+    for k in 1..=4 {
+        // The slow receiver still talks (it only reads slowly).
+        let ping = Message::Ping {
+            id: u64::from(k),
+            padding: Bytes::new(),
+        };
+        n.handle_bytes(ConnId(2), &frame(&ping), now + idle * k);
+        n.handle_timeout(now + idle * k);
+        drain_but(&mut n, ConnId(2), now);
+        assert!(!n.wants_read(ConnId(1)));
+    }
+    assert!(
+        n.is_connected_to(NodeId(SENDER)),
+        "the paused source was dropped as idle"
+    );
     let held = n.outbound_len(ConnId(2));
     let most = window + super::outbound::BULK_FEED + 2 * CHUNK as usize;
     assert!(held > window && held < most, "{held}");
