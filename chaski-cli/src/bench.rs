@@ -27,10 +27,10 @@ pub struct BenchArgs {
     /// Idle edges for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     edges: usize,
-    /// Parts to run (comma-separated): throughput, rtt, mesh, memory.
+    /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files.
     #[arg(
         long,
-        default_value = "throughput,rtt,mesh,memory",
+        default_value = "throughput,rtt,mesh,memory,files",
         value_delimiter = ','
     )]
     only: Vec<String>,
@@ -553,9 +553,9 @@ fn human_size(size: usize) -> String {
 /// Checks every option before anything is measured.
 pub fn check(opts: &Options) -> Result<(), String> {
     for part in &opts.parts {
-        if !["throughput", "rtt", "mesh", "memory"].contains(&part.as_str()) {
+        if !["throughput", "rtt", "mesh", "memory", "files"].contains(&part.as_str()) {
             return Err(format!(
-                "unknown part {part:?} (throughput, rtt, mesh, memory)"
+                "unknown part {part:?} (throughput, rtt, mesh, memory, files)"
             ));
         }
     }
@@ -630,9 +630,14 @@ pub fn run(opts: Options) -> Result<(), String> {
             },
         );
     }
+    let mut pubsub_64k = None;
     if opts.runs("throughput") {
         opts.progress("pub/sub throughput: raw TCP, then each runtime");
-        throughput_table(&opts)?;
+        pubsub_64k = throughput_table(&opts)?;
+    }
+    if opts.runs("files") {
+        opts.progress("a file through a root to two receivers (separate processes)");
+        files_row(&opts, pubsub_64k)?;
     }
     if opts.runs("rtt") {
         opts.progress("round trips: raw echo, ping and RPC on each runtime");
@@ -673,7 +678,54 @@ pub fn run(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-fn throughput_table(opts: &Options) -> Result<(), String> {
+/// The file row (see [`crate::bench_files`]), beside the 64 KiB pub/sub rate of the run
+/// (tokio, plaintext) when it was measured.
+fn files_row(opts: &Options, pubsub_64k: Option<f64>) -> Result<(), String> {
+    let r = crate::bench_files::measure(opts.quick)?;
+    let mb_s = r.size as f64 / r.elapsed.as_secs_f64() / 1e6;
+    opts.text(String::new);
+    opts.emit(
+        || {
+            let beside = pubsub_64k.map_or_else(String::new, |p| {
+                format!(", {:.2} of the 64 KiB pub/sub rate ({:.0} MB/s)", mb_s / p, p)
+            });
+            let mem: Vec<String> = r
+                .memory
+                .iter()
+                .map(|(name, rest, peak)| {
+                    format!(
+                        "{name} {} MiB (+{} MiB)",
+                        peak >> 10,
+                        peak.saturating_sub(*rest) >> 10
+                    )
+                })
+                .collect();
+            format!(
+                "file through a root to 2 receivers, {} MiB: {:.2} s, {mb_s:.0} MB/s to each{beside}\n  peak resident memory (growth over rest): {}",
+                r.size >> 20,
+                r.elapsed.as_secs_f64(),
+                mem.join(", ")
+            )
+        },
+        || {
+            json!({
+                "part": "files",
+                "size": r.size,
+                "seconds": r.elapsed.as_secs_f64(),
+                "mb_per_s": mb_s,
+                "pubsub_64k_mb_per_s": pubsub_64k,
+                "vs_pubsub_64k": ratio_of(mb_s, pubsub_64k),
+                "memory": r.memory.iter().map(|(n, rest, peak)| json!({
+                    "process": n, "rest_kib": rest, "peak_kib": peak,
+                })).collect::<Vec<_>>(),
+            })
+        },
+    );
+    Ok(())
+}
+
+/// The pub/sub table; gives the 64 KiB rate of plaintext tokio in MB/s, if measured.
+fn throughput_table(opts: &Options) -> Result<Option<f64>, String> {
     let q = opts.quick;
     opts.text(String::new);
     opts.text(|| {
@@ -765,6 +817,7 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
     }
     // Each runtime plain, then secure (TLS 1.3, mutual authentication) beside it.
     let ca = Ca::new().map_err(|e| e.to_string())?;
+    let mut tokio_64k = None;
     for runtime in &opts.runtimes {
         let mut plain = [0.0; SIZES.len()];
         for secure in [false, true] {
@@ -778,6 +831,9 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
                 let r = chaski_throughput(&pair, size, count_for(size, q))?;
                 if !secure {
                     plain[i] = r.msgs;
+                    if runtime == "tokio" && size == 64 * 1024 {
+                        tokio_64k = Some(r.msgs * size as f64 / 1e6);
+                    }
                 }
                 row(
                     "chaski",
@@ -793,7 +849,8 @@ fn throughput_table(opts: &Options) -> Result<(), String> {
             pair.shutdown();
         }
     }
-    handshakes(opts, &ca)
+    handshakes(opts, &ca)?;
+    Ok(tokio_64k)
 }
 
 /// How long an edge takes from `connect` to both Hellos crossed, plain and secure (TCP, the

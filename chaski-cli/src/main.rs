@@ -3,6 +3,7 @@
 //! its own module (`<name>_cmd.rs`).
 
 mod bench;
+mod bench_files;
 mod call_cmd;
 mod client;
 mod demo;

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
-use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use chaski_proto::files::{safe_name, FileError, FileKey, DEFAULT_CHUNK};
 use chaski_proto::{Delivery, Node, NodeId, SlowConsumer};
+use ring::digest::{Context as Hasher, SHA256};
 
 use super::engine::Engine;
 use crate::api::block_on;
@@ -294,7 +294,7 @@ struct Writing {
     name: String,
     size: Option<u64>,
     meta: Bytes,
-    hasher: Sha256,
+    hasher: Hasher,
     /// Bytes hashed: everything before this offset, in order.
     hashed: u64,
     written: u64,
@@ -366,7 +366,7 @@ impl Writer {
                         name,
                         size,
                         meta,
-                        hasher: Sha256::new(),
+                        hasher: Hasher::new(&SHA256),
                         hashed: 0,
                         written: 0,
                         told: Instant::now(),
@@ -529,7 +529,10 @@ fn finish_hash(w: &mut Writing, size: u64) -> std::result::Result<[u8; 32], File
             w.hasher.update(&buf[..n]);
         }
     }
-    Ok(std::mem::take(&mut w.hasher).finalize().into())
+    let done = std::mem::replace(&mut w.hasher, Hasher::new(&SHA256)).finish();
+    done.as_ref()
+        .try_into()
+        .map_err(|_| FileError::Io("a SHA-256 that is not 32 bytes".into()))
 }
 
 fn io_error(e: &io::Error) -> FileError {
@@ -640,7 +643,7 @@ impl Sender {
             Source::Stream(stream) => (stream, Reread::spool()?, None),
         };
         let chunk = DEFAULT_CHUNK as usize;
-        let mut hasher = Sha256::new();
+        let mut hasher = Hasher::new(&SHA256);
         let mut total = 0u64;
         loop {
             self.serve(&mut again, REPAIRS_PER_CHUNK, false);
@@ -672,7 +675,11 @@ impl Sender {
                 size.unwrap_or(0)
             )));
         }
-        let sha256: [u8; 32] = hasher.finalize().into();
+        let sha256: [u8; 32] = hasher
+            .finish()
+            .as_ref()
+            .try_into()
+            .map_err(|_| Error::io("a SHA-256 that is not 32 bytes"))?;
         let id = self.id;
         self.engine
             .turn(|s, now| s.core.end_file(id, Some(sha256), now))?;

@@ -970,6 +970,12 @@ impl Node {
             .filter(|e| e.wants(topic))
             .map(|e| e.conn)
             .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let Some(frame) = self.bulk_frame(msg) else {
+            return;
+        };
         for conn in targets {
             let lane = self.conns.get(&conn).map_or(0, |c| c.bulk_bytes);
             if lane > window {
@@ -979,7 +985,7 @@ impl Node {
                 }
                 full = true;
             }
-            self.send_bulk(conn, msg, now);
+            self.send_frame_bulk(conn, frame.clone(), now);
         }
         if full && from != self.id {
             if let Some(source) = self.edges.get(&from).map(|e| e.conn) {

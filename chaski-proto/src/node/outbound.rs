@@ -189,10 +189,29 @@ impl Node {
     }
 
     /// Encodes a file frame for `conn`, behind everything else that waits for it (its bulk
-    /// lane): straight onto the outbound buffer while that holds little and nothing is in the
-    /// lane, else as a frame of its own that joins the buffer as it empties.
+    /// lane; see [`Node::send_frame_bulk`]).
     pub(super) fn send_bulk(&mut self, conn: ConnId, msg: &Message, now: Instant) {
-        let max = self.cfg.max_frame_len;
+        if let Some(frame) = self.bulk_frame(msg) {
+            self.send_frame_bulk(conn, frame, now);
+        }
+    }
+
+    /// A file frame encoded once, for every connection it goes to (`None`: it cannot be).
+    pub(super) fn bulk_frame(&self, msg: &Message) -> Option<Bytes> {
+        let mut frame = BytesMut::new();
+        match encode_frame(msg, &mut frame, self.cfg.max_frame_len) {
+            Ok(()) => Some(frame.freeze()),
+            Err(e) => {
+                warn!(error = %e, "dropping a file frame that cannot be encoded");
+                None
+            }
+        }
+    }
+
+    /// Queues an encoded file frame for `conn` behind everything else that waits for it: onto
+    /// the outbound buffer while that holds little and nothing is in the lane, else into the
+    /// lane (shared, not copied), joining the buffer as it empties.
+    pub(super) fn send_frame_bulk(&mut self, conn: ConnId, frame: Bytes, now: Instant) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -200,20 +219,11 @@ impl Node {
             return;
         }
         let before = c.pending();
-        let encoded = if c.bulk.is_empty() && c.queued() < BULK_FEED {
-            encode_frame(msg, &mut c.out, max)
+        if c.bulk.is_empty() && c.queued() < BULK_FEED {
+            c.out.extend_from_slice(&frame);
         } else {
-            let mut frame = BytesMut::new();
-            let r = encode_frame(msg, &mut frame, max);
-            if r.is_ok() {
-                c.bulk_bytes += frame.len();
-                c.bulk.push_back(frame.freeze());
-            }
-            r
-        };
-        if let Err(e) = encoded {
-            warn!(%conn, error = %e, "dropping a file frame that cannot be encoded");
-            return;
+            c.bulk_bytes += frame.len();
+            c.bulk.push_back(frame);
         }
         if c.bulk_bytes > self.cfg.congestion_limit() {
             c.bulk_full = true;
