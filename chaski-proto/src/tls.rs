@@ -272,7 +272,7 @@ impl rustls::server::danger::ClientCertVerifier
     }
 }
 
-/// What every node certificate carries besides the CA's signature (PROTOCOL §10): the DNS
+/// What every node certificate carries besides the CA's signature (PROTOCOL §11): the DNS
 /// name [`CLUSTER_NAME`] among its subject alternative names, and an extended key usage
 /// listing both `serverAuth` and `clientAuth` (a node dials and accepts). The error says
 /// which is missing.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use chaski_proto::codec::{decode_message, decode_value, encode_frame, encode_value, FrameDecoder};
+use chaski_proto::files::{FileChunk, FileEnd, FileGone, FileOffer, FileWant};
 use chaski_proto::message::{Datagram, Discovery, Hello, Publish, ServiceSearch};
 use chaski_proto::{CallKind, DisconnectReason, Message, NodeId, OnPair, RemoteError, Status};
 
@@ -147,8 +148,74 @@ fn frames() -> Vec<(&'static str, Message)> {
             "goodbye_version",
             Message::Goodbye(DisconnectReason::VersionMismatch { ours: 1, theirs: 2 }),
         ),
+        (
+            "file_offer",
+            Message::FileOffer(FileOffer {
+                origin: NodeId(9),
+                seq: 4,
+                topic: "f".into(),
+                ttl: 64,
+                hops: 1,
+                id: 1,
+                name: "a.txt".into(),
+                size: Some(3),
+                chunk: 65536,
+                meta: Bytes::from_static(b"m"),
+                addr: Some(([10, 0, 0, 1], 9000).into()),
+            }),
+        ),
+        (
+            "file_chunk",
+            Message::FileChunk(FileChunk {
+                origin: NodeId(9),
+                seq: 5,
+                topic: "f".into(),
+                ttl: 64,
+                hops: 1,
+                id: 1,
+                index: 0,
+                data: Bytes::from_static(b"abc"),
+                repair: false,
+            }),
+        ),
+        (
+            "file_end",
+            Message::FileEnd(FileEnd {
+                origin: NodeId(9),
+                seq: 6,
+                topic: "f".into(),
+                ttl: 64,
+                hops: 1,
+                id: 1,
+                size: 3,
+                sha256: Some(Bytes::from_static(&SHA256_ABC)),
+                repair: false,
+            }),
+        ),
+        (
+            "file_want",
+            Message::FileWant(FileWant {
+                origin: NodeId(9),
+                id: 1,
+                ranges: vec![(0, 1)],
+                end: true,
+            }),
+        ),
+        (
+            "file_gone",
+            Message::FileGone(FileGone {
+                origin: NodeId(9),
+                id: 1,
+            }),
+        ),
     ]
 }
+
+/// SHA-256 of `abc`.
+const SHA256_ABC: [u8; 32] = [
+    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad,
+];
 
 /// A serializable value, as CBOR (for call arguments and results).
 trait Erased {

@@ -3,6 +3,7 @@
 
     python3 chaski_client.py --vectors PROTOCOL.md      # decode and re-encode every test vector
     python3 chaski_client.py HOST:PORT                  # against a node: see run()
+    python3 chaski_client.py --file ROOT SHA256         # receive one file: see receive_file()
 
 Against a node that serves `demo` and publishes on `py/news` (`chaski node --serve --pub
 py/news`), it says Hello subscribed to `py/news`, answers pings while it waits for two publishes
@@ -203,9 +204,84 @@ def run(target):
     print("all steps passed")
 
 
+def hello(me, topics):
+    return {"Hello": {
+        "version": 1, "id": me, "name": "python", "listen": None,
+        "topics": topics, "paired": [], "services": [], "root": False,
+        "pairing": None, "nonce": random.getrandbits(63),
+    }}
+
+
+def receive_file(target, want_sha):
+    """Receives one file offered on `py/files` through the node at `target` (section 9),
+    pretending chunk 1 was lost: once the end is in, it dials the sender at the offer's address
+    and asks for chunk 1 with a FileWant, takes the repair, and checks the whole file's
+    SHA-256 against the end's and against `want_sha`."""
+    import hashlib
+    host, _, port = target.rpartition(":")
+    conn = Connection(host.strip("[]"), int(port))
+    me = random.getrandbits(128) | (1 << 127)
+    conn.send(hello(me, ["py/files"]))
+    deadline = time.monotonic() + 30
+    offer, chunks, end = None, {}, None
+    while end is None:
+        m = conn.recv(deadline)
+        if m is None:
+            fail(f"no whole transfer within 30 s (offer {offer is not None}, {len(chunks)} chunks)")
+        k = kind(m)
+        if k == "Ping":
+            conn.send({"Pong": m["Ping"]})
+        elif k == "FileOffer" and offer is None:
+            offer = m["FileOffer"]
+            print(f"offered {offer['name']!r}: {offer['size']} bytes in chunks of "
+                  f"{offer['chunk']}, sender at {offer['addr']!r}")
+        elif k == "FileChunk" and offer is not None and m["FileChunk"]["f"] == offer["f"]:
+            c = m["FileChunk"]
+            if c["i"] != 1:
+                chunks[c["i"]] = c["d"]
+        elif k == "FileEnd" and offer is not None and m["FileEnd"]["f"] == offer["f"]:
+            end = m["FileEnd"]
+    count = -(-end["size"] // offer["chunk"])
+    missing = [i for i in range(count) if i not in chunks]
+    if missing != [1]:
+        fail(f"expected only chunk 1 missing, not {missing}")
+    addr = offer["addr"]
+    ip = addr["V4"][0] if "V4" in addr else addr["V6"][0]
+    port = addr["V4"][1] if "V4" in addr else addr["V6"][1]
+    ip = ".".join(str(b) for b in ip) if "V4" in addr else socket.inet_ntop(
+        socket.AF_INET6, bytes(ip))
+    sender = Connection(ip, port)
+    sender.send(hello(me ^ 1, []))
+    deadline = time.monotonic() + 10
+    m = sender.recv(deadline)
+    if kind(m or "none") != "Hello" or m["Hello"]["id"] != offer["o"]:
+        fail(f"the sender's Hello was {m!r}")
+    sender.send({"FileWant": {"o": offer["o"], "f": offer["f"], "ranges": [[1, 2]],
+                              "end": False}})
+    while 1 not in chunks:
+        m = sender.recv(deadline)
+        if m is None:
+            fail("no repair of chunk 1 within 10 s")
+        if kind(m) == "FileChunk" and m["FileChunk"].get("r") and m["FileChunk"]["i"] == 1:
+            chunks[1] = m["FileChunk"]["d"]
+        elif kind(m) == "Ping":
+            sender.send({"Pong": m["Ping"]})
+    data = b"".join(chunks[i] for i in range(count))
+    got = hashlib.sha256(data).digest()
+    if len(data) != end["size"] or got != end["sha256"] or got.hex() != want_sha:
+        fail(f"the file's SHA-256 is {got.hex()}, the end says {end['sha256'].hex()}, "
+             f"the source {want_sha}")
+    sender.send({"Goodbye": "Closed"})
+    conn.send({"Goodbye": "Closed"})
+    print(f"received {offer['name']!r}: {len(data)} bytes, chunk 1 repaired by the sender, "
+          f"SHA-256 {got.hex()} as sent")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--vectors":
         check_vectors(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "--file":
+        receive_file(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 2:
         run(sys.argv[1])
     else:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the independent Python client (written from PROTOCOL.md, with cbor2 from PyPI): first
 # over the document's test vectors, then against a real node that serves `demo`, publishes on
-# `py/news`, and pings its idle edges every 0.3 s (dropping them after 2 s of silence).
+# `py/news`, and pings its idle edges every 0.3 s (dropping them after 2 s of silence); then it
+# receives a file sent through a root, fetching one chunk from the sender itself.
 #
 #   clients/python/run.sh PATH_TO_CHASKI
 set -euo pipefail
@@ -24,3 +25,23 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 timeout 60 "$venv/bin/python" chaski_client.py "127.0.0.1:$port" | grep -v '^publish #'
+
+# A file through a root: the client takes it, one chunk from the sender directly.
+rport=$((port + 1))
+file=$(mktemp)
+head -c 300000 /dev/urandom >"$file"
+sum=$(sha256sum "$file" | cut -d' ' -f1)
+"$chaski" root --bind "127.0.0.1:$rport" >"$log.root" 2>&1 &
+root=$!
+trap 'kill $node $root 2>/dev/null || true; rm -f "$log" "$log.root" "$file"' EXIT
+for _ in $(seq 50); do
+    grep -q listening "$log.root" && break
+    sleep 0.1
+done
+timeout 60 "$venv/bin/python" chaski_client.py --file "127.0.0.1:$rport" "$sum" &
+client=$!
+sleep 0.5
+"$chaski" send "127.0.0.1:$rport" py/files "$file" --keep 15 --bind 127.0.0.1:0 >/dev/null &
+sender=$!
+wait "$client"
+kill "$sender" 2>/dev/null || true

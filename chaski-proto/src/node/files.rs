@@ -944,7 +944,8 @@ impl Node {
             self.counters.reserved_dropped += 1;
             return false;
         }
-        true
+        // As a publish: only subscribers and roots take it (and relay it).
+        self.cfg.root || self.is_subscribed(topic)
     }
 
     /// Sends a file frame to every neighbour that wants `topic` (and roots) but `from` and the
