@@ -55,6 +55,15 @@ impl Node {
         now: Instant,
     ) {
         if goodbye {
+            if matches!(
+                reason,
+                DisconnectReason::Shutdown | DisconnectReason::Closed
+            ) {
+                // A parting on purpose: file frames still waiting leave before the goodbye.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.feed_bulk(usize::MAX);
+                }
+            }
             self.send(conn, &Message::Goodbye(reason.clone()), now);
         }
         self.end_conn(conn, reason, false, false, now);

@@ -849,3 +849,34 @@ fn under_skip_a_relay_skips_a_full_lane_and_keeps_reading() {
     assert!(n.outbound_len(ConnId(2)) < most);
     assert!(n.counters().congestion_skipped > 0);
 }
+
+#[test]
+fn a_shutdown_sends_the_waiting_file_frames_before_its_goodbye() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    while !n.file_would_wait("files/a") {
+        n.send_chunk(id, Bytes::from(vec![1; CHUNK as usize]), now)
+            .unwrap();
+    }
+    n.end_file(id, Some([0; 32]), now).unwrap();
+    drain_but(&mut n, ConnId(1), now);
+    n.shutdown(now);
+    let msgs = sent(&drain(&mut n), ConnId(1));
+    let last_two: Vec<&str> = msgs
+        .iter()
+        .rev()
+        .take(2)
+        .map(|m| match m {
+            Message::FileEnd(_) => "end",
+            Message::Goodbye(_) => "goodbye",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        last_two,
+        ["goodbye", "end"],
+        "the end was dropped at the shutdown"
+    );
+}
