@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use chaski_proto::codec::encode_value;
 use chaski_proto::codec::{decode_message, encode_frame, FrameDecoder};
+use chaski_proto::files::{
+    FileChunk, FileEnd, FileGone, FileKey, FileLimits, FileOffer, FileWant, MIN_CHUNK,
+};
 use chaski_proto::message::{
     Datagram, Discovery, Hello, PairIntent, Publish, ServiceSearch, PROTOCOL_VERSION,
 };
@@ -97,7 +100,7 @@ const LIMITS: usize = 8;
 
 fn frame(src: &mut Src, me: NodeId) -> Message {
     let addr: SocketAddr = ([127, 0, 0, 1], 9000 + u16::from(src.small(4))).into();
-    match src.small(14) {
+    match src.small(19) {
         0 => Message::Hello(Hello {
             version: if src.small(8) == 0 {
                 99
@@ -187,6 +190,53 @@ fn frame(src: &mut Src, me: NodeId) -> Message {
             origin_addr: addr,
             service: src.name(),
             ttl: src.u8(),
+        }),
+        13 => Message::FileOffer(FileOffer {
+            origin: src.id(),
+            seq: u64::from(src.small(8)),
+            topic: src.name(),
+            ttl: src.u8(),
+            hops: src.u8(),
+            id: u64::from(src.small(4)),
+            name: src.name(),
+            size: (src.small(2) == 0).then(|| u64::from(src.u8()) << src.small(40)),
+            chunk: [MIN_CHUNK, MIN_CHUNK - 1, u32::MAX, 1 << 20][usize::from(src.small(4))],
+            meta: Bytes::from(src.bytes(8)),
+            addr: (src.small(2) == 0).then_some(addr),
+        }),
+        14 => Message::FileChunk(FileChunk {
+            origin: src.id(),
+            seq: u64::from(src.small(8)),
+            topic: src.name(),
+            ttl: src.u8(),
+            hops: src.u8(),
+            id: u64::from(src.small(4)),
+            index: u64::from(src.u8()) << src.small(64),
+            data: Bytes::from(vec![1; usize::from(src.small(3)) * MIN_CHUNK as usize / 2]),
+            repair: src.small(2) == 0,
+        }),
+        15 => Message::FileEnd(FileEnd {
+            origin: src.id(),
+            seq: u64::from(src.small(8)),
+            topic: src.name(),
+            ttl: src.u8(),
+            hops: src.u8(),
+            id: u64::from(src.small(4)),
+            size: u64::from(src.u8()) << src.small(40),
+            sha256: (src.small(3) != 0).then(|| Bytes::from(src.bytes(40))),
+            repair: src.small(2) == 0,
+        }),
+        16 => Message::FileWant(FileWant {
+            origin: if src.small(2) == 0 { me } else { src.id() },
+            id: u64::from(src.small(4)),
+            ranges: (0..src.small(80))
+                .map(|_| (u64::from(src.u8()), u64::from(src.u8()) << src.small(60)))
+                .collect(),
+            end: src.small(2) == 0,
+        }),
+        17 => Message::FileGone(FileGone {
+            origin: src.id(),
+            id: u64::from(src.small(4)),
         }),
         _ => Message::Services(vec![]),
     }
@@ -337,7 +387,7 @@ pub fn run(data: &[u8]) {
             }
             _ => {
                 let peer = src.id();
-                let _ = match src.small(17) {
+                let _ = match src.small(23) {
                     0 => node.subscribe(&src.name(), now).map(|_| ()),
                     1 => node.unsubscribe(&src.name(), now).map(|_| ()),
                     2 => node
@@ -402,6 +452,51 @@ pub fn run(data: &[u8]) {
                             ([127, 0, 0, 1], 9000 + u16::from(src.small(4))).into();
                         let payload = Bytes::from(vec![7; usize::from(src.u8()) * 300]);
                         node.publish_datagram(to, &src.name(), payload)
+                    }
+                    16 => {
+                        let limits = FileLimits {
+                            max_size: u64::from(src.u8()) << src.small(40),
+                            max_in_flight: u64::from(src.u8()) << src.small(40),
+                            max_transfers: usize::from(src.small(4)),
+                        };
+                        node.accept_files(&src.name(), limits)
+                    }
+                    17 => node
+                        .offer_file(
+                            &src.name(),
+                            &src.name(),
+                            (src.small(2) == 0).then(|| u64::from(src.u8()) << 10),
+                            MIN_CHUNK,
+                            Bytes::new(),
+                            now,
+                        )
+                        .map(|_| ()),
+                    18 => {
+                        let len = usize::from(src.small(3)) * MIN_CHUNK as usize / 2;
+                        node.send_chunk(u64::from(src.small(4)), Bytes::from(vec![2; len]), now)
+                    }
+                    19 => node.end_file(
+                        u64::from(src.small(4)),
+                        (src.small(3) != 0).then_some([3; 32]),
+                        now,
+                    ),
+                    20 => {
+                        let len = usize::from(src.small(3)) * MIN_CHUNK as usize / 2;
+                        node.repair_chunk(
+                            peer,
+                            u64::from(src.small(4)),
+                            u64::from(src.small(4)),
+                            Bytes::from(vec![4; len]),
+                            now,
+                        )
+                    }
+                    21 => {
+                        node.file_failed(FileKey {
+                            origin: peer,
+                            id: u64::from(src.small(4)),
+                        });
+                        node.forget_file(u64::from(src.small(4)));
+                        Ok(())
                     }
                     _ => {
                         node.shutdown(now);
