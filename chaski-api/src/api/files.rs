@@ -16,7 +16,7 @@ use futures_core::Stream;
 use super::handle::Handle;
 use crate::error::{Error, Result};
 use crate::files::{FileEvent, ReceiveOptions, Sending, Sent};
-use crate::kit::transfers::{start_send, start_sink, Source};
+use crate::kit::file_io::{start_send, start_sink, Source};
 use crate::kit::Engine;
 use crate::queue::{BlockingIter, Messages};
 

@@ -13,6 +13,7 @@ mod bind;
 mod connection;
 mod datagrams;
 mod engine;
+pub(crate) mod file_io;
 mod hub;
 mod runtime;
 mod tasks;
