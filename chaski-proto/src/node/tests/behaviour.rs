@@ -1382,3 +1382,66 @@ fn accepting_a_link_from_a_larger_cluster_keeps_ours_without_re_announcing() {
         "re-announced an unchanged cluster"
     );
 }
+
+#[test]
+fn accessors_report_what_the_node_is_and_has() {
+    let (mut n, now) = node(Config::default().name("me"));
+    assert_eq!(n.listen_addr(), Some(addr(8000)));
+    n.set_listen_addr(Some(addr(8123)));
+    assert_eq!(n.listen_addr(), Some(addr(8123)));
+    n.subscribe("b", now).unwrap();
+    n.subscribe("a/*", now).unwrap();
+    n.serve("math", now).unwrap();
+    assert_eq!(n.topics().collect::<Vec<_>>(), ["a/*", "b"]);
+    assert_eq!(n.services().collect::<Vec<_>>(), ["math"]);
+    assert!(!n.has_pending_output());
+    let outs = peer(&mut n, 1, 7, &[], now);
+    let msgs = sent(&outs, ConnId(1));
+    // The Hello tells the new listen address, and no newer version than it speaks.
+    assert!(matches!(
+        &msgs[0],
+        Message::Hello(h) if h.listen == Some(addr(8123)) && h.max_version.is_none()
+    ));
+    assert_eq!(n.peer_by_name("peer7"), Some(NodeId(7)));
+    assert_eq!(n.peer_by_name("peer8"), None);
+    assert_eq!(n.peer_by_name(""), None);
+    // Output pending until taken.
+    n.publish("b", Bytes::from_static(b"x"), now).unwrap();
+    n.ping(NodeId(7), 0, now).unwrap();
+    assert!(n.has_pending_output());
+    drain(&mut n);
+    assert!(!n.has_pending_output());
+    assert!(!n.is_shut_down());
+    n.shutdown(now);
+    assert!(n.is_shut_down());
+}
+
+#[test]
+fn one_address_holds_at_most_its_handshake_slots() {
+    let cfg = Config::default().max_handshakes_per_ip(2);
+    let (mut n, now) = node(cfg);
+    let from = |c: u64, host: u8| SocketAddr::from(([10, 0, 0, host], 40000 + c as u16));
+    // Two from one address: both kept (exactly the bound).
+    n.handle_connected(ConnId(1), from(1, 1), Direction::Inbound, now);
+    n.handle_connected(ConnId(2), from(2, 1), Direction::Inbound, now);
+    let outs = drain(&mut n);
+    assert!(!closed(&outs, ConnId(1)) && !closed(&outs, ConnId(2)));
+    // Another address does not count against it.
+    n.handle_connected(ConnId(3), from(3, 2), Direction::Inbound, now);
+    assert!(!closed(&drain(&mut n), ConnId(1)));
+    // A third from the first address: its own oldest goes, not the other address's.
+    n.handle_connected(ConnId(4), from(4, 1), Direction::Inbound, now);
+    let outs = drain(&mut n);
+    assert!(closed(&outs, ConnId(1)), "the address's oldest was kept");
+    assert!(!closed(&outs, ConnId(3)) && !closed(&outs, ConnId(2)));
+}
+
+#[test]
+fn a_local_name_of_exactly_the_limit_is_taken() {
+    let (mut n, now) = node(Config::default().max_name_len(8));
+    assert!(n.subscribe(&"x".repeat(8), now).is_ok());
+    assert!(matches!(
+        n.subscribe(&"x".repeat(9), now),
+        Err(CommandError::TooLong { len: 9, max: 8, .. })
+    ));
+}
