@@ -272,12 +272,22 @@ fn every_kind_is_known_by_name() {
         },
         Message::Cancel { id: 1 },
         Message::Goodbye(DisconnectReason::Closed),
+        Message::FileGone(chaski_proto::files::FileGone {
+            origin: chaski_proto::NodeId(1),
+            id: 1,
+        }),
+        Message::FileWant(chaski_proto::files::FileWant {
+            origin: chaski_proto::NodeId(1),
+            id: 1,
+            ranges: vec![],
+            end: false,
+        }),
     ];
     for m in samples {
         let body = encode_value(&m).unwrap();
         assert_eq!(unknown_kind(&body), None, "{m:?}");
     }
-    assert_eq!(MESSAGE_KINDS.len(), 13);
+    assert_eq!(MESSAGE_KINDS.len(), 18);
     assert_eq!(
         unknown_kind(&encode_value(&ciborium::Value::Text("x".repeat(200))).unwrap())
             .map(|k| k.len()),
