@@ -44,9 +44,10 @@ pub use service::{decode, encode, Service, ServiceBuilder, ServiceError};
 pub use chaski_proto::addr::AddrError;
 pub use chaski_proto::tls::{Tls, TlsError, TlsIdentity};
 pub use chaski_proto::{
-    CallKind, CommandError, Config, ConfigError, ConnId, ConnectError, Direction, DisconnectReason,
-    EdgeInfo, EdgeReport, Event, NodeId, OnCongestion, OnPair, ParseNodeIdError, Received,
-    RemoteError, RequestId, SlowConsumer, Status, NODE_SERVICE,
+    CallKind, CommandError, Config, ConfigError, ConnId, ConnectError, Counters, Direction,
+    DisconnectReason, EdgeInfo, EdgeReport, Event, Gauges, MemoryUse, Metrics, NodeId,
+    OnCongestion, OnPair, ParseNodeIdError, Received, RemoteError, RequestId, SlowConsumer, Status,
+    GOODBYE_REASONS, MESSAGE_KINDS, NODE_SERVICE, RTT_BUCKETS_US,
 };
 
 /// Everything a program on any runtime names, re-exported by each runtime crate (`chaski-tokio`,
@@ -56,11 +57,12 @@ pub use chaski_proto::{
 pub mod prelude {
     pub use crate::{
         decode, encode, AddrError, BlockingIter, CallContext, CallKind, CommandError, Config,
-        ConfigError, ConnId, ConnectError, Direction, DisconnectReason, EdgeInfo, EdgeReport,
-        Error, Event, Events, FileError, FileEvent, FileKey, FileLimits, Files, Handle, Messages,
-        NodeId, OnCongestion, OnPair, ParseNodeIdError, QueueStats, ReceiveOptions, Received,
-        ReceivedFile, RemoteError, RequestId, Result, Sent, Service, ServiceBuilder, ServiceError,
-        SlowConsumer, Status, Subscriber, Tls, TlsError, TlsIdentity, Transfer, NODE_SERVICE,
+        ConfigError, ConnId, ConnectError, Counters, Direction, DisconnectReason, EdgeInfo,
+        EdgeReport, Error, Event, Events, FileError, FileEvent, FileKey, FileLimits, Files, Gauges,
+        Handle, MemoryUse, Messages, Metrics, NodeId, OnCongestion, OnPair, ParseNodeIdError,
+        QueueStats, ReceiveOptions, Received, ReceivedFile, RemoteError, RequestId, Result, Sent,
+        Service, ServiceBuilder, ServiceError, SlowConsumer, Status, Subscriber, Tls, TlsError,
+        TlsIdentity, Transfer, GOODBYE_REASONS, MESSAGE_KINDS, NODE_SERVICE, RTT_BUCKETS_US,
     };
     pub use crate::{tls, tls_from_dir};
 }

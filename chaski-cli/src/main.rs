@@ -7,8 +7,13 @@ mod bench_files;
 mod call_cmd;
 mod client;
 mod demo;
+mod draw;
 mod edges_cmd;
 mod failure;
+mod graph_cmd;
+mod http;
+mod mesh;
+mod metrics;
 mod node_cmd;
 mod ping_cmd;
 mod pki_cmd;
@@ -82,6 +87,10 @@ enum Command {
     /// Connect to a node and list its edges with their latencies, topics and services (what the
     /// node's built-in `@node` service reports; off when its `introspect` setting is false).
     Edges(edges_cmd::EdgesArgs),
+    /// Walk the whole mesh from ADDR through each node's `@node` introspection and print it
+    /// (text, --json, --dot), or draw it (--svg FILE, --html FILE): nodes with roles and
+    /// topics, links with kind and latency, latency statistics and heatmap.
+    Graph(graph_cmd::GraphArgs),
     /// Call SERVICE.PATH on a node with JSON arguments (an array for several, null for none).
     /// A service the node does not serve is looked for through the mesh behind it.
     Call(call_cmd::CallArgs),
@@ -131,6 +140,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => status_cmd::run(args, base).await,
         Command::Ping(args) => ping_cmd::run(args, base).await,
         Command::Edges(args) => edges_cmd::run(args, base).await,
+        Command::Graph(args) => graph_cmd::run(args, base).await,
         Command::Call(args) => call_cmd::run(args, base).await,
         Command::Serve(args) => serve_cmd::run(args, base).await,
         Command::Ca { action } => pki_cmd::ca(action),
@@ -145,7 +155,8 @@ fn command_line() -> clap::Command {
     let help = format!("{}\n{}", settings::env_help(), failure::EXIT_CODES);
     let mut cmd = Cli::command();
     for name in [
-        "root", "node", "sub", "pub", "send", "receive", "status", "ping", "edges", "call", "serve",
+        "root", "node", "sub", "pub", "send", "receive", "status", "ping", "edges", "graph",
+        "call", "serve",
     ] {
         cmd = cmd.mut_subcommand(name, |c| c.after_help(help.clone()));
     }

@@ -57,6 +57,13 @@ pub struct Membership {
     /// redialed; default: the configuration's, 25).
     #[arg(long)]
     idle_timeout: Option<f64>,
+    /// Serve HTTP at ADDR: /metrics (Prometheus), /healthz, /readyz, and / (a live page of
+    /// the mesh as this node sees it). A port alone binds loopback; off unless given.
+    #[arg(long, env = "CHASKI_HTTP", value_name = "ADDR")]
+    http: Option<String>,
+    /// Per-edge series in /metrics for this many edges at most (the rest are only counted).
+    #[arg(long, env = "CHASKI_METRICS_EDGES", default_value_t = 64)]
+    metrics_edges: usize,
 }
 
 impl Membership {
@@ -65,6 +72,12 @@ impl Membership {
     pub fn apply(&self, mut cfg: Config, default_name: Option<&str>) -> Result<Config, Failure> {
         for peer in &self.connect {
             crate::client::target("--connect", peer)?;
+        }
+        if let Some(addr) = &self.http {
+            crate::http::http_addr(addr).map_err(|message| Failure {
+                code: crate::failure::USAGE,
+                message,
+            })?;
         }
         match (&self.name, default_name) {
             (Some(n), _) => cfg = cfg.name(n.clone()),
@@ -107,6 +120,17 @@ pub async fn run_until_stopped(
     mut tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(), String> {
     let released = Released::default();
+    if let Some(addr) = &member.http {
+        let (bound, task) = crate::http::Endpoint::start(
+            node.clone(),
+            addr,
+            !member.connect.is_empty(),
+            member.metrics_edges,
+        )
+        .await?;
+        crate::note!("http: metrics, health and the mesh page on http://{bound}/");
+        tasks.push(task);
+    }
     tasks.push(tokio::spawn(watch_events(
         node.clone(),
         true,

@@ -14,7 +14,7 @@ use chaski_api::{
     block_on, Error, Events, Files, Handle, Messages, ReceiveOptions, Result, Service,
     ServiceError, Subscriber, Transfer,
 };
-use chaski_proto::{Config, EdgeInfo, NodeId, Received, Status};
+use chaski_proto::{Config, EdgeInfo, Metrics, NodeId, Received, Status};
 
 use crate::driver::Driver;
 
@@ -136,6 +136,8 @@ blocking! {
     wait fn local_status(&self) -> Result<Status>;
     /// A snapshot of every edge.
     wait fn edges(&self) -> Result<Vec<EdgeInfo>>;
+    /// Counters, levels, memory and edges, taken together at one instant.
+    wait fn metrics(&self) -> Result<Metrics>;
     /// Whether the node is redialing `peer` (it lost, without a goodbye, an edge it had dialed).
     wait fn is_redialing(&self, peer: NodeId) -> Result<bool>;
     /// Closes the edge to a peer with a goodbye.

@@ -49,9 +49,10 @@ pub use config::{Config, ConfigError, OnCongestion, OnPair, SlowConsumer};
 pub use error::{CodecError, CommandError, ConnectError};
 pub use id::{ConnId, NodeId, ParseNodeIdError, RequestId};
 pub use message::{
-    CallKind, DisconnectReason, EdgeReport, Message, RemoteError, Status, PROTOCOL_VERSION,
+    CallKind, DisconnectReason, EdgeReport, Message, RemoteError, Status, MESSAGE_KINDS,
+    PROTOCOL_VERSION,
 };
 pub use node::{
-    Delivery, Direction, EdgeInfo, Event, MemoryUse, Node, Output, Received, RemoteCall,
-    NODE_SERVICE, ROOT_TOPIC,
+    Counters, Delivery, Direction, EdgeInfo, Event, Gauges, MemoryUse, Metrics, Node, Output,
+    Received, RemoteCall, GOODBYE_REASONS, NODE_SERVICE, ROOT_TOPIC, RTT_BUCKETS_US,
 };

@@ -398,6 +398,21 @@ pub struct EdgeReport {
     pub latency_us: Option<u64>,
     /// Round-trip variance, in microseconds.
     pub jitter_us: Option<u64>,
+    /// Whether the reporting node's application dialed it (absent from older nodes: false).
+    #[serde(default)]
+    pub configured: bool,
+    /// Frames the reporting node sent on it.
+    #[serde(default)]
+    pub frames_out: u64,
+    /// Frames the reporting node received on it.
+    #[serde(default)]
+    pub frames_in: u64,
+    /// Bytes the reporting node sent on it.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Bytes the reporting node received on it.
+    #[serde(default)]
+    pub bytes_in: u64,
 }
 
 /// A status query is padded to this many bytes: a reply is never larger than its query, so
@@ -520,6 +535,11 @@ mod tests {
                 .and_then(|e| e[0].0.as_text().map(str::to_string));
             assert_eq!(key.as_deref(), Some(name(m)));
             assert!(MESSAGE_KINDS.contains(&name(m)));
+            assert_eq!(
+                MESSAGE_KINDS[m.kind_index()],
+                name(m),
+                "counted under its name"
+            );
         }
         let mut listed: Vec<&str> = MESSAGE_KINDS.to_vec();
         listed.sort_unstable();

@@ -11,7 +11,7 @@ use futures_channel::oneshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use chaski_proto::{EdgeInfo, Node as Core, NodeId, Received, Status};
+use chaski_proto::{EdgeInfo, Metrics, Node as Core, NodeId, Received, Status};
 
 use super::proxy::Proxy;
 use super::resolve::{first_success, resolve_all};
@@ -250,6 +250,17 @@ impl Handle {
                 return Err(Error::ShutDown);
             }
             Ok(s.core.edges())
+        })
+    }
+
+    /// Counters, levels, memory and edges, taken together at one instant (what `chaski node
+    /// --http` serves as Prometheus metrics).
+    pub async fn metrics(&self) -> Result<Metrics> {
+        self.turn(|s, _| {
+            if s.is_finished() {
+                return Err(Error::ShutDown);
+            }
+            Ok(s.core.metrics())
         })
     }
 

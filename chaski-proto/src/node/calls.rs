@@ -225,6 +225,7 @@ impl Node {
         now: Instant,
     ) {
         let left = deadline.saturating_duration_since(now);
+        self.counters.calls += 1;
         self.send_to_peer(
             peer,
             &Message::Request {
@@ -256,6 +257,9 @@ impl Node {
     fn finish_call(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
         self.calls.remove(&id);
         self.timers.cancel(&TimerKey::Call(id));
+        if result.is_err() {
+            self.counters.call_errors += 1;
+        }
         self.push_delivery(Delivery::Response {
             id: RequestId(id),
             result,
@@ -349,6 +353,7 @@ impl Node {
     /// Fails every call (the node shuts down).
     pub(super) fn fail_all_calls(&mut self) {
         for id in std::mem::take(&mut self.calls).into_keys() {
+            self.counters.call_errors += 1;
             self.push_delivery(Delivery::Response {
                 id: RequestId(id),
                 result: Err(RemoteError::Disconnected),

@@ -58,6 +58,12 @@ pub(super) struct Conn {
     /// The bulk lane went past the congestion limit (senders of files wait) and has not
     /// drained to half of it since.
     pub(super) bulk_full: bool,
+    /// Frames queued for this connection, and decoded from it.
+    pub(super) frames_out: u64,
+    pub(super) frames_in: u64,
+    /// Bytes the socket took, and gave.
+    pub(super) bytes_out: u64,
+    pub(super) bytes_in: u64,
 }
 
 impl Conn {
@@ -203,6 +209,8 @@ pub(super) struct Edge {
     pub(super) inbound_requests: usize,
     /// Messages of unknown kinds skipped from this peer (only the first few make an event).
     pub(super) unknown: u32,
+    /// Dialed by the application (or redialed after a loss).
+    pub(super) configured: bool,
 }
 
 impl Edge {

@@ -18,6 +18,10 @@ use crate::text::Escaped;
 impl Node {
     /// Bytes arrived on a connection.
     pub fn handle_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
+        self.counters.bytes_received += data.len() as u64;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.bytes_in += data.len() as u64;
+        }
         match self.conns.get(&conn) {
             Some(c) if c.tls.is_some() => self.read_secure(conn, data, now),
             // A TLS handshake (a frame never opens with those bytes): a secure peer.
@@ -88,12 +92,21 @@ impl Node {
     /// One frame body from a connection.
     pub(super) fn handle_body(&mut self, conn: ConnId, body: &[u8], now: Instant) {
         self.counters.frames_received += 1;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.frames_in += 1;
+        }
         if body.first() != Some(&PUBLISH_MARK) {
             return match decode_value(body).or_else(|e| {
                 // A newer peer's reason or error, read as the nearest known one.
                 crate::codec::tolerant_decode(body).ok_or(e)
             }) {
-                Ok(msg) => self.handle_message(conn, msg, now),
+                Ok(msg) => {
+                    self.counters.received[msg.kind_index()] += 1;
+                    if let Message::Goodbye(reason) = &msg {
+                        self.counters.goodbyes_received[reason.index()] += 1;
+                    }
+                    self.handle_message(conn, msg, now)
+                }
                 Err(e) => match (crate::codec::unknown_kind(body), self.conns.get(&conn)) {
                     // A kind of message a newer peer knows and we do not: skipped.
                     (Some(kind), Some(c)) if matches!(c.state, ConnState::Established(_)) => {
@@ -117,7 +130,10 @@ impl Node {
         }
         // A publish, the common case: handled without copying it into a message first.
         let p = match decode_publish_ref(body) {
-            Ok(p) => p,
+            Ok(p) => {
+                self.counters.received[super::counters::PUBLISH] += 1;
+                p
+            }
             Err(e) => {
                 return self.bad_peer(conn, DisconnectReason::ProtocolError(e.to_string()), now)
             }

@@ -986,7 +986,7 @@ impl Node {
                 }
                 full = true;
             }
-            self.send_frame_bulk(conn, frame.clone(), now);
+            self.send_frame_bulk(conn, frame.clone(), msg.kind_index(), now);
         }
         if full && from != self.id {
             if let Some(source) = self.edges.get(&from).map(|e| e.conn) {

@@ -256,10 +256,13 @@ impl Node {
         pairing: bool,
         now: Instant,
     ) {
+        let mut configured = false;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::Established(h.id);
             c.decoder.set_max_frame_len(self.cfg.max_frame_len);
+            configured = matches!(c.purpose, Some(Purpose::User | Purpose::Reconnect(_)));
         }
+        self.counters.handshakes += 1;
         let shares = self.shares_interest(&h.topics);
         let patterns = h
             .topics
@@ -291,6 +294,7 @@ impl Node {
                 keepalive_delay,
                 inbound_requests: 0,
                 unknown: 0,
+                configured,
             },
         );
         self.edge_order.push(h.id);

@@ -90,6 +90,7 @@ impl Node {
         };
         let rtt = now.saturating_duration_since(sent);
         e.rtt.sample(rtt);
+        self.counters.rtt(rtt);
         let (latency, jitter) = (
             e.rtt.latency().unwrap_or_default(),
             e.rtt.jitter().unwrap_or_default(),

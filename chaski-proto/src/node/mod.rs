@@ -9,6 +9,7 @@ mod announce;
 mod budget;
 mod calls;
 mod conn;
+mod counters;
 mod discovery;
 mod dispatch;
 mod duplicates;
@@ -31,6 +32,7 @@ use std::time::Instant;
 pub use budget::MemoryUse;
 pub use calls::RemoteCall;
 use conn::{Closing, Conn, ConnState, Edge};
+pub use counters::{Counters, Gauges, Metrics, GOODBYE_REASONS, RTT_BUCKETS_US};
 use timers::{TimerKey, Timers};
 pub use types::{Delivery, Direction, EdgeInfo, Event, Output, Received};
 
@@ -170,34 +172,6 @@ pub struct Node {
     queued_events: usize,
     dropped_events: u64,
     counters: Counters,
-}
-
-/// Running totals, for status output and benchmarks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Frames encoded for sending.
-    pub frames_sent: u64,
-    /// Frames decoded.
-    pub frames_received: u64,
-    /// Publishes dropped as duplicates.
-    pub duplicates: u64,
-    /// Application events dropped because the event queue was full.
-    pub events_dropped: u64,
-    /// Connections closed for bad input.
-    pub bad_peers: u64,
-    /// Publishes from peers on the reserved topic `@`, dropped.
-    pub reserved_dropped: u64,
-    /// Messages not sent to a congested peer ([`OnCongestion::Skip`](crate::OnCongestion)).
-    pub congestion_skipped: u64,
-    /// Connections dropped (or closed connections' bytes dropped) to stay within the memory
-    /// budget.
-    pub memory_shed: u64,
-    /// Messages of kinds this node does not know (from a newer peer), skipped.
-    pub unknown_skipped: u64,
-    /// Status queries not answered: past `status_replies_per_sec`.
-    pub status_dropped: u64,
-    /// Files offered on an accepted pattern and refused (limits, malformed offers).
-    pub files_refused: u64,
 }
 
 impl Node {
@@ -371,6 +345,8 @@ impl Node {
     /// A snapshot of the edge to `peer`.
     pub fn edge_info(&self, peer: NodeId) -> Option<EdgeInfo> {
         let e = self.edges.get(&peer)?;
+        let c = self.conns.get(&e.conn);
+        let count = |f: fn(&Conn) -> u64| c.map_or(0, f);
         Some(EdgeInfo {
             id: peer,
             name: e.name.clone(),
@@ -385,6 +361,11 @@ impl Node {
             rtt: e.rtt.latest(),
             latency: e.rtt.latency(),
             jitter: e.rtt.jitter(),
+            configured: e.configured,
+            frames_out: count(|c| c.frames_out),
+            frames_in: count(|c| c.frames_in),
+            bytes_out: count(|c| c.bytes_out),
+            bytes_in: count(|c| c.bytes_in),
         })
     }
 

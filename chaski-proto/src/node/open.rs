@@ -54,6 +54,10 @@ impl Node {
             bulk: std::collections::VecDeque::new(),
             bulk_bytes: 0,
             bulk_full: false,
+            frames_out: 0,
+            frames_in: 0,
+            bytes_out: 0,
+            bytes_in: 0,
         };
         self.conns.insert(conn, c);
         self.timers.set(TimerKey::Handshake(conn), deadline);

@@ -72,6 +72,8 @@ impl Node {
         if let Some(c) = self.conns.get_mut(&conn) {
             let n = n.min(c.wire().len());
             c.written(n);
+            c.bytes_out += n as u64;
+            self.counters.bytes_sent += n as u64;
             if c.pending() == 0 {
                 c.blocked_since = None;
             } else if n > 0 || c.blocked_since.is_none() {
@@ -88,6 +90,7 @@ impl Node {
         } else if let Some(c) = self.closing.get_mut(&conn) {
             let n = n.min(c.out.len());
             bytes::Buf::advance(&mut c.out, n);
+            self.counters.bytes_sent += n as u64;
             if c.out.is_empty() {
                 self.closing.remove(&conn);
                 self.timers.cancel(&TimerKey::Stall(conn));
@@ -175,8 +178,9 @@ impl Node {
         }
         let (was_empty, len, total) = (before == 0, c.queued(), c.pending());
         let grown = c.out.len() - before;
+        c.frames_out += 1;
         self.grew_out(grown);
-        self.counters.frames_sent += 1;
+        self.counters.sent(msg);
         if was_empty {
             self.dirty.push_back(conn);
         }
@@ -192,7 +196,7 @@ impl Node {
     /// lane; see [`Node::send_frame_bulk`]).
     pub(super) fn send_bulk(&mut self, conn: ConnId, msg: &Message, now: Instant) {
         if let Some(frame) = self.bulk_frame(msg) {
-            self.send_frame_bulk(conn, frame, now);
+            self.send_frame_bulk(conn, frame, msg.kind_index(), now);
         }
     }
 
@@ -211,7 +215,13 @@ impl Node {
     /// Queues an encoded file frame for `conn` behind everything else that waits for it: onto
     /// the outbound buffer while that holds little and nothing is in the lane, else into the
     /// lane (shared, not copied), joining the buffer as it empties.
-    pub(super) fn send_frame_bulk(&mut self, conn: ConnId, frame: Bytes, now: Instant) {
+    pub(super) fn send_frame_bulk(
+        &mut self,
+        conn: ConnId,
+        frame: Bytes,
+        kind: usize,
+        now: Instant,
+    ) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -229,8 +239,10 @@ impl Node {
             c.bulk_full = true;
         }
         let after = c.pending();
+        c.frames_out += 1;
         self.grew_out(after - before);
         self.counters.frames_sent += 1;
+        self.counters.sent[kind] += 1;
         if before == 0 {
             self.dirty.push_back(conn);
         }
@@ -277,11 +289,13 @@ impl Node {
         }
         let grown = c.out.len() - before;
         let (len, total) = (c.queued(), c.pending());
+        c.frames_out += 1;
         if before == 0 {
             self.dirty.push_back(conn);
         }
         self.grew_out(grown);
         self.counters.frames_sent += 1;
+        self.counters.sent[super::counters::PUBLISH] += 1;
         if len > self.cfg.congestion_limit() {
             self.congested.insert(conn);
         }

@@ -142,6 +142,9 @@ impl Node {
             if !self.send_publish(conn, p, now) {
                 return;
             }
+            if from.is_some() {
+                self.counters.relayed += 1;
+            }
             // Sending may close that peer (outbound limit): its place is taken by the next one.
             if self.edge_order.len() < before {
                 i -= 1;
@@ -202,6 +205,7 @@ impl Node {
             p.hops = p.hops.saturating_sub(1);
         }
         if subscribed {
+            self.counters.delivered += 1;
             self.push_delivery(Delivery::Message(Received {
                 topic: p.topic.to_string(),
                 // A copy: the received slice would pin its whole read buffer (many frames)

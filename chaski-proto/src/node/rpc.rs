@@ -123,6 +123,7 @@ impl Node {
         if let Some(e) = self.edges.get_mut(&peer) {
             e.inbound_requests += 1;
         }
+        self.counters.requests += 1;
         self.push_delivery(Delivery::Request {
             peer,
             id,
@@ -187,6 +188,11 @@ impl Node {
                 rtt_us: us(e.rtt),
                 latency_us: us(e.latency),
                 jitter_us: us(e.jitter),
+                configured: e.configured,
+                frames_out: e.frames_out,
+                frames_in: e.frames_in,
+                bytes_out: e.bytes_out,
+                bytes_in: e.bytes_in,
             })
             .collect()
     }
@@ -392,6 +398,7 @@ impl Node {
                 } else if topic == super::ROOT_TOPIC {
                     self.counters.reserved_dropped += 1;
                 } else if self.is_subscribed(&topic) {
+                    self.counters.delivered += 1;
                     self.push_delivery(Delivery::Message(Received {
                         topic,
                         payload,

@@ -182,6 +182,7 @@ impl Node {
         error: ConnectError,
         now: Instant,
     ) {
+        self.counters.handshakes_failed += 1;
         match purpose {
             Some(Purpose::User) => self.push_event(Event::ConnectFailed { conn, addr, error }),
             Some(Purpose::Reconnect(peer)) => self.redial_failed(peer, conn, now),

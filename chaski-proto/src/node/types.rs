@@ -329,4 +329,14 @@ pub struct EdgeInfo {
     pub latency: Option<Duration>,
     /// RTT variance.
     pub jitter: Option<Duration>,
+    /// Whether the application dialed it (or it was redialed after a loss).
+    pub configured: bool,
+    /// Frames sent on its connection (queued for the socket).
+    pub frames_out: u64,
+    /// Frames received on its connection.
+    pub frames_in: u64,
+    /// Bytes its socket took.
+    pub bytes_out: u64,
+    /// Bytes its socket gave.
+    pub bytes_in: u64,
 }
