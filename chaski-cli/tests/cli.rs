@@ -960,3 +960,216 @@ fn files_go_through_a_root_with_send_and_receive() {
     assert_eq!(std::fs::read(dir.join("sin/other.bin")).unwrap(), b"other");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP/1.1 GET (or another method) on loopback: the status code and the body.
+fn http(method: &str, addr: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (code, body.to_string())
+}
+
+/// The address of the HTTP endpoint a node reports on stderr.
+fn http_addr_in(err: &Lines) -> String {
+    let line = err
+        .find(DEADLINE, |l| l.starts_with("http:"))
+        .expect("the node reports its HTTP endpoint");
+    line.split("http://")
+        .nth(1)
+        .map(|a| a.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// The value of the first sample of `name` (with its labels, as printed) in a scrape.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// `chaski graph` walks a mesh into exactly its topology (JSON, text, DOT, SVG), and a
+/// root's `--http` serves Prometheus metrics that rise, health, readiness and the live page
+/// with every node and link; a node that has no edge to its configured peer is not ready.
+#[test]
+fn graph_and_the_http_endpoint_show_the_mesh() {
+    let (_root, root_out, root_err) = start(
+        &["root", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+        &[],
+    );
+    let addr = address_in(&root_out.find(DEADLINE, |_| true).unwrap());
+    let web = http_addr_in(&root_err);
+    let member = |name: &str, topic: &str, discover: bool| {
+        let mut args = vec![
+            "node",
+            "--bind",
+            "127.0.0.1:0",
+            "--connect",
+            &addr,
+            "--name",
+            name,
+            "--sub",
+            topic,
+            "--pub",
+            topic,
+            "--every",
+            "0.2",
+        ];
+        if discover {
+            args.push("--discover");
+        }
+        // Its output is kept open: a node whose stdout closes stops.
+        let (g, out, err) = start(&args, &[]);
+        assert!(err
+            .find(DEADLINE, |l| l.starts_with("connected to"))
+            .is_some());
+        (g, out, err)
+    };
+    let _a = member("A", "x", true);
+    let _b = member("B", "x", true);
+    let _c = member("C", "y", false);
+    // The walk, until A and B have paired (their pairing link is the fourth).
+    let end = Instant::now() + DEADLINE;
+    let mesh: serde_json::Value = loop {
+        let (code, out, err) = run_code(&["graph", &addr, "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let mesh: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if mesh["links"].as_array().unwrap().len() == 4 || Instant::now() > end {
+            break mesh;
+        }
+    };
+    let name_of = |id: &serde_json::Value| {
+        mesh["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == *id)
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let mut names: Vec<String> = mesh["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["A", "B", "C", "ChaskiRoot"], "{mesh}");
+    let mut links: Vec<(String, String, String)> = mesh["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let mut ends = [name_of(&l["a"]), name_of(&l["b"])];
+            ends.sort();
+            let [a, b] = ends;
+            (a, b, l["kind"].as_str().unwrap().to_string())
+        })
+        .collect();
+    links.sort();
+    assert_eq!(
+        links,
+        [
+            ("A".into(), "B".into(), "pairing".into()),
+            ("A".into(), "ChaskiRoot".into(), "root".into()),
+            ("B".into(), "ChaskiRoot".into(), "root".into()),
+            ("C".into(), "ChaskiRoot".into(), "root".into()),
+        ],
+        "{mesh}"
+    );
+    assert_eq!(mesh["complete"], true);
+    assert!(mesh["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["asked"] == true));
+    // Text, DOT and SVG say the same.
+    let (ok, text, _) = run(&["graph", &addr]);
+    assert!(ok && text.starts_with("4 nodes, 4 links"), "{text}");
+    let svg = std::env::temp_dir().join(format!("chaski-graph-{}.svg", std::process::id()));
+    let (ok, dot, _) = run(&["graph", &addr, "--dot", "--svg", svg.to_str().unwrap()]);
+    assert!(ok && dot.starts_with("graph chaski {"), "{dot}");
+    assert_eq!(dot.matches(" -- ").count(), 4, "{dot}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let _ = std::fs::remove_file(&svg);
+    assert_eq!(drawn.matches("<g class=\"node").count(), 4);
+    assert_eq!(drawn.matches("<g class=\"link").count(), 4);
+
+    // The endpoint.
+    assert_eq!(http("GET", &web, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(http("GET", &web, "/readyz").0, 200);
+    let (code, first) = http("GET", &web, "/metrics");
+    assert_eq!(code, 200);
+    assert!(first.contains("chaski_node_info{"), "{first}");
+    assert!(first.contains("name=\"ChaskiRoot\""));
+    assert_eq!(sample(&first, "chaski_edges{kind=\"all\"}"), Some(3.0));
+    let publishes = "chaski_frames_received_total{kind=\"Publish\"}";
+    let before = sample(&first, publishes).expect("publishes counted");
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let (_, now) = http("GET", &web, "/metrics");
+        if sample(&now, publishes).unwrap() > before {
+            break;
+        }
+        assert!(Instant::now() < end, "the publish counter does not rise");
+    }
+    let (code, page) = http("GET", &web, "/");
+    assert_eq!(code, 200);
+    for name in ["A", "B", "C", "ChaskiRoot"] {
+        assert!(
+            page.contains(&format!("data-name=\"{name}\"")),
+            "{name} on the page"
+        );
+    }
+    assert_eq!(
+        page.matches("<g class=\"link").count(),
+        4,
+        "every link on the page: {page}"
+    );
+    let (code, json) = http("GET", &web, "/mesh.json");
+    assert_eq!(code, 200);
+    let seen: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(seen["nodes"].as_array().unwrap().len(), 4);
+    assert_eq!(http("POST", &web, "/metrics").0, 405);
+    assert_eq!(http("GET", &web, "/nothing").0, 404);
+
+    // A node whose configured peer does not answer runs, but is not ready.
+    let (_d, _, d_err) = start(
+        &[
+            "node",
+            "--bind",
+            "127.0.0.1:0",
+            "--connect",
+            "127.0.0.1:1",
+            "--http",
+            "0",
+        ],
+        &[],
+    );
+    let d_web = http_addr_in(&d_err);
+    assert!(
+        d_web.starts_with("127.0.0.1:"),
+        "a port alone is loopback's: {d_web}"
+    );
+    assert_eq!(http("GET", &d_web, "/healthz").0, 200);
+    let (code, why) = http("GET", &d_web, "/readyz");
+    assert_eq!(
+        (code, why.as_str()),
+        (503, "no edge to a configured peer yet\n")
+    );
+    // A bad address is a usage error at once.
+    let (code, _, err) = run_code(&["root", "--bind", "127.0.0.1:0", "--http", "nowhere"]);
+    assert_eq!(code, Some(2), "{err}");
+}
