@@ -27,10 +27,10 @@ pub struct BenchArgs {
     /// Idle edges for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     edges: usize,
-    /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files.
+    /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files, observe.
     #[arg(
         long,
-        default_value = "throughput,rtt,mesh,memory,files",
+        default_value = "throughput,rtt,mesh,memory,files,observe",
         value_delimiter = ','
     )]
     only: Vec<String>,
@@ -553,9 +553,9 @@ fn human_size(size: usize) -> String {
 /// Checks every option before anything is measured.
 pub fn check(opts: &Options) -> Result<(), String> {
     for part in &opts.parts {
-        if !["throughput", "rtt", "mesh", "memory", "files"].contains(&part.as_str()) {
+        if !["throughput", "rtt", "mesh", "memory", "files", "observe"].contains(&part.as_str()) {
             return Err(format!(
-                "unknown part {part:?} (throughput, rtt, mesh, memory, files)"
+                "unknown part {part:?} (throughput, rtt, mesh, memory, files, observe)"
             ));
         }
     }
@@ -643,6 +643,10 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.progress("round trips: raw echo, ping and RPC on each runtime");
         rtt_table(&opts)?;
     }
+    if opts.runs("observe") {
+        opts.progress("chaski graph over 200 nodes, /metrics of a node with 256 edges");
+        observe_row(&opts)?;
+    }
     if opts.runs("mesh") {
         opts.progress("discovery in a simulated mesh (about 20 s for 1,000 nodes)");
         opts.text(String::new);
@@ -675,6 +679,44 @@ pub fn run(opts: Options) -> Result<(), String> {
             },
         );
     }
+    Ok(())
+}
+
+/// The rows of `chaski graph` and `/metrics` (see [`crate::bench_observe`]).
+fn observe_row(opts: &Options) -> Result<(), String> {
+    let o = crate::bench_observe::measure(opts.quick)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    opts.text(String::new);
+    opts.emit(
+        || {
+            format!(
+                "seeing the mesh (tokio, loopback, in this process)\n  chaski graph: {} nodes, {} links walked in {:.0} ms (complete: {})\n  /metrics of a node with {} edges: {:.2} ms over HTTP (p50; max {:.2} ms), {:.3} ms to take and render, {} bytes",
+                o.nodes,
+                o.links,
+                ms(o.walk),
+                o.complete,
+                o.edges,
+                ms(o.scrape_p50),
+                ms(o.scrape_max),
+                ms(o.render_p50),
+                o.scrape_bytes
+            )
+        },
+        || {
+            json!({
+                "part": "observe",
+                "nodes": o.nodes,
+                "links": o.links,
+                "walk_ms": ms(o.walk),
+                "complete": o.complete,
+                "edges": o.edges,
+                "scrape_p50_ms": ms(o.scrape_p50),
+                "scrape_max_ms": ms(o.scrape_max),
+                "render_p50_ms": ms(o.render_p50),
+                "scrape_bytes": o.scrape_bytes,
+            })
+        },
+    );
     Ok(())
 }
 

@@ -442,6 +442,7 @@ pub fn html(m: &Mesh, title: &str, live: bool) -> String {
              if (!r.ok) { stamp.textContent = 'error ' + r.status; return; }\n\
              document.getElementById('mesh').innerHTML = await r.text();\n\
              stamp.textContent = 'updated ' + new Date().toLocaleTimeString();\n\
+             document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);\n\
            } catch (e) {\n\
              stamp.textContent = 'node unreachable';\n\
            }\n\

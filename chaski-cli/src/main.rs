@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_files;
+mod bench_observe;
 mod call_cmd;
 mod client;
 mod demo;

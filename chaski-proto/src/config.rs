@@ -136,6 +136,11 @@ pub struct Config {
     pub keepalive_interval: Duration,
     /// Extra random share of the keep-alive period, from 0 to this fraction (default 0.5).
     pub keepalive_jitter: f64,
+    /// A busy edge (whose traffic keeps the keep-alive from firing) is still pinged this
+    /// often, so its latency stays measured for `@node`, metrics and the mesh's picture
+    /// (default 15 s; 0: only idle edges are pinged).
+    #[serde(with = "seconds")]
+    pub latency_interval: Duration,
     /// An edge that has received nothing for this long is dropped (default 25 s).
     #[serde(with = "seconds")]
     pub idle_timeout: Duration,
@@ -263,6 +268,7 @@ impl Default for Config {
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(7),
+            latency_interval: Duration::from_secs(15),
             keepalive_jitter: 0.5,
             idle_timeout: Duration::from_secs(25),
             handshake_timeout: Duration::from_secs(5),
@@ -346,6 +352,8 @@ setters! {
     keepalive_interval: Duration,
     /// Sets [`Config::keepalive_jitter`].
     keepalive_jitter: f64,
+    /// Sets [`Config::latency_interval`].
+    latency_interval: Duration,
     /// Sets [`Config::idle_timeout`].
     idle_timeout: Duration,
     /// Sets [`Config::handshake_timeout`].

@@ -107,9 +107,11 @@ impl Node {
     /// When the edge next needs a keep-alive ping or is dropped as idle.
     pub(super) fn edge_deadline(&self, peer: NodeId) -> Option<Instant> {
         let e = self.edges.get(&peer)?;
-        Some(
-            (e.last_rx.max(e.last_ping) + e.keepalive_delay).min(e.last_rx + self.cfg.idle_timeout),
-        )
+        let mut ping = e.last_rx.max(e.last_ping) + e.keepalive_delay;
+        if !self.cfg.latency_interval.is_zero() {
+            ping = ping.min(e.last_ping + self.cfg.latency_interval);
+        }
+        Some(ping.min(e.last_rx + self.cfg.idle_timeout))
     }
 
     /// Sets the edge's keep-alive timer.
@@ -134,7 +136,10 @@ impl Node {
             self.end_conn(conn, DisconnectReason::IdleTimeout, false, true, now);
             return;
         }
-        if e.last_rx.max(e.last_ping) + e.keepalive_delay <= now {
+        let measure = self.cfg.latency_interval;
+        if e.last_rx.max(e.last_ping) + e.keepalive_delay <= now
+            || (!measure.is_zero() && e.last_ping + measure <= now)
+        {
             let delay = self.keepalive_delay();
             if let Some(e) = self.edges.get_mut(&peer) {
                 e.keepalive_delay = delay;

@@ -145,3 +145,33 @@ fn calls_and_their_errors_and_round_trips_are_counted() {
     assert_eq!(c.rtt_buckets[5], 1, "{:?}", c.rtt_buckets);
     assert_eq!(c.rtt_sum_us, 3000);
 }
+
+/// Pings sent to peer 7 on connection 1 while it sends something every 500 ms for 4 s.
+fn pings_on_a_busy_edge(cfg: Config) -> usize {
+    let (mut n, t0) = node(cfg);
+    peer(&mut n, 1, 7, &[], t0);
+    let mut pings = 0;
+    for i in 1..=8 {
+        let now = t0 + Duration::from_millis(500 * i);
+        n.handle_bytes(ConnId(1), &frame(&Message::Topics(vec![])), now);
+        n.handle_timeout(now);
+        pings += sent(&drain(&mut n), ConnId(1))
+            .iter()
+            .filter(|m| matches!(m, Message::Ping { .. }))
+            .count();
+    }
+    pings
+}
+
+#[test]
+fn a_busy_edge_is_still_pinged_to_measure_its_latency() {
+    let every = |s| Config::default().latency_interval(Duration::from_secs(s));
+    assert_eq!(pings_on_a_busy_edge(every(3)), 1, "once in 4 s");
+    assert_eq!(pings_on_a_busy_edge(every(1)), 4, "at 1, 2, 3 and 4 s");
+    assert_eq!(pings_on_a_busy_edge(every(0)), 0, "0: only idle edges");
+    assert_eq!(
+        pings_on_a_busy_edge(Config::default()),
+        0,
+        "15 s by default"
+    );
+}
