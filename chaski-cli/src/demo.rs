@@ -21,12 +21,20 @@ fn ms(d: Option<Duration>) -> String {
     })
 }
 
-/// Runs the demo (the README's main job).
-pub async fn run() -> Result<(), crate::failure::Failure> {
-    Ok(mesh().await?)
+/// The options of `chaski demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Also draw the mesh, as `chaski graph --svg` does, into FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
 }
 
-async fn mesh() -> Result<(), Error> {
+/// Runs the demo (the README's main job).
+pub async fn run(args: DemoArgs) -> Result<(), crate::failure::Failure> {
+    Ok(mesh(args).await?)
+}
+
+async fn mesh(args: DemoArgs) -> Result<(), Error> {
     let t0 = Instant::now();
     crate::say!(
         "Chaski demo: a root and {} nodes on 127.0.0.1\n",
@@ -224,7 +232,25 @@ async fn mesh() -> Result<(), Error> {
         Ok(_) => return Err(Error::io("demo.nope answered")),
     }
 
-    crate::say!("\n6. Everyone says goodbye.");
+    crate::say!("\n6. The mesh as `chaski graph` draws it (each node asked through @node):");
+    let client = Node::bind("127.0.0.1:0", Config::default()).await?;
+    let starts: Vec<String> = nodes
+        .iter()
+        .chain(std::iter::once(&root))
+        .map(|n| n.local_addr().to_string())
+        .collect();
+    let picture =
+        crate::mesh::walk_from(&client, &starts, crate::mesh::WalkLimits::default()).await?;
+    client.shutdown().await?;
+    for line in crate::draw::text(&picture).lines() {
+        crate::say!("   {line}");
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, crate::draw::page_svg(&picture))?;
+        crate::say!("   (drawn into {})", path.display());
+    }
+
+    crate::say!("\n7. Everyone says goodbye.");
     for node in nodes.iter().chain(std::iter::once(&root)) {
         node.shutdown().await?;
     }

@@ -337,7 +337,8 @@ fn heatmap_at(m: &Mesh, attrs: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\"{attrs} class=\"mesh-heatmap\" width=\"{side:.0}\" height=\"{side:.0}\" font-family=\"sans-serif\" font-size=\"10\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"{attrs} class=\"mesh-heatmap\" width=\"{:.0}\" height=\"{side:.0}\" font-family=\"sans-serif\" font-size=\"10\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>",
+        side + 60.0
     );
     if labels {
         for (i, node) in m.nodes.iter().enumerate() {
@@ -380,7 +381,7 @@ fn heatmap_at(m: &Mesh, attrs: &str) -> String {
 pub fn page_svg(m: &Mesh) -> String {
     let (graph, _) = layout(m);
     let (_, _, _, heat) = heatmap_size(m.nodes.len());
-    let (w, h) = (graph + heat + 20.0, graph.max(heat) + 40.0);
+    let (w, h) = (graph + heat + 80.0, graph.max(heat) + 40.0);
     let stats = match &m.stats {
         Some(s) => format!(
             "{} nodes, {} links; latency min {:.3} ms, max {:.3} ms, mean {:.3} ms, stddev {:.3} ms",

@@ -64,7 +64,7 @@ struct Cli {
 enum Command {
     /// Start a root and six nodes on loopback; show discovery, pairing, latencies, routing and a
     /// remote call; exit.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Run a root node (accepts every topic, relays, never pairs) until SIGINT or SIGTERM.
     Root(root_cmd::RootArgs),
     /// A long-running node for scripts and containers: connect, subscribe, print what arrives,
@@ -131,7 +131,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         })?);
     }
     match cli.command {
-        Command::Demo => demo::run().await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Root(args) => root_cmd::run(args, base).await,
         Command::Node(args) => node_cmd::run(args, base).await,
         Command::Sub(args) => sub_cmd::run(args, base).await,

@@ -390,14 +390,26 @@ async fn ask(client: &Node, addr: String, expect: Option<NodeId>, limit: Duratio
 /// Walks the mesh from `start` through each node's `@node` introspection: every node found
 /// with a listening address is asked once, up to `limits`.
 pub async fn walk(client: &Node, start: &str, limits: WalkLimits) -> Result<Mesh, Error> {
+    walk_from(client, &[start.to_string()], limits).await
+}
+
+/// [`walk`] from several addresses (parts of a mesh that may not be linked); fails only if
+/// none of them answers.
+pub async fn walk_from(
+    client: &Node,
+    starts: &[String],
+    limits: WalkLimits,
+) -> Result<Mesh, Error> {
     let deadline = Instant::now() + limits.total;
     let mut b = MeshBuilder::new([client.id()]);
-    let mut queue: VecDeque<(String, Option<NodeId>)> = VecDeque::from([(start.to_string(), None)]);
+    let mut queue: VecDeque<(String, Option<NodeId>)> =
+        starts.iter().map(|s| (s.clone(), None)).collect();
     let mut tried_addrs: BTreeSet<String> = BTreeSet::new();
     let mut tried_ids: BTreeSet<NodeId> = BTreeSet::new();
     let mut asking = FuturesUnordered::new();
     let mut asked = 0usize;
     let mut first_error = None;
+    let mut answered = false;
     let mut cut = false;
     loop {
         while asking.len() < limits.parallel.max(1) {
@@ -425,6 +437,7 @@ pub async fn walk(client: &Node, start: &str, limits: WalkLimits) -> Result<Mesh
         };
         match next {
             (_, _, Ok((me, edges))) => {
+                answered = true;
                 tried_ids.insert(me.id);
                 if b.asked(me.id) {
                     continue;
@@ -442,13 +455,15 @@ pub async fn walk(client: &Node, start: &str, limits: WalkLimits) -> Result<Mesh
                 tracing::debug!(%addr, error = %e, "could not ask a node");
                 match expect {
                     Some(id) => b.failed(id, e.to_string()),
-                    None => first_error = Some(e),
+                    None => {
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
         }
     }
-    if let Some(e) = first_error {
-        // The start itself could not be asked: there is no picture.
+    if let (false, Some(e)) = (answered, first_error) {
+        // No start could be asked: there is no picture.
         return Err(e);
     }
     cut |= !queue.is_empty();
