@@ -270,7 +270,7 @@ impl MeshBuilder {
 
     /// Adds a node's own view of itself and its edges, as its metrics give them.
     pub fn add_local(&mut self, me: SelfReport, edges: &[EdgeInfo]) {
-        let reports: Vec<EdgeReport> = edges.iter().map(edge_report).collect();
+        let reports: Vec<EdgeReport> = edges.iter().cloned().map(EdgeInfo::into_report).collect();
         self.add(me, &reports);
     }
 
@@ -310,30 +310,6 @@ impl MeshBuilder {
             stats,
             complete,
         }
-    }
-}
-
-/// An edge as `@node` would report it.
-pub fn edge_report(e: &EdgeInfo) -> EdgeReport {
-    let us = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    EdgeReport {
-        id: e.id,
-        name: e.name.clone(),
-        addr: e.addr,
-        listen: e.listen,
-        topics: e.topics.clone(),
-        services: e.services.clone(),
-        root: e.root,
-        pairing: e.pairing,
-        outbound: e.direction == chaski_tokio::Direction::Outbound,
-        rtt_us: us(e.rtt),
-        latency_us: us(e.latency),
-        jitter_us: us(e.jitter),
-        configured: e.configured,
-        frames_out: e.frames_out,
-        frames_in: e.frames_in,
-        bytes_out: e.bytes_out,
-        bytes_in: e.bytes_in,
     }
 }
 

@@ -97,6 +97,9 @@ impl<E: Exec> TestNode for AsyncNode<E> {
     fn local_status(&self) -> Status {
         crate::alive("local_status", self.exec.block_on(self.node.local_status()))
     }
+    fn metrics(&self) -> chaski_api::Metrics {
+        crate::alive("metrics", self.exec.block_on(self.node.metrics()))
+    }
     fn discover(&self) -> Result<()> {
         self.exec.block_on(self.node.discover())
     }

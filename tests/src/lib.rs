@@ -63,6 +63,8 @@ pub trait TestNode: Send + Sync {
     fn edges(&self) -> Vec<EdgeInfo>;
     /// The node's own status; panics if the node is dead.
     fn local_status(&self) -> Status;
+    /// Counters, levels and edges; panics if the node is dead.
+    fn metrics(&self) -> chaski_api::Metrics;
     /// Discovers; returns once every topic is paired.
     fn discover(&self) -> Result<()>;
     /// Closes the edge to a peer.

@@ -79,6 +79,9 @@ impl TestNode for MioNode {
     fn local_status(&self) -> Status {
         crate::alive("local_status", self.node.local_status())
     }
+    fn metrics(&self) -> chaski_api::Metrics {
+        crate::alive("metrics", self.node.metrics())
+    }
     fn discover(&self) -> Result<()> {
         self.node.discover()
     }

@@ -292,6 +292,28 @@ pub fn stream_chain<H: Harness>(h: &H, host: &str) {
         n[0].recv(Duration::from_millis(200)).is_none(),
         "the origin got its own message"
     );
+    // What each node counted: the six publishes in, delivered and passed on, per edge too.
+    let publish = chaski_api::MESSAGE_KINDS
+        .iter()
+        .position(|k| *k == "Publish")
+        .unwrap();
+    for (i, x) in n.iter().enumerate() {
+        let m = x.metrics();
+        let c = m.counters;
+        let (relays, ends) = (i > 0 && i < 5, i == 0 || i == 5);
+        assert_eq!(c.received[publish], if i == 0 { 0 } else { 6 }, "node {i}");
+        assert_eq!(c.delivered, if i == 0 { 0 } else { 6 }, "node {i}");
+        assert_eq!(c.relayed, if relays { 6 } else { 0 }, "node {i}");
+        assert_eq!(m.gauges.edges, if ends { 1 } else { 2 }, "node {i}");
+        assert!(c.bytes_received > 0 && c.bytes_sent > 0, "node {i}");
+        if i < 5 {
+            let next = m.edges.iter().find(|e| e.id == n[i + 1].id()).unwrap();
+            assert!(
+                next.frames_out >= 6 && next.configured,
+                "node {i}: {next:?}"
+            );
+        }
+    }
     n.iter().for_each(|x| x.shutdown());
 }
 

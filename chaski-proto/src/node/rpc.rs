@@ -172,28 +172,9 @@ impl Node {
 
     /// Every edge, as [`super::NODE_SERVICE`] reports them.
     pub fn edge_reports(&self) -> Vec<crate::message::EdgeReport> {
-        let us = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         self.edges()
             .into_iter()
-            .map(|e| crate::message::EdgeReport {
-                id: e.id,
-                name: e.name,
-                addr: e.addr,
-                listen: e.listen,
-                topics: e.topics,
-                services: e.services,
-                root: e.root,
-                pairing: e.pairing,
-                outbound: e.direction == super::Direction::Outbound,
-                rtt_us: us(e.rtt),
-                latency_us: us(e.latency),
-                jitter_us: us(e.jitter),
-                configured: e.configured,
-                frames_out: e.frames_out,
-                frames_in: e.frames_in,
-                bytes_out: e.bytes_out,
-                bytes_in: e.bytes_in,
-            })
+            .map(super::EdgeInfo::into_report)
             .collect()
     }
 

@@ -340,3 +340,30 @@ pub struct EdgeInfo {
     /// Bytes its socket gave.
     pub bytes_in: u64,
 }
+
+impl EdgeInfo {
+    /// The edge as [`NODE_SERVICE`](crate::NODE_SERVICE) reports it (durations in
+    /// microseconds).
+    pub fn into_report(self) -> crate::message::EdgeReport {
+        let us = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        crate::message::EdgeReport {
+            id: self.id,
+            name: self.name,
+            addr: self.addr,
+            listen: self.listen,
+            topics: self.topics,
+            services: self.services,
+            root: self.root,
+            pairing: self.pairing,
+            outbound: self.direction == Direction::Outbound,
+            rtt_us: us(self.rtt),
+            latency_us: us(self.latency),
+            jitter_us: us(self.jitter),
+            configured: self.configured,
+            frames_out: self.frames_out,
+            frames_in: self.frames_in,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+        }
+    }
+}
