@@ -27,10 +27,10 @@ pub struct BenchArgs {
     /// Idle edges for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     edges: usize,
-    /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files, observe.
+    /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files, observe, patterns.
     #[arg(
         long,
-        default_value = "throughput,rtt,mesh,memory,files,observe",
+        default_value = "throughput,rtt,mesh,memory,files,observe,patterns",
         value_delimiter = ','
     )]
     only: Vec<String>,
@@ -553,9 +553,17 @@ fn human_size(size: usize) -> String {
 /// Checks every option before anything is measured.
 pub fn check(opts: &Options) -> Result<(), String> {
     for part in &opts.parts {
-        if !["throughput", "rtt", "mesh", "memory", "files", "observe"].contains(&part.as_str()) {
+        if ![
+            "throughput",
+            "rtt",
+            "mesh",
+            "memory",
+            "files",
+            "observe",
+            "patterns",
+        ].contains(&part.as_str()) {
             return Err(format!(
-                "unknown part {part:?} (throughput, rtt, mesh, memory, files, observe)"
+                "unknown part {part:?} (throughput, rtt, mesh, memory, files, observe, patterns)"
             ));
         }
     }
@@ -643,6 +651,10 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.progress("round trips: raw echo, ping and RPC on each runtime");
         rtt_table(&opts)?;
     }
+    if opts.runs("patterns") {
+        opts.progress("a root relaying to a subscriber of 1 pattern, then of 1,000");
+        patterns_row(&opts)?;
+    }
     if opts.runs("observe") {
         opts.progress("chaski graph over 200 nodes, /metrics of a node with 256 edges");
         observe_row(&opts)?;
@@ -679,6 +691,38 @@ pub fn run(opts: Options) -> Result<(), String> {
             },
         );
     }
+    Ok(())
+}
+
+/// The rows of a root holding one pattern and a thousand (see [`crate::bench_patterns`]).
+fn patterns_row(opts: &Options) -> Result<(), String> {
+    let r = crate::bench_patterns::measure(opts.quick)?;
+    opts.text(String::new);
+    opts.emit(
+        || {
+            format!(
+                "patterns at a root (tokio, 64 B, publisher -> root -> subscriber)\n  1 pattern: {:.0} msgs/s; {} patterns: {:.0} msgs/s ({:.2} of one)\n  one topic against {} patterns: {:.0} ns one by one, {:.0} ns as a set",
+                r.one,
+                r.many,
+                r.many_rate,
+                r.many_rate / r.one,
+                r.many,
+                r.each_ns,
+                r.set_ns
+            )
+        },
+        || {
+            json!({
+                "part": "patterns",
+                "one_pattern_msgs_s": r.one,
+                "patterns": r.many,
+                "many_patterns_msgs_s": r.many_rate,
+                "ratio": r.many_rate / r.one,
+                "match_each_ns": r.each_ns,
+                "match_set_ns": r.set_ns,
+            })
+        },
+    );
     Ok(())
 }
 

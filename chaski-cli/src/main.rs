@@ -5,6 +5,7 @@
 mod bench;
 mod bench_files;
 mod bench_observe;
+mod bench_patterns;
 mod call_cmd;
 mod client;
 mod demo;

@@ -37,6 +37,7 @@ pub mod id;
 pub mod latency;
 pub mod message;
 pub mod node;
+pub mod patterns;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod text;

@@ -51,3 +51,36 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A set of patterns matched together says what matching each one alone says.
+    #[test]
+    fn a_pattern_set_agrees_with_its_patterns_one_by_one(
+        patterns in prop::collection::vec(prop::collection::vec(pattern_level(), 1..5), 0..6),
+        topic in prop::collection::vec(level(), 1..6),
+    ) {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.join("/")).collect();
+        let topic = topic.join("/");
+        let set = chaski_proto::patterns::PatternSet::new(&patterns);
+        let alone = patterns.iter().any(|p| matches(p, &topic));
+        prop_assert_eq!(set.matches(&topic), alone, "{:?} on {}", patterns, topic);
+        // Asked again, the same answer (its scratch is reused).
+        prop_assert_eq!(set.matches(&topic), alone);
+    }
+}
+
+/// A set full of `**` patterns stays polynomial on a long topic.
+#[test]
+fn a_pattern_set_full_of_double_wildcards_is_polynomial() {
+    let patterns: Vec<String> = (1..=16)
+        .map(|k| vec!["**"; k].join("/") + "/x")
+        .collect();
+    let set = chaski_proto::patterns::PatternSet::new(&patterns);
+    let topic = vec!["a"; 120].join("/");
+    let start = std::time::Instant::now();
+    assert!(!set.matches(&topic));
+    assert!(set.matches(&(topic + "/x")));
+    assert!(start.elapsed() < std::time::Duration::from_secs(1));
+}

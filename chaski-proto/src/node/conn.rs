@@ -12,6 +12,7 @@ use super::{Direction, Purpose};
 use crate::codec::FrameDecoder;
 use crate::id::{ConnId, NodeId};
 use crate::latency::RttEstimator;
+use crate::patterns::PatternSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ConnState {
@@ -192,8 +193,9 @@ pub(super) struct Edge {
     pub(super) addr: SocketAddr,
     pub(super) listen: Option<SocketAddr>,
     pub(super) topics: BTreeSet<String>,
-    /// Those of `topics` that are patterns (matched against every message for this peer).
-    pub(super) patterns: Vec<String>,
+    /// Those of `topics` that are patterns, matched together against every message for this
+    /// peer.
+    pub(super) patterns: PatternSet,
     /// The peer's paired topics and their cluster ids.
     pub(super) paired: BTreeMap<String, NodeId>,
     pub(super) services: BTreeSet<String>,
@@ -217,21 +219,12 @@ impl Edge {
     /// Whether a message on `topic` goes to this peer: a root takes everything, others what
     /// they subscribe to, by name or by pattern.
     pub(super) fn wants(&self, topic: &str) -> bool {
-        self.root
-            || self.topics.contains(topic)
-            || self
-                .patterns
-                .iter()
-                .any(|p| crate::topic::matches(p, topic))
+        self.root || self.topics.contains(topic) || self.patterns.matches(topic)
     }
 
     /// Replaces the peer's topics (and the patterns among them).
     pub(super) fn set_topics(&mut self, topics: Vec<String>) {
-        self.patterns = topics
-            .iter()
-            .filter(|t| crate::topic::is_pattern(t))
-            .cloned()
-            .collect();
+        self.patterns = PatternSet::new(topics.iter().filter(|t| crate::topic::is_pattern(t)));
         self.topics = topics.into_iter().collect();
     }
 }

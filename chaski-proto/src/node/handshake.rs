@@ -110,7 +110,7 @@ impl Node {
                 ours().any(|o| topic::overlap(t, o))
             } else {
                 self.topics.contains_key(t) && t != ROOT_TOPIC_NAME
-                    || self.patterns.iter().any(|p| topic::matches(p, t))
+                    || self.pattern_set.matches(t)
             }
         })
     }
@@ -264,12 +264,8 @@ impl Node {
         }
         self.counters.handshakes += 1;
         let shares = self.shares_interest(&h.topics);
-        let patterns = h
-            .topics
-            .iter()
-            .filter(|t| topic::is_pattern(t))
-            .cloned()
-            .collect();
+        let patterns =
+            crate::patterns::PatternSet::new(h.topics.iter().filter(|t| topic::is_pattern(t)));
         let topics: BTreeSet<String> = h.topics.into_iter().collect();
         let keepalive_delay = self.keepalive_delay();
         debug!(peer = %h.id, name = %Escaped(&h.name), %conn, "edge established");

@@ -107,8 +107,9 @@ pub struct Node {
     edge_order: Vec<NodeId>,
 
     topics: BTreeMap<String, TopicState>,
-    /// Those of `topics` that are patterns.
+    /// Those of `topics` that are patterns, and the same matched together.
     patterns: Vec<String>,
+    pattern_set: crate::patterns::PatternSet,
     services: BTreeSet<String>,
     next_discovery: u64,
     /// Other seekers heard while a topic was unpaired: topic → (origin, address, discovery).
@@ -208,6 +209,7 @@ impl Node {
             edge_order: Vec::new(),
             topics,
             patterns: Vec::new(),
+            pattern_set: Default::default(),
             services: BTreeSet::new(),
             next_discovery: 0,
             seekers: BTreeMap::new(),
@@ -287,11 +289,7 @@ impl Node {
 
     /// Whether the node subscribes to `topic`, by name or by a pattern that matches it.
     pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.topics.contains_key(topic)
-            || self
-                .patterns
-                .iter()
-                .any(|p| crate::topic::matches(p, topic))
+        self.topics.contains_key(topic) || self.pattern_set.matches(topic)
     }
 
     /// Whether the node belongs to `topic`'s cluster (never true on a root).

@@ -36,6 +36,7 @@ impl Node {
         self.topics.insert(topic.to_string(), state);
         if crate::topic::is_pattern(topic) {
             self.patterns.push(topic.to_string());
+            self.pattern_set = crate::patterns::PatternSet::new(&self.patterns);
         }
         for e in self.edges.values_mut() {
             if e.topics.iter().any(|t| crate::topic::overlap(t, topic)) {
@@ -61,7 +62,10 @@ impl Node {
             return Ok(());
         }
         if let Some(state) = self.topics.remove(topic) {
-            self.patterns.retain(|p| p != topic);
+            if self.patterns.iter().any(|p| p == topic) {
+                self.patterns.retain(|p| p != topic);
+                self.pattern_set = crate::patterns::PatternSet::new(&self.patterns);
+            }
             self.announce_topics(now);
             if matches!(state, TopicState::Paired(_)) {
                 self.announce_paired(now);
