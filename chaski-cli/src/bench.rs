@@ -561,7 +561,9 @@ pub fn check(opts: &Options) -> Result<(), String> {
             "files",
             "observe",
             "patterns",
-        ].contains(&part.as_str()) {
+        ]
+        .contains(&part.as_str())
+        {
             return Err(format!(
                 "unknown part {part:?} (throughput, rtt, mesh, memory, files, observe, patterns)"
             ));

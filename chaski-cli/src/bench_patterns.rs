@@ -24,13 +24,14 @@ pub struct PatternRates {
     pub set_ns: f64,
 }
 
-const TOPIC: &str = "bench/t";
+/// Last in any order a list of the patterns could be scanned in (announced, or sorted).
+const TOPIC: &str = "zbench/t";
 
-/// The patterns of a subscriber: `many - 1` that never match, and `bench/*`.
+/// The patterns of a subscriber: `many - 1` that never match, and `zbench/*`.
 fn patterns(many: usize) -> Vec<String> {
     (1..many)
         .map(|i| format!("x{i}/*/v"))
-        .chain(["bench/*".to_string()])
+        .chain(["zbench/*".to_string()])
         .collect()
 }
 
@@ -43,7 +44,9 @@ async fn rate(many: usize, count: u64) -> Result<f64, String> {
             .max_peer_patterns(many + 8)
             .max_peer_topics(many + 8)
     };
-    let root = Node::bind("127.0.0.1:0", cfg("root").root(true)).await.map_err(e)?;
+    let root = Node::bind("127.0.0.1:0", cfg("root").root(true))
+        .await
+        .map_err(e)?;
     let sub = Node::bind("127.0.0.1:0", cfg("sub")).await.map_err(e)?;
     let publisher = Node::bind("127.0.0.1:0", cfg("pub")).await.map_err(e)?;
     for p in patterns(many) {

@@ -74,9 +74,7 @@ proptest! {
 /// A set full of `**` patterns stays polynomial on a long topic.
 #[test]
 fn a_pattern_set_full_of_double_wildcards_is_polynomial() {
-    let patterns: Vec<String> = (1..=16)
-        .map(|k| vec!["**"; k].join("/") + "/x")
-        .collect();
+    let patterns: Vec<String> = (1..=16).map(|k| vec!["**"; k].join("/") + "/x").collect();
     let set = chaski_proto::patterns::PatternSet::new(&patterns);
     let topic = vec!["a"; 120].join("/");
     let start = std::time::Instant::now();

@@ -109,8 +109,7 @@ impl Node {
             if topic::is_pattern(t) {
                 ours().any(|o| topic::overlap(t, o))
             } else {
-                self.topics.contains_key(t) && t != ROOT_TOPIC_NAME
-                    || self.pattern_set.matches(t)
+                self.topics.contains_key(t) && t != ROOT_TOPIC_NAME || self.pattern_set.matches(t)
             }
         })
     }
