@@ -27,10 +27,11 @@ pub struct BenchArgs {
     /// Idle edges for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     edges: usize,
-    /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files, observe, patterns.
+    /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files, observe, patterns,
+    /// fanout.
     #[arg(
         long,
-        default_value = "throughput,rtt,mesh,memory,files,observe,patterns",
+        default_value = "throughput,rtt,mesh,memory,files,observe,patterns,fanout",
         value_delimiter = ','
     )]
     only: Vec<String>,
@@ -561,11 +562,12 @@ pub fn check(opts: &Options) -> Result<(), String> {
             "files",
             "observe",
             "patterns",
+            "fanout",
         ]
         .contains(&part.as_str())
         {
             return Err(format!(
-                "unknown part {part:?} (throughput, rtt, mesh, memory, files, observe, patterns)"
+                "unknown part {part:?} (throughput, rtt, mesh, memory, files, observe, patterns, fanout)"
             ));
         }
     }
@@ -653,6 +655,10 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.progress("round trips: raw echo, ping and RPC on each runtime");
         rtt_table(&opts)?;
     }
+    if opts.runs("fanout") {
+        opts.progress("fan-out to 8 subscribers (direct, through a root), fan-in from 8");
+        fanout_row(&opts)?;
+    }
     if opts.runs("patterns") {
         opts.progress("a root relaying to a subscriber of 1 pattern, then of 1,000");
         patterns_row(&opts)?;
@@ -693,6 +699,29 @@ pub fn run(opts: Options) -> Result<(), String> {
             },
         );
     }
+    Ok(())
+}
+
+/// The fan-out and fan-in rows (see [`crate::bench_fanout`]).
+fn fanout_row(opts: &Options) -> Result<(), String> {
+    let r = crate::bench_fanout::measure(opts.quick)?;
+    opts.text(String::new);
+    opts.emit(
+        || {
+            format!(
+                "fan-out and fan-in (tokio, 64 B, delivered msgs/s, all subscribers together)\n  1 publisher -> 8 subscribers, direct: {:.0}\n  1 publisher -> root -> 8 subscribers: {:.0}\n  8 publishers -> 1 subscriber: {:.0}",
+                r.direct, r.through_root, r.fan_in
+            )
+        },
+        || {
+            json!({
+                "part": "fanout",
+                "direct_msgs_s": r.direct,
+                "through_root_msgs_s": r.through_root,
+                "fan_in_msgs_s": r.fan_in,
+            })
+        },
+    );
     Ok(())
 }
 

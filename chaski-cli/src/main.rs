@@ -3,6 +3,7 @@
 //! its own module (`<name>_cmd.rs`).
 
 mod bench;
+mod bench_fanout;
 mod bench_files;
 mod bench_observe;
 mod bench_patterns;
