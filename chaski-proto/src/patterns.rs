@@ -201,7 +201,10 @@ mod tests {
         for (p, t) in cases {
             assert_eq!(PatternSet::new([p]).matches(t), matches(p, t), "{p} on {t}");
         }
-        assert!(!PatternSet::new::<&str>([]).matches("a"));
+        let none = PatternSet::new::<&str>([]);
+        assert!(!none.matches("a") && none.is_empty() && none.len() == 0);
+        let one = PatternSet::new(["a/*"]);
+        assert!(!one.is_empty() && one.len() == 1);
     }
 
     #[test]
