@@ -175,3 +175,20 @@ fn a_busy_edge_is_still_pinged_to_measure_its_latency() {
         "15 s by default"
     );
 }
+
+#[test]
+fn unsubscribing_a_pattern_lets_go_of_it_and_keeps_the_others() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("a/*", now).unwrap();
+    n.unsubscribe("a/*", now).unwrap();
+    assert!(!n.is_subscribed("a/x"), "the only pattern let go");
+    n.subscribe("a/*", now).unwrap();
+    n.subscribe("b/**", now).unwrap();
+    n.subscribe("c", now).unwrap();
+    assert!(n.is_subscribed("a/x") && n.is_subscribed("b/x/y") && n.is_subscribed("c"));
+    n.unsubscribe("a/*", now).unwrap();
+    assert!(!n.is_subscribed("a/x"), "the pattern let go");
+    assert!(n.is_subscribed("b/x/y"), "the other pattern kept");
+    n.unsubscribe("c", now).unwrap();
+    assert!(!n.is_subscribed("c") && n.is_subscribed("b/x/y"));
+}

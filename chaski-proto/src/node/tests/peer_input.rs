@@ -335,3 +335,34 @@ fn nothing_a_peer_names_reaches_the_log_unescaped() {
         );
     }
 }
+
+/// A relayed publish's topic may be exactly `max_name_len` bytes (what a subscription may be),
+/// not one more.
+#[test]
+fn a_published_topic_of_exactly_the_name_limit_is_taken() {
+    let (mut n, now) = node(Config::default().max_name_len(16));
+    let longest = "t".repeat(16);
+    n.subscribe(&longest, now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    let publish = |topic: &str, seq| {
+        frame(&Message::Publish(crate::message::Publish {
+            origin: NodeId(7),
+            seq,
+            topic: topic.into(),
+            ttl: 4,
+            hops: 0,
+            payload: Bytes::from_static(b"x"),
+        }))
+    };
+    n.handle_bytes(ConnId(1), &publish(&longest, 1), now);
+    let outs = drain(&mut n);
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Deliver(Delivery::Message(m)) if m.topic == longest)));
+    assert!(!closed(&outs, ConnId(1)));
+    n.handle_bytes(ConnId(1), &publish(&"t".repeat(17), 2), now);
+    assert!(
+        closed(&drain(&mut n), ConnId(1)),
+        "one byte more is refused"
+    );
+}
