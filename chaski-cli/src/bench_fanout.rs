@@ -2,7 +2,7 @@
 //! root) and eight publishers to one subscriber, on tokio over loopback, 64-byte messages; the
 //! rate is what the subscribers receive together.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -35,19 +35,7 @@ async fn deliver(
         .iter()
         .map(|s| {
             let messages = s.messages();
-            tokio::task::spawn_blocking(move || {
-                let (mut got, mut last) = (0u64, Instant::now());
-                while got < each {
-                    match messages.recv_timeout(Duration::from_secs(5)) {
-                        Some(_) => {
-                            got += 1;
-                            last = Instant::now();
-                        }
-                        None => break,
-                    }
-                }
-                (got, last)
-            })
+            tokio::task::spawn_blocking(move || crate::bench::receive(messages, each))
         })
         .collect();
     let start = Instant::now();

@@ -3,7 +3,7 @@
 //! each case, and the cost of deciding one message against the thousand patterns, matched one
 //! by one and as one set.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -57,20 +57,7 @@ async fn rate(many: usize, count: u64) -> Result<f64, String> {
     publisher.connect(&root_addr).await.map_err(e)?;
     // The root knows the subscriber's patterns from its Hello.
     let messages = sub.messages();
-    let consumer = tokio::task::spawn_blocking(move || {
-        let mut got = 0u64;
-        let mut last = Instant::now();
-        while got < count {
-            match messages.recv_timeout(Duration::from_secs(5)) {
-                Some(_) => {
-                    got += 1;
-                    last = Instant::now();
-                }
-                None => break,
-            }
-        }
-        (got, last)
-    });
+    let consumer = tokio::task::spawn_blocking(move || crate::bench::receive(messages, count));
     let payload = Bytes::from(vec![7u8; 64]);
     let start = Instant::now();
     for _ in 0..count {

@@ -141,6 +141,30 @@ impl Mesh {
     }
 }
 
+/// Longest name, topic or service kept from a report (a walked node is not trusted: what it
+/// reports is cut to what a peer may announce).
+const MAX_TEXT: usize = 256;
+/// Topics and services kept per node, and edges taken from one report.
+const MAX_LIST: usize = 64;
+const MAX_EDGES_PER_REPORT: usize = 4096;
+/// Nodes a picture holds at most (asked or only reported).
+pub const MAX_PICTURE_NODES: usize = 20_000;
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_TEXT) {
+        Some((at, _)) => s[..at].to_string(),
+        None => s.to_string(),
+    }
+}
+
+fn clip_list<'a>(l: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    l.into_iter()
+        .filter(|t| *t != "@")
+        .take(MAX_LIST)
+        .map(|t| clip(t))
+        .collect()
+}
+
 /// Gathers reports into a [`Mesh`].
 #[derive(Debug, Default)]
 pub struct MeshBuilder {
@@ -148,6 +172,8 @@ pub struct MeshBuilder {
     links: BTreeMap<(NodeId, NodeId), Link>,
     /// Ids never to show (the asking client).
     hidden: BTreeSet<NodeId>,
+    /// A bound left something out.
+    cut: bool,
 }
 
 /// A link as reported so far.
@@ -186,8 +212,8 @@ impl SelfReport {
             addr,
             root: s.root,
             // A root's own topic `@` is how it says it is a root, not a subscription.
-            topics: s.paired.into_keys().filter(|t| t != "@").collect(),
-            services: s.services,
+            topics: clip_list(s.paired.keys()),
+            services: clip_list(&s.services),
         }
     }
 }
@@ -219,9 +245,13 @@ impl MeshBuilder {
         if self.hidden.contains(&id) {
             return;
         }
+        if !self.nodes.contains_key(&id) && self.nodes.len() >= MAX_PICTURE_NODES {
+            self.cut = true;
+            return;
+        }
         let node = MeshNode {
             id: id.to_string(),
-            name: me.name,
+            name: clip(&me.name),
             addr: me
                 .addr
                 .or_else(|| self.nodes.get(&id).and_then(|n| n.addr.clone())),
@@ -232,17 +262,33 @@ impl MeshBuilder {
             error: None,
         };
         self.nodes.insert(id, node);
-        for e in edges.iter().filter(|e| !self.hidden.contains(&e.id)) {
-            self.nodes.entry(e.id).or_insert_with(|| MeshNode {
-                id: e.id.to_string(),
-                name: e.name.clone(),
-                addr: e.listen.map(|a| a.to_string()),
-                root: e.root,
-                topics: e.topics.iter().filter(|t| *t != "@").cloned().collect(),
-                services: e.services.clone(),
-                asked: false,
-                error: None,
-            });
+        if edges.len() > MAX_EDGES_PER_REPORT {
+            self.cut = true;
+        }
+        for e in edges
+            .iter()
+            .take(MAX_EDGES_PER_REPORT)
+            .filter(|e| !self.hidden.contains(&e.id))
+        {
+            if !self.nodes.contains_key(&e.id) {
+                if self.nodes.len() >= MAX_PICTURE_NODES {
+                    self.cut = true;
+                    continue;
+                }
+                self.nodes.insert(
+                    e.id,
+                    MeshNode {
+                        id: e.id.to_string(),
+                        name: clip(&e.name),
+                        addr: e.listen.map(|a| a.to_string()),
+                        root: e.root,
+                        topics: clip_list(&e.topics),
+                        services: clip_list(&e.services),
+                        asked: false,
+                        error: None,
+                    },
+                );
+            }
             let kind = if e.root || me.root {
                 LinkKind::Root
             } else if e.pairing {
@@ -308,7 +354,7 @@ impl MeshBuilder {
             nodes: self.nodes.into_values().collect(),
             links,
             stats,
-            complete,
+            complete: complete && !self.cut,
         }
     }
 }
@@ -418,7 +464,12 @@ pub async fn walk_from(
                 if b.asked(me.id) {
                     continue;
                 }
-                for e in &edges {
+                for e in edges.iter().take(MAX_EDGES_PER_REPORT) {
+                    // Never more waiting than may still be asked.
+                    if queue.len() + asked >= limits.max_nodes {
+                        cut = true;
+                        break;
+                    }
                     if let Some(listen) = e.listen {
                         if e.id != client.id() && !tried_ids.contains(&e.id) {
                             queue.push_back((listen.to_string(), Some(e.id)));
@@ -474,8 +525,8 @@ pub async fn local_view(node: &Node, limit: Duration) -> Result<Mesh, Error> {
                     name: info.name.clone(),
                     addr: info.listen.map(|a| a.to_string()),
                     root: info.root,
-                    topics: info.topics.iter().filter(|t| *t != "@").cloned().collect(),
-                    services: info.services.clone(),
+                    topics: clip_list(&info.topics),
+                    services: clip_list(&info.services),
                 };
                 b.add(me, &edges);
             }
@@ -486,4 +537,61 @@ pub async fn local_view(node: &Node, limit: Duration) -> Result<Mesh, Error> {
         }
     }
     Ok(b.finish(complete))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: u128, name: String) -> EdgeReport {
+        EdgeReport {
+            id: NodeId(id),
+            name,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            listen: None,
+            topics: vec!["t".repeat(1000); 500],
+            services: vec![],
+            root: false,
+            pairing: true,
+            outbound: false,
+            rtt_us: None,
+            latency_us: Some(100),
+            jitter_us: None,
+            configured: false,
+            frames_out: 1,
+            frames_in: 2,
+            bytes_out: 0,
+            bytes_in: 0,
+        }
+    }
+
+    /// A walked node is not trusted: what it reports is cut to bounds, and the picture says
+    /// it is incomplete.
+    #[test]
+    fn a_hostile_report_is_cut_to_bounds() {
+        let mut b = MeshBuilder::new([]);
+        let me = SelfReport {
+            id: NodeId(1),
+            name: "x".repeat(100_000),
+            addr: None,
+            root: false,
+            topics: vec![],
+            services: vec![],
+        };
+        let edges: Vec<EdgeReport> = (2..MAX_EDGES_PER_REPORT as u128 + 100)
+            .map(|i| report(i, "y".repeat(10_000)))
+            .collect();
+        b.add(me, &edges);
+        let m = b.finish(true);
+        assert!(!m.complete);
+        assert_eq!(m.nodes.len(), MAX_EDGES_PER_REPORT + 1);
+        assert!(m.nodes.iter().all(|n| n.name.len() <= MAX_TEXT));
+        assert!(m.nodes.iter().all(|n| n.topics.len() <= MAX_LIST));
+        assert!(m
+            .nodes
+            .iter()
+            .flat_map(|n| &n.topics)
+            .all(|t| t.len() <= MAX_TEXT));
+        assert_eq!(m.links.len(), MAX_EDGES_PER_REPORT);
+    }
 }
