@@ -294,3 +294,20 @@ fn every_kind_is_known_by_name() {
         Some(64)
     );
 }
+
+/// A kind of message the node does not know is skipped only on an edge: before the Hello it is
+/// a protocol error like any other message.
+#[test]
+fn an_unknown_kind_before_the_hello_is_a_protocol_error() {
+    let mut run = Run::new();
+    let answer = run.feed(&raw_frame(&ciborium::Value::Text("Heartbeat".into())));
+    assert!(run.closed, "not closed");
+    assert!(
+        matches!(
+            &answer[..],
+            [Message::Goodbye(DisconnectReason::ProtocolError(_))]
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(run.node.counters().unknown_skipped, 0);
+}

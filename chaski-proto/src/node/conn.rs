@@ -228,3 +228,52 @@ impl Edge {
         self.topics = topics.into_iter().collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::begun_after;
+
+    /// Two frames (10 and 20 bytes of body) as the wire holds them.
+    fn frames() -> Vec<u8> {
+        let mut w = vec![0, 0, 0, 10];
+        w.extend([1; 10]);
+        w.extend([0, 0, 0, 20]);
+        w.extend([2; 20]);
+        w
+    }
+
+    /// Two TLS records (3 and 300 bytes of body).
+    fn records() -> Vec<u8> {
+        let mut w = vec![23, 3, 3, 0, 3];
+        w.extend([1; 3]);
+        w.extend([23, 3, 3, 1, 44]);
+        w.extend([2; 300]);
+        w
+    }
+
+    #[test]
+    fn what_is_left_of_a_begun_frame() {
+        let w = frames();
+        assert_eq!(begun_after(&w, 0, 0, false), 0);
+        assert_eq!(begun_after(&w, 0, 5, false), 9);
+        assert_eq!(begun_after(&w, 9, 4, false), 5);
+        assert_eq!(begun_after(&w, 9, 9, false), 0);
+        // A write that ends exactly at a frame's end leaves nothing begun.
+        assert_eq!(begun_after(&w, 0, 14, false), 0);
+        assert_eq!(begun_after(&w, 0, 15, false), 23);
+        assert_eq!(begun_after(&w, 0, 38, false), 0);
+        // Past the begun frame's rest, into the next one.
+        assert_eq!(begun_after(&w[5..], 9, 10, false), 23);
+        // Not a frame's start: nothing is known begun.
+        assert_eq!(begun_after(&w[..2], 0, 1, false), 0);
+    }
+
+    #[test]
+    fn what_is_left_of_a_begun_record() {
+        let w = records();
+        assert_eq!(begun_after(&w, 0, 1, true), 7);
+        assert_eq!(begun_after(&w, 0, 8, true), 0);
+        assert_eq!(begun_after(&w, 0, 9, true), 304);
+        assert_eq!(begun_after(&w, 0, w.len(), true), 0);
+    }
+}

@@ -74,18 +74,17 @@ impl Node {
             self.next_discovery += 1;
             let id = self.next_discovery;
             self.seen_discoveries.insert((self.id, id));
+            let deadline = now + self.cfg.discovery_timeout;
             self.topics.insert(
                 topic.clone(),
                 TopicState::Discovering {
                     id,
-                    deadline: now + self.cfg.discovery_timeout,
+                    deadline,
                     on_pair,
                 },
             );
-            self.timers.set(
-                TimerKey::Discovery(topic.clone()),
-                now + self.cfg.discovery_timeout,
-            );
+            self.timers
+                .set(TimerKey::Discovery(topic.clone()), deadline);
             debug!(topic = %Escaped(&topic), id, "discovery started");
             // Seekers heard earlier (all with larger ids) may still be seeking: answer them.
             self.answer_seekers(&topic, now);

@@ -169,8 +169,6 @@ pub struct Node {
     /// Scratch for what a TLS session decrypts (kept to spare an allocation per read).
     plain: Vec<u8>,
     queue: VecDeque<Output>,
-    /// How many of `queue` are events (kept so pushing an event is O(1)).
-    queued_events: usize,
     dropped_events: u64,
     counters: Counters,
 }
@@ -241,7 +239,6 @@ impl Node {
             dirty: VecDeque::new(),
             plain: Vec::new(),
             queue: VecDeque::new(),
-            queued_events: 0,
             dropped_events: 0,
             counters: Counters::default(),
         })
@@ -411,11 +408,7 @@ impl Node {
                 return Some(Output::Transmit { conn });
             }
         }
-        let out = self.queue.pop_front();
-        if out.as_ref().is_some_and(for_application) {
-            self.queued_events -= 1;
-        }
-        out
+        self.queue.pop_front()
     }
 
     /// Whether [`Node::poll_output`] may have something (a runtime that did more after
@@ -440,16 +433,14 @@ impl Node {
 
     /// Queues an event or a delivery, within `max_events` of them together.
     fn push_for_application(&mut self, out: Output) {
-        if self.queue.len() >= self.cfg.max_events && self.queued_events > 0 {
+        if self.queue.len() >= self.cfg.max_events {
             // Over the bound (a runtime that stopped draining): the oldest goes.
             if let Some(pos) = self.queue.iter().position(for_application) {
                 self.queue.remove(pos);
-                self.queued_events -= 1;
                 self.dropped_events += 1;
             }
         }
         self.queue.push_back(out);
-        self.queued_events += 1;
     }
 
     fn check_name(&self, what: &'static str, s: &str) -> Result<(), CommandError> {

@@ -738,6 +738,7 @@ fn a_peer_closed_in_the_middle_of_a_relay_does_not_cost_the_others_the_message()
     );
     assert_eq!(publishes(&outs, ConnId(3)).len(), 1);
     assert_eq!(n.edge_count(), 2);
+    assert_eq!(n.memory(), n.memory_recounted());
 }
 
 pub(super) fn discovery_frame(
@@ -1008,6 +1009,16 @@ fn on_pair_disconnect_drops_only_a_bootstrap_link_that_shares_nothing() {
     assert!(
         n.is_connected_to(NodeId(7)),
         "dropped a link that shares the topic"
+    );
+    let (n, _) = paired_through(OnPair::Disconnect, &["*"]);
+    assert!(
+        n.is_connected_to(NodeId(7)),
+        "dropped a link whose pattern matches the topic"
+    );
+    let (n, _) = paired_through(OnPair::Disconnect, &["t/*"]);
+    assert!(
+        !n.is_connected_to(NodeId(7)),
+        "kept a link whose pattern matches nothing of ours"
     );
     let (n, _) = paired_through(OnPair::None, &[]);
     assert!(
@@ -1444,4 +1455,123 @@ fn a_local_name_of_exactly_the_limit_is_taken() {
         n.subscribe(&"x".repeat(9), now),
         Err(CommandError::TooLong { len: 9, max: 8, .. })
     ));
+}
+
+#[test]
+fn a_root_is_in_no_cluster_and_an_unpaired_topic_has_none() {
+    // A root holds its own topic as paired (it answers for it), yet belongs to no cluster.
+    let (r, _) = node(Config::default().root(true));
+    assert!(r.is_paired());
+    assert!(!r.is_paired_for(ROOT_TOPIC));
+    assert_eq!(r.cluster_of(ROOT_TOPIC), None);
+
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    assert!(!n.is_paired_for("t"));
+    assert_eq!(n.cluster_of("t"), None);
+    assert!(!n.is_paired_for("other"));
+}
+
+/// A discovery nobody answers ends at its deadline (the node anchors the topic), not before.
+#[test]
+fn an_unanswered_discovery_ends_at_its_deadline() {
+    let wait = Duration::from_secs(2);
+    let quiet = Duration::from_secs(3600);
+    let (mut n, now) = node(
+        Config::default()
+            .discovery_timeout(wait)
+            .keepalive_interval(quiet)
+            .idle_timeout(quiet),
+    );
+    peer(&mut n, 1, 7, &[], now);
+    n.subscribe("t", now).unwrap();
+    n.discover(now).unwrap();
+    drain(&mut n);
+    n.handle_timeout(now + wait / 2);
+    assert!(!n.is_paired_for("t"), "ended early");
+    assert_eq!(n.poll_timeout(), Some(now + wait));
+    // Handled a little late, as a busy runtime does.
+    n.handle_timeout(now + wait + Duration::from_millis(1));
+    assert!(n.is_paired_for("t"));
+    assert_eq!(n.cluster_of("t"), Some(n.id()));
+}
+
+/// A paired node dials a seeker once: a second discovery from it (a retry, through another
+/// neighbour) while the pairing dial is under way does not open another.
+#[test]
+fn a_seeker_is_dialed_once_while_the_pairing_dial_is_under_way() {
+    let (mut n, now) = node(Config::default().paired(true));
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    peer(&mut n, 2, 8, &[], now);
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &discovery_frame(50, 1, "t", 5, 6050), now);
+    assert_eq!(dials(&drain(&mut n)), vec![addr(6050)]);
+    n.handle_bytes(ConnId(2), &discovery_frame(50, 2, "t", 5, 6050), now);
+    assert_eq!(dials(&drain(&mut n)), vec![], "dialed twice");
+}
+
+/// A root is in no cluster: it passes on a discovery for a pattern (even one its own topic
+/// matches) but never answers it.
+#[test]
+fn a_root_never_answers_a_discovery_for_a_pattern() {
+    let (mut r, now) = node(Config::default().root(true));
+    peer(&mut r, 1, 7, &[], now);
+    peer(&mut r, 2, 8, &[], now);
+    drain(&mut r);
+    for (id, pattern) in [(1, "**"), (2, "*")] {
+        r.handle_bytes(ConnId(1), &discovery_frame(50, id, pattern, 5, 6050), now);
+        let outs = drain(&mut r);
+        assert_eq!(dials(&outs), vec![], "{pattern}");
+        assert!(sent(&outs, ConnId(2))
+            .iter()
+            .any(|m| matches!(m, Message::Discovery(_))));
+    }
+}
+
+/// A pattern subscriber whose neighbour is paired for a topic the pattern matches joins that
+/// cluster at once (no discovery goes out); a neighbour paired for another topic is no help.
+#[test]
+fn a_pattern_joins_the_cluster_of_a_neighbour_paired_for_a_matching_topic() {
+    for (theirs, joins) in [("s/a", true), ("q/a", false)] {
+        let (mut n, now) = node(Config::default());
+        n.subscribe("s/*", now).unwrap();
+        let mut h = hello(7, &[theirs]);
+        h.paired = vec![(theirs.to_string(), NodeId(3))];
+        n.handle_connected(ConnId(1), addr(40001), Direction::Inbound, now);
+        n.handle_bytes(ConnId(1), &frame(&Message::Hello(h)), now);
+        drain(&mut n);
+        n.discover(now).unwrap();
+        let outs = drain(&mut n);
+        let flooded = sent(&outs, ConnId(1))
+            .iter()
+            .any(|m| matches!(m, Message::Discovery(_)));
+        assert_eq!(n.cluster_of("s/*") == Some(NodeId(3)), joins, "{theirs}");
+        assert_eq!(flooded, !joins, "{theirs}");
+    }
+}
+
+/// A peer may announce exactly `max_peer_patterns` patterns, each of up to 16 levels; one more
+/// pattern, or one more level, is refused.
+#[test]
+fn announced_patterns_are_bounded_at_their_limits_exactly() {
+    let deep = |levels: usize| vec!["*"; levels].join("/");
+    let cases: [(Vec<String>, bool); 4] = [
+        (vec!["a/*".into(), "b/*".into()], true),
+        (vec!["a/*".into(), "b/*".into(), "c/*".into()], false),
+        (vec![deep(crate::topic::MAX_PATTERN_LEVELS)], true),
+        (vec![deep(crate::topic::MAX_PATTERN_LEVELS + 1)], false),
+    ];
+    for (topics, accepted) in cases {
+        let (mut n, now) = node(Config::default().max_peer_patterns(2));
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let outs = peer(&mut n, 1, 7, &refs, now);
+        assert_eq!(n.is_connected_to(NodeId(7)), accepted, "{topics:?}");
+        if !accepted {
+            assert!(matches!(
+                sent(&outs, ConnId(1)).last(),
+                Some(Message::Goodbye(DisconnectReason::LimitExceeded(_)))
+            ));
+        }
+    }
 }

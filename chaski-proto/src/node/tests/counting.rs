@@ -55,9 +55,20 @@ fn frames_and_bytes_are_counted_by_kind_and_by_edge() {
     assert_eq!(e8.frames_in, 1, "its Hello");
     assert!(e8.frames_out >= 2, "our Hello, the relayed publish");
     assert_eq!(
+        e8.frames_out,
+        e7.frames_out + 1,
+        "both had the same but the publish"
+    );
+    assert_eq!(
         e7.bytes_in,
         (frame(&Message::Hello(hello(7, &["a"]))).len() + 2 * bytes.len()) as u64
     );
+    // Bytes out: what the sockets took for each edge, together all this node wrote.
+    assert!(
+        e8.bytes_out > e7.bytes_out,
+        "peer 8 was sent the relayed publish"
+    );
+    assert_eq!(e7.bytes_out + e8.bytes_out, n.counters().bytes_sent);
     assert!(!e7.configured, "it dialed us");
     let m = n.metrics();
     assert_eq!((m.gauges.edges, m.gauges.pairing_edges), (2, 2));

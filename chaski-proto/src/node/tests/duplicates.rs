@@ -175,6 +175,10 @@ fn a_goodbye_that_overtakes_the_winning_hello_does_not_drop_the_edge() {
 fn a_duplicate_goodbye_with_no_other_connection_pending_ends_the_edge() {
     let (mut n, now) = node(Config::default());
     peer(&mut n, 1, 7, &[], now);
+    // Other connections, none of them a dial of ours waiting for a Hello: an edge we dialed,
+    // an inbound connection in its handshake.
+    dialed(&mut n, 8, &[], now);
+    n.handle_connected(ConnId(5), addr(5), Direction::Inbound, now);
     n.handle_bytes(
         ConnId(1),
         &frame(&Message::Goodbye(DisconnectReason::Duplicate)),
@@ -182,7 +186,8 @@ fn a_duplicate_goodbye_with_no_other_connection_pending_ends_the_edge() {
     );
     let outs = drain(&mut n);
     assert!(closed(&outs, ConnId(1)));
-    assert_eq!(n.edge_count(), 0);
+    assert!(!n.is_connected_to(NodeId(7)));
+    assert!(n.is_connected_to(NodeId(8)));
 }
 
 #[test]
@@ -250,4 +255,40 @@ fn a_redial_that_meets_the_edge_is_over() {
         2,
         "the edge's and the superseded connection's"
     );
+}
+
+/// The old connection ignores another Hello (not a protocol error), and once the edge it
+/// lost to is gone, what still arrives on it reaches nobody.
+#[test]
+fn the_old_connection_carries_nothing_once_the_edge_is_gone() {
+    let (mut n, _, now) = moved_by_the_peer();
+    n.subscribe("t", now).unwrap();
+    drain(&mut n);
+    n.handle_bytes(ConnId(1), &hello_nonce(7, 9), now);
+    let outs = drain(&mut n);
+    assert!(!closed(&outs, ConnId(1)), "a second Hello closed it");
+    assert!(!outs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::BadPeer { .. }))));
+    assert_eq!(n.edge_count(), 1);
+
+    n.handle_closed(ConnId(2), now);
+    drain(&mut n);
+    assert_eq!(n.edge_count(), 0);
+    let publish = crate::message::Publish {
+        origin: NodeId(7),
+        seq: 2,
+        topic: "t".into(),
+        ttl: 4,
+        hops: 1,
+        payload: Bytes::from_static(b"late"),
+    };
+    n.handle_bytes(ConnId(1), &frame(&Message::Publish(publish)), now);
+    n.handle_bytes(ConnId(1), &request(42), now);
+    let outs = drain(&mut n);
+    assert!(
+        !outs.iter().any(|o| matches!(o, Output::Deliver(_))),
+        "{outs:?}"
+    );
+    assert!(sent(&outs, ConnId(1)).is_empty());
 }

@@ -732,3 +732,73 @@ fn nothing_is_shed_at_exactly_the_budget() {
     assert_eq!(n.counters().memory_shed, 1);
     assert_eq!(n.edge_count(), 2);
 }
+
+/// What the node holds of partial frames is counted exactly however the bytes are cut (the
+/// running total always equals a recount of every buffer).
+#[test]
+fn partial_frames_are_counted_exactly_however_they_are_cut() {
+    let (mut n, now) = node(Config::default());
+    peer(&mut n, 1, 7, &[], now);
+    let ping = |size: usize| {
+        frame(&Message::Ping {
+            id: 1,
+            padding: Bytes::from(vec![0; size]),
+        })
+    };
+    let mut stream = Vec::new();
+    for size in [10, 3000, 100, 70_000, 5] {
+        stream.extend(ping(size));
+    }
+    for cut in [1, 2, 3, 5, 7, 100, 1500, 4096, 65_536] {
+        for chunk in stream.chunks(cut) {
+            n.handle_bytes(ConnId(1), chunk, now);
+            assert_eq!(
+                n.memory().inbound,
+                n.memory_recounted().inbound,
+                "cut {cut}"
+            );
+        }
+        assert!(n.is_connected_to(NodeId(7)));
+        drain(&mut n);
+        let _ = n.take_outbound(ConnId(1), now);
+    }
+}
+
+/// Exactly `max_handshakes` sockets in their handshake beside `max_edges` edges: all kept (and
+/// edges never count as handshake slots); one more handshake drops the oldest handshake.
+#[test]
+fn handshake_slots_and_the_connection_table_hold_exactly_their_bounds() {
+    let (mut n, now) = node(Config::default().max_edges(1).max_handshakes(2));
+    peer(&mut n, 1, 7, &[], now);
+    let from = |host: u8| SocketAddr::from(([10, 0, 0, host], 40000));
+    n.handle_connected(ConnId(2), from(2), Direction::Inbound, now);
+    n.handle_connected(ConnId(3), from(3), Direction::Inbound, now);
+    let outs = drain(&mut n);
+    for c in 1..=3 {
+        assert!(
+            !closed(&outs, ConnId(c)),
+            "connection {c} dropped at the bound"
+        );
+    }
+    assert!(n.is_connected_to(NodeId(7)));
+    assert_eq!(n.connection_count(), 3);
+    n.handle_connected(ConnId(4), from(4), Direction::Inbound, now);
+    let outs = drain(&mut n);
+    assert!(closed(&outs, ConnId(2)), "the oldest handshake stays");
+    assert!(!closed(&outs, ConnId(1)) && !closed(&outs, ConnId(3)) && !closed(&outs, ConnId(4)));
+    assert!(n.is_connected_to(NodeId(7)));
+}
+
+/// An inbound connection reported with an id of the outbound range is refused at once (the
+/// runtime numbered it wrong), and so is an id still open.
+#[test]
+fn an_inbound_connection_with_a_wrong_id_is_refused() {
+    let (mut n, now) = node(Config::default());
+    let wrong = ConnId(ConnId::OUTBOUND_BIT | 5);
+    n.handle_connected(wrong, addr(5), Direction::Inbound, now);
+    assert!(closed(&drain(&mut n), wrong));
+    assert_eq!(n.connection_count(), 0);
+    peer(&mut n, 1, 7, &[], now);
+    n.handle_connected(ConnId(1), addr(6), Direction::Inbound, now);
+    assert!(closed(&drain(&mut n), ConnId(1)));
+}

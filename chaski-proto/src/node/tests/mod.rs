@@ -482,6 +482,7 @@ fn frames_are_coalesced_per_connection() {
 #[cfg(test)]
 mod behaviour;
 mod bounds;
+mod calls;
 mod counting;
 mod duplicates;
 mod files;

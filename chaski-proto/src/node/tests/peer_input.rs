@@ -143,6 +143,14 @@ fn a_hello_that_breaks_a_must_of_the_protocol_is_refused() {
         assert_eq!(n.edge_count(), 0);
         assert_eq!(n.counters().bad_peers, 1);
     }
+    // A max_version equal to the version is no range at all, but breaks nothing.
+    let mut same = hello(7, &[]);
+    same.max_version = Some(same.version);
+    let (mut n, now) = node(Config::default());
+    n.handle_connected(ConnId(1), addr(1), Direction::Inbound, now);
+    n.handle_bytes(ConnId(1), &frame(&Message::Hello(same)), now);
+    drain(&mut n);
+    assert!(n.is_connected_to(NodeId(7)));
 }
 
 #[test]
@@ -365,4 +373,34 @@ fn a_published_topic_of_exactly_the_name_limit_is_taken() {
         closed(&drain(&mut n), ConnId(1)),
         "one byte more is refused"
     );
+}
+
+/// A node that tells peers a loopback address warns once, when it first dials a peer on
+/// another host; dials on its own host, or a reachable address, give no warning.
+#[test]
+fn a_loopback_address_told_to_another_host_is_warned_about_once() {
+    let warnings = |bound: SocketAddr, remotes: &[SocketAddr]| {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut n = Node::new(Config::default().seed(1), Some(bound)).unwrap();
+            let now = Instant::now();
+            for &remote in remotes {
+                let conn = n.connect(remote, now).unwrap();
+                n.handle_connected(conn, remote, Direction::Outbound, now);
+                drain(&mut n);
+            }
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        text.matches("tells peers a loopback address").count()
+    };
+    let far = |host: u8| SocketAddr::from(([10, 0, 0, host], 8511));
+    assert_eq!(warnings(addr(8000), &[far(1), far(2)]), 1);
+    assert_eq!(warnings(addr(8000), &[addr(8001), addr(8002)]), 0);
+    assert_eq!(warnings(far(9), &[far(1), addr(8001)]), 0);
 }

@@ -171,6 +171,9 @@ fn a_peer_that_takes_nothing_is_dropped_after_the_stall_timeout() {
     assert!(n.outbound(ConnId(1)).is_empty());
     assert_eq!(n.closing_count(), 0);
     assert_eq!(n.counters().bad_peers, 1);
+    // And no longer counted as held.
+    assert_eq!(n.memory(), n.memory_recounted());
+    assert_eq!(m.memory(), m.memory_recounted());
     // A peer whose bytes were all written is never dropped, however long ago it blocked.
     n.publish("b", Bytes::from(vec![1u8; 100]), t2).unwrap();
     n.advance(ConnId(2), 0, t2);
@@ -524,4 +527,147 @@ fn timers_keep_one_deadline_per_key_in_order() {
     t.set(TimerKey::Call(3), t0);
     t.retain(|k| matches!(k, TimerKey::Call(_)));
     assert_eq!((t.len(), t.pop_due(t0)), (1, Some(TimerKey::Call(3))));
+}
+
+/// A connection whose bytes were all taken before the runtime polled gets no `Transmit`.
+#[test]
+fn a_connection_emptied_before_the_poll_is_not_announced() {
+    let (mut n, now) = two_peers(Config::default());
+    n.publish("a", Bytes::from_static(b"xyz"), now).unwrap();
+    assert!(n.has_pending_output());
+    let taken = n.take_outbound(ConnId(1), now);
+    assert!(!taken.is_empty());
+    let outs = raw_outputs(&mut n);
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, crate::Output::Transmit { conn } if *conn == ConnId(1))),
+        "{outs:?}"
+    );
+}
+
+/// A ping frame of exactly `len` bytes on the wire.
+fn ping_of(len: usize) -> Message {
+    let empty = frame(&Message::Ping {
+        id: 1,
+        padding: Bytes::new(),
+    })
+    .len();
+    // The padding's CBOR header grows with its length: find the padding that lands on `len`.
+    (0..len)
+        .rev()
+        .map(|pad| Message::Ping {
+            id: 1,
+            padding: Bytes::from(vec![0; pad]),
+        })
+        .find(|m| frame(m).len() == len)
+        .unwrap_or_else(|| panic!("no ping of {len} bytes (an empty one is {empty})"))
+}
+
+/// A connection is congested past the congestion limit, not at it; overflowed past
+/// `max_outbound`, not at it.
+#[test]
+fn congestion_and_overflow_begin_past_their_limits() {
+    let cfg = Config::default().max_outbound(512 * KIB);
+    let limit = cfg.congestion_limit();
+    let (mut n, now) = two_peers(cfg);
+    drain(&mut n);
+    n.send(ConnId(1), &ping_of(limit), now);
+    assert_eq!(n.outbound_len(ConnId(1)), limit);
+    assert_eq!(n.congested_count(), 0, "congested at the limit");
+    n.send(ConnId(1), &ping_of(100), now);
+    assert_eq!(n.congested_count(), 1);
+    let room = 512 * KIB - n.outbound_len(ConnId(1));
+    n.send(ConnId(1), &ping_of(room), now);
+    assert_eq!(n.outbound_len(ConnId(1)), 512 * KIB);
+    assert!(n.is_connected_to(NodeId(7)), "overflowed at the limit");
+    n.send(ConnId(1), &ping_of(100), now);
+    assert!(!n.is_connected_to(NodeId(7)));
+}
+
+/// A file frame joins the outbound buffer while less than `BULK_FEED` waits there and the lane
+/// is empty, else waits in the lane; the lane is full past the congestion limit, not at it.
+#[test]
+fn file_frames_join_the_buffer_or_the_lane_at_their_bounds() {
+    use super::super::outbound::BULK_FEED;
+    let cfg = Config::default().max_outbound(64 << 20);
+    let limit = cfg.congestion_limit();
+    let (mut n, now) = two_peers(cfg);
+    drain(&mut n);
+    let c = ConnId(1);
+    let sent = n.counters().frames_sent;
+    let sent_kind = n.counters().sent[0];
+    let frames_out = n.conns[&c].frames_out;
+    n.send_frame_bulk(c, Bytes::from(vec![0; 1000]), 0, now);
+    assert_eq!(
+        n.conns[&c].bulk_bytes, 0,
+        "waited in the lane behind nothing"
+    );
+    assert_eq!(n.counters().frames_sent, sent + 1);
+    n.send_frame_bulk(c, Bytes::from(vec![0; BULK_FEED - 1000]), 0, now);
+    assert_eq!(n.conns[&c].queued(), BULK_FEED);
+    assert_eq!(n.conns[&c].bulk_bytes, 0);
+    // Exactly BULK_FEED waits: the next one goes to the lane.
+    n.send_frame_bulk(c, Bytes::from(vec![0; 10]), 0, now);
+    assert_eq!(n.conns[&c].bulk_bytes, 10);
+    assert_eq!(n.counters().frames_sent, sent + 3);
+    assert_eq!(n.counters().sent[0], sent_kind + 3);
+    assert_eq!(n.conns[&c].frames_out, frames_out + 3);
+    // Up to the limit in frames of 64 KiB.
+    let chunk = 64 * KIB;
+    assert_eq!(limit % chunk, 0);
+    for _ in 1..limit / chunk {
+        n.send_frame_bulk(c, Bytes::from(vec![0; chunk]), 0, now);
+    }
+    n.send_frame_bulk(c, Bytes::from(vec![0; chunk - 10]), 0, now);
+    assert_eq!(n.conns[&c].bulk_bytes, limit);
+    assert!(!n.conns[&c].bulk_full, "full at the limit");
+    n.send_frame_bulk(c, Bytes::from(vec![0; 1]), 0, now);
+    assert!(n.conns[&c].bulk_full);
+    assert_eq!(n.memory(), n.memory_recounted());
+    // Written down to half the limit: the lane's senders may go on (it is not empty yet).
+    while n.conns[&c].bulk_full {
+        assert!(n.conns[&c].bulk_bytes > limit / 2, "still full at half");
+        let len = n.outbound(c).len();
+        n.advance(c, len, now);
+    }
+    assert!(n.conns[&c].bulk_bytes > limit / 4);
+    assert_eq!(n.memory(), n.memory_recounted());
+}
+
+/// A peer whose file frames fill its lane exactly to `max_outbound` is kept; one byte more and
+/// it is dropped.
+#[test]
+fn a_file_lane_overflows_past_max_outbound_not_at_it() {
+    let max = 1 << 20;
+    let (mut n, now) = two_peers(Config::default().max_outbound(max));
+    drain(&mut n);
+    let c = ConnId(1);
+    let chunk = 64 * KIB;
+    for _ in 0..max / chunk {
+        n.send_frame_bulk(c, Bytes::from(vec![0; chunk]), 0, now);
+    }
+    assert_eq!(n.outbound_len(c), max);
+    assert!(n.is_connected_to(NodeId(7)), "dropped at the limit");
+    n.send_frame_bulk(c, Bytes::from(vec![0; 1]), 0, now);
+    assert!(!n.is_connected_to(NodeId(7)));
+}
+
+/// Paused readers resume once no lane holds more than half the congestion limit.
+#[test]
+fn paused_readers_resume_at_half_the_congestion_limit() {
+    let cfg = Config::default().max_outbound(64 << 20);
+    let half = cfg.congestion_limit() / 2;
+    for (lane, resumes) in [(half + 1, false), (half, true)] {
+        let (mut n, _) = two_peers(cfg.clone());
+        drain(&mut n);
+        n.conns.get_mut(&ConnId(1)).unwrap().bulk_bytes = lane;
+        n.read_paused.insert(ConnId(2));
+        n.resume_reading();
+        let resumed = raw_outputs(&mut n)
+            .iter()
+            .any(|o| matches!(o, crate::Output::Resume { conn } if *conn == ConnId(2)));
+        assert_eq!(resumed, resumes, "lane of {lane} bytes");
+        assert_eq!(n.wants_read(ConnId(2)), resumes);
+    }
 }
