@@ -262,10 +262,9 @@ impl Node {
         let token = self.next_status;
         let len = crate::message::STATUS_QUERY_LEN.min(self.cfg.max_datagram_len);
         let data = Self::status_query(token, len)?;
-        self.status_queries
-            .insert(token, (addr, now + self.cfg.status_timeout, false));
-        self.timers
-            .set(TimerKey::Status(token), now + self.cfg.status_timeout);
+        let deadline = now + self.cfg.status_timeout;
+        self.status_queries.insert(token, (addr, deadline, false));
+        self.timers.set(TimerKey::Status(token), deadline);
         self.queue.push_back(Output::Datagram {
             to: addr,
             data: data.into(),

@@ -129,14 +129,7 @@ impl Node {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        self.release(&c);
-        self.uncongest(conn);
-        if c.bulk_full {
-            self.released += 1;
-        }
-        self.read_paused.remove(&conn);
-        self.resume_reading();
-        self.timers.cancel(&TimerKey::Handshake(conn));
+        self.let_go(conn, &c);
         if !self.closing.contains_key(&conn) {
             self.timers.cancel(&TimerKey::Stall(conn));
         }
@@ -157,17 +150,23 @@ impl Node {
         }
     }
 
+    /// Lets go of what a connection taken out of the table held: its memory, its place among
+    /// the congested, its bulk lane's waiting senders, its paused reading, its handshake timer.
+    fn let_go(&mut self, conn: ConnId, c: &super::conn::Conn) {
+        self.release(c);
+        self.uncongest(conn);
+        if c.bulk_full {
+            self.released += 1;
+        }
+        self.read_paused.remove(&conn);
+        self.resume_reading();
+        self.timers.cancel(&TimerKey::Handshake(conn));
+    }
+
     /// A connection that never became an edge: report to whoever asked for it.
     pub(super) fn fail_handshake(&mut self, conn: ConnId, error: ConnectError, now: Instant) {
         if let Some(c) = self.conns.remove(&conn) {
-            self.release(&c);
-            self.uncongest(conn);
-            if c.bulk_full {
-                self.released += 1;
-            }
-            self.read_paused.remove(&conn);
-            self.resume_reading();
-            self.timers.cancel(&TimerKey::Handshake(conn));
+            self.let_go(conn, &c);
             self.timers.cancel(&TimerKey::Stall(conn));
             self.queue.push_back(Output::Close { conn });
             self.handshake_failed(conn, c.purpose, c.remote, error, now);

@@ -1575,3 +1575,54 @@ fn announced_patterns_are_bounded_at_their_limits_exactly() {
         }
     }
 }
+
+/// A dial still in its handshake fails as `ShutDown` when this node shuts down, and as refused
+/// with the reason when the peer says goodbye for its own shutdown.
+#[test]
+fn a_dial_in_its_handshake_says_whose_shutdown_ended_it() {
+    let failed = |outs: &[Output]| {
+        outs.iter().find_map(|o| match o {
+            Output::Event(Event::ConnectFailed { error, .. }) => Some(error.clone()),
+            _ => None,
+        })
+    };
+    let (mut n, now) = node(Config::default());
+    let conn = n.connect(addr(9000), now).unwrap();
+    n.handle_connected(conn, addr(9000), Direction::Outbound, now);
+    drain(&mut n);
+    n.shutdown(now);
+    assert_eq!(failed(&drain(&mut n)), Some(ConnectError::ShutDown));
+
+    let (mut n, now) = node(Config::default());
+    let conn = n.connect(addr(9000), now).unwrap();
+    n.handle_connected(conn, addr(9000), Direction::Outbound, now);
+    drain(&mut n);
+    n.handle_bytes(
+        conn,
+        &frame(&Message::Goodbye(DisconnectReason::Shutdown)),
+        now,
+    );
+    assert_eq!(
+        failed(&drain(&mut n)),
+        Some(ConnectError::Refused(DisconnectReason::Shutdown))
+    );
+}
+
+/// With `reconnections(0)` a lost edge this node dialed is not redialed.
+#[test]
+fn no_reconnections_means_no_redial() {
+    let (mut n, now) = node(Config::default().reconnections(0));
+    let conn = dialed(&mut n, 7, &[], now);
+    n.handle_closed(conn, now);
+    let outs = drain(&mut n);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::PeerLost {
+            reconnecting: false,
+            ..
+        })
+    )));
+    assert!(!n.is_redialing(NodeId(7)));
+    n.handle_timeout(now + Duration::from_secs(60));
+    assert!(dials(&drain(&mut n)).is_empty());
+}

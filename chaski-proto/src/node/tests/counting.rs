@@ -203,3 +203,64 @@ fn unsubscribing_a_pattern_lets_go_of_it_and_keeps_the_others() {
     n.unsubscribe("c", now).unwrap();
     assert!(!n.is_subscribed("c") && n.is_subscribed("b/x/y"));
 }
+
+#[test]
+fn requests_served_are_counted() {
+    let (mut n, now) = node(Config::default());
+    n.serve("s", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    for id in [1, 2] {
+        let req = Message::Request {
+            id,
+            service: "s".into(),
+            path: "m".into(),
+            kind: CallKind::Call,
+            args: Bytes::from_static(&[0xf6]),
+            timeout_ms: None,
+        };
+        n.handle_bytes(ConnId(1), &frame(&req), now);
+    }
+    drain(&mut n);
+    assert_eq!(n.counters().requests, 2);
+    assert_eq!(n.gauges().requests_pending, 2);
+}
+
+/// `@node status` answers while the report and 512 bytes for the frame around it fit
+/// `max_frame_len`, exactly; past that it fails with a reason.
+#[test]
+fn introspection_answers_up_to_the_frame_limit_exactly() {
+    let ask = |max_frame_len: Option<usize>| {
+        let cfg = Config::default().name("n");
+        let cfg = match max_frame_len {
+            Some(m) => cfg.max_frame_len(m),
+            None => cfg,
+        };
+        let (mut n, now) = node(cfg);
+        peer(&mut n, 1, 7, &[], now);
+        drain(&mut n);
+        let req = Message::Request {
+            id: 1,
+            service: super::super::NODE_SERVICE.into(),
+            path: "status".into(),
+            kind: CallKind::Call,
+            args: Bytes::from_static(&[0xf6]),
+            timeout_ms: None,
+        };
+        n.handle_bytes(ConnId(1), &frame(&req), now);
+        let outs = drain(&mut n);
+        sent(&outs, ConnId(1))
+            .into_iter()
+            .find_map(|m| match m {
+                Message::Response { id: 1, result } => Some(result),
+                _ => None,
+            })
+            .expect("an answer")
+    };
+    let len = ask(None).expect("status").len();
+    assert!(ask(Some(len + 512)).is_ok());
+    assert!(matches!(
+        ask(Some(len + 511)),
+        Err(crate::message::RemoteError::Failed(_))
+    ));
+}

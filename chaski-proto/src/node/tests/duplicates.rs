@@ -292,3 +292,30 @@ fn the_old_connection_carries_nothing_once_the_edge_is_gone() {
     );
     assert!(sent(&outs, ConnId(1)).is_empty());
 }
+
+/// The old connection's close is no failed handshake: no `ConnectFailed`, nothing counted.
+#[test]
+fn the_old_connection_closing_is_no_failed_handshake() {
+    let (mut n, _, now) = moved_by_the_peer();
+    n.handle_closed(ConnId(1), now);
+    let outs = drain(&mut n);
+    assert!(!outs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::ConnectFailed { .. }))));
+    assert_eq!(n.counters().handshakes_failed, 0);
+}
+
+/// A peer that never answers the old connection's goodbye: it is closed at its deadline with
+/// nothing more written on it (its goodbye was the last frame).
+#[test]
+fn the_old_connection_is_closed_at_its_deadline_without_another_goodbye() {
+    let (mut n, _, now) = moved_by_the_peer();
+    n.handle_timeout(now + Duration::from_secs(60));
+    let outs = drain(&mut n);
+    assert!(closed(&outs, ConnId(1)));
+    assert!(
+        sent(&outs, ConnId(1)).is_empty(),
+        "{:?}",
+        sent(&outs, ConnId(1))
+    );
+}

@@ -460,6 +460,11 @@ fn status_over_udp_answers_and_times_out() {
     .unwrap();
     n.handle_datagram(addr(3), &spoof, now);
     assert!(drain(&mut n).is_empty());
+    // Not before its deadline (status_timeout, 2 s by default).
+    n.handle_timeout(now + Duration::from_millis(1900));
+    assert!(!drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Deliver(Delivery::Status { .. }))));
     n.handle_timeout(now + Duration::from_secs(2));
     assert!(drain(&mut n).iter().any(
         |o| matches!(o, Output::Deliver(Delivery::Status { status: None, token: t, .. }) if *t == token)
