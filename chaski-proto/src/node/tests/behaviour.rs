@@ -1500,14 +1500,17 @@ fn an_unanswered_discovery_ends_at_its_deadline() {
 /// neighbour) while the pairing dial is under way does not open another.
 #[test]
 fn a_seeker_is_dialed_once_while_the_pairing_dial_is_under_way() {
-    let (mut n, now) = node(Config::default().paired(true));
+    // Dials to one address are spaced by dial_interval: the retry comes after it.
+    let spacing = Duration::from_millis(100);
+    let (mut n, now) = node(Config::default().paired(true).dial_interval(spacing));
     n.subscribe("t", now).unwrap();
     peer(&mut n, 1, 7, &[], now);
     peer(&mut n, 2, 8, &[], now);
     drain(&mut n);
     n.handle_bytes(ConnId(1), &discovery_frame(50, 1, "t", 5, 6050), now);
     assert_eq!(dials(&drain(&mut n)), vec![addr(6050)]);
-    n.handle_bytes(ConnId(2), &discovery_frame(50, 2, "t", 5, 6050), now);
+    let later = now + spacing * 2;
+    n.handle_bytes(ConnId(2), &discovery_frame(50, 2, "t", 5, 6050), later);
     assert_eq!(dials(&drain(&mut n)), vec![], "dialed twice");
 }
 
@@ -1625,4 +1628,48 @@ fn no_reconnections_means_no_redial() {
     assert!(!n.is_redialing(NodeId(7)));
     n.handle_timeout(now + Duration::from_secs(60));
     assert!(dials(&drain(&mut n)).is_empty());
+}
+
+/// A peer's goodbye is never redialed, whatever its reason (even one that would be redialed
+/// had this node seen it itself); a connection lost without one is.
+#[test]
+fn a_goodbye_is_not_redialed_a_lost_connection_is() {
+    for reason in [
+        DisconnectReason::IdleTimeout,
+        DisconnectReason::ConnectionLost,
+    ] {
+        let (mut n, now) = node(Config::default());
+        let conn = dialed(&mut n, 7, &[], now);
+        n.handle_bytes(conn, &frame(&Message::Goodbye(reason.clone())), now);
+        drain(&mut n);
+        assert!(!n.is_connected_to(NodeId(7)));
+        assert!(!n.is_redialing(NodeId(7)), "{reason:?}");
+    }
+    let (mut n, now) = node(Config::default());
+    let conn = dialed(&mut n, 7, &[], now);
+    n.handle_closed(conn, now);
+    drain(&mut n);
+    assert!(n.is_redialing(NodeId(7)));
+}
+
+/// A UDP publish to a subscribed topic is delivered and counted.
+#[test]
+fn a_udp_publish_is_delivered_and_counted() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    drain(&mut n);
+    let d = crate::codec::encode_value(&crate::message::Datagram::Publish {
+        topic: "t".into(),
+        payload: Bytes::from_static(b"x"),
+    })
+    .unwrap();
+    n.handle_datagram(addr(1), &d, now);
+    n.handle_datagram(addr(1), &d, now);
+    let outs = drain(&mut n);
+    let got = outs
+        .iter()
+        .filter(|o| matches!(o, Output::Deliver(Delivery::Message(m)) if m.payload == "x"))
+        .count();
+    assert_eq!(got, 2);
+    assert_eq!(n.counters().delivered, 2);
 }

@@ -132,13 +132,24 @@ fn shutdown_fails_pending_calls_and_counts_them() {
     let (mut n, now) = with_servers(1);
     let a = call_math(&mut n, Duration::from_secs(5), now);
     let b = call_math(&mut n, Duration::from_secs(5), now);
+    // And one that waits for a server of a service nobody offers yet.
+    let what = RemoteCall {
+        service: "other",
+        path: "f",
+        kind: CallKind::Call,
+        args: Bytes::new(),
+    };
+    let c = n
+        .call_service(what, Some(Duration::from_secs(5)), now)
+        .unwrap();
     drain(&mut n);
     assert_eq!(n.counters().call_errors, 0);
     n.shutdown(now);
     let outs = drain(&mut n);
-    assert_eq!(response(&outs, a), Some(Err(RemoteError::Disconnected)));
-    assert_eq!(response(&outs, b), Some(Err(RemoteError::Disconnected)));
-    assert_eq!(n.counters().call_errors, 2);
+    for id in [a, b, c] {
+        assert_eq!(response(&outs, id), Some(Err(RemoteError::Disconnected)));
+    }
+    assert_eq!(n.counters().call_errors, 3);
 }
 
 fn search(origin: u128, id: u64) -> Message {
