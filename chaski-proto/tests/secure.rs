@@ -530,6 +530,11 @@ struct Pair {
 
 impl Pair {
     fn new(ca_: &Ca) -> Pair {
+        Pair::with(ca_, |c| c)
+    }
+
+    /// A pair whose dialer `a` has `tweak` applied to its configuration.
+    fn with(ca_: &Ca, tweak: impl Fn(Config) -> Config) -> Pair {
         use chaski_proto::{ConnId, Direction, Node};
         let now = std::time::Instant::now();
         let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -539,7 +544,7 @@ impl Pair {
                 .reconnections(0)
                 .secure(tls(&ca_.issue(name, 2020, 2035)))
         };
-        let mut a = Node::new(cfg("a").seed(1), Some(addr(7001))).unwrap();
+        let mut a = Node::new(tweak(cfg("a")).seed(1), Some(addr(7001))).unwrap();
         let mut b = Node::new(cfg("b").seed(2), Some(addr(7002))).unwrap();
         b.subscribe("news", now).unwrap();
         let ca = a.connect(addr(7002), now).unwrap();
@@ -646,4 +651,31 @@ fn partial_writes_of_records_and_a_corrupt_record_on_an_edge() {
         "{:?}",
         p.events_b
     );
+}
+
+/// A secure peer over `max_outbound` whose sealed records wait unbegun: they are all dropped
+/// (a record cannot be taken back, and none may follow a cut one) and no goodbye is queued
+/// behind them.
+#[test]
+fn an_overflowing_secure_peer_is_dropped_with_its_sealed_records() {
+    let ca = Ca::new();
+    let mut p = Pair::with(&ca, |c| c.max_outbound(256 * 1024));
+    let b_id = p.b.id();
+    let mut i = 0u32;
+    while p.a.is_connected_to(b_id) {
+        p.a.publish("news", Bytes::from(vec![1; 3000]), p.now)
+            .unwrap();
+        // Sealed, never written.
+        let _ = p.a.outbound(p.ca);
+        i += 1;
+        assert!(i < 1000, "never overflowed");
+    }
+    // At most the session's own closing alert (one small record) is left to write.
+    assert!(
+        p.a.outbound_len(p.ca) < 64,
+        "{} bytes left",
+        p.a.outbound_len(p.ca)
+    );
+    assert!(p.a.memory().outbound < 64);
+    assert_eq!(p.a.memory(), p.a.memory_recounted());
 }

@@ -671,3 +671,23 @@ fn paused_readers_resume_at_half_the_congestion_limit() {
         assert_eq!(n.wants_read(ConnId(2)), resumes);
     }
 }
+
+/// A connection whose full file lane held senders back goes away: they are released (the
+/// counter they wait on moves), whether it was an edge or not.
+#[test]
+fn a_connection_with_a_full_lane_going_away_releases_its_senders() {
+    let cfg = Config::default().max_outbound(64 << 20);
+    let limit = cfg.congestion_limit();
+    let (mut n, now) = two_peers(cfg);
+    drain(&mut n);
+    let c = ConnId(1);
+    let chunk = 64 * KIB;
+    while !n.conns[&c].bulk_full {
+        n.send_frame_bulk(c, Bytes::from(vec![0; chunk]), 0, now);
+    }
+    assert!(n.conns[&c].bulk_bytes > limit);
+    let before = n.congestion_released();
+    n.handle_closed(c, now);
+    assert!(n.congestion_released() > before, "senders still wait");
+    assert_eq!(n.memory(), n.memory_recounted());
+}
