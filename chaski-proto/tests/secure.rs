@@ -631,6 +631,14 @@ fn partial_writes_of_records_and_a_corrupt_record_on_an_edge() {
     }
     p.pump(777);
     let a_id = p.a.id();
+    // A node's debug output shows each session's state in short, not the session itself.
+    let shown = format!("{:?}", p.b);
+    assert!(
+        shown.contains(&format!(
+            "TlsConn {{ handshaking: false, wire: 0, peer: Some({a_id:?}) }}"
+        )),
+        "{shown}"
+    );
     assert!(p.b.is_connected_to(a_id));
     // An application-data record that does not decrypt.
     let cb = p.cb;
