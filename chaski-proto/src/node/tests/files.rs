@@ -880,3 +880,61 @@ fn a_shutdown_sends_the_waiting_file_frames_before_its_goodbye() {
         "the end was dropped at the shutdown"
     );
 }
+
+/// Limits per pattern: up to `MAX_FILE_SIZE` exactly; accepting a pattern again replaces its
+/// limits and keeps the others; refusing one pattern keeps the others.
+#[test]
+fn file_patterns_are_replaced_and_refused_one_at_a_time() {
+    let (mut n, _) = node(Config::default());
+    let limits = |max_size| FileLimits {
+        max_size,
+        ..FileLimits::default()
+    };
+    let patterns = |n: &Node| -> Vec<(String, u64)> {
+        n.file_patterns
+            .iter()
+            .map(|(p, l)| (p.clone(), l.max_size))
+            .collect()
+    };
+    let max = crate::files::MAX_FILE_SIZE;
+    n.accept_files("a", limits(max)).unwrap();
+    assert!(n.accept_files("x", limits(max + 1)).is_err());
+    n.accept_files("b", limits(10)).unwrap();
+    n.accept_files("a", limits(20)).unwrap();
+    assert_eq!(patterns(&n), [("b".to_string(), 10), ("a".to_string(), 20)]);
+    n.refuse_files("a");
+    assert_eq!(patterns(&n), [("b".to_string(), 10)]);
+    n.refuse_files("nothing");
+    assert_eq!(patterns(&n), [("b".to_string(), 10)]);
+}
+
+/// A transfer the runtime gives up is forgotten: not listed, its memory and slot let go, and
+/// nothing more is asked for it however long it stays quiet.
+#[test]
+fn a_transfer_the_runtime_gives_up_is_forgotten() {
+    let (mut n, now) = receiver(FileLimits::default());
+    feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(1, 1, Some(3 * u64::from(CHUNK)))),
+        now,
+    );
+    feed(
+        &mut n,
+        1,
+        Message::FileChunk(chunk(1, 2, 0, CHUNK as usize)),
+        now,
+    );
+    assert_eq!(n.incoming_files().collect::<Vec<_>>(), [key(1)]);
+    n.file_failed(key(1));
+    assert_eq!(n.incoming_files().count(), 0);
+    assert_eq!(n.gauges().files_incoming, 0);
+    n.handle_timeout(now + Duration::from_secs(3600));
+    let outs = drain(&mut n);
+    assert!(
+        !sent(&outs, ConnId(1))
+            .iter()
+            .any(|m| matches!(m, Message::FileWant(_))),
+        "asked again for a forgotten transfer"
+    );
+}
