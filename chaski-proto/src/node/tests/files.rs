@@ -938,3 +938,46 @@ fn a_transfer_the_runtime_gives_up_is_forgotten() {
         "asked again for a forgotten transfer"
     );
 }
+
+/// Offers and chunks are passed on to subscribers with one hop more and one ttl less; with a
+/// ttl of 1 they stop here.
+#[test]
+fn file_frames_are_relayed_with_a_hop_more_and_stop_at_ttl_1() {
+    let (mut n, now) = receiver(FileLimits::default());
+    peer(&mut n, 2, 8, &["files/**"], now);
+    drain(&mut n);
+    let outs = feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(1, 1, Some(u64::from(CHUNK)))),
+        now,
+    );
+    let outs2 = feed(
+        &mut n,
+        1,
+        Message::FileChunk(chunk(1, 2, 0, CHUNK as usize)),
+        now,
+    );
+    let relayed: Vec<Message> = sent(&outs, ConnId(2))
+        .into_iter()
+        .chain(sent(&outs2, ConnId(2)))
+        .collect();
+    let offer_out = relayed.iter().find_map(|m| match m {
+        Message::FileOffer(o) => Some((o.ttl, o.hops)),
+        _ => None,
+    });
+    let chunk_out = relayed.iter().find_map(|m| match m {
+        Message::FileChunk(c) => Some((c.ttl, c.hops)),
+        _ => None,
+    });
+    assert_eq!(offer_out, Some((7, 2)));
+    assert_eq!(chunk_out, Some((7, 2)));
+
+    let mut last_offer = offer(2, 3, Some(u64::from(CHUNK)));
+    last_offer.ttl = 1;
+    let mut last_chunk = chunk(2, 4, 0, CHUNK as usize);
+    last_chunk.ttl = 1;
+    let outs = feed(&mut n, 1, Message::FileOffer(last_offer), now);
+    let outs2 = feed(&mut n, 1, Message::FileChunk(last_chunk), now);
+    assert!(sent(&outs, ConnId(2)).is_empty() && sent(&outs2, ConnId(2)).is_empty());
+}
