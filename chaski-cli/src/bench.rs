@@ -331,27 +331,10 @@ impl Pair {
     }
 }
 
-/// Takes messages until `count` have come, or none comes for 5 s: how many came, and when the
-/// last one did (what every throughput row measures at its subscribers).
-pub fn receive(messages: chaski_api::Messages<chaski_api::Received>, count: u64) -> (u64, Instant) {
-    let mut got = 0u64;
-    let mut last = Instant::now();
-    while got < count {
-        match messages.recv_timeout(Duration::from_secs(5)) {
-            Some(_) => {
-                got += 1;
-                last = Instant::now();
-            }
-            None => break,
-        }
-    }
-    (got, last)
-}
-
 /// Publishes `count` messages of `size` bytes from a to b; the rate is measured at b.
 fn chaski_throughput(p: &Pair, size: usize, count: u64) -> Result<Rate, String> {
     let messages = p.b.messages();
-    let consumer = thread::spawn(move || receive(messages, count));
+    let consumer = thread::spawn(move || crate::bench_receive::receive(messages, count));
     let payload = Bytes::from(vec![7u8; size]);
     let start = Instant::now();
     let sent = block_on(async {

@@ -35,7 +35,7 @@ async fn deliver(
         .iter()
         .map(|s| {
             let messages = s.messages();
-            tokio::task::spawn_blocking(move || crate::bench::receive(messages, each))
+            tokio::task::spawn_blocking(move || crate::bench_receive::receive(messages, each))
         })
         .collect();
     let start = Instant::now();

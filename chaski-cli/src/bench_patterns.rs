@@ -57,7 +57,8 @@ async fn rate(many: usize, count: u64) -> Result<f64, String> {
     publisher.connect(&root_addr).await.map_err(e)?;
     // The root knows the subscriber's patterns from its Hello.
     let messages = sub.messages();
-    let consumer = tokio::task::spawn_blocking(move || crate::bench::receive(messages, count));
+    let consumer =
+        tokio::task::spawn_blocking(move || crate::bench_receive::receive(messages, count));
     let payload = Bytes::from(vec![7u8; 64]);
     let start = Instant::now();
     for _ in 0..count {

@@ -7,6 +7,7 @@ mod bench_fanout;
 mod bench_files;
 mod bench_observe;
 mod bench_patterns;
+mod bench_receive;
 mod call_cmd;
 mod client;
 mod demo;
