@@ -60,6 +60,10 @@ pub struct RemoteCall<'a> {
     pub args: Bytes,
 }
 
+/// Bytes a request's frame adds to its arguments, service and path, at most (its id,
+/// kind, deadline and field names).
+pub(super) const REQUEST_OVERHEAD: usize = 128;
+
 impl Node {
     /// The connected peers that offer `service`, in edge order.
     pub fn servers(&self, service: &str) -> Vec<NodeId> {
@@ -107,10 +111,15 @@ impl Node {
                 max: self.cfg.max_name_len,
             });
         }
-        if args.len() + 512 > self.cfg.max_frame_len {
+        // The request's frame holds the names beside the arguments.
+        let room = self
+            .cfg
+            .max_frame_len
+            .saturating_sub(REQUEST_OVERHEAD + service.len() + path.len());
+        if args.len() > room {
             return Err(CommandError::PayloadTooLarge {
                 len: args.len(),
-                max: self.cfg.max_frame_len - 512,
+                max: room,
             });
         }
         if self.calls.len() >= self.cfg.max_pending_calls {

@@ -10,12 +10,13 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tracing::debug;
 
 use super::timers::TimerKey;
 use super::{Delivery, Node, Purpose, ROOT_TOPIC};
-use crate::error::CommandError;
+use crate::codec::encode_frame;
+use crate::error::{CodecError, CommandError};
 use crate::files::{
     FileChunk, FileEnd, FileError, FileGone, FileKey, FileLimits, FileOffer, FileWant,
     MAX_FILE_SIZE, MAX_WANT_CHUNKS, MAX_WANT_RANGES, MIN_CHUNK,
@@ -31,6 +32,10 @@ const OFFER_EVERY: u64 = 64;
 /// Transfers a receiver remembers being done with (refused, failed, finished), so that their
 /// offers, sent again, are not taken anew.
 const DONE_KEPT: usize = 256;
+
+/// Bytes an offer leaves free in a frame for the larger sequence numbers of the offers sent
+/// again (a CBOR integer takes at most 9 bytes).
+const OFFER_SEQ_ROOM: usize = 8;
 
 /// Bytes a frame adds to a chunk's data, at most (topic and ids aside).
 const CHUNK_OVERHEAD: usize = 512;
@@ -583,7 +588,8 @@ impl Node {
         now: Instant,
     ) -> Result<u64, CommandError> {
         self.check_live()?;
-        Node::check_publish(&self.cfg, topic, meta.len() + name.len())?;
+        let meta_len = meta.len();
+        Node::check_publish(&self.cfg, topic, meta_len + name.len())?;
         self.check_name("file name", name)?;
         let max = self
             .cfg
@@ -601,12 +607,10 @@ impl Node {
                 return Err(CommandError::Limit("max_outgoing_files"));
             }
         }
-        self.next_file += 1;
-        let id = self.next_file;
-        self.next_seq += 1;
+        let id = self.next_file + 1;
         let offer = FileOffer {
             origin: self.id,
-            seq: self.next_seq,
+            seq: self.next_seq + 1,
             topic: topic.to_string(),
             ttl: self.cfg.ttl,
             hops: 1,
@@ -617,14 +621,27 @@ impl Node {
             meta,
             addr: self.listen_addr(),
         };
+        // The offer itself must fit a frame (its other fields cost more than a publish's), with
+        // room for the larger sequence numbers of the offers sent again: else no receiver
+        // would ever hear of the transfer.
+        let mut frame = BytesMut::new();
+        let message = Message::FileOffer(offer.clone());
+        let max_frame = self.cfg.max_frame_len.saturating_sub(OFFER_SEQ_ROOM);
+        if let Err(e) = encode_frame(&message, &mut frame, max_frame) {
+            let len = name.len() + meta_len;
+            let over = match e {
+                CodecError::FrameTooLong { len, max } => (len as usize).saturating_sub(max),
+                _ => len,
+            };
+            return Err(CommandError::PayloadTooLarge {
+                len,
+                max: len.saturating_sub(over),
+            });
+        }
+        self.next_file = id;
+        self.next_seq = offer.seq;
         let origin = self.id;
-        self.relay_bulk(
-            topic,
-            origin,
-            origin,
-            &Message::FileOffer(offer.clone()),
-            now,
-        );
+        self.relay_bulk(topic, origin, origin, &message, now);
         self.outgoing.insert(
             id,
             Outgoing {

@@ -69,11 +69,14 @@ impl Node {
             return Err(CommandError::NotConnected);
         };
         e.inbound_requests = e.inbound_requests.saturating_sub(1);
+        let room = self.cfg.max_frame_len.saturating_sub(512);
         let result = match result {
-            Ok(b) if b.len() + 512 > self.cfg.max_frame_len => Err(RemoteError::Failed(format!(
+            Ok(b) if b.len() > room => Err(RemoteError::Failed(format!(
                 "result of {} bytes exceeds the frame limit",
                 b.len()
             ))),
+            // An error's text (the application's) is cut to fit the frame too.
+            Err(e) => Err(cut_error(e, room)),
             r => r,
         };
         self.send_to_peer(peer, &Message::Response { id, result }, now);
@@ -390,5 +393,26 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// `e` with its text cut to at most `max` bytes (at a character boundary).
+fn cut_error(e: RemoteError, max: usize) -> RemoteError {
+    let cut = |mut s: String| {
+        if s.len() > max {
+            let mut end = max;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+        s
+    };
+    match e {
+        RemoteError::NotFound(s) => RemoteError::NotFound(cut(s)),
+        RemoteError::NoSuchMethod(s) => RemoteError::NoSuchMethod(cut(s)),
+        RemoteError::BadArguments(s) => RemoteError::BadArguments(cut(s)),
+        RemoteError::Failed(s) => RemoteError::Failed(cut(s)),
+        other => other,
     }
 }

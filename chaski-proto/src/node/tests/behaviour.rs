@@ -316,7 +316,7 @@ fn size_bounds_refuse_exactly_past_the_limit() {
         n.ping(NodeId(7), max - 63, now),
         Err(CommandError::PayloadTooLarge { .. })
     ));
-    // call: args + 512 must fit.
+    // call: args, service and path + 128 must fit.
     let call = |n: &mut Node, len: usize| {
         n.call(
             NodeId(7),
@@ -330,9 +330,9 @@ fn size_bounds_refuse_exactly_past_the_limit() {
             now,
         )
     };
-    assert!(call(&mut n, max - 512).is_ok());
+    assert!(call(&mut n, max - 130).is_ok());
     assert!(matches!(
-        call(&mut n, max - 511),
+        call(&mut n, max - 129),
         Err(CommandError::PayloadTooLarge { .. })
     ));
     // datagram: the encoded datagram must fit max_datagram_len.
@@ -1320,9 +1320,10 @@ fn services_paths_and_status_queries_are_bounded_and_tracked() {
             max: 5
         })
     ));
+    assert!(call(&mut n, "p", 870).is_ok());
     assert_eq!(
-        call(&mut n, "p", 489),
-        Err(CommandError::PayloadTooLarge { len: 489, max: 488 })
+        call(&mut n, "p", 871),
+        Err(CommandError::PayloadTooLarge { len: 871, max: 870 })
     );
     drain(&mut n);
     let t1 = n.query_status(addr(5), now).unwrap();

@@ -338,3 +338,78 @@ fn a_failed_search_fails_only_the_calls_for_its_service() {
         Some(Err(RemoteError::NotFound("other".into())))
     );
 }
+
+/// The largest arguments a call takes, beside the longest service name and path, fit the
+/// request's frame (with the largest id and deadline): the server receives it. A byte more is
+/// refused at once, never dropped unsent.
+#[test]
+fn a_call_of_the_largest_arguments_and_longest_names_reaches_its_server() {
+    let (mut n, now) = node(Config::default());
+    let cfg = n.config().clone();
+    let (service, path) = ("s".repeat(cfg.max_name_len), "p".repeat(cfg.max_name_len));
+    let mut h = hello(100, &[]);
+    h.services = vec![service.clone()];
+    n.handle_connected(ConnId(1), addr(40001), Direction::Inbound, now);
+    n.handle_bytes(ConnId(1), &frame(&Message::Hello(h)), now);
+    drain(&mut n);
+    // Ids as large as they get.
+    n.next_request = u64::MAX - 10;
+    let call = |n: &mut Node, len: usize| {
+        let what = RemoteCall {
+            service: &service,
+            path: &path,
+            kind: CallKind::Call,
+            args: Bytes::from(vec![0xAB; len]),
+        };
+        n.call_service(what, Some(Duration::from_secs(86_400)), now)
+    };
+    let Err(CommandError::PayloadTooLarge { max, .. }) = call(&mut n, cfg.max_frame_len) else {
+        panic!("arguments of a whole frame taken");
+    };
+    assert_eq!(max, cfg.max_frame_len - 128 - 2 * cfg.max_name_len);
+    assert!(matches!(
+        call(&mut n, max + 1),
+        Err(CommandError::PayloadTooLarge { .. })
+    ));
+    let id = call(&mut n, max).unwrap();
+    assert_eq!(asked(&drain(&mut n), id), Some(ConnId(1)));
+}
+
+/// An application's error text longer than a frame holds is cut, and the caller still gets
+/// its answer.
+#[test]
+fn an_error_text_too_long_for_a_frame_is_cut_and_still_answers() {
+    let (mut n, now) = node(Config::default());
+    n.serve("s", now).unwrap();
+    peer(&mut n, 1, 7, &[], now);
+    drain(&mut n);
+    let request = Message::Request {
+        id: 1,
+        service: "s".into(),
+        path: "p".into(),
+        kind: CallKind::Call,
+        args: Bytes::new(),
+        timeout_ms: Some(1500),
+    };
+    n.handle_bytes(ConnId(1), &frame(&request), now);
+    drain(&mut n);
+    // Two-byte characters: the cut falls between them.
+    let max = n.config().max_frame_len;
+    let text = "é".repeat(max);
+    n.respond(NodeId(7), 1, Err(RemoteError::Failed(text)), now)
+        .unwrap();
+    let answers = sent(&drain(&mut n), ConnId(1));
+    let [Message::Response {
+        id: 1,
+        result: Err(RemoteError::Failed(cut)),
+    }] = &answers[..]
+    else {
+        panic!("no answer: {answers:?}");
+    };
+    assert!(
+        cut.len() <= max - 512 && cut.len() >= max - 513,
+        "{}",
+        cut.len()
+    );
+    assert!(cut.chars().all(|c| c == 'é'));
+}

@@ -610,6 +610,20 @@ fn a_sender_checks_its_own_transfer_and_forgets_it_after_file_keep() {
 }
 
 #[test]
+fn a_kept_transfer_expires_when_its_timer_is_handled_late() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file("files/a", "a", Some(0), CHUNK, Bytes::new(), now)
+        .unwrap();
+    n.end_file(id, Some([3; 32]), now).unwrap();
+    n.handle_timeout(now + Duration::from_secs(60));
+    assert!(drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Deliver(Delivery::FileExpired { id: i }) if *i == id)));
+    assert_eq!(n.outgoing_files().count(), 0);
+}
+
+#[test]
 fn a_sender_offers_again_while_chunks_go_for_receivers_that_join_late() {
     let (mut n, now) = sender();
     let every = n.config().file_repair_after;
@@ -980,4 +994,664 @@ fn file_frames_are_relayed_with_a_hop_more_and_stop_at_ttl_1() {
     let outs = feed(&mut n, 1, Message::FileOffer(last_offer), now);
     let outs2 = feed(&mut n, 1, Message::FileChunk(last_chunk), now);
     assert!(sent(&outs, ConnId(2)).is_empty() && sent(&outs2, ConnId(2)).is_empty());
+}
+
+#[test]
+fn an_offer_sets_its_repair_timer_file_repair_after_ahead() {
+    let (mut n, now) = receiver(FileLimits::default());
+    let before = n.poll_timeout();
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(10))), now);
+    let repair = now + n.config().file_repair_after;
+    // The node's next deadline is the repair timer (the keep-alives come later), not sooner.
+    assert!(before.is_some_and(|b| b > repair), "{before:?}");
+    assert_eq!(n.poll_timeout(), Some(repair));
+}
+
+#[test]
+fn an_offer_is_bounded_by_the_frame_and_the_name_exactly() {
+    let cfg = Config::default();
+    let largest = u32::try_from(cfg.max_frame_len - 512).unwrap();
+    let name = "n".repeat(cfg.max_name_len);
+    let cases = [
+        (
+            "the largest chunk a frame holds",
+            largest,
+            "a".to_string(),
+            true,
+        ),
+        ("a byte more", largest + 1, "a".to_string(), false),
+        ("a name of max_name_len", CHUNK, name.clone(), true),
+        ("a byte more", CHUNK, format!("{name}n"), false),
+    ];
+    for (what, chunk, name, taken) in cases {
+        let (mut n, now) = receiver(FileLimits::default());
+        let o = FileOffer {
+            chunk,
+            name,
+            ..offer(1, 1, Some(10))
+        };
+        let outs = feed(&mut n, 1, Message::FileOffer(o), now);
+        let offered = deliveries(&outs)
+            .iter()
+            .any(|d| matches!(d, Delivery::FileOffered { .. }));
+        assert_eq!(offered, taken, "{what}: {outs:?}");
+        assert_eq!(n.incoming_files().count(), usize::from(taken), "{what}");
+    }
+}
+
+#[test]
+fn max_transfers_counts_transfers_of_the_same_limits_only() {
+    let limits = FileLimits {
+        max_transfers: 2,
+        ..FileLimits::default()
+    };
+    let (mut n, now) = receiver(limits);
+    // Other limits for other topics: their transfers do not count against these.
+    let other = FileLimits {
+        max_transfers: 5,
+        ..FileLimits::default()
+    };
+    n.subscribe("bulk/**", now).unwrap();
+    n.accept_files("bulk/**", other).unwrap();
+    for id in 10..13 {
+        let o = FileOffer {
+            topic: "bulk/x".into(),
+            ..offer(id, id, Some(10))
+        };
+        feed(&mut n, 1, Message::FileOffer(o), now);
+    }
+    assert_eq!(n.incoming_files().count(), 3);
+    // Small files, far under the bytes in flight: the count alone refuses the third.
+    for id in 1..=3 {
+        feed(&mut n, 1, Message::FileOffer(offer(id, id, Some(10))), now);
+    }
+    let mine = n.incoming_files().filter(|k| k.id < 10).count();
+    assert_eq!(mine, 2);
+    assert_eq!(n.counters().files_refused, 1);
+}
+
+#[test]
+fn a_streamed_chunk_may_end_at_max_size_and_an_empty_one_fails() {
+    let limits = FileLimits {
+        max_size: 2 * u64::from(CHUNK),
+        ..FileLimits::default()
+    };
+    // No size offered: the chunk ending exactly at max_size is taken.
+    let (mut n, now) = receiver(limits);
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
+    let outs = feed(
+        &mut n,
+        1,
+        Message::FileChunk(chunk(1, 2, 1, CHUNK as usize)),
+        now,
+    );
+    assert_eq!(failed(&outs), None);
+    assert!(deliveries(&outs)
+        .iter()
+        .any(|d| matches!(d, Delivery::FileData { offset, .. } if *offset == u64::from(CHUNK))));
+    // A byte further is too large.
+    let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 3, 2, 1)), now);
+    assert!(matches!(failed(&outs), Some(FileError::TooLarge(_))));
+    // An empty chunk of a stream is malformed, as in a file of known size.
+    let (mut n, now) = receiver(limits);
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
+    let outs = feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 0, 0)), now);
+    assert!(matches!(failed(&outs), Some(FileError::Malformed(_))));
+}
+
+#[test]
+fn the_next_window_is_asked_only_once_the_whole_window_is_in() {
+    let (mut n, now) = receiver(FileLimits::default());
+    let repair_after = n.config().file_repair_after;
+    feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(1, 1, Some(4 * u64::from(CHUNK)))),
+        now,
+    );
+    let at = now + repair_after;
+    n.handle_timeout(at);
+    let asked = sent(&drain(&mut n), ConnId(1));
+    assert!(
+        matches!(&asked[..], [Message::FileWant(w)] if w.ranges == [(0, 4)]),
+        "{asked:?}"
+    );
+    let repair = |index| {
+        Message::FileChunk(FileChunk {
+            repair: true,
+            seq: 0,
+            ..chunk(1, 0, index, CHUNK as usize)
+        })
+    };
+    // Three of the four in: nothing asked yet, at any of those moments.
+    for index in 0..3 {
+        let t = at + Duration::from_millis(1 + index);
+        feed(&mut n, 1, repair(index), t);
+        n.handle_timeout(t);
+        assert!(
+            sent(&drain(&mut n), ConnId(1)).is_empty(),
+            "asked after repair {index}"
+        );
+    }
+    // The last one in: the end is asked for at once.
+    let t = at + Duration::from_millis(10);
+    feed(&mut n, 1, repair(3), t);
+    n.handle_timeout(t);
+    let asked = sent(&drain(&mut n), ConnId(1));
+    assert!(
+        matches!(&asked[..], [Message::FileWant(w)] if w.ranges.is_empty() && w.end),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn ends_are_relayed_with_a_hop_more_and_stop_at_ttl_1() {
+    let (mut n, now) = receiver(FileLimits::default());
+    peer(&mut n, 2, 8, &["files/**"], now);
+    drain(&mut n);
+    let c = u64::from(CHUNK);
+    feed(&mut n, 1, Message::FileOffer(offer(1, 1, Some(c))), now);
+    let outs = feed(&mut n, 1, Message::FileEnd(end(1, 2, c)), now);
+    let relayed: Vec<(u8, u8)> = sent(&outs, ConnId(2))
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::FileEnd(e) => Some((e.ttl, e.hops)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed, [(7, 2)]);
+    for ttl in [0, 1] {
+        let last = FileEnd {
+            ttl,
+            ..end(2, 3 + u64::from(ttl), c)
+        };
+        let outs = feed(&mut n, 1, Message::FileEnd(last), now);
+        assert!(sent(&outs, ConnId(2)).is_empty(), "ttl {ttl} relayed");
+    }
+}
+
+#[test]
+fn a_streamed_end_may_say_max_size_and_no_more() {
+    let limits = FileLimits {
+        max_size: 3 * u64::from(CHUNK),
+        ..FileLimits::default()
+    };
+    for (size, ok) in [(limits.max_size, true), (limits.max_size + 1, false)] {
+        let (mut n, now) = receiver(limits);
+        feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
+        let outs = feed(&mut n, 1, Message::FileEnd(end(1, 2, size)), now);
+        match failed(&outs) {
+            None => assert!(ok, "an end of {size} taken"),
+            Some(e) => assert!(!ok && matches!(e, FileError::Malformed(_)), "{size}: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn done_transfers_are_remembered_up_to_256() {
+    let limits = FileLimits {
+        max_size: 10,
+        ..FileLimits::default()
+    };
+    let (mut n, now) = receiver(limits);
+    let refused = |outs: &[Output]| {
+        deliveries(outs)
+            .iter()
+            .filter(|d| matches!(d, Delivery::FileRefused { .. }))
+            .count()
+    };
+    // 256 offers refused (too large); each one's offer sent again is not refused twice.
+    let mut seq = 0;
+    for id in 1..=256 {
+        seq += 1;
+        feed(&mut n, 1, Message::FileOffer(offer(id, seq, Some(11))), now);
+    }
+    for id in [1, 128, 256] {
+        seq += 1;
+        let outs = feed(&mut n, 1, Message::FileOffer(offer(id, seq, Some(11))), now);
+        assert_eq!(refused(&outs), 0, "transfer {id} refused twice");
+    }
+    // One more: the oldest is forgotten, so its offer is handled (and refused) anew.
+    seq += 1;
+    feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(257, seq, Some(11))),
+        now,
+    );
+    seq += 1;
+    let outs = feed(&mut n, 1, Message::FileOffer(offer(1, seq, Some(11))), now);
+    assert_eq!(refused(&outs), 1);
+    seq += 1;
+    let outs = feed(&mut n, 1, Message::FileOffer(offer(3, seq, Some(11))), now);
+    assert_eq!(refused(&outs), 0, "a newer one forgotten");
+}
+
+#[test]
+fn after_asking_the_next_ask_is_file_repair_after_later() {
+    let (mut n, now) = receiver(FileLimits::default());
+    let repair_after = n.config().file_repair_after;
+    feed(
+        &mut n,
+        1,
+        Message::FileOffer(offer(1, 1, Some(2 * u64::from(CHUNK)))),
+        now,
+    );
+    let at = now + repair_after;
+    n.handle_timeout(at);
+    assert_eq!(sent(&drain(&mut n), ConnId(1)).len(), 1);
+    assert_eq!(n.poll_timeout(), Some(at + repair_after));
+    // Nothing is asked again before then.
+    n.handle_timeout(at + repair_after - Duration::from_millis(1));
+    assert!(sent(&drain(&mut n), ConnId(1)).is_empty());
+    n.handle_timeout(at + repair_after);
+    assert_eq!(sent(&drain(&mut n), ConnId(1)).len(), 1);
+}
+
+#[test]
+fn a_senders_offer_is_bounded_exactly_and_each_offer_is_numbered_anew() {
+    let (mut n, now) = sender();
+    let cfg = n.config().clone();
+    let topic = "files/abc";
+    // The chunk: as large as a frame holds beside the topic, not a byte more.
+    let largest = u32::try_from(cfg.max_frame_len - 512 - topic.len()).unwrap();
+    assert!(matches!(
+        n.offer_file(topic, "a", None, largest + 1, Bytes::new(), now),
+        Err(CommandError::PayloadTooLarge { max, .. }) if max == largest as usize
+    ));
+    // Name and meta together within what the offer's frame holds: the error says how much.
+    let name = "n".repeat(10);
+    let meta = |len: usize| Bytes::from(vec![b'm'; len]);
+    let room = cfg.max_frame_len - topic.len() - 64 - name.len();
+    let Err(CommandError::PayloadTooLarge { len, max }) =
+        n.offer_file(topic, &name, None, CHUNK, meta(room), now)
+    else {
+        panic!("an offer past its frame taken");
+    };
+    assert_eq!(len, room + name.len());
+    assert!(max < len && max > len - 200, "{max} of {len}");
+    let fits = max - name.len();
+    assert!(n
+        .offer_file(topic, &name, None, CHUNK, meta(fits + 1), now)
+        .is_err());
+    let big = n
+        .offer_file(topic, &name, None, CHUNK, meta(fits), now)
+        .unwrap();
+    let id = n
+        .offer_file(topic, "b", None, largest, Bytes::new(), now)
+        .unwrap();
+    assert_ne!(big, id, "two transfers, one number");
+    let offers: Vec<(u64, u64, usize)> = sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileOffer(o) => Some((o.id, o.seq, o.meta.len())),
+            _ => None,
+        })
+        .collect();
+    // Both reach the receiver (the one with the largest meta too), with their own numbers.
+    assert_eq!(offers.len(), 2, "{offers:?}");
+    assert_eq!((offers[0].0, offers[0].2), (big, fits));
+    assert_eq!(offers[1].0, id);
+    assert!(offers[1].1 > offers[0].1, "{offers:?}");
+    // A chunk of the largest size fits its frame too.
+    n.send_chunk(id, Bytes::from(vec![1; largest as usize]), now)
+        .unwrap();
+    let chunks: Vec<usize> = sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileChunk(c) => Some(c.data.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chunks, [largest as usize]);
+}
+
+#[test]
+fn a_sender_holds_max_outgoing_files_and_makes_room_from_expired_ones() {
+    let (mut n, now) = node(
+        Config::default()
+            .file_keep(Duration::from_secs(5))
+            .max_outgoing_files(2),
+    );
+    peer(&mut n, 1, 9, &["files/**"], now);
+    let offer = |n: &mut Node, at| n.offer_file("files/a", "a", Some(0), CHUNK, Bytes::new(), at);
+    let first = offer(&mut n, now).unwrap();
+    offer(&mut n, now).unwrap();
+    assert!(matches!(
+        offer(&mut n, now),
+        Err(CommandError::Limit("max_outgoing_files"))
+    ));
+    // The first ended and kept for repairs: still held until file_keep is over.
+    n.end_file(first, Some([0; 32]), now).unwrap();
+    let later = now + Duration::from_secs(5);
+    assert!(offer(&mut n, later - Duration::from_millis(1)).is_err());
+    // Then its room is taken back when needed, even before its timer ran.
+    offer(&mut n, later).unwrap();
+    assert_eq!(n.outgoing_files().count(), 2);
+    assert!(!n.outgoing_files().any(|i| i == first));
+}
+
+#[test]
+fn a_files_sender_is_dialed_only_with_room_for_an_edge() {
+    for (max_edges, dials) in [(1, false), (2, true)] {
+        let (mut n, now) = node(Config::default().max_edges(max_edges));
+        n.subscribe("files/**", now).unwrap();
+        n.accept_files("files/**", FileLimits::default()).unwrap();
+        peer(&mut n, 1, 5, &["files/**"], now);
+        let relayed = FileOffer {
+            hops: 2,
+            ..offer(1, 1, Some(u64::from(CHUNK)))
+        };
+        feed(&mut n, 1, Message::FileOffer(relayed), now);
+        feed(
+            &mut n,
+            1,
+            Message::FileEnd(end(1, 2, u64::from(CHUNK))),
+            now,
+        );
+        n.handle_timeout(now);
+        let dialed = behaviour::dials(&drain(&mut n));
+        assert_eq!(
+            !dialed.is_empty(),
+            dials,
+            "max_edges {max_edges}: {dialed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_sender_offers_again_every_64_chunks_each_with_a_sequence_number_of_its_own() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    let data = Bytes::from(vec![0; CHUNK as usize]);
+    for _ in 0..129 {
+        n.send_chunk(id, data.clone(), now).unwrap();
+    }
+    let msgs = sent(&drain(&mut n), ConnId(1));
+    // The first offer, then before chunks 64 and 128.
+    let offers_before: Vec<u64> = msgs
+        .iter()
+        .scan(0u64, |chunks, m| {
+            Some(match m {
+                Message::FileChunk(_) => {
+                    *chunks += 1;
+                    None
+                }
+                Message::FileOffer(_) => Some(*chunks),
+                _ => None,
+            })
+        })
+        .flatten()
+        .collect();
+    assert_eq!(offers_before, [0, 64, 128]);
+    let mut seqs: Vec<u64> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileOffer(o) => Some(o.seq),
+            Message::FileChunk(c) => Some(c.seq),
+            _ => None,
+        })
+        .collect();
+    let all = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), all, "a sequence number used twice");
+}
+
+#[test]
+fn a_sender_may_give_up_a_transfer_short_of_its_size() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file(
+            "files/a",
+            "a",
+            Some(10 * u64::from(CHUNK)),
+            CHUNK,
+            Bytes::new(),
+            now,
+        )
+        .unwrap();
+    n.send_chunk(id, Bytes::from(vec![0; CHUNK as usize]), now)
+        .unwrap();
+    n.end_file(id, None, now).unwrap();
+    assert_eq!(n.outgoing_files().count(), 0, "kept after giving up");
+    let ends: Vec<bool> = sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileEnd(e) => Some(e.sha256.is_none()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [true]);
+}
+
+/// Sets the bytes waiting in the file lane of `conn`.
+fn set_lane(n: &mut Node, conn: u64, bytes: usize) {
+    n.conns.get_mut(&ConnId(conn)).unwrap().bulk_bytes = bytes;
+}
+
+#[test]
+fn a_sender_waits_for_a_lane_past_the_congestion_limit_or_under_skip_for_all_of_them() {
+    for skip in [false, true] {
+        let policy = if skip {
+            crate::OnCongestion::Skip
+        } else {
+            crate::OnCongestion::Wait
+        };
+        let (mut n, now) = node(Config::default().on_congestion(policy));
+        peer(&mut n, 1, 9, &["files/**"], now);
+        peer(&mut n, 2, 10, &["files/**"], now);
+        let window = n.config().congestion_limit();
+        assert!(!n.file_would_wait("files/a"));
+        // Nobody wants the topic: nothing to wait for, under either policy.
+        assert!(!n.file_would_wait("other"), "skip {skip}");
+        set_lane(&mut n, 1, window);
+        assert!(!n.file_would_wait("files/a"), "skip {skip}: at the limit");
+        set_lane(&mut n, 1, window + 1);
+        assert_eq!(n.file_would_wait("files/a"), !skip, "one lane full");
+        set_lane(&mut n, 2, window + 1);
+        assert!(n.file_would_wait("files/a"), "skip {skip}: every lane full");
+        set_lane(&mut n, 1, 0);
+        set_lane(&mut n, 2, 0);
+        n.memory_waiting = true;
+        assert!(n.file_would_wait("files/a"), "skip {skip}: memory high");
+    }
+}
+
+#[test]
+fn a_repair_waits_for_its_peers_lane_or_for_memory() {
+    let (mut n, _) = sender();
+    let window = n.config().congestion_limit();
+    assert!(!n.repair_would_wait(NodeId(9)));
+    assert!(!n.repair_would_wait(NodeId(4)), "a stranger's lane");
+    set_lane(&mut n, 1, window);
+    assert!(!n.repair_would_wait(NodeId(9)), "at the limit");
+    set_lane(&mut n, 1, window + 1);
+    assert!(n.repair_would_wait(NodeId(9)));
+    set_lane(&mut n, 1, 0);
+    n.memory_waiting = true;
+    assert!(n.repair_would_wait(NodeId(9)));
+    assert!(n.repair_would_wait(NodeId(4)));
+}
+
+#[test]
+fn a_forgotten_transfer_is_gone_for_whoever_asks() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    n.send_chunk(id, Bytes::from(vec![0; CHUNK as usize]), now)
+        .unwrap();
+    n.end_file(id, Some([1; 32]), now).unwrap();
+    n.forget_file(id);
+    assert_eq!(n.outgoing_files().count(), 0);
+    drain(&mut n);
+    let me = n.id();
+    let want = FileWant {
+        origin: me,
+        id,
+        ranges: vec![(0, 1)],
+        end: true,
+    };
+    let outs = feed(&mut n, 1, Message::FileWant(want), now);
+    assert!(deliveries(&outs).is_empty());
+    assert!(sent(&outs, ConnId(1))
+        .iter()
+        .any(|m| matches!(m, Message::FileGone(g) if g.id == id)));
+    // Its keep timer finds nothing.
+    n.handle_timeout(now + Duration::from_secs(5));
+    assert!(!drain(&mut n)
+        .iter()
+        .any(|o| matches!(o, Output::Deliver(Delivery::FileExpired { .. }))));
+}
+
+#[test]
+fn an_end_has_its_own_sequence_number_and_an_empty_file_is_offered_once() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    n.send_chunk(id, Bytes::from(vec![0; CHUNK as usize]), now)
+        .unwrap();
+    n.end_file(id, Some([1; 32]), now).unwrap();
+    let seqs: Vec<(&str, u64)> = sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileOffer(o) => Some(("offer", o.seq)),
+            Message::FileChunk(c) => Some(("chunk", c.seq)),
+            Message::FileEnd(e) => Some(("end", e.seq)),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<&str> = seqs.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, ["offer", "chunk", "offer", "end"]);
+    assert!(
+        seqs.windows(2).all(|w| w[1].1 > w[0].1),
+        "each frame numbered anew: {seqs:?}"
+    );
+    // Nothing sent: the end follows the first offer alone.
+    let id = n
+        .offer_file("files/a", "b", Some(0), CHUNK, Bytes::new(), now)
+        .unwrap();
+    n.end_file(id, Some([2; 32]), now).unwrap();
+    let kinds: Vec<&str> = sent(&drain(&mut n), ConnId(1))
+        .iter()
+        .filter_map(|m| match m {
+            Message::FileOffer(_) => Some("offer"),
+            Message::FileEnd(_) => Some("end"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["offer", "end"]);
+}
+
+#[test]
+fn a_want_over_several_ranges_is_cut_at_256_chunks_in_all() {
+    let (mut n, now) = sender();
+    let id = n
+        .offer_file("files/a", "a", None, CHUNK, Bytes::new(), now)
+        .unwrap();
+    for _ in 0..400 {
+        n.send_chunk(id, Bytes::from(vec![0; CHUNK as usize]), now)
+            .unwrap();
+    }
+    drain(&mut n);
+    let me = n.id();
+    let want = FileWant {
+        origin: me,
+        id,
+        ranges: vec![(10, 110), (200, 400)],
+        end: false,
+    };
+    let outs = feed(&mut n, 1, Message::FileWant(want), now);
+    let ranges = deliveries(&outs).into_iter().find_map(|d| match d {
+        Delivery::FileWanted { ranges, .. } => Some(ranges.clone()),
+        _ => None,
+    });
+    assert_eq!(ranges, Some(vec![(10, 110), (200, 356)]));
+}
+
+#[test]
+fn file_frames_are_taken_once_never_our_own_nor_on_the_roots_topic() {
+    let (mut n, now) = receiver(FileLimits::default());
+    // 8 relays to us; 11 wants files too.
+    peer(&mut n, 2, 8, &["files/**"], now);
+    peer(&mut n, 3, 11, &["files/**"], now);
+    drain(&mut n);
+    let offers_to = |outs: &[Output], conn| {
+        sent(outs, ConnId(conn))
+            .iter()
+            .filter(|m| matches!(m, Message::FileOffer(_)))
+            .count()
+    };
+    // The sender's offer through 8: passed to 11 only, never back to 8 nor to the sender.
+    let o = offer(1, 1, Some(10));
+    let outs = feed(&mut n, 2, Message::FileOffer(o.clone()), now);
+    assert_eq!(
+        [
+            offers_to(&outs, 1),
+            offers_to(&outs, 2),
+            offers_to(&outs, 3)
+        ],
+        [0, 0, 1]
+    );
+    assert_eq!(deliveries(&outs).len(), 1);
+    // The same frame from the sender itself: a duplicate, neither delivered nor passed on.
+    let before = n.counters().duplicates;
+    let outs = feed(&mut n, 1, Message::FileOffer(o.clone()), now);
+    assert!(deliveries(&outs).is_empty());
+    assert_eq!(offers_to(&outs, 2) + offers_to(&outs, 3), 0);
+    assert_eq!(n.counters().duplicates, before + 1);
+    // Our own offer, come back: a duplicate too.
+    let own = FileOffer {
+        origin: n.id(),
+        seq: 50,
+        id: 5,
+        ..o.clone()
+    };
+    let outs = feed(&mut n, 2, Message::FileOffer(own), now);
+    assert!(deliveries(&outs).is_empty());
+    assert_eq!(offers_to(&outs, 1) + offers_to(&outs, 3), 0);
+    assert_eq!(n.counters().duplicates, before + 2);
+    // On the root's own topic: dropped and counted, nobody hears of it.
+    let reserved = FileOffer {
+        topic: "@".into(),
+        seq: 60,
+        id: 6,
+        ..o
+    };
+    let outs = feed(&mut n, 1, Message::FileOffer(reserved), now);
+    assert!(deliveries(&outs).is_empty());
+    assert_eq!(offers_to(&outs, 2) + offers_to(&outs, 3), 0);
+    assert_eq!(n.counters().reserved_dropped, 1);
+    assert_eq!(n.counters().duplicates, before + 2);
+    assert!(n.is_connected_to(NodeId(SENDER)));
+}
+
+#[test]
+fn a_relay_counts_a_lane_full_only_past_the_congestion_limit() {
+    for skip in [false, true] {
+        let policy = if skip {
+            crate::OnCongestion::Skip
+        } else {
+            crate::OnCongestion::Wait
+        };
+        let (mut n, now) = node(Config::default().root(true).on_congestion(policy));
+        peer(&mut n, 1, SENDER, &[], now);
+        peer(&mut n, 2, 9, &["files/**"], now);
+        let window = n.config().congestion_limit();
+        set_lane(&mut n, 2, window);
+        feed(&mut n, 1, Message::FileOffer(offer(1, 1, None)), now);
+        assert!(
+            !n.read_paused.contains(&ConnId(1)),
+            "skip {skip}: at the limit"
+        );
+        assert_eq!(n.counters().congestion_skipped, 0);
+        set_lane(&mut n, 2, window + 1);
+        feed(&mut n, 1, Message::FileChunk(chunk(1, 2, 0, 10)), now);
+        assert_eq!(n.read_paused.contains(&ConnId(1)), !skip, "past the limit");
+        assert_eq!(n.counters().congestion_skipped, u64::from(skip));
+    }
 }
