@@ -15,6 +15,8 @@ use chaski_proto::message::{Hello, PROTOCOL_VERSION};
 use chaski_proto::sim::mesh::random_mesh;
 use chaski_proto::{Message, NodeId};
 
+use crate::bench_proc::Proc;
+
 /// The options of `chaski bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -27,11 +29,14 @@ pub struct BenchArgs {
     /// Idle edges for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     edges: usize,
+    /// Simulated nodes for the discovery-at-scale line.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
     /// Parts to run (comma-separated): throughput, rtt, mesh, memory, files, observe, patterns,
-    /// fanout.
+    /// fanout, processes.
     #[arg(
         long,
-        default_value = "throughput,rtt,mesh,memory,files,observe,patterns,fanout",
+        default_value = "throughput,rtt,mesh,memory,files,observe,patterns,fanout,processes",
         value_delimiter = ','
     )]
     only: Vec<String>,
@@ -59,6 +64,7 @@ pub fn main(args: BenchArgs) -> Result<(), crate::failure::Failure> {
         quick: args.quick,
         runtimes: args.runtime,
         edges: args.edges,
+        nodes: args.nodes,
         parts: args.only,
         zenoh: args.zenoh,
         quiet: args.quiet,
@@ -80,7 +86,9 @@ pub struct Options {
     pub runtimes: Vec<String>,
     /// Idle edges for the memory line.
     pub edges: usize,
-    /// Parts to run: `throughput`, `rtt`, `mesh`, `memory`.
+    /// Simulated nodes for the discovery line (`mesh`).
+    pub nodes: usize,
+    /// Parts to run (see [`PARTS`]).
     pub parts: Vec<String>,
     /// The `zenoh-compare` program (`benches/zenoh-compare`): Zenoh on the same work, in the
     /// same run, for a ratio on every row.
@@ -416,71 +424,84 @@ fn ratio_of(x: f64, of: Option<f64>) -> Option<f64> {
 
 // ----- memory -----------------------------------------------------------------------------------
 
-/// Resident memory of this process in bytes (Linux), if known.
-fn rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Resident bytes a tokio node spends per idle edge: `edges` plain sockets each complete a Hello
-/// with one node, and the growth of RSS is divided by the edges. Then the share of a core the
-/// process uses while those edges stay idle for `idle_window`.
+/// Resident bytes a tokio node spends per idle edge: a `chaski root` of its own process, and
+/// `edges` plain sockets of this one, each completing a Hello with it; the growth of the root's
+/// RSS is divided by the edges. Then the share of a core the root uses while those edges stay
+/// idle for `idle_window`. (Two processes: each holds one end of every edge, so 10,000 edges
+/// need 10,000 descriptors in each, not 20,000 in one.)
 fn idle_edge_memory(
     edges: usize,
     idle_window: Duration,
 ) -> Result<Option<(usize, f64, Option<f64>)>, String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // Every raw peer comes from 127.0.0.1, all at once: room for all of them.
+    let room = (edges + 16).to_string();
+    let env = [
+        ("CHASKI_MAX_EDGES", room.as_str()),
+        ("CHASKI_MAX_HANDSHAKES", room.as_str()),
+        ("CHASKI_MAX_HANDSHAKES_PER_IP", room.as_str()),
+        // The raw peers never answer its pings: not dropped as silent while 10,000 of them
+        // connect and then idle (the pings are still sent, and counted in the CPU line).
+        ("CHASKI_IDLE_TIMEOUT", "300"),
+    ];
+    let hub = Proc::start("hub", &["root", "--bind", "127.0.0.1:0"], &env, false)?;
+    let first = hub.line(Duration::from_secs(30))?;
+    let addr: SocketAddr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .ok_or_else(|| format!("hub: no address in {first:?}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let hub = rt
+    let asker = rt
         .block_on(chaski_tokio::Node::bind(
             "127.0.0.1:0",
-            // Every raw peer comes from 127.0.0.1, all at once: room for all of them.
-            bench_config("hub")
-                .max_edges(edges + 16)
-                .max_handshakes(edges + 16)
-                .max_handshakes_per_ip(edges + 16),
+            Config::default().name("asker"),
         ))
         .map_err(|e| e.to_string())?;
-    let addr = hub.local_addr();
+    let edges_now = || {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), asker.status(&addr.to_string())).await
+        })
+        .ok()
+        .and_then(Result::ok)
+        .map_or(0, |s| s.edges)
+    };
+    let ready = |n: usize| -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut seen = 0;
+        while Instant::now() < end {
+            seen = edges_now();
+            if seen >= n {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("the hub reached {seen} edges of {n}"))
+    };
     // Warm up: one edge, so lazily built tables exist before the baseline.
     let mut socks = Vec::with_capacity(edges + 1);
     socks.push(raw_hello(addr, 1)?);
-    let ready = |n: usize| {
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if block_on(hub.edges()).map(|e| e.len()).unwrap_or(0) >= n {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        false
-    };
-    if !ready(1) {
-        return Err("the hub never accepted the first edge".into());
+    ready(1)?;
+    let before = hub.mem("VmRSS:");
+    if before == 0 {
+        return Ok(None);
     }
-    let Some(before) = rss() else { return Ok(None) };
     for i in 0..edges {
         socks.push(raw_hello(addr, 2 + i as u128)?);
     }
-    if !ready(edges + 1) {
-        return Err(format!("the hub did not reach {} edges", edges + 1));
-    }
-    let Some(after) = rss() else { return Ok(None) };
-    let per_thousand = after.saturating_sub(before) as f64 / edges as f64 * 1000.0;
+    ready(edges + 1)?;
+    let after = hub.mem("VmRSS:");
+    let per_thousand = after.saturating_sub(before) as f64 * 1024.0 / edges as f64 * 1000.0;
     // Idle: the node only runs its timers (keep-alive pings every 7 to 10.5 s per edge).
-    let cpu = cpu_time().map(|c0| {
+    let cpu = cpu_time(hub.child.id()).map(|c0| {
         let t0 = Instant::now();
         thread::sleep(idle_window);
-        let used = cpu_time().unwrap_or(c0).saturating_sub(c0);
+        let used = cpu_time(hub.child.id()).unwrap_or(c0).saturating_sub(c0);
         used.as_secs_f64() / t0.elapsed().as_secs_f64()
     });
-    let still = block_on(hub.edges()).map(|e| e.len()).unwrap_or(0);
-    let _ = block_on(hub.shutdown());
+    let still = edges_now();
+    let _ = rt.block_on(asker.shutdown());
     drop(socks);
     if still < edges {
         return Err(format!(
@@ -490,9 +511,9 @@ fn idle_edge_memory(
     Ok(Some((edges, per_thousand, cpu)))
 }
 
-/// CPU time (user and system) of this process so far (Linux), if known.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// CPU time (user and system) of process `pid` so far (Linux), if known.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -539,23 +560,23 @@ fn human_size(size: usize) -> String {
 
 /// Runs everything asked for and prints the table.
 /// Checks every option before anything is measured.
+/// The parts of a run, in the order they run.
+pub const PARTS: [&str; 9] = [
+    "memory",
+    "throughput",
+    "files",
+    "rtt",
+    "fanout",
+    "patterns",
+    "observe",
+    "mesh",
+    "processes",
+];
+
 pub fn check(opts: &Options) -> Result<(), String> {
     for part in &opts.parts {
-        if ![
-            "throughput",
-            "rtt",
-            "mesh",
-            "memory",
-            "files",
-            "observe",
-            "patterns",
-            "fanout",
-        ]
-        .contains(&part.as_str())
-        {
-            return Err(format!(
-                "unknown part {part:?} (throughput, rtt, mesh, memory, files, observe, patterns, fanout)"
-            ));
+        if !PARTS.contains(&part.as_str()) {
+            return Err(format!("unknown part {part:?} ({})", PARTS.join(", ")));
         }
     }
     for runtime in &opts.runtimes {
@@ -565,6 +586,9 @@ pub fn check(opts: &Options) -> Result<(), String> {
     }
     if opts.edges == 0 && opts.runs("memory") {
         return Err("--edges must be at least 1".into());
+    }
+    if opts.nodes < 2 && opts.runs("mesh") {
+        return Err("--nodes must be at least 2".into());
     }
     Ok(())
 }
@@ -609,7 +633,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                         None => "idle: unknown on this system (no /proc/self/stat)".into(),
                     };
                     format!(
-                        "memory: {:.0} KiB resident per 1,000 idle edges (tokio node, {n} edges from plain sockets)\n{idle}",
+                        "memory: {:.0} KiB resident per 1,000 idle edges (a chaski root process, {n} edges from plain sockets)\n{idle}",
                         per / 1024.0
                     )
                 }
@@ -657,16 +681,21 @@ pub fn run(opts: Options) -> Result<(), String> {
     if opts.runs("mesh") {
         opts.progress("discovery in a simulated mesh (about 20 s for 1,000 nodes)");
         opts.text(String::new);
-        let (nodes, topics) = if q { (100, 4) } else { (1000, 8) };
+        let (nodes, topics) = if q {
+            (opts.nodes.min(100), 4)
+        } else {
+            (opts.nodes, 8)
+        };
         let m = random_mesh(nodes, topics, 42);
         opts.emit(
             || {
                 format!(
-                    "discovery at scale (simulator, seed 42)\n  {nodes} nodes, {topics} topics: every node paired: {} after {:.3} s simulated; one cluster per topic: {}\n  frames sent {}, bytes {}, wall time {:.2} s",
+                    "discovery at scale (simulator, seed 42)\n  {nodes} nodes, {topics} topics: every node paired: {} after {:.3} s simulated; one cluster per topic: {}\n  frames sent {} ({:.0} per node), bytes {}, wall time {:.2} s",
                     m.converged,
                     m.paired_after.as_secs_f64(),
                     m.one_cluster_per_topic(),
                     m.frames,
+                    m.frames as f64 / nodes as f64,
                     m.bytes,
                     m.wall.as_secs_f64()
                 )
@@ -680,11 +709,66 @@ pub fn run(opts: Options) -> Result<(), String> {
                     "paired_after_s": m.paired_after.as_secs_f64(),
                     "one_cluster_per_topic": m.one_cluster_per_topic(),
                     "frames": m.frames,
+                    "frames_per_node": m.frames as f64 / nodes as f64,
                     "bytes": m.bytes,
                     "wall_s": m.wall.as_secs_f64(),
                 })
             },
         );
+    }
+    if opts.runs("processes") {
+        opts.progress("real chaski node processes joining two roots (about a minute for 500)");
+        processes_row(&opts)?;
+    }
+    Ok(())
+}
+
+/// The processes row (see [`crate::bench_processes`]).
+fn processes_row(opts: &Options) -> Result<(), String> {
+    let r = crate::bench_processes::measure(opts.quick)?;
+    opts.text(String::new);
+    opts.emit(
+        || {
+            format!(
+                "{} chaski node processes joining 2 connected roots, {} topics (discovery, UDP status)\n  all listening after {:.1} s, all paired after {:.1} s; one message per topic printed by {} of {} nodes within {:.0} ms ({} duplicates)\n  resident memory: node {} KiB mean, {} KiB largest; roots {} and {} KiB with {} and {} edges",
+                r.nodes,
+                r.topics,
+                r.started.as_secs_f64(),
+                r.paired.as_secs_f64(),
+                r.delivered,
+                r.nodes,
+                r.delivery.as_secs_f64() * 1000.0,
+                r.duplicates,
+                r.node_kib_mean,
+                r.node_kib_max,
+                r.roots_kib[0],
+                r.roots_kib[1],
+                r.root_edges[0],
+                r.root_edges[1],
+            )
+        },
+        || {
+            json!({
+                "part": "processes",
+                "nodes": r.nodes,
+                "topics": r.topics,
+                "started_s": r.started.as_secs_f64(),
+                "paired_s": r.paired.as_secs_f64(),
+                "delivered": r.delivered,
+                "duplicates": r.duplicates,
+                "delivery_ms": r.delivery.as_secs_f64() * 1000.0,
+                "node_kib_mean": r.node_kib_mean,
+                "node_kib_max": r.node_kib_max,
+                "roots_kib": r.roots_kib,
+                "root_edges": r.root_edges,
+            })
+        },
+    );
+    if r.delivered < r.nodes {
+        return Err(format!(
+            "{} of {} nodes printed their topic's message",
+            r.delivered, r.nodes
+        ));
     }
     Ok(())
 }

@@ -5,83 +5,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A `chaski` child, killed when dropped.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Resident memory (KiB) once started and idle, and the peak seen.
-    rest_kib: u64,
-    peak_kib: u64,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Starts `chaski ARGS`; its stdout lines are read on a thread (`err`: stderr instead).
-    fn start(name: &'static str, args: &[&str], stderr: bool) -> Result<Proc, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{name}: {e}"))?;
-        let out: Box<dyn std::io::Read + Send> = if stderr {
-            Box::new(child.stderr.take().ok_or("no stderr")?)
-        } else {
-            Box::new(child.stdout.take().ok_or("no stdout")?)
-        };
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Proc {
-            name,
-            child,
-            lines,
-            rest_kib: 0,
-            peak_kib: 0,
-        })
-    }
-
-    /// The next line within `limit`.
-    fn line(&self, limit: Duration) -> Result<String, String> {
-        self.lines
-            .recv_timeout(limit)
-            .map_err(|_| format!("{}: no output within {limit:?}", self.name))
-    }
-
-    /// `VmRSS` or `VmHWM` of the process, in KiB (0 if unknown).
-    fn mem(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    }
-
-    fn sample(&mut self) {
-        self.peak_kib = self.peak_kib.max(self.mem("VmHWM:"));
-    }
-}
+use crate::bench_proc::Proc;
 
 /// What the row measured.
 pub struct FileRow {
@@ -90,7 +17,7 @@ pub struct FileRow {
     /// From the send to the second receiver's file in place.
     pub elapsed: Duration,
     /// Per process: name, resident KiB at rest, peak KiB.
-    pub memory: Vec<(&'static str, u64, u64)>,
+    pub memory: Vec<(String, u64, u64)>,
 }
 
 /// Writes `size` bytes of noise to `path` (1 MiB at a time).
@@ -131,7 +58,7 @@ fn run_in(dir: &Path, size: u64) -> Result<FileRow, String> {
     let src = path("file.bin");
     noise_file(&src, size).map_err(|e| format!("writing the file: {e}"))?;
     let wait = Duration::from_secs(30);
-    let mut root = Proc::start("root", &["root", "--bind", "127.0.0.1:0"], false)?;
+    let mut root = Proc::start("root", &["root", "--bind", "127.0.0.1:0"], &[], false)?;
     let first = root.line(wait)?;
     let addr = first
         .split_whitespace()
@@ -156,6 +83,7 @@ fn run_in(dir: &Path, size: u64) -> Result<FileRow, String> {
                 "--bind",
                 "127.0.0.1:0",
             ],
+            &[],
             true,
         )?;
         let l = p.line(wait)?;
@@ -196,6 +124,7 @@ fn run_in(dir: &Path, size: u64) -> Result<FileRow, String> {
             "--bind",
             "127.0.0.1:0",
         ],
+        &[],
         false,
     )?;
     // The sender at rest: once its process runs (its memory before the file is read).
@@ -232,7 +161,7 @@ fn run_in(dir: &Path, size: u64) -> Result<FileRow, String> {
     let memory = [&root, &sender]
         .into_iter()
         .chain(procs.iter())
-        .map(|p| (p.name, p.rest_kib, p.peak_kib))
+        .map(|p| (p.name.clone(), p.rest_kib, p.peak_kib))
         .collect();
     Ok(FileRow {
         size,

@@ -7,6 +7,8 @@ mod bench_fanout;
 mod bench_files;
 mod bench_observe;
 mod bench_patterns;
+mod bench_proc;
+mod bench_processes;
 mod bench_receive;
 mod call_cmd;
 mod client;
