@@ -117,6 +117,9 @@ pub struct Node {
     seen_discoveries: SeenPool<(NodeId, u64)>,
     next_seq: u64,
     seen_publishes: SeqWindows<NodeId>,
+    /// Where small received payloads are copied, many to a block (see
+    /// [`Node::copy_payload`]).
+    payload_block: bytes::BytesMut,
     next_ping: u64,
 
     next_request: u64,
@@ -212,6 +215,7 @@ impl Node {
             next_discovery: 0,
             seekers: BTreeMap::new(),
             next_seq: 0,
+            payload_block: bytes::BytesMut::new(),
             next_ping: 0,
             next_request: 0,
             calls: BTreeMap::new(),

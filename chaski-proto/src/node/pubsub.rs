@@ -4,13 +4,18 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{Delivery, Node, Received, TopicState, ROOT_TOPIC};
 use crate::config::Config;
 use crate::error::CommandError;
 use crate::id::{ConnId, NodeId};
 use crate::message::{DisconnectReason, PublishRef};
+
+/// Received payloads up to this size share blocks (see `Node::copy_payload`).
+const SMALL_PAYLOAD: usize = 256;
+/// The size of such a block.
+const PAYLOAD_BLOCK: usize = 4096;
 
 impl Node {
     /// Subscribes to `topic`, or to every topic a pattern matches (`sensors/*/temperature`,
@@ -178,6 +183,23 @@ impl Node {
         Ok(())
     }
 
+    /// A received payload, copied out of the read buffer (a slice of it would pin the whole
+    /// buffer, many frames, for as long as the application holds the message). Small ones
+    /// share blocks of [`PAYLOAD_BLOCK`] bytes: one allocation per block, not per message;
+    /// a message the application keeps holds its block.
+    fn copy_payload(&mut self, payload: &[u8]) -> Bytes {
+        if payload.len() > SMALL_PAYLOAD {
+            return Bytes::copy_from_slice(payload);
+        }
+        let block = &mut self.payload_block;
+        // Empty between messages (each is split off whole): its capacity is the room left.
+        if block.capacity() < payload.len() {
+            *block = BytesMut::with_capacity(PAYLOAD_BLOCK);
+        }
+        block.extend_from_slice(payload);
+        block.split().freeze()
+    }
+
     pub(super) fn on_publish(
         &mut self,
         conn: ConnId,
@@ -210,12 +232,10 @@ impl Node {
         }
         if subscribed {
             self.counters.delivered += 1;
+            let payload = self.copy_payload(p.payload);
             self.push_delivery(Delivery::Message(Received {
                 topic: p.topic.to_string(),
-                // A copy: the received slice would pin its whole read buffer (many frames)
-                // for as long as the application holds the message, so a queue bounded in
-                // messages would not be bounded in bytes.
-                payload: Bytes::copy_from_slice(p.payload),
+                payload,
                 origin: Some(p.origin),
                 seq: p.seq,
                 hops: p.hops,

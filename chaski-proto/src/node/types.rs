@@ -69,7 +69,9 @@ pub enum Output {
 pub struct Received {
     /// Topic.
     pub topic: String,
-    /// The publisher's bytes.
+    /// The publisher's bytes. Payloads of up to 256 bytes share 4 KiB blocks with the
+    /// messages received around them (one allocation per block, not per message): keeping one
+    /// keeps its block, so copy a payload you keep for long (`Bytes::copy_from_slice`).
     pub payload: Bytes,
     /// The publishing node (`None` for a UDP publish).
     pub origin: Option<NodeId>,

@@ -1674,3 +1674,46 @@ fn a_udp_publish_is_delivered_and_counted() {
     assert_eq!(got, 2);
     assert_eq!(n.counters().delivered, 2);
 }
+
+/// Small payloads are copied into shared 4 KiB blocks, one after another, intact; a payload
+/// past 256 bytes gets its own allocation.
+#[test]
+fn small_received_payloads_share_blocks_and_large_ones_do_not() {
+    let (mut n, now) = node(Config::default());
+    n.subscribe("t", now).unwrap();
+    peer(&mut n, 1, 7, &["t"], now);
+    drain(&mut n);
+    let mut input = Vec::new();
+    // Sixteen of 256 bytes fill a block exactly; the seventeenth starts the next.
+    for seq in 1..=17u64 {
+        input.extend_from_slice(&publish_frame(70, seq, "t", 5, 1, &[seq as u8; 256]));
+    }
+    input.extend_from_slice(&publish_frame(70, 18, "t", 5, 1, &[18; 257]));
+    input.extend_from_slice(&publish_frame(70, 19, "t", 5, 1, &[19; 3]));
+    n.handle_bytes(ConnId(1), &input, now);
+    let outs = drain(&mut n);
+    let got = messages(&outs);
+    assert_eq!(got.len(), 19);
+    for m in &got {
+        let len = if m.seq == 18 {
+            257
+        } else if m.seq == 19 {
+            3
+        } else {
+            256
+        };
+        assert_eq!(&m.payload[..], &vec![m.seq as u8; len][..], "seq {}", m.seq);
+    }
+    let at = |i: usize| got[i].payload.as_ptr() as usize;
+    for i in 1..16 {
+        assert_eq!(
+            at(i),
+            at(i - 1) + 256,
+            "payload {i} not next to the one before"
+        );
+    }
+    assert_ne!(at(16), at(15) + 256, "a block holds more than 4 KiB");
+    // The large one is apart; the small one after it goes on in the second block.
+    assert_ne!(at(17), at(16) + 256);
+    assert_eq!(at(18), at(16) + 256);
+}
