@@ -444,11 +444,7 @@ fn idle_edge_memory(
         ("CHASKI_IDLE_TIMEOUT", "300"),
     ];
     let hub = Proc::start("hub", &["root", "--bind", "127.0.0.1:0"], &env, false)?;
-    let first = hub.line(Duration::from_secs(30))?;
-    let addr: SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .ok_or_else(|| format!("hub: no address in {first:?}"))?;
+    let addr = hub.listen_addr(Duration::from_secs(30))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -59,12 +59,7 @@ fn run_in(dir: &Path, size: u64) -> Result<FileRow, String> {
     noise_file(&src, size).map_err(|e| format!("writing the file: {e}"))?;
     let wait = Duration::from_secs(30);
     let mut root = Proc::start("root", &["root", "--bind", "127.0.0.1:0"], &[], false)?;
-    let first = root.line(wait)?;
-    let addr = first
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .ok_or_else(|| format!("no address in {first:?}"))?
-        .to_string();
+    let addr = root.listen_addr(wait)?.to_string();
     let mut procs = Vec::new();
     for (k, name) in [(0, "receiver 1"), (1, "receiver 2")] {
         let d = path(&format!("in{k}"));

@@ -77,6 +77,16 @@ impl Proc {
             .map_err(|_| format!("{}: no output within {limit:?}", self.name))
     }
 
+    /// The loopback address a `chaski root` or `chaski node` prints in its first line (read
+    /// within `limit`).
+    pub fn listen_addr(&self, limit: Duration) -> Result<std::net::SocketAddr, String> {
+        let first = self.line(limit)?;
+        first
+            .split_whitespace()
+            .find_map(|w| w.trim_end_matches(';').parse().ok())
+            .ok_or_else(|| format!("{}: no address in {first:?}", self.name))
+    }
+
     /// `VmRSS` or `VmHWM` of the process, in KiB (0 if unknown).
     pub fn mem(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -36,16 +36,6 @@ pub struct ProcessRow {
     pub root_edges: [usize; 2],
 }
 
-/// The address a `chaski root` or `chaski node` prints in its first line.
-fn listen_addr(p: &Proc, limit: Duration) -> Result<String, String> {
-    let first = p.line(limit)?;
-    first
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .map(|w| w.trim_end_matches(';').to_string())
-        .ok_or_else(|| format!("{}: no address in {first:?}", p.name))
-}
-
 /// Runs the row (its own tokio runtime for the node that asks and publishes).
 pub fn measure(quick: bool) -> Result<ProcessRow, String> {
     let (nodes, topics) = if quick { (20, 2) } else { (500, 10) };
@@ -72,7 +62,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, topics: usize) -> Result<ProcessR
         &root_env,
         false,
     )?;
-    let a_addr = listen_addr(&a, wait)?;
+    let a_addr = a.listen_addr(wait)?.to_string();
     let b = Proc::start(
         "root B",
         &[
@@ -87,7 +77,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, topics: usize) -> Result<ProcessR
         &root_env,
         false,
     )?;
-    let b_addr = listen_addr(&b, wait)?;
+    let b_addr = b.listen_addr(wait)?.to_string();
     let roots = [a_addr.clone(), b_addr.clone()];
     let t0 = Instant::now();
     let mut procs = Vec::with_capacity(n);
@@ -109,7 +99,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, topics: usize) -> Result<ProcessR
     }
     let addrs = procs
         .iter()
-        .map(|p| listen_addr(p, wait))
+        .map(|p| p.listen_addr(wait).map(|a| a.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let started = t0.elapsed();
     let asker = rt

@@ -332,28 +332,22 @@ mod tests {
 
     #[test]
     fn a_wildcard_or_loopback_listen_address_is_made_reachable() {
-        // A wildcard: the address the peer is reached at, with its port.
-        assert_eq!(
-            reachable(a("0.0.0.0:9"), a("10.0.0.7:4000")),
-            a("10.0.0.7:9")
-        );
-        assert_eq!(
-            reachable(a("[::]:9"), a("[fd00::7]:4000")),
-            a("[fd00::7]:9")
-        );
-        // Loopback told by a peer on another host: that host's address.
-        assert_eq!(
-            reachable(a("127.0.0.1:9"), a("10.0.0.7:4000")),
-            a("10.0.0.7:9")
-        );
-        // Loopback on this host, or a routable address: kept.
-        assert_eq!(
-            reachable(a("127.0.0.1:9"), a("127.0.0.2:4000")),
-            a("127.0.0.1:9")
-        );
-        assert_eq!(
-            reachable(a("10.0.0.5:9"), a("10.0.0.7:4000")),
-            a("10.0.0.5:9")
-        );
+        let cases = [
+            // A wildcard: the address the peer is reached at, with its port.
+            ("0.0.0.0:9", "10.0.0.7:4000", "10.0.0.7:9"),
+            ("[::]:9", "[fd00::7]:4000", "[fd00::7]:9"),
+            // Loopback told by a peer on another host: that host's address.
+            ("127.0.0.1:9", "10.0.0.7:4000", "10.0.0.7:9"),
+            // Loopback on this host, or a routable address: kept.
+            ("127.0.0.1:9", "127.0.0.2:4000", "127.0.0.1:9"),
+            ("10.0.0.5:9", "10.0.0.7:4000", "10.0.0.5:9"),
+        ];
+        for (listen, seen_at, expected) in cases {
+            assert_eq!(
+                reachable(a(listen), a(seen_at)),
+                a(expected),
+                "{listen} seen at {seen_at}"
+            );
+        }
     }
 }

@@ -19,8 +19,13 @@ fn with_servers(servers: u64) -> (Node, Instant) {
 }
 
 fn call_math(n: &mut Node, timeout: Duration, now: Instant) -> RequestId {
+    call_named(n, "math", timeout, now)
+}
+
+/// A call of `service` by name, wherever it is served.
+fn call_named(n: &mut Node, service: &str, timeout: Duration, now: Instant) -> RequestId {
     let what = RemoteCall {
-        service: "math",
+        service,
         path: "add",
         kind: CallKind::Call,
         args: Bytes::new(),
@@ -133,15 +138,7 @@ fn shutdown_fails_pending_calls_and_counts_them() {
     let a = call_math(&mut n, Duration::from_secs(5), now);
     let b = call_math(&mut n, Duration::from_secs(5), now);
     // And one that waits for a server of a service nobody offers yet.
-    let what = RemoteCall {
-        service: "other",
-        path: "f",
-        kind: CallKind::Call,
-        args: Bytes::new(),
-    };
-    let c = n
-        .call_service(what, Some(Duration::from_secs(5)), now)
-        .unwrap();
+    let c = call_named(&mut n, "other", Duration::from_secs(5), now);
     drain(&mut n);
     assert_eq!(n.counters().call_errors, 0);
     n.shutdown(now);
@@ -314,15 +311,7 @@ fn a_failed_search_fails_only_the_calls_for_its_service() {
     peer(&mut n, 1, 7, &[], now);
     let math = call_math(&mut n, Duration::from_secs(5), now);
     let later = now + Duration::from_millis(500);
-    let what = RemoteCall {
-        service: "other",
-        path: "f",
-        kind: CallKind::Call,
-        args: Bytes::new(),
-    };
-    let other = n
-        .call_service(what, Some(Duration::from_secs(5)), later)
-        .unwrap();
+    let other = call_named(&mut n, "other", Duration::from_secs(5), later);
     drain(&mut n);
     n.handle_timeout(now + Duration::from_secs(1));
     let outs = drain(&mut n);
